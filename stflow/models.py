@@ -1,0 +1,107 @@
+"""The model registry: a name in the config → an estimator with fit / predict / save / load.
+
+STFlow, its ablations and the baselines all take lists of :class:`stflow.dataset.Slide`
+and return one (N, G) log1p prediction per slide, so training, prediction and evaluation
+treat them alike. Adding a model is one entry here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from stflow.dataset import Slide
+from stflow.errors import StflowError
+
+
+class Estimator(Protocol):
+    """What the pipeline needs of a model."""
+
+    def fit(self, train: list[Slide], val: list[Slide]) -> list[dict[str, float]]:
+        """Train; return the per-epoch (or single) log rows, e.g. loss and val Pearson."""
+
+    def predict(self, slides: list[Slide]) -> list[np.ndarray]:
+        """One (N, G) log1p prediction per slide."""
+
+    def save(self, directory: Path) -> None:
+        """Write everything ``load`` needs into ``directory``."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where an estimator class lives and the parameters this registry entry fixes."""
+
+    target: str  # "module:Class"
+    fixed: dict[str, Any] = field(default_factory=dict)
+    summary: str = ""
+
+    def load_class(self) -> Callable[..., Estimator]:
+        module, _, name = self.target.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+
+_STFLOW = "stflow.estimator:STFlowEstimator"
+_BASE = "stflow.baselines"
+
+MODELS: dict[str, ModelSpec] = {
+    "stflow": ModelSpec(_STFLOW, {}, "STFlow: flow matching, ZINB prior, frame averaging"),
+    "stflow_zinb_fitted": ModelSpec(_STFLOW, {"prior": "zinb-fitted"},
+                                    "STFlow with a per-gene ZINB prior fitted by MLE"),
+    "stflow_zero": ModelSpec(_STFLOW, {"prior": "zero"}, "STFlow with the zero prior"),
+    "stflow_gaussian": ModelSpec(_STFLOW, {"prior": "gaussian"}, "STFlow, Gaussian prior"),
+    "stflow_nofm": ModelSpec(_STFLOW, {"flow_matching": False},
+                             "ablation: one-step regression (no flow matching)"),
+    "stflow_nofa": ModelSpec(_STFLOW, {"frame_averaging": False},
+                             "ablation: raw offsets (no frame averaging)"),
+    "stflow_egnn": ModelSpec(_STFLOW, {"denoiser": "egnn"}, "flow matching with an EGNN"),
+    "ridge_hest": ModelSpec(f"{_BASE}:PCARidge", {"alpha": "hest"},
+                            "HEST: StandardScaler, PCA(256), Ridge with HEST's fixed alpha"),
+    "ridge": ModelSpec(f"{_BASE}:PCARidge", {"alpha": "validation"},
+                       "PCA + Ridge, alpha chosen on the validation split"),
+    "rf": ModelSpec(f"{_BASE}:RandomForest", {}, "random forest, 70 trees (paper)"),
+    "mlp": ModelSpec(f"{_BASE}:MLPRegressor", {}, "two-layer MLP on the features"),
+    "spatial_ridge": ModelSpec(f"{_BASE}:SpatialRidge", {},
+                               "ridge on [own features ‖ mean of k neighbours' features]"),
+}
+
+
+def get_spec(name: str) -> ModelSpec:
+    if name not in MODELS:
+        raise StflowError(f"unknown model '{name}'. Fix: use one of {sorted(MODELS)}")
+    return MODELS[name]
+
+
+def build_estimator(name: str, params: dict[str, Any] | None = None, seed: int = 0) -> Estimator:
+    """Instantiate model ``name`` with user ``params`` on top of the entry's fixed ones."""
+    spec = get_spec(name)
+    merged = {**(params or {}), **spec.fixed}
+    try:
+        return spec.load_class()(seed=seed, **merged)
+    except TypeError as err:
+        raise StflowError(f"model '{name}': bad parameters {sorted(params or {})}: {err}. "
+                          "Fix: check the model's parameters in the config") from err
+
+
+def save_estimator(name: str, estimator: Estimator, directory: str | Path) -> None:
+    """Save an estimator with a small manifest naming its registry entry."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    estimator.save(directory)
+    (directory / "manifest.json").write_text(json.dumps({"model": name}, indent=2))
+
+
+def load_estimator(directory: str | Path) -> Estimator:
+    """Load what :func:`save_estimator` wrote."""
+    directory = Path(directory)
+    manifest = directory / "manifest.json"
+    if not manifest.exists():
+        raise StflowError(f"{directory}: no manifest.json, not a trained model folder. "
+                          "Fix: run the train stage for this model and fold")
+    name = json.loads(manifest.read_text())["model"]
+    return get_spec(name).load_class().load(directory)
