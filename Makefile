@@ -1,0 +1,42 @@
+# One command to set up and run the main job (`make demo`), one for the tests (`make test`).
+# Both create .venv on first use; later calls reuse it.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CORES ?= all
+export MPLBACKEND := Agg
+
+.PHONY: venv demo her2st test lint dryrun clean-results
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+## The main job: the default (offline, simulated) study end to end, tables, figures and report.
+demo: venv
+	$(BIN)/snakemake --cores $(CORES) --profile profiles/local
+	$(BIN)/snakemake --cores 1 --profile profiles/local --report results/synthetic/report.html
+
+## The real her2st sections, from a local mirror of the GitHub repository (no network needed).
+her2st: venv
+	$(BIN)/snakemake --cores $(CORES) --profile profiles/local --configfile config/her2st.yaml \
+	  --config mirror=$(or $(MIRROR),../shared/data/her2st)
+
+lint: venv
+	$(BIN)/ruff check stflow tests benchmarks workflow
+	$(BIN)/snakemake --lint
+
+dryrun: venv
+	$(BIN)/snakemake -n --cores 1 --quiet
+
+## Lint, dry run, then the tests (the tiny end-to-end pipeline run is one of them).
+test: venv lint dryrun
+	$(BIN)/pytest -q
+
+clean-results:
+	rm -rf results .snakemake
