@@ -1,0 +1,151 @@
+"""The target genes: HEST-bench's protocol, or a list given in the config.
+
+HEST (mahmoodlab/HEST ``src/hest/utils.py``, ``get_k_genes(..., criteria='var',
+min_cells_pct=0.10)``) keeps the genes with a non-zero count in at least
+``ceil(0.10 * n_spots)`` spots of *every* sample, drops names containing ``BLANK`` or
+``Control`` (Xenium probes; it excludes no mitochondrial or ribosomal genes), stacks the
+samples' raw counts, applies log1p and takes scanpy's ``highly_variable_genes(n_top_genes=k)``
+(Seurat flavour) — returned in the common genes' sorted order, as HEST does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from tqdm import tqdm
+
+from stflow.atomic import atomic_output
+from stflow.errors import StflowError, input_error
+
+log = logging.getLogger(__name__)
+
+MIN_FRACTION = 0.10
+EXCLUDED_SUBSTRINGS = ("BLANK", "Control")
+
+
+def _check_exists(path: Path) -> None:
+    if not path.exists():
+        raise input_error(path, "ingested sample does not exist", "run the ingest stage first")
+
+
+def _read_counts(path: Path) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Raw counts (CSR) and gene names of one ingested sample."""
+    import anndata as ad
+
+    _check_exists(path)
+    adata = ad.read_h5ad(path)
+    x = sp.csr_matrix(adata.X)
+    if x.nnz and (x.data < 0).any():
+        raise input_error(path, "X holds negative values", "ingest raw counts, not scaled data")
+    return x, np.asarray(adata.var_names, dtype=str)
+
+
+def _gene_names(path: Path) -> set[str]:
+    """Gene names of a sample without loading its counts (backed mode)."""
+    import anndata as ad
+
+    _check_exists(path)
+    adata = ad.read_h5ad(path, backed="r")
+    try:
+        return {str(g) for g in adata.var_names}
+    finally:
+        adata.file.close()
+
+
+def expressed_genes(counts: sp.csr_matrix, genes: np.ndarray,
+                    min_fraction: float = MIN_FRACTION) -> np.ndarray:
+    """Genes with a count > 0 in at least ``ceil(min_fraction * n_spots)`` spots."""
+    positive = counts.indices[counts.data > 0]
+    n_expressed = np.bincount(positive, minlength=counts.shape[1])
+    return genes[n_expressed >= np.ceil(min_fraction * counts.shape[0])]
+
+
+def hest_genes(st_paths: Sequence[str | Path], n_top: int = 50,
+               min_fraction: float = MIN_FRACTION) -> list[str]:
+    """HEST's top-``n_top`` highly variable genes among those expressed in every sample."""
+    import anndata as ad
+    import scanpy as sc
+
+    if n_top < 1:
+        raise StflowError(f"--n-top {n_top}. Fix: ask for at least one gene")
+    paths = [Path(p) for p in st_paths]
+    if not paths:
+        raise input_error("--st", "no ingested samples given", "pass the st/*.h5ad files")
+    common: np.ndarray | None = None
+    for path in tqdm(paths, desc="expressed genes", leave=False):
+        counts, genes = _read_counts(path)
+        kept = expressed_genes(counts, genes, min_fraction)
+        common = kept if common is None else np.intersect1d(common, kept)
+    common = np.array([g for g in np.unique(common)
+                       if not any(s in g for s in EXCLUDED_SUBSTRINGS)], dtype=str)
+    if len(common) < n_top:
+        raise input_error(", ".join(p.name for p in paths),
+                          f"only {len(common)} genes are expressed in >= {min_fraction:.0%} of "
+                          f"the spots of every sample, fewer than n_top = {n_top}",
+                          f"lower --n-top to at most {len(common)} or drop sparse samples")
+    blocks = []
+    for path in tqdm(paths, desc="stack counts", leave=False):
+        counts, genes = _read_counts(path)
+        index = {g: i for i, g in enumerate(genes)}
+        blocks.append(counts[:, [index[g] for g in common]].astype(np.float32))
+    stacked = ad.AnnData(X=sp.vstack(blocks).tocsr())
+    stacked.var_names = common
+    sc.pp.log1p(stacked)
+    sc.pp.highly_variable_genes(stacked, n_top_genes=n_top)
+    return [str(g) for g in stacked.var_names[stacked.var["highly_variable"].to_numpy()][:n_top]]
+
+
+def check_gene_list(genes: Sequence[str], st_paths: Sequence[str | Path]) -> list[str]:
+    """An explicit list, checked to exist in every sample (else name what is missing where)."""
+    genes = [str(g) for g in genes]
+    if not genes:
+        raise input_error("--list", "the gene list is empty", "name at least one gene")
+    duplicates = sorted({g for g in genes if genes.count(g) > 1})
+    if duplicates:
+        raise input_error("--list", f"genes listed twice: {duplicates}", "list each gene once")
+    missing: dict[str, list[str]] = {}
+    for path in map(Path, st_paths):
+        names = _gene_names(path)
+        for gene in genes:
+            if gene not in names:
+                missing.setdefault(gene, []).append(path.stem)
+    if missing:
+        detail = "; ".join(f"{g} (missing in {', '.join(s)})" for g, s in missing.items())
+        raise input_error("--list", f"{len(missing)} genes are not in every sample: {detail}",
+                          "remove them from genes.list in the config, or use the HEST protocol")
+    return genes
+
+
+def write_genes(genes: Sequence[str], protocol: str, n_top: int, out: str | Path) -> None:
+    """Write genes.json as docs/artifacts.md specifies."""
+    data = {"genes": list(genes), "protocol": protocol, "n_top": int(n_top)}
+    with atomic_output(out) as tmp:
+        Path(tmp).write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _run(args: argparse.Namespace) -> None:
+    if args.list:
+        genes = check_gene_list(args.list, args.st)
+        write_genes(genes, "list", len(genes), args.out)
+    else:
+        genes = hest_genes(args.st, args.n_top, args.min_fraction)
+        write_genes(genes, "hest-hvg", args.n_top, args.out)
+    log.info("%d target genes → %s", len(genes), args.out)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``genes`` subcommand."""
+    p = subparsers.add_parser("genes", help="choose the target genes (HEST protocol or a list)")
+    p.add_argument("--st", nargs="+", required=True, help="ingested st/{sample}.h5ad files")
+    p.add_argument("--n-top", type=int, default=50, help="highly variable genes to keep")
+    p.add_argument("--min-fraction", type=float, default=MIN_FRACTION,
+                   help="a gene must be expressed in this fraction of spots of every sample")
+    p.add_argument("--list", nargs="+", help="explicit genes instead of the HEST protocol")
+    p.add_argument("--out", required=True, help="genes.json to write")
+    p.set_defaults(func=_run)

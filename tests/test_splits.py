@@ -1,0 +1,114 @@
+"""Patient-stratified folds: test patients never appear in train or validation."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from stflow.errors import StflowError
+from stflow.splits import make_splits, patient_folds, register, validate_folds
+
+# her2st-like: patient A has 3 sections, B 2, C and D one each.
+PATIENTS = {"A1": "A", "A2": "A", "A3": "A", "B1": "B", "B2": "B", "C1": "C", "D1": "D"}
+
+
+def write_samples(path, patients=PATIENTS):
+    lines = ["sample\tpatient\timage_path\tmpp\tn_spots"]
+    lines += [f"{s}\t{p}\t/img/{s}.jpg\t0.5\t300" for s, p in patients.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def assert_stratified(fold, patients=PATIENTS):
+    test_patients = {patients[s] for s in fold["test"]}
+    assert not test_patients & {patients[s] for s in fold["train"] + fold["val"]}
+    assert not set(fold["train"]) & set(fold["val"])
+
+
+def test_default_is_leave_one_patient_out_with_all_samples_used():
+    folds = patient_folds(PATIENTS)
+    assert [f["name"] for f in folds] == ["fold0", "fold1", "fold2", "fold3"]
+    assert [f["test"] for f in folds] == [["A1", "A2", "A3"], ["B1", "B2"], ["C1"], ["D1"]]
+    for fold in folds:
+        assert_stratified(fold)
+        assert sorted(fold["train"] + fold["val"] + fold["test"]) == sorted(PATIENTS)
+        assert len(fold["val"]) == 1
+
+
+def test_validation_prefers_a_patient_whose_only_sample_it_is():
+    folds = patient_folds(PATIENTS, seed=0)
+    assert folds[0]["val"][0] in {"C1", "D1"}  # test A: C and D have a single sample
+    # Test C: only D1 is a whole patient, so validation is patient-disjoint from train.
+    assert folds[2]["val"] == ["D1"]
+
+
+def test_single_training_sample_leaves_val_empty():
+    folds = patient_folds({"x": "P", "y": "Q"})
+    assert [f["val"] for f in folds] == [[], []]
+    assert [f["train"] for f in folds] == [["y"], ["x"]]
+
+
+def test_n_folds_groups_patients_and_is_seeded():
+    folds = patient_folds(PATIENTS, n_folds=2, seed=3)
+    assert len(folds) == 2
+    assert sorted(s for f in folds for s in f["test"]) == sorted(PATIENTS)
+    for fold in folds:
+        assert_stratified(fold)
+    assert folds == patient_folds(PATIENTS, n_folds=2, seed=3)
+    with pytest.raises(StflowError, match="between 2 and 4"):
+        patient_folds(PATIENTS, n_folds=5)
+
+
+def test_fewer_than_two_patients_is_refused():
+    with pytest.raises(StflowError, match="at least 2"):
+        patient_folds({"A1": "A", "A2": "A"})
+
+
+@pytest.mark.parametrize("fold, message", [
+    ({"train": ["A1", "Z9"], "test": ["B1"]}, "unknown sample 'Z9' in train"),
+    ({"train": ["A1", "B1"], "test": ["B1"]}, "sample 'B1' is in both test and train"),
+    ({"train": ["A1"], "val": ["C1"], "test": ["C1"]}, "sample 'C1' is in both test and val"),
+    ({"train": ["A1", "B2"], "test": ["B1"]}, "train sample 'B2' belongs to patient B"),
+    ({"train": ["A1"], "val": ["B2"], "test": ["B1"]}, "val sample 'B2' belongs to patient B"),
+    ({"train": [], "test": ["B1"]}, "no train samples"),
+])
+def test_explicit_folds_are_validated(fold, message):
+    with pytest.raises(StflowError, match=message) as err:
+        validate_folds([{"name": "myfold", **fold}], PATIENTS, "folds.json")
+    assert str(err.value).startswith("folds.json: fold myfold")
+
+
+def test_valid_explicit_folds_pass_through():
+    folds = validate_folds([{"train": ["A1", "A2"], "val": ["C1"], "test": ["B1", "B2"]}],
+                           PATIENTS, "folds.json")
+    assert folds == [{"name": "fold0", "train": ["A1", "A2"], "val": ["C1"],
+                      "test": ["B1", "B2"]}]
+
+
+def test_cli_writes_splits_json(tmp_path):
+    samples = write_samples(tmp_path / "samples.tsv")
+    parser = argparse.ArgumentParser(prog="stflow")
+    register(parser.add_subparsers(dest="command", required=True))
+    out = tmp_path / "splits.json"
+    args = parser.parse_args(["splits", "--samples", str(samples), "--out", str(out)])
+    args.func(args)
+    data = json.loads(out.read_text())
+    assert data["scheme"] == "patient" and len(data["folds"]) == 4
+    assert data == make_splits(samples)
+
+    explicit = tmp_path / "folds.json"
+    explicit.write_text(json.dumps({"folds": [{"train": ["A1"], "test": ["D1"]}]}))
+    args = parser.parse_args(["splits", "--samples", str(samples), "--out", str(out),
+                              "--folds-json", str(explicit)])
+    args.func(args)
+    assert json.loads(out.read_text()) == {"scheme": "explicit", "folds": [
+        {"name": "fold0", "train": ["A1"], "val": [], "test": ["D1"]}]}
+
+
+def test_samples_table_without_patient_column_is_refused(tmp_path):
+    bad = tmp_path / "samples.tsv"
+    bad.write_text("sample\timage_path\nA1\t/x.jpg\n")
+    with pytest.raises(StflowError, match="lacks the columns"):
+        make_splits(bad)
