@@ -66,11 +66,15 @@ def read_features(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]
                           "run the embed stage (`stflow embed`) for this sample and encoder")
     try:
         group = zarr.open_group(str(path), mode="r")
+    except (zarr.errors.GroupNotFoundError, FileNotFoundError) as err:
+        raise input_error(path, "not a readable zarr group (corrupt or not a features store)",
+                          "delete it and run `stflow embed` again") from err
+    try:
         if not group.attrs.get("complete", False):
             raise input_error(path, "features store is incomplete (an interrupted write)",
                               "delete it and run `stflow embed` again")
         features = np.asarray(group["features"][:], dtype=np.float32)
-        barcodes = np.asarray(group["barcode"][:]).astype(str)
+        barcodes = np.asarray(group["barcode"][:], dtype=object).astype(str)
         coords = np.asarray(group["coords_um"][:], dtype=np.float64)
     except KeyError as err:
         raise input_error(path, f"features store lacks the array {err}",

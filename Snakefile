@@ -1,0 +1,35 @@
+# stflow: predict spatial gene expression from H&E histology with STFlow.
+#   snakemake --profile profiles/local                       # offline synthetic default
+#   snakemake --profile profiles/local --configfile config/her2st.yaml
+#   snakemake --report results/report.html                   # figures and tables as HTML
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "config/schema.yaml")
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "rules/common.smk"
+include: "rules/download.smk"
+include: "rules/ingest.smk"
+include: "rules/splits.smk"
+include: "rules/genes.smk"
+include: "rules/patches.smk"
+include: "rules/embed.smk"
+include: "rules/graph.smk"
+include: "rules/train.smk"
+include: "rules/evaluate.smk"
+include: "rules/figures.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

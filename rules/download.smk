@@ -1,0 +1,19 @@
+rule download:
+    output:
+        res("{dataset}", "raw/MANIFEST.tsv"),
+    params:
+        source=lambda wc: DATASETS[wc.dataset]["source"],
+        raw=lambda wc: res(wc.dataset, "raw"),
+        args=download_args,
+    log:
+        res("{dataset}", "logs/download.log"),
+    benchmark:
+        res("{dataset}", "benchmarks/download.tsv")
+    resources:
+        mem_mb=2000,
+        runtime=120,
+    conda:
+        ENV
+    shell:
+        "stflow download --source {params.source} --out {params.raw} {params.args} "
+        "> {log} 2>&1"

@@ -1,0 +1,35 @@
+rule figures:
+    input:
+        metrics=res("{dataset}", "tables/metrics.tsv"),
+        predictions=prediction_dirs,
+        models=model_dirs,
+        st=st_files,
+    output:
+        comparison=report(res("{dataset}", "figures/comparison.png"),
+                          caption="../workflow/report/comparison.rst", category="Figures"),
+        curves=report(res("{dataset}", "figures/training_curves.png"),
+                      caption="../workflow/report/curves.rst", category="Figures"),
+        biomarkers=report(directory(res("{dataset}", "figures/biomarkers")),
+                          patterns=["{encoder}/{fold}.png"],
+                          caption="../workflow/report/biomarkers.rst",
+                          category="Biomarker maps"),
+    params:
+        st_dir=lambda wc: res(wc.dataset, "st"),
+        root=lambda wc: res(wc.dataset, ""),
+        encoders=" ".join(config["encoders"]),
+        models=" ".join(config["models"]),
+        folds=lambda wc: " ".join(folds(wc.dataset)),
+        genes=" ".join(config["figures"]["genes"]),
+    log:
+        res("{dataset}", "logs/figures.log"),
+    benchmark:
+        res("{dataset}", "benchmarks/figures.tsv")
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    conda:
+        ENV
+    shell:
+        "stflow figures --results {params.root} --encoders {params.encoders} "
+        "--models {params.models} --folds {params.folds} --genes {params.genes} "
+        "> {log} 2>&1"

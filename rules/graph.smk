@@ -1,0 +1,18 @@
+rule graph:
+    input:
+        res("{dataset}", "patches/{sample}.h5"),
+    output:
+        res("{dataset}", "graph/{sample}.npz"),
+    params:
+        k=config["graph"]["k"],
+    log:
+        res("{dataset}", "logs/graph/{sample}.log"),
+    benchmark:
+        res("{dataset}", "benchmarks/graph/{sample}.tsv")
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "stflow graph --patches {input} --k {params.k} --out {output} > {log} 2>&1"

@@ -1,0 +1,40 @@
+rule ingest:
+    input:
+        res("{dataset}", "raw/MANIFEST.tsv"),
+    output:
+        res("{dataset}", "st/{sample}.h5ad"),
+    params:
+        source=lambda wc: DATASETS[wc.dataset]["source"],
+        raw=lambda wc: res(wc.dataset, "raw"),
+        task=lambda wc: " ".join(task_args(wc)),
+    log:
+        res("{dataset}", "logs/ingest/{sample}.log"),
+    benchmark:
+        res("{dataset}", "benchmarks/ingest/{sample}.tsv")
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        ENV
+    shell:
+        "stflow ingest --source {params.source} --raw {params.raw} --sample {wildcards.sample} "
+        "{params.task} --out {output} > {log} 2>&1"
+
+
+rule samples_table:
+    input:
+        st_files,
+    output:
+        report(res("{dataset}", "samples.tsv"), caption="../workflow/report/samples.rst",
+               category="Data"),
+    log:
+        res("{dataset}", "logs/samples.log"),
+    benchmark:
+        res("{dataset}", "benchmarks/samples.tsv")
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "stflow samples --st {input} --out {output} > {log} 2>&1"

@@ -1,0 +1,25 @@
+rule patches:
+    input:
+        res("{dataset}", "st/{sample}.h5ad"),
+    output:
+        patches=res("{dataset}", "patches/{sample}.h5"),
+        qc=report(res("{dataset}", "figures/qc/{sample}.png"),
+                  caption="../workflow/report/qc.rst", category="Quality control",
+                  subcategory="{dataset}", labels={"sample": "{sample}"}),
+    params:
+        size_um=config["patches"]["size_um"],
+        size_px=config["patches"]["size_px"],
+        min_tissue=config["patches"]["min_tissue"],
+    log:
+        res("{dataset}", "logs/patches/{sample}.log"),
+    benchmark:
+        res("{dataset}", "benchmarks/patches/{sample}.tsv")
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        ENV
+    shell:
+        "stflow patches --st {input} --out {output.patches} --qc {output.qc} "
+        "--size-um {params.size_um} --size-px {params.size_px} "
+        "--min-tissue {params.min_tissue} > {log} 2>&1"

@@ -1,0 +1,214 @@
+"""Train one model on one fold, and predict that fold's test sections.
+
+These two stages join the upstream artifacts (splits, genes, ingested counts, features,
+graph) into :class:`stflow.dataset.Slide` objects and hand them to a registry estimator, so
+every model — STFlow, its ablations, the baselines — is trained and written the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from stflow.atomic import atomic_output
+from stflow.dataset import Slide, load_slide
+from stflow.errors import check_finite, check_shape, input_error
+from stflow.models import build_estimator, load_estimator, save_estimator
+
+log = logging.getLogger(__name__)
+
+HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_pearson"]
+
+
+def read_fold(splits_path: str | Path, fold: str) -> dict[str, list[str]]:
+    """The ``train``/``val``/``test`` sample lists of ``fold`` in a splits.json."""
+    splits_path = Path(splits_path)
+    if not splits_path.exists():
+        raise input_error(splits_path, "splits file does not exist", "run `stflow splits` first")
+    try:
+        folds = json.loads(splits_path.read_text())["folds"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise input_error(splits_path, f"not a splits.json ({err})",
+                          "re-create it with `stflow splits`") from err
+    names = [f.get("name") for f in folds]
+    if fold not in names:
+        raise input_error(splits_path, f"no fold named '{fold}' (it has {names})",
+                          "pass one of the fold names in the file")
+    entry = folds[names.index(fold)]
+    parts = {key: [str(s) for s in entry.get(key) or []] for key in ("train", "val", "test")}
+    if not parts["train"] or not parts["test"]:
+        raise input_error(splits_path, f"fold '{fold}' has an empty train or test list",
+                          "re-create the splits with at least two patients")
+    return parts
+
+
+def read_genes(genes_path: str | Path) -> list[str]:
+    """The ordered target genes of a genes.json."""
+    genes_path = Path(genes_path)
+    if not genes_path.exists():
+        raise input_error(genes_path, "genes file does not exist", "run `stflow genes` first")
+    try:
+        genes = [str(g) for g in json.loads(genes_path.read_text())["genes"]]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise input_error(genes_path, f"not a genes.json ({err})",
+                          "re-create it with `stflow genes`") from err
+    if not genes:
+        raise input_error(genes_path, "the gene list is empty",
+                          "choose genes expressed in every sample")
+    return genes
+
+
+def load_slides(samples: list[str], genes: list[str], st_dir: str | Path,
+                features_dir: str | Path, graph_dir: str | Path | None) -> list[Slide]:
+    """Load each sample's features, counts of ``genes`` and (optionally) kNN graph."""
+    slides = []
+    for sample in tqdm(samples, desc="loading slides", disable=len(samples) < 2):
+        graph = Path(graph_dir) / f"{sample}.npz" if graph_dir is not None else None
+        slides.append(load_slide(sample, Path(features_dir) / f"{sample}.zarr",
+                                 Path(st_dir) / f"{sample}.h5ad", genes, graph))
+    return slides
+
+
+def history_frame(rows: list[dict[str, float]]) -> pd.DataFrame:
+    """The estimator's log rows as history.tsv: the contract columns first, extras after."""
+    frame = pd.DataFrame(rows if rows else [{}])
+    if "epoch" not in frame or frame["epoch"].isna().all():
+        frame["epoch"] = np.arange(1, len(frame) + 1)
+    for column in HISTORY_COLUMNS:
+        if column not in frame:
+            frame[column] = np.nan
+    extras = [c for c in frame.columns if c not in HISTORY_COLUMNS]
+    return frame[HISTORY_COLUMNS + extras]
+
+
+def train_fold(splits: str | Path, fold: str, genes: str | Path, st_dir: str | Path,
+               features_dir: str | Path, graph_dir: str | Path | None, model: str,
+               out: str | Path, params: dict[str, Any] | None = None, seed: int = 0) -> Path:
+    """Fit ``model`` on the fold's train (+val) slides and write its folder atomically."""
+    parts = read_fold(splits, fold)
+    gene_list = read_genes(genes)
+    estimator = build_estimator(model, params or {}, seed)
+    train = load_slides(parts["train"], gene_list, st_dir, features_dir, graph_dir)
+    val = load_slides(parts["val"], gene_list, st_dir, features_dir, graph_dir)
+    log.info("training %s on %s: %d train, %d val slides", model, fold, len(train), len(val))
+    rows = estimator.fit(train, val)
+    out = Path(out)
+    with atomic_output(out) as tmp:
+        save_estimator(model, estimator, tmp)
+        (tmp / "params.json").write_text(json.dumps(
+            {"model": model, "params": params or {}, "seed": seed, "fold": fold,
+             "train": parts["train"], "val": parts["val"], "genes": gene_list}, indent=2))
+        history_frame(rows).to_csv(tmp / "history.tsv", sep="\t", index=False)
+    return out
+
+
+def prediction_anndata(slide: Slide, prediction: np.ndarray, genes: list[str],
+                       st_path: str | Path, model: str, encoder: str, fold: str):
+    """Prediction of one slide as AnnData, carrying the ingested obs/obsm of its spots."""
+    import anndata as ad
+
+    where = f"prediction of {model} for sample {slide.sample}"
+    prediction = np.asarray(prediction, dtype=np.float32)
+    check_shape(prediction, "prediction", (slide.n_spots, len(genes)), where)
+    check_finite(prediction, "prediction", where)
+    source = ad.read_h5ad(st_path)
+    index = source.obs_names.get_indexer(slide.barcodes)
+    if (index < 0).any():
+        raise input_error(st_path, "some feature barcodes are not in the ingested sample",
+                          "re-run patches and embed for this sample")
+    obs = source.obs.iloc[index].copy()
+    obsm = {key: np.asarray(source.obsm[key])[index]
+            for key in ("spatial", "spatial_um") if key in source.obsm}
+    result = ad.AnnData(X=prediction, obs=obs, var=pd.DataFrame(index=pd.Index(genes)),
+                        obsm=obsm)
+    if slide.targets is not None:
+        result.layers["truth"] = slide.targets.astype(np.float32)
+    result.uns.update({"model": model, "encoder": encoder, "fold": fold,
+                       "sample": slide.sample})
+    return result
+
+
+def predict_fold(model_dir: str | Path, splits: str | Path, fold: str, genes: str | Path,
+                 st_dir: str | Path, features_dir: str | Path, graph_dir: str | Path | None,
+                 out_dir: str | Path, encoder: str | None = None) -> list[Path]:
+    """Predict each test sample of ``fold`` into ``{out_dir}/{sample}.h5ad`` (folder written atomically)."""
+    model_dir = Path(model_dir)
+    estimator = load_estimator(model_dir)
+    model = json.loads((model_dir / "manifest.json").read_text())["model"]
+    encoder = encoder or Path(features_dir).name
+    gene_list = read_genes(genes)
+    test = load_slides(read_fold(splits, fold)["test"], gene_list, st_dir, features_dir,
+                       graph_dir)
+    predictions = estimator.predict(test)
+    if len(predictions) != len(test):
+        raise input_error(model_dir, f"the model returned {len(predictions)} predictions for "
+                          f"{len(test)} slides", "fix the estimator's predict()")
+    out_dir = Path(out_dir)
+    with atomic_output(out_dir) as tmp:
+        tmp.mkdir()
+        for slide, prediction in zip(test, predictions, strict=True):
+            st_path = Path(st_dir) / f"{slide.sample}.h5ad"
+            adata = prediction_anndata(slide, prediction, gene_list, st_path, model, encoder,
+                                       fold)
+            adata.write_h5ad(tmp / f"{slide.sample}.h5ad")
+    return [out_dir / f"{slide.sample}.h5ad" for slide in test]
+
+
+def _params(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise input_error("--params", f"not valid JSON ({err})",
+                          "pass a JSON object, e.g. '{\"epochs\": 5}'") from err
+    if not isinstance(value, dict):
+        raise input_error("--params", "is not a JSON object", "pass e.g. '{\"epochs\": 5}'")
+    return value
+
+
+def _add_inputs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--splits", required=True, help="splits.json")
+    parser.add_argument("--fold", required=True, help="fold name, e.g. fold0")
+    parser.add_argument("--genes", required=True, help="genes.json")
+    parser.add_argument("--st-dir", required=True, help="folder of st/{sample}.h5ad")
+    parser.add_argument("--features-dir", required=True,
+                        help="folder of features/{encoder}/{sample}.zarr")
+    parser.add_argument("--graph-dir", default=None, help="folder of graph/{sample}.npz")
+
+
+def _run_train(args: argparse.Namespace) -> None:
+    train_fold(args.splits, args.fold, args.genes, args.st_dir, args.features_dir,
+               args.graph_dir, args.model, args.out, _params(args.params), args.seed)
+
+
+def _run_predict(args: argparse.Namespace) -> None:
+    predict_fold(args.model_dir, args.splits, args.fold, args.genes, args.st_dir,
+                 args.features_dir, args.graph_dir, args.out_dir, args.encoder)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``stflow train`` and ``stflow predict``."""
+    train = subparsers.add_parser("train", help="fit a model on one fold")
+    _add_inputs(train)
+    train.add_argument("--model", required=True, help="registry name, e.g. stflow, ridge")
+    train.add_argument("--params", default=None, help="model parameters as a JSON object")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", required=True, help="models/{encoder}/{model}/{fold}")
+    train.set_defaults(func=_run_train)
+
+    predict = subparsers.add_parser("predict", help="predict a fold's test samples")
+    predict.add_argument("--model-dir", required=True, help="a folder written by train")
+    _add_inputs(predict)
+    predict.add_argument("--encoder", default=None,
+                         help="encoder name for uns (default: the features folder's name)")
+    predict.add_argument("--out-dir", required=True,
+                         help="predictions/{encoder}/{model}/{fold}")
+    predict.set_defaults(func=_run_predict)

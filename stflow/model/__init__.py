@@ -1,0 +1,26 @@
+"""Denoisers f_θ(C, I, Y_t, t) → Ŷ: the frame-averaging transformer (STFlow) and an EGNN."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from stflow.errors import StflowError
+from stflow.model.egnn import EGNNDenoiser
+from stflow.model.fa_transformer import STFlowDenoiser
+from stflow.model.geometry import Geometry, prepare_geometry
+
+DENOISERS = ("fa", "egnn")
+
+__all__ = ["DENOISERS", "EGNNDenoiser", "Geometry", "STFlowDenoiser", "build_denoiser",
+           "prepare_geometry"]
+
+
+def build_denoiser(name: str, in_dim: int, n_genes: int, hidden: int = 128, layers: int = 4,
+                   heads: int = 4, dropout: float = 0.2, frame_averaging: bool = True
+                   ) -> nn.Module:
+    """``fa``: STFlow's frame-averaging transformer; ``egnn``: the EGNN comparison."""
+    if name == "fa":
+        return STFlowDenoiser(in_dim, n_genes, hidden, layers, heads, dropout, frame_averaging)
+    if name == "egnn":
+        return EGNNDenoiser(in_dim, n_genes, hidden, layers, dropout)
+    raise StflowError(f"denoiser '{name}': unknown. Fix: use one of {list(DENOISERS)}")

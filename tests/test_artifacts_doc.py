@@ -1,0 +1,121 @@
+"""docs/artifacts.md, checked on the artifacts of the tiny workflow run: every artifact
+opens with h5py / zarr / anndata / numpy exactly as the document shows and holds what it
+says."""
+
+from __future__ import annotations
+
+import json
+
+import anndata as ad
+import h5py
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import zarr
+from workflow_fixtures import FOLDS, SAMPLES, tiny_run_fixture  # noqa: F401
+
+ENCODER = "efficientnet_lite0"
+
+
+def test_ingested_samples(tiny_run):
+    table = pd.read_csv(tiny_run.results / "samples.tsv", sep="\t")
+    assert list(table.columns[:5]) == ["sample", "patient", "image_path", "mpp", "n_spots"]
+    assert sorted(table["sample"]) == SAMPLES
+    for sample in SAMPLES:
+        adata = ad.read_h5ad(tiny_run.results / "st" / f"{sample}.h5ad")
+        assert sp.issparse(adata.X) and adata.X.dtype == np.int32
+        assert adata.var_names.is_unique and adata.obs_names.is_unique
+        np.testing.assert_allclose(adata.obsm["spatial_um"],
+                                   adata.obsm["spatial"] * adata.uns["mpp"])
+        assert adata.uns["sample"] == sample and adata.uns["patient"] == sample[:2]
+        assert {"image_path", "source"} <= set(adata.uns)
+
+
+def test_splits_and_genes(tiny_run):
+    splits = json.loads((tiny_run.results / "splits.json").read_text())
+    assert splits["scheme"] == "patient"
+    assert all({"name", "train", "val", "test"} <= set(f) for f in splits["folds"])
+    genes = json.loads((tiny_run.results / "genes.json").read_text())
+    assert genes["protocol"] in {"hest-hvg", "list"} and len(genes["genes"]) == genes["n_top"]
+
+
+def test_patches_are_hest_compatible(tiny_run):
+    with h5py.File(tiny_run.results / "patches" / "P1S1.h5", "r") as f:
+        img, coords, barcode = f["img"], f["coords"][:], f["barcode"][:]
+        n = img.shape[0]
+        assert img.shape[1:] == (64, 64, 3) and img.dtype == np.uint8
+        assert coords.shape == (n, 2) and coords.dtype == np.int64
+        assert barcode.shape == (n, 1)
+        assert {"pixel_size", "patch_size_um", "patch_size_px", "mpp", "sample",
+                "n_dropped_background"} <= set(f.attrs)
+        assert f.attrs["patch_size_px"] == 64
+
+
+def test_features_store(tiny_run):
+    group = zarr.open_group(str(tiny_run.results / "features" / ENCODER / "P1S1.zarr"), mode="r")
+    features = group["features"][:]
+    n, dim = features.shape
+    assert features.dtype == np.float32 and group.attrs["feature_dim"] == dim
+    assert group["barcode"].shape == (n,) and group["coords_um"].shape == (n, 2)
+    assert group.attrs["complete"] is True and group.attrs["encoder"] == ENCODER
+    assert {"weights_sha256", "transform", "precision", "stflow_version"} <= set(group.attrs)
+
+
+def test_graph(tiny_run):
+    with np.load(tiny_run.results / "graph" / "P1S1.npz") as g:
+        neighbors, offsets, coords = g["neighbors"], g["offsets_um"], g["coords_um"]
+        n, k = neighbors.shape
+        assert k == int(g["k"]) == 4 and neighbors.dtype == np.int64
+        assert g["distances_um"].shape == (n, k) and g["barcode"].shape == (n,)
+        assert not (neighbors == np.arange(n)[:, None]).any()
+        np.testing.assert_allclose(offsets, coords[:, None, :] - coords[neighbors], atol=1e-3)
+
+
+def test_trained_models(tiny_run):
+    for model in ("stflow", "ridge"):
+        folder = tiny_run.results / "models" / ENCODER / model / "fold0"
+        assert json.loads((folder / "manifest.json").read_text()) == {"model": model}
+        history = pd.read_csv(folder / "history.tsv", sep="\t")
+        assert list(history.columns[:4]) == ["epoch", "train_loss", "val_loss", "val_pearson"]
+    stflow = tiny_run.results / "models" / ENCODER / "stflow" / "fold0"
+    import torch
+
+    assert isinstance(torch.load(stflow / "model.pt", weights_only=True), dict)
+    assert (stflow / "config.json").exists()
+
+
+def test_predictions(tiny_run):
+    genes = json.loads((tiny_run.results / "genes.json").read_text())["genes"]
+    splits = json.loads((tiny_run.results / "splits.json").read_text())
+    for fold in splits["folds"]:
+        folder = tiny_run.results / "predictions" / ENCODER / "stflow" / fold["name"]
+        assert sorted(p.stem for p in folder.glob("*.h5ad")) == sorted(fold["test"])
+        pred = ad.read_h5ad(folder / f"{fold['test'][0]}.h5ad")
+        assert pred.X.dtype == np.float32 and list(pred.var_names) == genes
+        assert pred.layers["truth"].shape == pred.X.shape
+        assert {"spatial", "spatial_um"} <= set(pred.obsm)
+        assert (pred.uns["model"], pred.uns["encoder"], pred.uns["fold"]) == (
+            "stflow", ENCODER, fold["name"])
+
+
+def test_metrics_and_tables(tiny_run):
+    tables = tiny_run.results / "tables"
+    metrics = pd.read_csv(tables / "metrics.tsv", sep="\t")
+    assert {"encoder", "model", "fold", "n_test_spots", "n_genes", "n_constant_genes",
+            "pearson_mean"} <= set(metrics.columns)
+    summary = pd.read_csv(tables / "summary.tsv", sep="\t")
+    assert {"pearson_mean", "pearson_std", "n_folds"} <= set(summary.columns)
+    ridge = metrics[metrics["model"] == "ridge"]["pearson_mean"]
+    row = summary[summary["model"] == "ridge"].iloc[0]
+    assert np.isclose(row["pearson_mean"], ridge.mean())
+    assert np.isclose(row["pearson_std"], ridge.std(ddof=0))
+    assert "| " in (tables / "summary.md").read_text()
+    genes = pd.read_csv(tables / "genes.tsv", sep="\t")
+    assert {"encoder", "model", "fold", "gene", "pearson"} <= set(genes.columns)
+    for fold in FOLDS:
+        assert (tiny_run.results / "metrics" / ENCODER / "ridge" / f"{fold}.json").exists()
+
+
+def test_no_temporary_files_are_left(tiny_run):
+    leftovers = [p for p in tiny_run.results.rglob("*") if ".tmp-" in p.name]
+    assert not leftovers

@@ -1,0 +1,81 @@
+"""Conda environments and profiles stay in step with pyproject.toml and with Snakemake."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SPLIT = re.compile(r"^([A-Za-z0-9_.\-\[\]]+)\s*(.*)$")
+
+
+def _pins(requirements: list[str]) -> dict[str, str]:
+    """name (normalised) -> specifier, e.g. {'torch': '==2.14.1'}."""
+    pins = {}
+    for line in requirements:
+        match = SPLIT.match(line.strip())
+        if match:
+            name = re.sub(r"\[.*\]", "", match.group(1)).lower().replace("_", "-")
+            pins[name] = match.group(2).replace(" ", "")
+    return pins
+
+
+def _env_pins() -> dict[str, str]:
+    pins: dict[str, str] = {}
+    for path in sorted((REPO / "envs").glob("*.yaml")):
+        for dep in yaml.safe_load(path.read_text())["dependencies"]:
+            if isinstance(dep, dict):
+                pins.update(_pins([d for d in dep.get("pip", []) if not d.startswith("-")]))
+    return pins
+
+
+def test_every_pyproject_pin_is_in_an_env_file_with_the_same_specifier():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = _pins(project["dependencies"])
+    found = _env_pins()
+    mismatched = {name: (spec, found.get(name)) for name, spec in wanted.items()
+                  if found.get(name) != spec}
+    assert not mismatched, f"envs/*.yaml differ from pyproject (want, have): {mismatched}"
+    assert wanted["torch"] == "==2.14.1" and found["torchvision"] == "==0.29.1"
+
+
+def test_every_rule_uses_an_existing_conda_env():
+    rules = sorted((REPO / "rules").glob("*.smk"))
+    assert {p.stem for p in rules} >= {"common", "download", "ingest", "splits", "genes",
+                                        "patches", "embed", "graph", "train", "evaluate",
+                                        "figures"}
+    common = (REPO / "rules" / "common.smk").read_text()
+    env = re.search(r'ENV = "(.+)"', common).group(1)
+    assert (REPO / "rules" / env).resolve() == REPO / "envs" / "stflow.yaml"
+    for path in rules:
+        text = path.read_text()
+        n_rules = len(re.findall(r"^rule \w+:", text, re.M))
+        for keyword in ("conda:", "log:", "benchmark:", "resources:"):
+            assert text.count(f"    {keyword}") == n_rules, f"{path.name}: {keyword} missing"
+
+
+def test_profiles_use_only_real_snakemake_options():
+    help_text = subprocess.run([sys.executable, "-m", "snakemake", "--help"],
+                               capture_output=True, text=True, check=True).stdout
+    for name in ("local", "slurm"):
+        profile = yaml.safe_load((REPO / "profiles" / name / "config.yaml").read_text())
+        unknown = [key for key in profile if f"--{key}" not in help_text]
+        assert not unknown, f"profiles/{name}: unknown options {unknown}"
+    slurm = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    assert slurm["executor"] == "slurm"
+    assert {"slurm_partition", "mem_mb", "runtime"} <= set(slurm["default-resources"])
+
+
+def test_only_embed_and_train_may_ask_for_a_gpu():
+    asking = []
+    for path in (REPO / "rules").glob("*.smk"):
+        for block in re.split(r"^(?=rule )", path.read_text(), flags=re.M)[1:]:
+            name = re.match(r"rule (\w+):", block).group(1)
+            if "GPU" in block or "gpu" in block:
+                asking.append(name)
+    assert sorted(asking) == ["embed", "train"]

@@ -1,0 +1,173 @@
+"""Flow matching (Algorithms 1 and 2), the trainer and the STFlow estimator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from stflow.dataset import Slide
+from stflow.errors import StflowError
+from stflow.estimator import STFlowEstimator
+from stflow.evaluate import mean_pearson
+from stflow.flow import flow_matching_loss, masked_mse, sample
+from stflow.model.geometry import prepare_geometry
+from stflow.models import build_estimator
+from stflow.priors import make_prior
+from stflow.train import SlideArrays, holdout_split, random_region
+
+SMALL = dict(hidden=16, layers=1, heads=2, dropout=0.0, regions_per_slide=4,
+             regions_per_step=2, device="cpu", lr=5e-3)
+
+
+class Recorder:
+    """A stub denoiser that returns a fixed Ŷ and records what it was given."""
+
+    def __init__(self, y_hat: torch.Tensor) -> None:
+        self.y_hat, self.calls = y_hat, []
+
+    def __call__(self, features, y_t, t, geometry, chunk_size=None):
+        self.calls.append((y_t.clone(), t.clone()))
+        return self.y_hat.expand_as(y_t)
+
+
+def _geometry(n: int = 12, batch: int = 1):
+    coords = np.random.default_rng(0).uniform(0, 500, size=(batch, n, 2))
+    neighbors = np.stack([np.roll(np.arange(n), -s)[:, None] for s in (1, 2)], -1)
+    return prepare_geometry(coords, np.broadcast_to(neighbors[..., 0], (batch, n, 2)).copy())
+
+
+def test_sampler_follows_algorithm_2():
+    y_hat = torch.full((1, 12, 3), 2.0)
+    stub = Recorder(y_hat)
+    prior = make_prior("gaussian")
+    out = sample(stub, torch.zeros(1, 12, 4), _geometry(), prior, 3, steps=5,
+                 generator=torch.Generator().manual_seed(3))
+    y0 = prior.sample(12, 3, torch.Generator().manual_seed(3)).reshape(1, 12, 3)
+    assert [round(float(t), 6) for _, t in stub.calls] == [0.0, 0.2, 0.4, 0.6, 0.8]
+    for y_t, t in stub.calls:  # Euler steps toward a fixed Ŷ trace the straight path
+        assert torch.allclose(y_t, (1 - t) * y0 + t * y_hat, atol=1e-5)
+    assert torch.equal(out, y_hat)
+
+
+def test_sampler_without_flow_matching_is_one_step_from_zero():
+    stub = Recorder(torch.ones(1, 12, 3))
+    sample(stub, torch.zeros(1, 12, 4), _geometry(), make_prior("zinb"), 3,
+           flow_matching=False)
+    (y_t, t), = stub.calls
+    assert torch.count_nonzero(y_t) == 0 and float(t) == 0.0
+
+
+def test_training_loss_interpolates_prior_and_truth_and_masks_padding():
+    targets = torch.rand(2, 12, 3)
+    stub = Recorder(torch.zeros(1, 1, 3))
+    geometry = _geometry(batch=2)
+    prior = make_prior("zinb")
+    loss = flow_matching_loss(stub, torch.zeros(2, 12, 4), targets, geometry, prior,
+                              torch.Generator().manual_seed(5))
+    gen = torch.Generator().manual_seed(5)
+    y0 = prior.sample(24, 3, gen).reshape(2, 12, 3)
+    t = torch.rand(2, generator=gen)
+    y_t, t_seen = stub.calls[0]
+    assert torch.equal(t_seen, t)
+    assert torch.allclose(y_t, t[:, None, None] * targets + (1 - t[:, None, None]) * y0)
+    assert float(loss) == pytest.approx(float((targets**2).mean()), rel=1e-6)
+    mask = torch.ones(1, 4, dtype=torch.bool)
+    mask[0, 3] = False
+    pred = torch.tensor([[[1.0], [1.0], [1.0], [100.0]]])
+    assert float(masked_mse(pred, torch.zeros(1, 4, 1), mask)) == 1.0
+
+
+def test_regions_are_contiguous_and_holdout_is_disjoint():
+    grid = np.stack(np.meshgrid(np.arange(20), np.arange(10)), -1).reshape(-1, 2) * 100.0
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        index = random_region(grid, rng, 8)
+        assert len(index) >= 9 and len(index) == len(np.unique(index))
+        outside = np.setdiff1d(np.arange(len(grid)), index)
+        # contiguous: some spot of the region is at least as close to all of it as to the rest
+        assert any(np.linalg.norm(grid[index] - grid[c], axis=1).max()
+                   <= np.linalg.norm(grid[outside] - grid[c], axis=1).min(initial=np.inf)
+                   for c in index)
+    slide = SlideArrays("s", np.zeros((200, 3), np.float32), grid, np.zeros((200, 2)))
+    train, val = holdout_split(slide, 0.2, rng, 8)
+    assert len(val.coords_um) == 40 and len(train.coords_um) == 160
+    assert not {tuple(c) for c in train.coords_um} & {tuple(c) for c in val.coords_um}
+
+
+def _slide(name: str, seed: int, side: int = 10, dim: int = 8, genes: int = 4) -> Slide:
+    """A grid section whose expression is a smooth function of its features."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(np.arange(side), np.arange(side)), -1).reshape(-1, 2)
+    coords = grid * 100.0 + rng.normal(0, 3, size=grid.shape)
+    features = rng.normal(size=(len(grid), dim)).astype(np.float32)
+    weights = np.random.default_rng(42).normal(size=(dim, genes))
+    counts = rng.poisson(np.exp(features @ weights / np.sqrt(dim))).astype(np.float32)
+    return Slide(name, features, coords, np.array([f"{name}{i}" for i in range(len(grid))]),
+                 np.log1p(counts), counts)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    train, val, test = [_slide("a", 1), _slide("b", 2)], [_slide("v", 3)], _slide("t", 4)
+    estimator = STFlowEstimator(seed=7, epochs=8, patience=8, **SMALL)
+    history = estimator.fit(train, val)
+    return estimator, history, train, val, test
+
+
+def test_training_reduces_the_loss_and_learns_the_signal(trained):
+    estimator, history, *_, test = trained
+    assert [set(row) for row in history] == [{"epoch", "train_loss", "val_loss",
+                                              "val_pearson"}] * len(history)
+    assert history[-1]["train_loss"] < 0.7 * history[0]["train_loss"]
+    (pred,) = estimator.predict([test])
+    assert pred.shape == test.targets.shape and pred.dtype == np.float32
+    assert mean_pearson(test.targets, pred) > 0.3
+
+
+def test_same_seed_gives_identical_predictions(trained):
+    estimator, history, train, val, test = trained
+    again = STFlowEstimator(seed=7, epochs=8, patience=8, **SMALL)
+    assert again.fit(train, val) == history
+    assert np.array_equal(again.predict([test])[0], estimator.predict([test])[0])
+
+
+def test_save_load_round_trip_predicts_identically(trained, tmp_path):
+    estimator, *_, test = trained
+    estimator.save(tmp_path)
+    assert {"model.pt", "config.json"} <= {p.name for p in tmp_path.iterdir()}
+    loaded = STFlowEstimator.load(tmp_path)
+    assert np.array_equal(loaded.predict([test])[0], estimator.predict([test])[0])
+
+
+@pytest.mark.parametrize("model", ["stflow_zinb_fitted", "stflow_nofm", "stflow_egnn"])
+def test_registry_variants_train_without_validation_slides(model):
+    estimator = build_estimator(model, dict(SMALL, epochs=2), seed=0)
+    history = estimator.fit([_slide("a", 1)], [])
+    assert len(history) == 2 and np.isfinite(history[-1]["train_loss"])
+    assert estimator.predict([_slide("t", 4)])[0].shape == (100, 4)
+
+
+def test_bad_inputs_are_refused_with_a_fix():
+    good = _slide("a", 1)
+    with pytest.raises(StflowError, match="NaN"):
+        Slide("nan", np.full((20, 8), np.nan, np.float32), good.coords_um[:20],
+              good.barcodes[:20])
+    few = Slide("few", good.features[:5], good.coords_um[:5], good.barcodes[:5],
+                good.targets[:5], good.counts[:5])
+    estimator = STFlowEstimator(seed=0, epochs=1, **SMALL)
+    with pytest.raises(StflowError, match="fewer than k"):
+        estimator.fit([good, few], [])
+    coords = good.coords_um.copy()
+    coords[1] = coords[0]
+    dup = Slide("dup", good.features, coords, good.barcodes, good.targets, good.counts)
+    with pytest.raises(StflowError, match="duplicate"):
+        estimator.fit([dup], [])
+    unlabelled = Slide("u", good.features, good.coords_um, good.barcodes)
+    with pytest.raises(StflowError, match="no expression targets"):
+        estimator.fit([unlabelled], [])
+    wrong_dim = Slide("w", good.features[:, :5], good.coords_um, good.barcodes, good.targets)
+    with pytest.raises(StflowError, match="dimensions"):
+        estimator.fit([good, wrong_dim], [])
+    with pytest.raises(StflowError, match="bad parameters"):
+        build_estimator("stflow", {"layerz": 3})

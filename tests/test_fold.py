@@ -1,0 +1,194 @@
+"""`stflow train` / `stflow predict`: one fold in, a model folder and prediction h5ads out."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import zarr
+
+from stflow import models
+from stflow.errors import StflowError
+from stflow.fold import predict_fold, read_fold, train_fold
+
+GENES = ["ERBB2", "GATA3", "ACTB"]
+SAMPLES = {"P1S1": "P1", "P1S2": "P1", "P2S1": "P2"}
+
+
+class MeanEstimator:
+    """A tiny real estimator: predicts each gene's training mean (plus an offset param)."""
+
+    def __init__(self, seed: int, offset: float = 0.0, epochs: int = 2) -> None:
+        self.seed, self.offset, self.epochs = seed, offset, epochs
+        self.mean: np.ndarray | None = None
+        self.seen: tuple[list[str], list[str]] = ([], [])
+
+    def fit(self, train, val):
+        self.seen = ([s.sample for s in train], [s.sample for s in val])
+        self.mean = np.concatenate([s.targets for s in train]).mean(0) + self.offset
+        return [{"epoch": e + 1, "train_loss": 1.0 / (e + 1), "val_loss": 0.5,
+                 "val_pearson": 0.1 * e} for e in range(self.epochs)]
+
+    def predict(self, slides):
+        return [np.tile(self.mean, (s.n_spots, 1)) for s in slides]
+
+    def save(self, directory: Path) -> None:
+        np.save(directory / "mean.npy", self.mean)
+        (directory / "seen.json").write_text(json.dumps(self.seen))
+
+    @classmethod
+    def load(cls, directory: Path) -> MeanEstimator:
+        estimator = cls(seed=0)
+        estimator.mean = np.load(directory / "mean.npy")
+        return estimator
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    monkeypatch.setitem(models.MODELS, "mean",
+                        models.ModelSpec(f"{__name__}:MeanEstimator", {}, "test"))
+    return "mean"
+
+
+@pytest.fixture
+def fold_inputs(tmp_path: Path) -> dict[str, Path]:
+    """Ingested counts, features, graphs, splits and genes for three small sections."""
+    rng = np.random.default_rng(0)
+    dirs = {name: tmp_path / name for name in ("st", "features", "graph")}
+    for directory in dirs.values():
+        directory.mkdir()
+    for sample, patient in SAMPLES.items():
+        n = 12
+        barcodes = [f"{sample}_{i}" for i in range(n)]
+        coords = np.stack(np.meshgrid(np.arange(4), np.arange(3)), -1).reshape(-1, 2) * 100.0
+        counts = rng.poisson(3, size=(n, len(GENES) + 1)).astype(np.int32)
+        st = ad.AnnData(X=sp.csr_matrix(counts),
+                        obs=pd.DataFrame({"in_tissue": True}, index=barcodes),
+                        var=pd.DataFrame(index=GENES + ["OTHER"]))
+        st.obsm["spatial"] = coords / 0.5
+        st.obsm["spatial_um"] = coords
+        st.uns.update({"mpp": 0.5, "sample": sample, "patient": patient})
+        st.write_h5ad(dirs["st"] / f"{sample}.h5ad")
+        # features and graph cover only the "patched" spots: the first 10, in reverse order
+        keep = np.arange(10)[::-1]
+        group = zarr.open_group(str(dirs["features"] / f"{sample}.zarr"), mode="w")
+        group["features"] = rng.normal(size=(len(keep), 8)).astype(np.float32)
+        group["barcode"] = np.asarray(barcodes)[keep].astype(str)
+        group["coords_um"] = coords[keep]
+        group.attrs["complete"] = True
+        neighbors = np.stack([(np.arange(len(keep)) + j) % len(keep) for j in (1, 2)], 1)
+        np.savez(dirs["graph"] / f"{sample}.npz", neighbors=neighbors,
+                 barcode=np.asarray(barcodes)[keep].astype(str))
+    splits = tmp_path / "splits.json"
+    splits.write_text(json.dumps({"scheme": "patient", "folds": [
+        {"name": "fold0", "train": ["P1S1"], "val": ["P1S2"], "test": ["P2S1"]},
+        {"name": "fold1", "train": ["P2S1"], "val": [], "test": ["P1S1", "P1S2"]}]}))
+    genes = tmp_path / "genes.json"
+    genes.write_text(json.dumps({"genes": GENES[:2], "protocol": "list", "n_top": 2}))
+    return {**dirs, "splits": splits, "genes": genes, "root": tmp_path}
+
+
+def _train(inputs, model, out, params=None):
+    return train_fold(inputs["splits"], "fold0", inputs["genes"], inputs["st"],
+                      inputs["features"], inputs["graph"], model, out, params, seed=3)
+
+
+def test_train_writes_manifest_model_files_and_history(fold_inputs, registry):
+    out = fold_inputs["root"] / "models" / "E" / "mean" / "fold0"
+    _train(fold_inputs, registry, out, {"epochs": 3})
+    assert json.loads((out / "manifest.json").read_text()) == {"model": "mean"}
+    assert (out / "mean.npy").exists()
+    # the fold's train and validation slides went to fit, the test slide did not
+    assert json.loads((out / "seen.json").read_text()) == [["P1S1"], ["P1S2"]]
+    history = pd.read_csv(out / "history.tsv", sep="\t")
+    assert list(history.columns[:4]) == ["epoch", "train_loss", "val_loss", "val_pearson"]
+    assert history["epoch"].tolist() == [1, 2, 3]
+    assert json.loads((out / "params.json").read_text())["params"] == {"epochs": 3}
+    # nothing temporary is left beside the folder
+    assert sorted(p.name for p in out.parent.iterdir()) == ["fold0"]
+
+
+def test_failed_training_leaves_no_model_folder(fold_inputs, registry, monkeypatch):
+    def boom(self, train, val):
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(MeanEstimator, "fit", boom)
+    out = fold_inputs["root"] / "models" / "mean" / "fold0"
+    with pytest.raises(RuntimeError):
+        _train(fold_inputs, registry, out)
+    assert not out.exists()
+
+
+def test_predict_writes_one_h5ad_per_test_sample_following_the_contract(fold_inputs, registry):
+    model_dir = _train(fold_inputs, registry, fold_inputs["root"] / "m" / "fold0")
+    out_dir = fold_inputs["root"] / "predictions" / "E" / "mean" / "fold0"
+    written = predict_fold(model_dir, fold_inputs["splits"], "fold0", fold_inputs["genes"],
+                           fold_inputs["st"], fold_inputs["features"], fold_inputs["graph"],
+                           out_dir)
+    assert written == [out_dir / "P2S1.h5ad"]
+    pred = ad.read_h5ad(written[0])
+    st = ad.read_h5ad(fold_inputs["st"] / "P2S1.h5ad")
+    expected_barcodes = [f"P2S1_{i}" for i in range(10)][::-1]
+    assert pred.obs_names.tolist() == expected_barcodes
+    assert pred.var_names.tolist() == ["ERBB2", "GATA3"]
+    assert pred.X.dtype == np.float32 and pred.X.shape == (10, 2)
+    truth = np.log1p(st[expected_barcodes][:, ["ERBB2", "GATA3"]].X.toarray())
+    np.testing.assert_allclose(pred.layers["truth"], truth, rtol=1e-6)
+    np.testing.assert_allclose(pred.obsm["spatial_um"], st[expected_barcodes].obsm["spatial_um"])
+    np.testing.assert_allclose(pred.obsm["spatial"], st[expected_barcodes].obsm["spatial"])
+    assert bool(pred.obs["in_tissue"].all())
+    assert (pred.uns["model"], pred.uns["encoder"], pred.uns["fold"]) == ("mean", "features",
+                                                                         "fold0")
+
+
+def test_predict_names_the_encoder_given(fold_inputs, registry):
+    model_dir = _train(fold_inputs, registry, fold_inputs["root"] / "m" / "fold0")
+    out_dir = fold_inputs["root"] / "p"
+    predict_fold(model_dir, fold_inputs["splits"], "fold0", fold_inputs["genes"],
+                 fold_inputs["st"], fold_inputs["features"], None, out_dir, encoder="uni")
+    assert ad.read_h5ad(out_dir / "P2S1.h5ad").uns["encoder"] == "uni"
+
+
+def test_unknown_fold_and_missing_inputs_are_explained(fold_inputs, registry, tmp_path):
+    with pytest.raises(StflowError, match="no fold named 'fold7'"):
+        read_fold(fold_inputs["splits"], "fold7")
+    with pytest.raises(StflowError, match="splits file does not exist"):
+        read_fold(tmp_path / "nope.json", "fold0")
+    shutil.rmtree(fold_inputs["features"] / "P1S1.zarr")
+    with pytest.raises(StflowError, match="P1S1.zarr: features store does not exist"):
+        _train(fold_inputs, registry, tmp_path / "out")
+
+
+def test_unknown_model_and_bad_params_are_refused(fold_inputs, registry, tmp_path):
+    with pytest.raises(StflowError, match="unknown model"):
+        _train(fold_inputs, "nope", tmp_path / "out")
+    with pytest.raises(StflowError, match="bad parameters"):
+        _train(fold_inputs, registry, tmp_path / "out", {"no_such_param": 1})
+
+
+def test_cli_parses_params_json(fold_inputs, registry):
+    import argparse
+
+    from stflow import fold
+
+    parser = argparse.ArgumentParser()
+    fold.register(parser.add_subparsers())
+    out = fold_inputs["root"] / "cli" / "fold0"
+    args = parser.parse_args([
+        "train", "--splits", str(fold_inputs["splits"]), "--fold", "fold0",
+        "--genes", str(fold_inputs["genes"]), "--st-dir", str(fold_inputs["st"]),
+        "--features-dir", str(fold_inputs["features"]), "--graph-dir", str(fold_inputs["graph"]),
+        "--model", registry, "--params", '{"offset": 1.0, "epochs": 1}', "--out", str(out)])
+    args.func(args)
+    assert len(pd.read_csv(out / "history.tsv", sep="\t")) == 1
+    bad = parser.parse_args(["train", "--splits", "s", "--fold", "f", "--genes", "g",
+                             "--st-dir", "s", "--features-dir", "f", "--model", "m",
+                             "--params", "[1, 2]", "--out", "o"])
+    with pytest.raises(StflowError, match="--params"):
+        bad.func(bad)

@@ -1,0 +1,109 @@
+"""The Snakemake workflow: runs end to end, resumes, reruns only what a change touches,
+and refuses a bad config with a message naming the key."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import pandas as pd
+from workflow_fixtures import FOLDS, SAMPLES, snakemake, tiny_run_fixture, write_config  # noqa: F401
+
+NOTHING = "Nothing to be done"
+
+
+def jobs_of(dry_run_stdout: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run as {rule: count}."""
+    table = dry_run_stdout.split("Job stats:")[-1]
+    return {m.group(1): int(m.group(2))
+            for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
+
+
+def test_full_run_writes_the_tables_and_figures(tiny_run):
+    results = tiny_run.results
+    metrics = pd.read_csv(results / "tables" / "metrics.tsv", sep="\t")
+    assert len(metrics) == 2 * len(FOLDS)  # encoders x models x folds
+    assert set(metrics["model"]) == {"stflow", "ridge"}
+    assert metrics["pearson_mean"].between(-1, 1).all()
+    summary = pd.read_csv(results / "tables" / "summary.tsv", sep="\t")
+    assert set(summary["model"]) == {"stflow", "ridge"} and (summary["n_folds"] == 2).all()
+    for name in ("comparison.png", "training_curves.png"):
+        assert (results / "figures" / name).read_bytes()[:4] == b"\x89PNG"
+    for fold in FOLDS:
+        png = results / "figures" / "biomarkers" / "efficientnet_lite0" / f"{fold}.png"
+        assert png.read_bytes()[:4] == b"\x89PNG"
+    for sample in SAMPLES:
+        assert (results / "figures" / "qc" / f"{sample}.png").exists()
+        assert (results / "logs" / "ingest" / f"{sample}.log").exists()
+        assert (results / "benchmarks" / "embed" / "efficientnet_lite0" / f"{sample}.tsv").exists()
+
+
+def test_folds_are_patient_stratified(tiny_run):
+    splits = json.loads((tiny_run.results / "splits.json").read_text())
+    assert [f["name"] for f in splits["folds"]] == FOLDS
+    for fold in splits["folds"]:
+        test_patients = {s[:2] for s in fold["test"]}
+        assert not test_patients & {s[:2] for s in fold["train"] + fold["val"]}
+
+
+def test_a_second_run_has_nothing_to_do(tiny_run):
+    result = tiny_run.snakemake("-n")
+    assert result.returncode == 0, result.stderr
+    assert NOTHING in result.stdout + result.stderr
+
+
+def test_a_changed_model_setting_reruns_only_training_and_what_follows(tiny_run):
+    changed = write_config(tiny_run.workdir / "changed.yaml",
+                           model_params={"stflow": {"epochs": 3, "patience": 2}})
+    result = tiny_run.snakemake("-n", configfile=changed)
+    assert result.returncode == 0, result.stderr
+    jobs = jobs_of(result.stdout)
+    assert jobs.get("train") == len(FOLDS)  # stflow only; ridge keeps its models
+    assert set(jobs) <= {"train", "predict", "evaluate", "aggregate", "figures", "all"}
+
+
+def test_a_deleted_features_store_redoes_only_what_depends_on_it(tiny_run):
+    store = tiny_run.results / "features" / "efficientnet_lite0" / "P1S1.zarr"
+    aside = store.with_name("aside.zarr")
+    shutil.move(store, aside)
+    try:
+        result = tiny_run.snakemake("-n")
+    finally:
+        shutil.move(aside, store)
+    assert result.returncode == 0, result.stderr
+    jobs = jobs_of(result.stdout)
+    assert jobs.get("embed") == 1
+    assert not set(jobs) & {"download", "ingest", "patches", "graph", "genes", "splits"}
+
+
+def test_an_unknown_config_key_is_refused_naming_it(tmp_path):
+    config = write_config(tmp_path / "bad.yaml", graph={"k": 4, "neighbours": 3})
+    result = snakemake(tmp_path, config, "-n")
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "'neighbours' was unexpected" in output and "Additional properties" in output
+
+
+def test_a_wrongly_typed_config_value_is_refused_naming_it(tmp_path):
+    config = write_config(tmp_path / "bad.yaml", graph={"k": "eight"})
+    result = snakemake(tmp_path, config, "-n")
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "'eight' is not of type 'integer'" in output and "['graph']['k']" in output
+
+
+def test_the_dag_builds_without_conda_and_lint_is_clean(tmp_path):
+    config = write_config(tmp_path / "tiny.yaml")
+    dry = snakemake(tmp_path, config, "-n")
+    assert dry.returncode == 0, dry.stderr
+    assert jobs_of(dry.stdout)["embed"] == len(SAMPLES)
+    lint = snakemake(tmp_path, config, "--lint")
+    assert lint.returncode == 0 and "Congratulations" in lint.stdout + lint.stderr, lint.stdout
+
+
+def test_the_html_report_builds(tiny_run):
+    report = tiny_run.workdir / "report.html"
+    result = tiny_run.snakemake("--report", str(report))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert report.stat().st_size > 10_000
