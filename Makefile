@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
+MIRROR ?= ../shared/data/her2st
 export MPLBACKEND := Agg
 
 .PHONY: venv demo her2st test lint dryrun clean-results
@@ -25,7 +26,7 @@ demo: venv
 ## The real her2st sections, from a local mirror of the GitHub repository (no network needed).
 her2st: venv
 	$(BIN)/snakemake --cores $(CORES) --profile profiles/local --configfile config/her2st.yaml \
-	  --config mirror=$(or $(MIRROR),../shared/data/her2st)
+	  --config 'dataset={name: her2st, source: her2st, mirror: $(MIRROR)}'
 
 lint: venv
 	$(BIN)/ruff check stflow tests benchmarks workflow
