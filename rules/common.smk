@@ -2,9 +2,15 @@
 # checkpoints): samples come from the config or the source's defaults, folds from the
 # config or from the number of patients.
 import json
+import os
 import re
 import shlex
+import sys
 from pathlib import Path
+
+# Rules call the `stflow` command: find it beside the Python that runs Snakemake (a venv
+# need not be activated). With --use-conda the rule's environment comes first on PATH.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
 
 
 wildcard_constraints:

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+from stflow.errors import input_error
 
 
 def temporary_sibling(path: str | Path) -> Path:
@@ -48,3 +52,22 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def write_json(data: Any, path: str | Path) -> Path:
+    """Write ``data`` as indented JSON, atomically."""
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def read_json(path: str | Path, what: str, fix: str) -> Any:
+    """Parsed JSON of ``path`` (a ``what``); missing or malformed is a StflowError saying ``fix``."""
+    path = Path(path)
+    if not path.exists():
+        raise input_error(path, f"{what} does not exist", fix)
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise input_error(path, f"not valid JSON ({err})", fix) from err

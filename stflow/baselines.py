@@ -12,7 +12,6 @@ pickle is ever loaded. The forest file's sha256 is recorded and checked before u
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from stflow.atomic import atomic_output, sha256_file
+from stflow.atomic import atomic_output, read_json, sha256_file, write_json
 from stflow.dataset import Slide
 from stflow.errors import StflowError, input_error
 from stflow.evaluate import mean_pearson
@@ -138,15 +137,8 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         return {key: data[key] for key in data.files}
 
 
-def _write_json(path: Path, data: dict) -> None:
-    with atomic_output(path) as tmp:
-        Path(tmp).write_text(json.dumps(data, indent=2) + "\n")
-
-
 def _read_json(path: Path) -> dict:
-    if not path.exists():
-        raise input_error(path, "model config does not exist", "re-run the train stage")
-    return json.loads(path.read_text())
+    return read_json(path, "model config", "re-run the train stage")
 
 
 def _mse(y: np.ndarray, p: np.ndarray) -> float:
@@ -260,7 +252,7 @@ class PCARidge:
         directory = Path(directory)
         _write_npz(directory / "linear.npz", {**self.projection.arrays(), "coef": self.coef,
                                                "intercept": self.intercept})
-        _write_json(directory / "config.json", self._config())
+        write_json(self._config(), directory / "config.json")
 
     @classmethod
     def load(cls, directory: Path) -> PCARidge:
@@ -386,7 +378,7 @@ class RandomForest:
                   "max_features": self.max_features, "min_samples_leaf": self.min_samples_leaf,
                   "n_components": self.n_components, "n_jobs": self.n_jobs,
                   "forest_sha256": sha256_file(directory / "forest.npz")}
-        _write_json(directory / "config.json", config)
+        write_json(config, directory / "config.json")
 
     @classmethod
     def load(cls, directory: Path) -> RandomForest:
@@ -573,11 +565,11 @@ class MLPRegressor:
         directory = Path(directory)
         _write_npz(directory / "mlp.npz", {"scaler_mean": self.mean, "scaler_scale": self.scale,
                                             **{f"w.{k}": v for k, v in self.weights.items()}})
-        _write_json(directory / "config.json", {
+        write_json({
             "class": "MLPRegressor", "seed": self.seed, "hidden": self.hidden,
             "dropout": self.dropout, "lr": self.lr, "weight_decay": self.weight_decay,
             "batch_size": self.batch_size, "max_epochs": self.max_epochs,
-            "patience": self.patience})
+            "patience": self.patience}, directory / "config.json")
 
     @classmethod
     def load(cls, directory: Path) -> MLPRegressor:

@@ -10,14 +10,13 @@ mean and counted as ``n_constant_genes`` instead of turning the average into NaN
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from stflow.atomic import atomic_output
+from stflow.atomic import atomic_output, read_json, write_json
 from stflow.errors import check_finite, input_error
 
 log = logging.getLogger(__name__)
@@ -138,23 +137,13 @@ def evaluate_predictions(paths: Sequence[str | Path], encoder: str, model: str,
     return result
 
 
-def write_json(data: dict, path: str | Path) -> None:
-    with atomic_output(path) as tmp:
-        Path(tmp).write_text(json.dumps(data, indent=2) + "\n")
-
-
 METRIC_COLUMNS = ["encoder", "model", "fold", "n_test_spots", "n_genes", "n_constant_genes",
                   "pearson_mean"]
 
 
 def _read_metrics(path: str | Path) -> dict:
     path = Path(path)
-    if not path.exists():
-        raise input_error(path, "metrics file does not exist", "run `stflow evaluate` first")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise input_error(path, f"not valid JSON ({err})", "re-run `stflow evaluate`") from err
+    data = read_json(path, "metrics file", "run `stflow evaluate` first")
     missing = [c for c in METRIC_COLUMNS + ["pearson_per_gene"] if c not in data]
     if missing:
         raise input_error(path, f"lacks the keys {missing}", "re-run `stflow evaluate`")

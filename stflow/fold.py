@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from stflow.atomic import atomic_output
+from stflow.atomic import atomic_output, read_json
 from stflow.dataset import Slide, load_slide
 from stflow.errors import check_finite, check_shape, input_error
 from stflow.models import build_estimator, load_estimator, save_estimator
@@ -30,11 +30,9 @@ HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_pearson"]
 def read_fold(splits_path: str | Path, fold: str) -> dict[str, list[str]]:
     """The ``train``/``val``/``test`` sample lists of ``fold`` in a splits.json."""
     splits_path = Path(splits_path)
-    if not splits_path.exists():
-        raise input_error(splits_path, "splits file does not exist", "run `stflow splits` first")
     try:
-        folds = json.loads(splits_path.read_text())["folds"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        folds = read_json(splits_path, "splits file", "run `stflow splits` first")["folds"]
+    except (KeyError, TypeError) as err:
         raise input_error(splits_path, f"not a splits.json ({err})",
                           "re-create it with `stflow splits`") from err
     names = [f.get("name") for f in folds]
@@ -52,11 +50,9 @@ def read_fold(splits_path: str | Path, fold: str) -> dict[str, list[str]]:
 def read_genes(genes_path: str | Path) -> list[str]:
     """The ordered target genes of a genes.json."""
     genes_path = Path(genes_path)
-    if not genes_path.exists():
-        raise input_error(genes_path, "genes file does not exist", "run `stflow genes` first")
     try:
-        genes = [str(g) for g in json.loads(genes_path.read_text())["genes"]]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        genes = [str(g) for g in read_json(genes_path, "genes file", "run `stflow genes` first")["genes"]]
+    except (KeyError, TypeError) as err:
         raise input_error(genes_path, f"not a genes.json ({err})",
                           "re-create it with `stflow genes`") from err
     if not genes:

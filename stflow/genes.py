@@ -11,7 +11,6 @@ samples' raw counts, applies log1p and takes scanpy's ``highly_variable_genes(n_
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm import tqdm
 
-from stflow.atomic import atomic_output
+from stflow.atomic import write_json
 from stflow.errors import StflowError, input_error
 
 log = logging.getLogger(__name__)
@@ -125,8 +124,7 @@ def check_gene_list(genes: Sequence[str], st_paths: Sequence[str | Path]) -> lis
 def write_genes(genes: Sequence[str], protocol: str, n_top: int, out: str | Path) -> None:
     """Write genes.json as docs/artifacts.md specifies."""
     data = {"genes": list(genes), "protocol": protocol, "n_top": int(n_top)}
-    with atomic_output(out) as tmp:
-        Path(tmp).write_text(json.dumps(data, indent=2) + "\n")
+    write_json(data, out)
 
 
 def _run(args: argparse.Namespace) -> None:

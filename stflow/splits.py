@@ -8,14 +8,13 @@ come from the training patients only, so the test fold is never looked at before
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from stflow.atomic import atomic_output
+from stflow.atomic import read_json, write_json
 from stflow.errors import StflowError, input_error
 
 log = logging.getLogger(__name__)
@@ -133,13 +132,7 @@ def validate_folds(folds: Sequence[dict], patients: dict[str, str], where: str |
 
 def read_folds_json(path: str | Path) -> list[dict]:
     """Folds from a JSON file: a list of folds or ``{"folds": [...]}``."""
-    path = Path(path)
-    if not path.exists():
-        raise input_error(path, "folds file does not exist", "pass an existing --folds-json")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise input_error(path, f"not valid JSON ({err})", "fix the JSON syntax") from err
+    data = read_json(path, "folds file", "pass an existing --folds-json holding valid JSON")
     return data["folds"] if isinstance(data, dict) and "folds" in data else data
 
 
@@ -156,8 +149,7 @@ def make_splits(samples_tsv: str | Path, n_folds: int | None = None,
 
 def _run(args: argparse.Namespace) -> None:
     splits = make_splits(args.samples, args.n_folds, args.folds_json, args.seed)
-    with atomic_output(args.out) as tmp:
-        Path(tmp).write_text(json.dumps(splits, indent=2) + "\n")
+    write_json(splits, args.out)
     log.info("%d folds (%s) → %s", len(splits["folds"]), splits["scheme"], args.out)
 
 

@@ -15,6 +15,7 @@ import pytest
 import scipy.sparse as sp
 import tifffile
 
+from stflow.atomic import write_json
 from stflow.errors import StflowError
 from stflow.sources import get_source, hest, write_st
 
@@ -140,7 +141,7 @@ def test_bench_splits_become_splits_json_with_validation_from_training(tmp_path:
         {"name": "fold1", "train": ["S1"], "val": ["S3"], "test": ["S2"]}]}
     exact = hest.read_bench_splits(tmp_path, val_per_fold=0)
     assert exact["folds"][0] == {"name": "fold0", "train": ["S2", "S3"], "val": [], "test": ["S1"]}
-    out = hest.write_json(splits, tmp_path / "splits.json")
+    out = write_json(splits, tmp_path / "splits.json")
     assert json.loads(out.read_text()) == splits
 
 

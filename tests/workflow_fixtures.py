@@ -51,9 +51,9 @@ class Run:
 
 def snakemake(workdir: Path, configfile: Path, *args: str,
               timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run Snakemake on the repository's Snakefile in ``workdir`` (venv on PATH)."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    """Run Snakemake on the repository's Snakefile in ``workdir``, as a user would: the venv
+    is not activated, so the workflow itself must find the `stflow` command."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
                "--directory", str(workdir), "--configfile", str(configfile), *args]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout,

@@ -24,7 +24,6 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from stflow.atomic import atomic_output
 from stflow.errors import input_error
 from stflow.sources.common import IngestedSample
 from stflow.sources.download import link_tree
@@ -250,11 +249,3 @@ def read_bench_genes(bench_dir: str | Path, name: str = GENES_FILE) -> dict:
         raise input_error(path, "gene list is empty, not strings, or has duplicates",
                           "use the published var_50genes.json")
     return {"genes": list(genes), "protocol": "list", "n_top": len(genes)}
-
-
-def write_json(payload: dict, out: str | Path) -> Path:
-    """Write a splits.json / genes.json atomically."""
-    out = Path(out)
-    with atomic_output(out) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    return out
