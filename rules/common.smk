@@ -8,9 +8,18 @@ import shlex
 import sys
 from pathlib import Path
 
-# Rules call the `stflow` command: find it beside the Python that runs Snakemake (a venv
-# need not be activated). With --use-conda the rule's environment comes first on PATH.
-os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+# Rules run the library as `python -m stflow` with the workflow's folder on PYTHONPATH, so
+# neither the package nor its console script needs installing. `python` is the one running
+# Snakemake (a venv need not be activated); with --use-conda the job's environment comes
+# first on PATH. The device reaches embed/train/predict as $STFLOW_DEVICE: switching cpu and
+# cuda must not rerun them, and every param is a rerun trigger. All three are set in the
+# environment the jobs inherit (cluster jobs parse this file again).
+os.environ.update(
+    PATH=os.pathsep.join([str(Path(sys.executable).parent), os.getenv("PATH", "")]),
+    PYTHONPATH=os.pathsep.join([workflow.basedir, *filter(None, os.getenv("PYTHONPATH", "")
+                                                         .split(os.pathsep))]),
+    STFLOW_DEVICE=config["device"],
+)
 
 
 wildcard_constraints:
@@ -42,6 +51,47 @@ def _datasets():
 DATASETS = _datasets()
 
 
+def _check_sample_maps():
+    """dataset.patients / dataset.images apply to the sources whose ingest takes them."""
+    source = config["dataset"]["source"]
+    if config["dataset"].get("patients") and source not in ("visium", "hest"):
+        raise ValueError(f"config: dataset.patients does not apply to source '{source}' "
+                         "(it knows its patients). Fix: remove dataset.patients")
+    if config["dataset"].get("images") and source != "visium":
+        raise ValueError(f"config: dataset.images does not apply to source '{source}'. "
+                         "Fix: remove dataset.images (only visium takes full-res images)")
+    if config["genes"]["source"] == "hest-bench" and source != "hest":
+        raise ValueError(f"config: genes.source hest-bench needs dataset.source hest, not "
+                         f"'{source}'. Fix: set genes.source: config")
+    if config["splits"]["source"] == "hest-bench" and (
+            config["splits"]["folds"] or any(t.get("folds") for t in config["tasks"])):
+        raise ValueError("config: splits.source hest-bench takes the folds from HEST-bench, "
+                         "but folds are listed too. Fix: remove the folds, or set "
+                         "splits.source: config")
+    if config["splits"]["source"] == "hest-bench" and source != "hest":
+        raise ValueError(f"config: splits.source hest-bench needs dataset.source hest, not "
+                         f"'{source}'. Fix: set splits.source: config")
+
+
+_check_sample_maps()
+
+
+def bench_splits(dataset):
+    """Whether the folds are HEST-bench's published splits/ files (splits.source)."""
+    return config["splits"]["source"] == "hest-bench"
+
+
+def explicit_folds(dataset):
+    """Folds that do not come from patient ids (config folds or HEST-bench's files)."""
+    return bool(DATASETS[dataset]["folds"]) or bench_splits(dataset)
+
+
+def bench_dir(dataset):
+    """The HEST-bench task folder in the raw data (raw/{task}, or raw/ without tasks)."""
+    task = DATASETS[dataset]["task"]
+    return res(dataset, f"raw/{task}" if task else "raw")
+
+
 def samples(dataset):
     """Sample ids of a dataset: from the config, else the source's defaults."""
     entry = DATASETS[dataset]
@@ -58,6 +108,10 @@ def samples(dataset):
 
 
 def _patient(source, sample):
+    """The sample's patient as the DAG knows it (dataset.patients first), else None."""
+    mapped = (config["dataset"].get("patients") or {}).get(sample)
+    if mapped is not None:
+        return str(mapped)
     if source == "synthetic":
         match = re.fullmatch(r"(P\d+)S\d+", sample)
         return match.group(1) if match else None
@@ -71,13 +125,26 @@ def n_folds(dataset):
     entry = DATASETS[dataset]
     if entry["folds"]:
         return len(entry["folds"])
+    if bench_splits(dataset):
+        if not entry["n_folds"]:
+            raise ValueError(f"config: splits.source hest-bench needs the fold count of "
+                             f"dataset '{dataset}' before download. Fix: set n_folds of the "
+                             "task (HEST-bench's number of train_k/test_k files)")
+        return entry["n_folds"]
+    unmapped = [s for s in samples(dataset) if _patient(entry["source"], s) is None]
+    if entry["source"] == "visium" and unmapped:
+        raise ValueError(f"config: visium samples {unmapped} of dataset '{dataset}' have no "
+                         "patient, so two sections of one patient could land in train and "
+                         "test. Fix: map each sample to its patient in dataset.patients "
+                         "({sample: patient}), or list explicit splits.folds")
     if entry["n_folds"]:
         return entry["n_folds"]
     patients = {_patient(entry["source"], s) for s in samples(dataset)}
     if None in patients:
         raise ValueError(f"config: cannot tell the patients of dataset '{dataset}' "
-                         f"(source {entry['source']}) before ingest. Fix: set splits.n_folds "
-                         "or list splits.folds")
+                         f"(source {entry['source']}) before ingest. Fix: map each sample "
+                         "to its patient in dataset.patients, set splits.n_folds, or list "
+                         "splits.folds")
     if len(patients) < 2:
         raise ValueError(f"config: dataset '{dataset}' has one patient; patient-stratified "
                          "folds need two. Fix: add samples of another patient")
@@ -85,7 +152,15 @@ def n_folds(dataset):
 
 
 def folds(dataset):
-    return [f"fold{i}" for i in range(n_folds(dataset))]
+    """Fold names: the configured ones (fold\\d+, by the schema), else fold0..fold{n-1}."""
+    explicit = DATASETS[dataset]["folds"]
+    if not explicit:
+        return [f"fold{i}" for i in range(n_folds(dataset))]
+    names = [f.get("name", f"fold{i}") for i, f in enumerate(explicit)]
+    if len(set(names)) != len(names):
+        raise ValueError(f"config: the folds of dataset '{dataset}' repeat a name ({names}). "
+                         "Fix: give each fold a unique name fold0, fold1, ...")
+    return names
 
 
 def res(dataset, path):
@@ -105,10 +180,9 @@ def graph_files(wc):
 
 
 def model_params_json(wc):
-    """The model's parameters as one JSON string: a change reruns train (params trigger)."""
+    """The model's parameters as one JSON string: a change reruns train (params trigger).
+    The device is not one of them (see DEVICE)."""
     params = dict(config["model_params"].get(wc.model, {}))
-    if wc.model.startswith("stflow") and config["device"] != "auto":
-        params.setdefault("device", config["device"])
     return json.dumps(params, sort_keys=True)
 
 
@@ -149,6 +223,34 @@ def download_args(wc):
     return " ".join(quoted(str(a)) for a in args + task_args(wc))
 
 
+def ingest_manifest(wc):
+    """The download's manifest, ancient once the sample is ingested: a new download (one more
+    sample, hence new --samples) must not redo the samples already ingested and all their
+    patches, features and graphs. Only there: Snakemake skips an ancient input's missing
+    outputs downstream of a job that reruns, so a sample still to ingest waits normally."""
+    manifest = res(wc.dataset, "raw/MANIFEST.tsv")
+    if Path(res(wc.dataset, f"st/{wc.sample}.h5ad")).exists():
+        return ancient(manifest)
+    return manifest
+
+
+def ingest_args(wc):
+    """--task, the configured patient / image of the sample, and --require-patient where
+    patient-stratified folds are built from the ingested patients (hest; visium is checked
+    when the DAG is built)."""
+    entry = DATASETS[wc.dataset]
+    args = list(task_args(wc))
+    patient = (config["dataset"].get("patients") or {}).get(wc.sample)
+    if patient is not None:
+        args += ["--patient", str(patient)]
+    image = (config["dataset"].get("images") or {}).get(wc.sample)
+    if image is not None:
+        args += ["--image", image]
+    if entry["source"] in ("visium", "hest") and not explicit_folds(wc.dataset):
+        args += ["--require-patient"]
+    return " ".join(quoted(a) for a in args)
+
+
 def task_args(wc):
     """HEST-bench tasks live in their own folder of the source (--task)."""
     task = DATASETS[wc.dataset]["task"]
@@ -157,6 +259,11 @@ def task_args(wc):
 
 
 # --- splits ---
+def bench_splits_input(wc):
+    """The download, when the folds come from HEST-bench's splits/ files."""
+    return [res(wc.dataset, "raw/MANIFEST.tsv")] if bench_splits(wc.dataset) else []
+
+
 def splits_args(wc):
     """Explicit folds from the config (as JSON on a pipe), else --n-folds when configured,
     else leave one patient out (the fold count the DAG was built with)."""
@@ -167,6 +274,8 @@ def splits_args(wc):
                  for i, f in enumerate(folds_)]
         text = json.dumps({"scheme": "patient", "folds": named})
         return f"--folds-json <(printf '%s' {quoted(text)})"
+    if bench_splits(wc.dataset):
+        return f"--hest-bench {quoted(bench_dir(wc.dataset))} --n-folds {n_folds(wc.dataset)}"
     if DATASETS[wc.dataset]["n_folds"]:
         return f"--n-folds {n_folds(wc.dataset)}"
     n_folds(wc.dataset)  # refuses a dataset whose patients are unknown or single
@@ -174,11 +283,21 @@ def splits_args(wc):
 
 
 # --- genes ---
+def bench_genes_input(wc):
+    """The download, when the genes come from HEST-bench's var_50genes.json."""
+    return [res(wc.dataset, "raw/MANIFEST.tsv")] if config["genes"]["source"] == "hest-bench" else []
+
+
 def genes_args(wc):
+    """The subcommand and its options: HEST-bench's gene list, a configured list, or HEST's
+    highly variable genes."""
+    if config["genes"]["source"] == "hest-bench":
+        return f"bench-genes --bench {quoted(bench_dir(wc.dataset))}"
     listed = config["genes"]["list"]
+    n_top = f"genes --n-top {config['genes']['n_top']}"
     if listed:
-        return "--list " + " ".join(quoted(g) for g in listed)
-    return ""
+        return f"{n_top} --list " + " ".join(quoted(g) for g in listed)
+    return n_top
 
 
 # --- embed ---

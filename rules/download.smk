@@ -15,5 +15,5 @@ rule download:
     conda:
         ENV
     shell:
-        "stflow download --source {params.source} --out {params.raw} {params.args} "
+        "python -m stflow download --source {params.source} --out {params.raw} {params.args} "
         "> {log} 2>&1"

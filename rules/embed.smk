@@ -6,7 +6,6 @@ rule embed:
     params:
         weights=weights_arg,
         batch_size=config["embed"]["batch_size"],
-        device=config["device"],
     threads: config["threads"]
     log:
         res("{dataset}", "logs/embed/{encoder}/{sample}.log"),
@@ -19,6 +18,7 @@ rule embed:
     conda:
         ENV
     shell:
-        "OMP_NUM_THREADS={threads} stflow embed --patches {input} --encoder {wildcards.encoder} "
+        "OMP_NUM_THREADS={threads} python -m stflow embed --patches {input} "
+        "--encoder {wildcards.encoder} "
         "{params.weights} --out {output} --batch-size {params.batch_size} "
-        "--device {params.device} > {log} 2>&1"
+        "--device \"$STFLOW_DEVICE\" > {log} 2>&1"

@@ -13,7 +13,7 @@ rule evaluate:
     conda:
         ENV
     shell:
-        "stflow evaluate --predictions {input}/*.h5ad --encoder {wildcards.encoder} "
+        "python -m stflow evaluate --predictions {input}/*.h5ad --encoder {wildcards.encoder} "
         "--model {wildcards.model} --fold {wildcards.fold} --out {output} > {log} 2>&1"
 
 
@@ -40,4 +40,4 @@ rule aggregate:
     conda:
         ENV
     shell:
-        "stflow aggregate --metrics {input} --out-dir {params.out_dir} > {log} 2>&1"
+        "python -m stflow aggregate --metrics {input} --out-dir {params.out_dir} > {log} 2>&1"

@@ -30,6 +30,6 @@ rule figures:
     conda:
         ENV
     shell:
-        "stflow figures --results {params.root} --encoders {params.encoders} "
+        "python -m stflow figures --results {params.root} --encoders {params.encoders} "
         "--models {params.models} --folds {params.folds} --genes {params.genes} "
         "> {log} 2>&1"

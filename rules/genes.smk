@@ -1,10 +1,11 @@
 rule genes:
     input:
-        st_files,
+        st=st_files,
+        # HEST-bench's published gene list (genes.source: hest-bench) comes with the download
+        bench=bench_genes_input,
     output:
         res("{dataset}", "genes.json"),
     params:
-        n_top=config["genes"]["n_top"],
         args=genes_args,
     log:
         res("{dataset}", "logs/genes.log"),
@@ -16,5 +17,4 @@ rule genes:
     conda:
         ENV
     shell:
-        "stflow genes --st {input} --n-top {params.n_top} {params.args} --out {output} "
-        "> {log} 2>&1"
+        "python -m stflow {params.args} --st {input.st} --out {output} > {log} 2>&1"

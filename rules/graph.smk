@@ -15,4 +15,4 @@ rule graph:
     conda:
         ENV
     shell:
-        "stflow graph --patches {input} --k {params.k} --out {output} > {log} 2>&1"
+        "python -m stflow graph --patches {input} --k {params.k} --out {output} > {log} 2>&1"

@@ -1,12 +1,12 @@
 rule ingest:
     input:
-        res("{dataset}", "raw/MANIFEST.tsv"),
+        ingest_manifest,
     output:
         res("{dataset}", "st/{sample}.h5ad"),
     params:
         source=lambda wc: DATASETS[wc.dataset]["source"],
         raw=lambda wc: res(wc.dataset, "raw"),
-        task=lambda wc: " ".join(task_args(wc)),
+        args=ingest_args,
     log:
         res("{dataset}", "logs/ingest/{sample}.log"),
     benchmark:
@@ -17,8 +17,9 @@ rule ingest:
     conda:
         ENV
     shell:
-        "stflow ingest --source {params.source} --raw {params.raw} --sample {wildcards.sample} "
-        "{params.task} --out {output} > {log} 2>&1"
+        "python -m stflow ingest --source {params.source} --raw {params.raw} "
+        "--sample {wildcards.sample} "
+        "{params.args} --out {output} > {log} 2>&1"
 
 
 rule samples_table:
@@ -37,4 +38,4 @@ rule samples_table:
     conda:
         ENV
     shell:
-        "stflow samples --st {input} --out {output} > {log} 2>&1"
+        "python -m stflow samples --st {input} --out {output} > {log} 2>&1"

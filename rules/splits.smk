@@ -1,6 +1,8 @@
 rule splits:
     input:
-        res("{dataset}", "samples.tsv"),
+        samples=res("{dataset}", "samples.tsv"),
+        # HEST-bench's published splits/ (splits.source: hest-bench) come with the download
+        bench=bench_splits_input,
     output:
         res("{dataset}", "splits.json"),
     params:
@@ -16,5 +18,6 @@ rule splits:
     conda:
         ENV
     shell:
-        "stflow splits --samples {input} --out {output} {params.args} --seed {params.seed} "
+        "python -m stflow splits --samples {input.samples} --out {output} {params.args} "
+        "--seed {params.seed} "
         "> {log} 2>&1"

@@ -26,11 +26,11 @@ rule train:
     conda:
         ENV
     shell:
-        "OMP_NUM_THREADS={threads} stflow train --splits {input.splits} "
+        "OMP_NUM_THREADS={threads} python -m stflow train --splits {input.splits} "
         "--fold {wildcards.fold} --genes {input.genes} --st-dir {params.st_dir} "
         "--features-dir {params.features_dir} --graph-dir {params.graph_dir} "
         "--model {wildcards.model} --params {params.model_params} --seed {params.seed} "
-        "--out {output} > {log} 2>&1"
+        "--device \"$STFLOW_DEVICE\" --out {output} > {log} 2>&1"
 
 
 rule predict:
@@ -55,11 +55,12 @@ rule predict:
     resources:
         mem_mb=16000,
         runtime=60,
+        **GPU,
     conda:
         ENV
     shell:
-        "OMP_NUM_THREADS={threads} stflow predict --model-dir {input.model} "
+        "OMP_NUM_THREADS={threads} python -m stflow predict --model-dir {input.model} "
         "--splits {input.splits} --fold {wildcards.fold} --genes {input.genes} "
         "--st-dir {params.st_dir} --features-dir {params.features_dir} "
-        "--graph-dir {params.graph_dir} --encoder {wildcards.encoder} --out-dir {output} "
-        "> {log} 2>&1"
+        "--graph-dir {params.graph_dir} --encoder {wildcards.encoder} "
+        "--device \"$STFLOW_DEVICE\" --out-dir {output} > {log} 2>&1"

@@ -4,6 +4,10 @@ All of them follow HEST-bench's preprocessing (``StandardScaler`` → ``PCA(256)
 training spots, mahmoodlab/HEST ``src/hest/bench/benchmark.py``, ``predict_single_split``)
 and then regress the log1p targets of every spot independently — except
 :class:`SpatialRidge`, which also sees the mean features of each spot's neighbours.
+Models that select nothing on validation (``ridge_hest``, the random forest) fit on train +
+val, as HEST-bench fits on all non-test samples; the tuned ones (``ridge``, ``spatial_ridge``,
+``mlp``) select on val, or without val slides on the hold-out STFlow uses
+(:mod:`stflow.holdout`).
 
 Everything is saved as plain arrays (``.npz`` read with ``allow_pickle=False``) plus a JSON
 config; the random forest's trees are stored as node arrays and evaluated by numpy, so no
@@ -23,6 +27,7 @@ from stflow.atomic import atomic_output, read_json, sha256_file, write_json
 from stflow.dataset import Slide
 from stflow.errors import StflowError, input_error
 from stflow.evaluate import mean_pearson
+from stflow.holdout import holdout_masks
 
 log = logging.getLogger(__name__)
 
@@ -40,40 +45,20 @@ def _targets(slide: Slide) -> np.ndarray:
     return np.asarray(slide.targets, dtype=np.float64)
 
 
-def holdout_region(coords_um: list[np.ndarray], seed: int,
-                   fraction: float = VAL_FRACTION) -> list[np.ndarray]:
-    """Boolean validation masks: the ``fraction`` of spots nearest a seeded random spot.
-
-    A contiguous region (rather than random spots) keeps validation spots from sitting
-    between training spots, which would make validation optimistic on smooth tissue.
-    """
-    sizes = [len(c) for c in coords_um]
-    total = sum(sizes)
-    if total < 2:
-        raise input_error("training slides", f"only {total} training spot(s)",
-                          "train on at least two spots")
-    rng = np.random.default_rng(seed)
-    pick = int(rng.integers(total))
-    slide = int(np.searchsorted(np.cumsum(sizes), pick, side="right"))
-    centre = coords_um[slide][pick - sum(sizes[:slide])]
-    # A lone training slide must keep some training spots.
-    room = sizes[slide] - 1 if len(sizes) == 1 else sizes[slide]
-    n_val = min(max(1, round(fraction * total)), room)
-    masks = [np.zeros(n, dtype=bool) for n in sizes]
-    dist = np.linalg.norm(coords_um[slide] - centre, axis=1)
-    masks[slide][np.argsort(dist, kind="stable")[:n_val]] = True
-    return masks
-
-
 def train_val_arrays(train_x: list[np.ndarray], train_y: list[np.ndarray],
-                     train_coords: list[np.ndarray], val_x: list[np.ndarray],
-                     val_y: list[np.ndarray], seed: int
+                     train_coords: list[np.ndarray], train_names: list[str],
+                     val_x: list[np.ndarray], val_y: list[np.ndarray], seed: int
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Stack training and validation spots; without val slides, hold out a region."""
+    """Stack training and validation spots; without val slides, hold out what STFlow does.
+
+    The hold-out is :func:`stflow.holdout.holdout_masks` (a contiguous ``VAL_FRACTION`` of
+    every training slide, seeded alike), so on folds with a single training sample the
+    baselines and STFlow select on the same validation spots.
+    """
     if val_x:
         return (np.concatenate(train_x), np.concatenate(train_y),
                 np.concatenate(val_x), np.concatenate(val_y))
-    masks = holdout_region(train_coords, seed)
+    masks = holdout_masks(train_coords, train_names, VAL_FRACTION, seed)
     x_tr = np.concatenate([x[~m] for x, m in zip(train_x, masks, strict=True)])
     y_tr = np.concatenate([y[~m] for y, m in zip(train_y, masks, strict=True)])
     x_va = np.concatenate([x[m] for x, m in zip(train_x, masks, strict=True)])
@@ -168,7 +153,9 @@ class PCARidge:
     ``train_test_reg``): ``Ridge(solver='lsqr', alpha=100 / (n_components * n_genes),
     fit_intercept=False, max_iter=1000)``. That alpha is tiny, so with few training spots
     the probe nearly interpolates; ``alpha="validation"`` picks alpha from a log grid by
-    mean Pearson on the validation spots, a float fixes it. Both use an intercept.
+    mean Pearson on the validation spots (then refits on the training spots), a float fixes
+    it; both use an intercept. A fixed alpha (``"hest"`` or a float) selects nothing, so it
+    fits on train + val, as HEST-bench fits on every non-test sample.
     """
 
     name = "pca_ridge"
@@ -190,19 +177,22 @@ class PCARidge:
         return np.asarray(slide.features, dtype=np.float64)
 
     def fit(self, train: list[Slide], val: list[Slide]) -> list[dict[str, float]]:
-        """Fit on the training slides; val (or a held-out region) scores/chooses alpha."""
+        """``alpha="validation"``: fit on train, choose alpha on val (or the hold-out).
+
+        A fixed alpha (``"hest"`` or a number) selects nothing, so like HEST-bench it fits on
+        every non-test spot, train and val together, and reports no validation score.
+        """
         _check_slides(train, "training")
         needs_val = self.alpha == "validation"
+        x_va = y_va = None
         if needs_val:
             x_tr, y_tr, x_va, y_va = train_val_arrays(
                 [self._features(s) for s in train], [_targets(s) for s in train],
-                [s.coords_um for s in train], [self._features(s) for s in val],
-                [_targets(s) for s in val], self.seed)
+                [s.coords_um for s in train], [s.sample for s in train],
+                [self._features(s) for s in val], [_targets(s) for s in val], self.seed)
         else:
-            x_tr = np.concatenate([self._features(s) for s in train])
-            y_tr = np.concatenate([_targets(s) for s in train])
-            x_va = np.concatenate([self._features(s) for s in val]) if val else None
-            y_va = np.concatenate([_targets(s) for s in val]) if val else None
+            x_tr = np.concatenate([self._features(s) for s in [*train, *val]])
+            y_tr = np.concatenate([_targets(s) for s in [*train, *val]])
         self.projection = Projection.fit(x_tr, self.n_components, self.seed)
         z_tr = self.projection.transform(x_tr)
         if self.alpha == "hest":
@@ -228,8 +218,9 @@ class PCARidge:
         if x_va is not None:
             pred_va = self._predict_array(x_va)
             row.update(val_loss=_mse(y_va, pred_va), val_pearson=mean_pearson(y_va, pred_va))
-        log.info("%s: alpha %.3g, validation Pearson %.4f", self.name, self.chosen_alpha,
-                 row["val_pearson"])
+        if needs_val:
+            log.info("%s: alpha %.3g chosen, validation Pearson %.4f", self.name,
+                     self.chosen_alpha, row["val_pearson"])
         return [row]
 
     def _predict_array(self, x: np.ndarray) -> np.ndarray:
@@ -323,6 +314,7 @@ class RandomForest:
     defaults ``max_depth=16``, ``max_features='sqrt'``); here one multi-output scikit-learn
     forest with the same tree count, depth and feature sampling predicts all genes, which is
     ~50× cheaper on CPU. Trees are stored as node arrays and evaluated by numpy on load.
+    Like HEST-bench it selects nothing, so it fits on train + val.
     """
 
     def __init__(self, seed: int = 0, n_estimators: int = 70, max_depth: int = 16,
@@ -335,12 +327,17 @@ class RandomForest:
         self.trees: dict[str, np.ndarray] | None = None
 
     def fit(self, train: list[Slide], val: list[Slide]) -> list[dict[str, float]]:
-        """Fit the forest on all training spots; score on val when given."""
+        """Fit the forest on every non-test spot, train and val together (as HEST-bench).
+
+        Nothing is selected on validation, so holding val out would only waste spots; the
+        log row therefore has no validation score.
+        """
         from sklearn.ensemble import RandomForestRegressor
 
         _check_slides(train, "training")
-        x_tr = np.concatenate([np.asarray(s.features, dtype=np.float64) for s in train])
-        y_tr = np.concatenate([_targets(s) for s in train])
+        slides = [*train, *val]
+        x_tr = np.concatenate([np.asarray(s.features, dtype=np.float64) for s in slides])
+        y_tr = np.concatenate([_targets(s) for s in slides])
         self.projection = Projection.fit(x_tr, self.n_components, self.seed)
         forest = RandomForestRegressor(
             n_estimators=self.n_estimators, max_depth=self.max_depth,
@@ -348,14 +345,8 @@ class RandomForest:
             n_jobs=self.n_jobs, random_state=self.seed,
         ).fit(self.projection.transform(x_tr), y_tr)
         self.trees = forest_arrays(forest)
-        row = {"epoch": 0, "train_loss": _mse(y_tr, self._predict_array(x_tr)),
-               "val_loss": float("nan"), "val_pearson": float("nan")}
-        if val:
-            x_va = np.concatenate([np.asarray(s.features, dtype=np.float64) for s in val])
-            y_va = np.concatenate([_targets(s) for s in val])
-            pred = self._predict_array(x_va)
-            row.update(val_loss=_mse(y_va, pred), val_pearson=mean_pearson(y_va, pred))
-        return [row]
+        return [{"epoch": 0, "train_loss": _mse(y_tr, self._predict_array(x_tr)),
+                 "val_loss": float("nan"), "val_pearson": float("nan")}]
 
     def _predict_array(self, x: np.ndarray) -> np.ndarray:
         if self.trees is None or self.projection is None:
@@ -502,7 +493,7 @@ class MLPRegressor:
         x_tr, y_tr, x_va, y_va = train_val_arrays(
             [np.asarray(s.features, dtype=np.float64) for s in train],
             [_targets(s) for s in train], [s.coords_um for s in train],
-            [np.asarray(s.features, dtype=np.float64) for s in val],
+            [s.sample for s in train], [np.asarray(s.features, dtype=np.float64) for s in val],
             [_targets(s) for s in val], self.seed)
         self.mean = x_tr.mean(axis=0)
         self.scale = np.where(x_tr.std(axis=0) > 0, x_tr.std(axis=0), 1.0)

@@ -2,7 +2,8 @@
 
 Patches are read from the h5 as uint8 batches (in DataLoader workers on CUDA) and converted
 on the device, so reading never starves the model. The store is written under a temporary
-name and renamed when complete; a finished store with the same encoder and weights is reused.
+name and renamed when complete; a finished store with the same encoder, weights and patch
+file (sha256) is reused.
 """
 
 from __future__ import annotations
@@ -22,51 +23,42 @@ import zarr
 from tqdm import tqdm
 
 from stflow import __version__
-from stflow.atomic import atomic_output
+from stflow.atomic import atomic_output, sha256_file
+from stflow.device import resolve_device
 from stflow.encoders import PRECISIONS, Encoder, describe_encoders, load_encoder
 from stflow.errors import StflowError, input_error
+from stflow.graph import PATCHES_FIX, PatchSpots, open_patch_file, patch_spots
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class PatchFile:
+class PatchFile(PatchSpots):
     """What embedding needs from a patch h5, checked once."""
 
     path: Path
     n: int
     size_px: int
-    mpp: float
-    barcodes: list[str]
-    coords: np.ndarray
+    sha256: str  # of the whole file: features are reused only for these very patches
 
 
 def read_patch_file(path: str | Path) -> PatchFile:
     """Open and check a ``patches/{sample}.h5`` (HEST layout), without reading the images."""
     path = Path(path)
-    fix = "re-run the patches stage for this sample"
-    if not path.is_file():
-        raise input_error(path, "patch file not found", fix)
-    try:
-        with h5py.File(path, "r") as h5:
-            for key in ("img", "coords", "barcode"):
-                if key not in h5:
-                    raise input_error(path, f"dataset '{key}' is missing", fix)
-            img, n = h5["img"], h5["img"].shape[0]
-            if img.ndim != 4 or img.shape[3] != 3 or img.dtype != np.uint8:
-                raise input_error(path, f"img has shape {img.shape} {img.dtype}, "
-                                  "expected (N, S, S, 3) uint8", fix)
-            coords = np.asarray(h5["coords"][:], dtype=np.float64)
-            barcodes = [b.decode() if isinstance(b, bytes) else str(b)
-                        for b in np.asarray(h5["barcode"][:]).reshape(-1)]
-            if coords.shape != (n, 2) or len(barcodes) != n:
-                raise input_error(path, f"{n} images but coords {coords.shape} and "
-                                  f"{len(barcodes)} barcodes", fix)
-            if "mpp" not in h5.attrs:
-                raise input_error(path, "attribute 'mpp' is missing", fix)
-            return PatchFile(path, n, img.shape[1], float(h5.attrs["mpp"]), barcodes, coords)
-    except OSError as err:
-        raise input_error(path, f"not a readable HDF5 file ({err})", fix) from err
+    with open_patch_file(path) as h5:
+        if "img" not in h5:
+            raise input_error(path, "dataset 'img' is missing", PATCHES_FIX)
+        img, n = h5["img"], h5["img"].shape[0]
+        if img.ndim != 4 or img.shape[3] != 3 or img.dtype != np.uint8:
+            raise input_error(path, f"img has shape {img.shape} {img.dtype}, "
+                              "expected (N, S, S, 3) uint8", PATCHES_FIX)
+        spots = patch_spots(h5, path)
+        if len(spots.coords) != n:
+            raise input_error(path, f"{n} images but {len(spots.coords)} coords and barcodes",
+                              PATCHES_FIX)
+        size_px = img.shape[1]
+    return PatchFile(spots.coords, spots.mpp, spots.barcodes, path, n, size_px,
+                     sha256_file(path))
 
 
 class _Batches(torch.utils.data.Dataset):
@@ -91,22 +83,13 @@ class _Batches(torch.utils.data.Dataset):
         return torch.from_numpy(block)
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` → CUDA when present, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as err:
-        raise StflowError(f"unknown device '{device}'. Fix: use auto, cpu or cuda") from err
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise StflowError("device cuda requested but no CUDA GPU is visible. "
-                          "Fix: use --device auto or cpu")
-    return resolved
+def is_finished(store: str | Path, encoder: str, weights_sha256: str, patches: PatchFile
+                ) -> bool:
+    """True only for a complete store of the same encoder, weights and patch file.
 
-
-def is_finished(store: str | Path, encoder: str, weights_sha256: str, n: int) -> bool:
-    """True only for a complete store of the same encoder, weights and number of spots."""
+    The patch file's sha256 is part of the key: patches re-cut with another size, mpp or
+    tissue filter can keep the spot count, and their old features must not be reused.
+    """
     store = Path(store)
     if not store.is_dir():
         return False
@@ -115,7 +98,8 @@ def is_finished(store: str | Path, encoder: str, weights_sha256: str, n: int) ->
         attrs = dict(group.attrs)
         return (attrs.get("complete") is True and attrs.get("encoder") == encoder
                 and attrs.get("weights_sha256") == weights_sha256
-                and group["features"].shape[0] == n)
+                and attrs.get("patches_sha256") == patches.sha256
+                and group["features"].shape[0] == patches.n)
     except Exception:  # unreadable or half-written: not finished, it will be replaced
         return False
 
@@ -157,8 +141,9 @@ def embed(patches_h5: str | Path, encoder: str | Encoder, out_zarr: str | Path,
     patches = read_patch_file(patches_h5)
     enc = encoder if isinstance(encoder, Encoder) else load_encoder(encoder, weights)
     out = Path(out_zarr)
-    if is_finished(out, enc.name, enc.weights_sha256, patches.n):
-        log.info("%s is complete for %s with the same weights: reused", out, enc.name)
+    if is_finished(out, enc.name, enc.weights_sha256, patches):
+        log.info("%s is complete for %s with the same weights and patches: reused", out,
+                 enc.name)
         return out
     if batch_size < 1:
         raise StflowError(f"batch size {batch_size}. Fix: use a positive --batch-size")
@@ -181,8 +166,9 @@ def embed(patches_h5: str | Path, encoder: str | Encoder, out_zarr: str | Path,
             start += len(features)
         barcode = group.create_array("barcode", shape=(patches.n,), dtype=str)
         barcode[:] = np.array(patches.barcodes, dtype=object)
-        group.create_array("coords_um", data=patches.coords * patches.mpp)
+        group.create_array("coords_um", data=patches.coords_um)
         group.attrs.update({"encoder": enc.name, "weights_sha256": enc.weights_sha256,
+                            "patches_sha256": patches.sha256,
                             "transform": enc.transform(),
                             "precision": precision_used(enc, dev),
                             "stflow_version": __version__, "feature_dim": enc.feature_dim})

@@ -2,6 +2,8 @@
 
 Features are standardised with the training mean and std, which are saved with the weights;
 ``model.pt`` holds only tensors and plain types so it loads with ``weights_only=True``.
+The device is where the model runs, not part of what it is: it is not saved, and
+:meth:`STFlowEstimator.load` takes it at load time (a GPU-trained model predicts on a CPU node).
 """
 
 from __future__ import annotations
@@ -15,18 +17,12 @@ import torch
 
 from stflow.atomic import atomic_output
 from stflow.dataset import Slide
+from stflow.device import resolve_device
 from stflow.errors import StflowError, input_error
 from stflow.graph import check_coords
 from stflow.model import DENOISERS, build_denoiser
 from stflow.priors import PRIOR_NAMES, Prior, make_prior
 from stflow.train import SlideArrays, TrainConfig, predict_slide, train_denoiser
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class STFlowEstimator:
@@ -51,8 +47,7 @@ class STFlowEstimator:
             layers=layers, heads=heads, dropout=dropout, lr=lr, epochs=epochs,
             patience=patience, steps=steps, n_samples=n_samples,
             regions_per_slide=regions_per_slide, regions_per_step=regions_per_step,
-            val_fraction=val_fraction, length_scale_um=length_scale_um, chunk_size=chunk_size,
-            device=device)
+            val_fraction=val_fraction, length_scale_um=length_scale_um, chunk_size=chunk_size)
         self.config = TrainConfig(
             epochs=epochs, patience=patience, lr=lr, k=k, regions_per_slide=regions_per_slide,
             regions_per_step=regions_per_step, steps=steps, n_samples=n_samples,
@@ -151,19 +146,30 @@ class STFlowEstimator:
             tmp.write_text(json.dumps(config, indent=2))
 
     @classmethod
-    def load(cls, directory: Path) -> STFlowEstimator:
-        """Rebuild what :meth:`save` wrote (``torch.load`` with ``weights_only=True``)."""
+    def load(cls, directory: Path, device: str = "auto") -> STFlowEstimator:
+        """Rebuild what :meth:`save` wrote (``torch.load`` with ``weights_only=True``).
+
+        Tensors are loaded onto the CPU and moved to ``device`` when predicting, so a model
+        trained on a GPU loads anywhere.
+        """
         directory = Path(directory)
         for name in ("model.pt", "config.json"):
             if not (directory / name).exists():
                 raise input_error(directory, f"lacks {name}", "re-run the train stage")
         config = json.loads((directory / "config.json").read_text())
-        estimator = cls(**config["params"])
+        params = {k: v for k, v in config["params"].items() if k != "device"}  # older saves
+        estimator = cls(**params, device=device)
         state = torch.load(directory / "model.pt", map_location="cpu", weights_only=True)
         estimator.in_dim, estimator.n_genes = int(state["in_dim"]), int(state["n_genes"])
         estimator.feature_mean = state["feature_mean"].numpy()
         estimator.feature_std = state["feature_std"].numpy()
         estimator.prior = Prior.from_state(state["prior"])
         estimator.model = estimator._build()
-        estimator.model.load_state_dict(state["state_dict"])
+        try:
+            estimator.model.load_state_dict(state["state_dict"])
+        except RuntimeError as err:  # saved by a version with other layers
+            detail = " ".join(str(err).split())[:200]
+            raise input_error(directory / "model.pt", "its weights do not fit this version's "
+                              f"{params['denoiser']} denoiser ({detail})",
+                              "re-run the train stage with this version of stflow") from err
         return estimator

@@ -3,8 +3,10 @@
 Per fold the test spots of all test samples are pooled, the Pearson correlation between
 measured and predicted log1p expression is computed per gene, and the fold score is the
 mean over genes. Across folds the score is reported as mean ± population std (ddof=0).
-A gene that is constant (in truth or prediction) has no correlation: it is left out of the
-mean and counted as ``n_constant_genes`` instead of turning the average into NaN.
+A gene that is constant in the truth has no correlation: it is left out of the mean and
+counted as ``n_constant_genes`` instead of turning the average into NaN. A gene whose
+*prediction* is constant scores r = 0, so every model is averaged over the same genes and
+collapsing a hard gene to a constant is not rewarded by dropping it.
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ def _as_matrix(array: np.ndarray, name: str) -> np.ndarray:
 def pearson_per_gene(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """Pearson r of each column of ``truth`` with the same column of ``pred``.
 
-    Returns a (G,) array, NaN where either column is constant (no warning is raised), so
-    callers decide how to treat undefined correlations.
+    Returns a (G,) array: NaN where the truth column is constant (the gene cannot be scored,
+    for any model; callers exclude it), 0 where only the prediction is constant (a
+    constant prediction explains none of the variation). No warning is raised.
     """
     truth = _as_matrix(truth, "truth")
     pred = _as_matrix(pred, "pred")
@@ -52,14 +55,15 @@ def pearson_per_gene(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
     npd = np.sqrt((dp * dp).sum(axis=0))
     scale_t = np.abs(truth).max(axis=0) * np.sqrt(truth.shape[0]) * 1e-12
     scale_p = np.abs(pred).max(axis=0) * np.sqrt(pred.shape[0]) * 1e-12
-    ok = (nt > scale_t) & (npd > scale_p) & (nt > 0) & (npd > 0)
-    out = np.full(truth.shape[1], np.nan)
+    varies_t = (nt > scale_t) & (nt > 0)
+    ok = varies_t & (npd > scale_p) & (npd > 0)
+    out = np.where(varies_t, 0.0, np.nan)
     out[ok] = (dt[:, ok] * dp[:, ok]).sum(axis=0) / (nt[ok] * npd[ok])
     return np.clip(out, -1.0, 1.0)
 
 
 def mean_pearson(truth: np.ndarray, pred: np.ndarray) -> float:
-    """Mean per-gene Pearson over the non-constant genes (NaN when every gene is constant)."""
+    """Mean per-gene Pearson over the genes that vary in the truth (NaN when none does)."""
     values = pearson_per_gene(truth, pred)
     finite = values[np.isfinite(values)]
     return float(finite.mean()) if finite.size else float("nan")

@@ -8,6 +8,7 @@ every model — STFlow, its ablations, the baselines — is trained and written 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 from pathlib import Path
@@ -20,11 +21,13 @@ from tqdm import tqdm
 from stflow.atomic import atomic_output, read_json
 from stflow.dataset import Slide, load_slide
 from stflow.errors import check_finite, check_shape, input_error
-from stflow.models import build_estimator, load_estimator, save_estimator
+from stflow.models import build_estimator, get_spec, load_estimator, save_estimator
 
 log = logging.getLogger(__name__)
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_pearson"]
+DEVICES = ("auto", "cpu", "cuda")
+FEATURE_KEYS = ("encoder", "weights_sha256")  # zarr attributes that name what made features
 
 
 def read_fold(splits_path: str | Path, fold: str) -> dict[str, list[str]]:
@@ -72,6 +75,36 @@ def load_slides(samples: list[str], genes: list[str], st_dir: str | Path,
     return slides
 
 
+def features_identity(features_dir: str | Path, samples: list[str]) -> dict[str, Any]:
+    """The encoder and weights checksum of the samples' feature stores (zarr attributes).
+
+    All stores of one training run must agree; a model trained on one encoder's features
+    predicts nonsense (or crashes on the width) from another's.
+    """
+    import zarr
+
+    found: dict[str, Any] | None = None
+    for sample in samples:
+        path = Path(features_dir) / f"{sample}.zarr"
+        try:
+            attrs = dict(zarr.open_group(str(path), mode="r").attrs)
+        except (zarr.errors.GroupNotFoundError, FileNotFoundError) as err:
+            raise input_error(path, "features store does not exist or is not a zarr group",
+                              "run the embed stage for this sample") from err
+        identity = {key: attrs.get(key) for key in FEATURE_KEYS}
+        if found is None:
+            found = identity
+        elif identity != found:
+            raise input_error(path, f"was made by {identity}, other samples by {found}",
+                              "re-run embed so every sample uses the same encoder and weights")
+    return found or dict.fromkeys(FEATURE_KEYS)
+
+
+def _accepts_device(model: str) -> bool:
+    """Whether the model's estimator takes a ``device`` keyword (the torch models)."""
+    return "device" in inspect.signature(get_spec(model).load_class()).parameters
+
+
 def history_frame(rows: list[dict[str, float]]) -> pd.DataFrame:
     """The estimator's log rows as history.tsv: the contract columns first, extras after."""
     frame = pd.DataFrame(rows if rows else [{}])
@@ -86,11 +119,20 @@ def history_frame(rows: list[dict[str, float]]) -> pd.DataFrame:
 
 def train_fold(splits: str | Path, fold: str, genes: str | Path, st_dir: str | Path,
                features_dir: str | Path, graph_dir: str | Path | None, model: str,
-               out: str | Path, params: dict[str, Any] | None = None, seed: int = 0) -> Path:
-    """Fit ``model`` on the fold's train (+val) slides and write its folder atomically."""
+               out: str | Path, params: dict[str, Any] | None = None, seed: int = 0,
+               device: str = "auto") -> Path:
+    """Fit ``model`` on the fold's train (+val) slides and write its folder atomically.
+
+    ``device`` is where to run, not a model parameter: it goes to the estimators that take
+    one and is not recorded in params.json.
+    """
     parts = read_fold(splits, fold)
     gene_list = read_genes(genes)
-    estimator = build_estimator(model, params or {}, seed)
+    settings = dict(params or {})
+    if _accepts_device(model):
+        settings.setdefault("device", device)
+    estimator = build_estimator(model, settings, seed)
+    features = features_identity(features_dir, parts["train"] + parts["val"])
     train = load_slides(parts["train"], gene_list, st_dir, features_dir, graph_dir)
     val = load_slides(parts["val"], gene_list, st_dir, features_dir, graph_dir)
     log.info("training %s on %s: %d train, %d val slides", model, fold, len(train), len(val))
@@ -100,7 +142,8 @@ def train_fold(splits: str | Path, fold: str, genes: str | Path, st_dir: str | P
         save_estimator(model, estimator, tmp)
         (tmp / "params.json").write_text(json.dumps(
             {"model": model, "params": params or {}, "seed": seed, "fold": fold,
-             "train": parts["train"], "val": parts["val"], "genes": gene_list}, indent=2))
+             "train": parts["train"], "val": parts["val"], "genes": gene_list,
+             "features": features}, indent=2))
         history_frame(rows).to_csv(tmp / "history.tsv", sep="\t", index=False)
     return out
 
@@ -133,15 +176,20 @@ def prediction_anndata(slide: Slide, prediction: np.ndarray, genes: list[str],
 
 def predict_fold(model_dir: str | Path, splits: str | Path, fold: str, genes: str | Path,
                  st_dir: str | Path, features_dir: str | Path, graph_dir: str | Path | None,
-                 out_dir: str | Path, encoder: str | None = None) -> list[Path]:
-    """Predict each test sample of ``fold`` into ``{out_dir}/{sample}.h5ad`` (folder written atomically)."""
+                 out_dir: str | Path, encoder: str | None = None, device: str = "auto"
+                 ) -> list[Path]:
+    """Predict each test sample of ``fold`` into ``{out_dir}/{sample}.h5ad`` (folder written atomically).
+
+    Refuses a genes.json or feature stores other than those the model was trained with.
+    """
     model_dir = Path(model_dir)
-    estimator = load_estimator(model_dir)
+    gene_list = read_genes(genes)
+    test_samples = read_fold(splits, fold)["test"]
+    check_trained_with(model_dir, genes, gene_list, features_dir, test_samples)
+    estimator = load_estimator(model_dir, device=device)
     model = json.loads((model_dir / "manifest.json").read_text())["model"]
     encoder = encoder or Path(features_dir).name
-    gene_list = read_genes(genes)
-    test = load_slides(read_fold(splits, fold)["test"], gene_list, st_dir, features_dir,
-                       graph_dir)
+    test = load_slides(test_samples, gene_list, st_dir, features_dir, graph_dir)
     predictions = estimator.predict(test)
     if len(predictions) != len(test):
         raise input_error(model_dir, f"the model returned {len(predictions)} predictions for "
@@ -155,6 +203,27 @@ def predict_fold(model_dir: str | Path, splits: str | Path, fold: str, genes: st
                                        fold)
             adata.write_h5ad(tmp / f"{slide.sample}.h5ad")
     return [out_dir / f"{slide.sample}.h5ad" for slide in test]
+
+
+def check_trained_with(model_dir: Path, genes_path: str | Path, genes: list[str],
+                       features_dir: str | Path, samples: list[str]) -> None:
+    """Refuse to predict with other genes or other features than the model was trained on."""
+    params_path = model_dir / "params.json"
+    trained = read_json(params_path, "model parameters", "re-run the train stage")
+    if not isinstance(trained, dict):
+        raise input_error(params_path, "is not a JSON object", "re-run the train stage")
+    if "genes" in trained and [str(g) for g in trained["genes"]] != genes:
+        raise input_error(genes_path, f"lists {len(genes)} genes that differ from the "
+                          f"{len(trained['genes'])} the model was trained on ({params_path})",
+                          "re-run train with this genes.json, or predict with the genes.json "
+                          "the model was trained on")
+    if "features" in trained:
+        found = features_identity(features_dir, samples)
+        if found != trained["features"]:
+            raise input_error(features_dir, f"features made by {found}, but the model was "
+                              f"trained on {trained['features']} ({params_path})",
+                              "re-run train on these features, or predict from the features "
+                              "the model was trained on")
 
 
 def _params(text: str | None) -> dict[str, Any]:
@@ -178,16 +247,20 @@ def _add_inputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--features-dir", required=True,
                         help="folder of features/{encoder}/{sample}.zarr")
     parser.add_argument("--graph-dir", default=None, help="folder of graph/{sample}.npz")
+    parser.add_argument("--device", choices=DEVICES, default="auto",
+                        help="where torch models run (not a model parameter: a model trained "
+                        "on cuda predicts on cpu)")
 
 
 def _run_train(args: argparse.Namespace) -> None:
     train_fold(args.splits, args.fold, args.genes, args.st_dir, args.features_dir,
-               args.graph_dir, args.model, args.out, _params(args.params), args.seed)
+               args.graph_dir, args.model, args.out, _params(args.params), args.seed,
+               args.device)
 
 
 def _run_predict(args: argparse.Namespace) -> None:
     predict_fold(args.model_dir, args.splits, args.fold, args.genes, args.st_dir,
-                 args.features_dir, args.graph_dir, args.out_dir, args.encoder)
+                 args.features_dir, args.graph_dir, args.out_dir, args.encoder, args.device)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

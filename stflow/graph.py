@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import h5py
 import numpy as np
 from scipy.spatial import cKDTree
 
@@ -55,34 +59,66 @@ def edge_offsets(coords: np.ndarray, neighbors: np.ndarray) -> np.ndarray:
     return coords[:, None, :] - coords[neighbors]
 
 
-def read_patch_coords(patches_h5: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Spot centres in microns and barcodes (str) from a HEST-style patches file."""
-    import h5py
+PATCHES_FIX = "re-run the patches stage (`stflow patches`) for this sample"
 
-    patches_h5 = Path(patches_h5)
-    if not patches_h5.exists():
-        raise input_error(patches_h5, "patches file does not exist",
-                          "run the patches stage (`stflow patches`) for this sample")
-    with h5py.File(patches_h5, "r") as handle:
-        for name in ("coords", "barcode"):
-            if name not in handle:
-                raise input_error(patches_h5, f"lacks the dataset '{name}'",
-                                  "re-run the patches stage")
-        if "mpp" not in handle.attrs:
-            raise input_error(patches_h5, "lacks the attribute 'mpp'", "re-run the patches stage")
-        coords_px = np.asarray(handle["coords"][:], dtype=np.float64)
-        barcodes = np.asarray(handle["barcode"][:]).reshape(-1)
-        mpp = float(handle.attrs["mpp"])
+
+@dataclass(frozen=True)
+class PatchSpots:
+    """The spots of a HEST-style patches file: level-0 pixel centres, µm per pixel, barcodes."""
+
+    coords: np.ndarray  # (N, 2) float64 level-0 pixels
+    mpp: float
+    barcodes: list[str]
+
+    @property
+    def coords_um(self) -> np.ndarray:
+        """Spot centres in microns: the one place pixels become microns for graph and embed."""
+        return self.coords * self.mpp
+
+
+@contextmanager
+def open_patch_file(path: str | Path) -> Iterator[h5py.File]:
+    """Open a patches h5 for reading; a missing or unreadable file raises a StflowError."""
+    path = Path(path)
+    if not path.is_file():
+        raise input_error(path, "patches file does not exist", PATCHES_FIX)
+    try:
+        with h5py.File(path, "r") as handle:
+            yield handle
+    except OSError as err:
+        raise input_error(path, f"not a readable HDF5 file ({err})", PATCHES_FIX) from err
+
+
+def patch_spots(handle: h5py.File, where: str | Path) -> PatchSpots:
+    """Check and read ``coords``, ``barcode`` and ``mpp`` of an open patches file."""
+    for name in ("coords", "barcode"):
+        if name not in handle:
+            raise input_error(where, f"dataset '{name}' is missing", PATCHES_FIX)
+    if "mpp" not in handle.attrs:
+        raise input_error(where, "attribute 'mpp' is missing", PATCHES_FIX)
+    coords = np.asarray(handle["coords"][:], dtype=np.float64)
+    barcodes = [b.decode() if isinstance(b, bytes) else str(b)
+                for b in np.asarray(handle["barcode"][:]).reshape(-1)]
+    mpp = float(handle.attrs["mpp"])
     if not np.isfinite(mpp) or mpp <= 0:
-        raise input_error(patches_h5, f"mpp = {mpp} is not a positive number",
+        raise input_error(where, f"mpp = {mpp} is not a positive number",
                           "fix the microns per pixel of the sample and re-run patches")
-    barcodes = np.array([b.decode() if isinstance(b, bytes) else str(b) for b in barcodes])
-    return coords_px * mpp, barcodes
+    if coords.ndim != 2 or coords.shape[1] != 2 or len(coords) != len(barcodes):
+        raise input_error(where, f"coords have shape {coords.shape} for {len(barcodes)} "
+                          "barcodes, expected (N, 2)", PATCHES_FIX)
+    return PatchSpots(coords, mpp, barcodes)
+
+
+def read_patch_spots(patches_h5: str | Path) -> PatchSpots:
+    """Spot centres and barcodes of a patches file, without reading its images."""
+    with open_patch_file(patches_h5) as handle:
+        return patch_spots(handle, patches_h5)
 
 
 def write_graph(patches_h5: str | Path, out_npz: str | Path, k: int) -> None:
     """Build the kNN graph of one sample's patches and write ``graph/{sample}.npz``."""
-    coords_um, barcodes = read_patch_coords(patches_h5)
+    spots = read_patch_spots(patches_h5)
+    coords_um, barcodes = spots.coords_um, np.array(spots.barcodes, dtype=str)
     neighbors, distances = knn_graph(coords_um, k, where=patches_h5)
     offsets = edge_offsets(coords_um, neighbors).astype(np.float32)
     with atomic_output(out_npz) as tmp, open(tmp, "wb") as handle:

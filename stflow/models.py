@@ -8,6 +8,7 @@ treat them alike. Adding a model is one entry here.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -96,12 +97,19 @@ def save_estimator(name: str, estimator: Estimator, directory: str | Path) -> No
     (directory / "manifest.json").write_text(json.dumps({"model": name}, indent=2))
 
 
-def load_estimator(directory: str | Path) -> Estimator:
-    """Load what :func:`save_estimator` wrote."""
+def load_estimator(directory: str | Path, device: str | None = None) -> Estimator:
+    """Load what :func:`save_estimator` wrote, onto ``device`` where the class takes one
+    (a model trained on cuda must load on a CPU node)."""
     directory = Path(directory)
     manifest = directory / "manifest.json"
     if not manifest.exists():
         raise StflowError(f"{directory}: no manifest.json, not a trained model folder. "
                           "Fix: run the train stage for this model and fold")
     name = json.loads(manifest.read_text())["model"]
-    return get_spec(name).load_class().load(directory)
+    load = get_spec(name).load_class().load
+    if device is not None and "device" in inspect.signature(load).parameters:
+        return load(directory, device=device)
+    estimator = load(directory)
+    if device is not None and callable(getattr(estimator, "to", None)):
+        estimator.to(device)
+    return estimator

@@ -22,16 +22,9 @@ from tqdm import tqdm  # noqa: E402
 
 from stflow.atomic import atomic_output  # noqa: E402
 from stflow.errors import input_error  # noqa: E402
+from stflow.evaluate import pearson_per_gene  # noqa: E402
 
 log = logging.getLogger(__name__)
-
-
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation, NaN when either side is constant (as the evaluation does)."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.std() == 0 or b.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(a, b)[0, 1])
 
 
 def minmax(values: np.ndarray) -> np.ndarray:
@@ -42,31 +35,20 @@ def minmax(values: np.ndarray) -> np.ndarray:
 
 
 def thumbnail(image_path: str | Path, max_px: int = 1024) -> tuple[np.ndarray, float] | None:
-    """A downsampled RGB H&E image and its level-0 pixels per thumbnail pixel (or None)."""
+    """A downsampled RGB H&E image and its level-0 pixels per thumbnail pixel (or None).
+
+    Reads through the patch stage's slide readers (openslide or the plain-image fallback);
+    a sample whose "image" is a HEST-bench patch file has no slide to show.
+    """
+    from stflow.patches import open_slide
+
     path = Path(image_path)
-    if not path.exists():
-        log.warning("%s: H&E image not found; maps are drawn without it", path)
+    if not path.exists() or path.suffix.lower() in {".h5", ".hdf5"}:
+        log.warning("%s: no H&E slide to draw under the maps", path)
         return None
-    if path.suffix.lower() in {".svs", ".ndpi", ".mrxs", ".scn", ".tif", ".tiff"}:
-        try:
-            import openslide
-
-            slide = openslide.OpenSlide(str(path))
-            width = slide.dimensions[0]
-            image = np.asarray(slide.get_thumbnail((max_px, max_px)).convert("RGB"))
-            slide.close()
-            return image, width / image.shape[1]
-        except Exception as err:  # not pyramidal: fall back to Pillow
-            log.debug("openslide cannot read %s (%s); using Pillow", path, err)
-    from PIL import Image
-
-    Image.MAX_IMAGE_PIXELS = None  # large H&E JPEGs are expected, not an attack
-    with Image.open(path) as img:
-        width = img.width
-        img.draft("RGB", (max_px, max_px))
-        img = img.convert("RGB")
-        img.thumbnail((max_px, max_px))
-        return np.asarray(img), width / img.width
+    with open_slide(path) as reader:
+        image, scale = reader.thumbnail(max_px)
+    return np.asarray(image.convert("RGB")), scale
 
 
 def _image_path(st_path: Path) -> str | None:
@@ -149,8 +131,9 @@ def biomarker_figure(predictions: dict[str, list[Path]], genes: Sequence[str],
                 continue
             adata = per_model[model]
             pred = np.asarray(adata[:, gene].X).ravel()
+            score = pearson_per_gene(truth[:, None], pred[:, None])[0]  # as evaluated
             _spot_panel(axes[r, c], np.asarray(adata.obsm["spatial"]), pred, background,
-                        f"{model}\nr = {pearson(truth, pred):.3f}")
+                        f"{model}\nr = {score:.3f}")
     if note:
         fig.suptitle(note, fontsize=8)
     fig.tight_layout()

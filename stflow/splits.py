@@ -136,10 +136,27 @@ def read_folds_json(path: str | Path) -> list[dict]:
     return data["folds"] if isinstance(data, dict) and "folds" in data else data
 
 
+def bench_folds(bench_dir: str | Path, patients: dict[str, str], n_folds: int | None
+                ) -> dict:
+    """HEST-bench's published folds (``splits/train_k.csv``, ``test_k.csv``), checked like
+    explicit folds against the ingested samples and the fold count the workflow expects."""
+    from stflow.sources.hest import read_bench_splits
+
+    where = Path(bench_dir) / "splits"
+    folds = validate_folds(read_bench_splits(bench_dir)["folds"], patients, where)
+    if n_folds is not None and len(folds) != n_folds:
+        raise input_error(where, f"holds {len(folds)} folds, the config expects {n_folds}",
+                          f"set the task's n_folds to {len(folds)}")
+    return {"scheme": "hest-bench", "folds": folds}
+
+
 def make_splits(samples_tsv: str | Path, n_folds: int | None = None,
-                folds_json: str | Path | None = None, seed: int = 0) -> dict:
+                folds_json: str | Path | None = None, seed: int = 0,
+                hest_bench: str | Path | None = None) -> dict:
     """The splits.json content for a samples table."""
     patients = read_samples(samples_tsv)
+    if hest_bench is not None:
+        return bench_folds(hest_bench, patients, n_folds)
     if folds_json is not None:
         folds = validate_folds(read_folds_json(folds_json), patients, folds_json)
         return {"scheme": "explicit", "folds": folds}
@@ -148,7 +165,8 @@ def make_splits(samples_tsv: str | Path, n_folds: int | None = None,
 
 
 def _run(args: argparse.Namespace) -> None:
-    splits = make_splits(args.samples, args.n_folds, args.folds_json, args.seed)
+    splits = make_splits(args.samples, args.n_folds, args.folds_json, args.seed,
+                         args.hest_bench)
     write_json(splits, args.out)
     log.info("%d folds (%s) → %s", len(splits["folds"]), splits["scheme"], args.out)
 
@@ -161,5 +179,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--n-folds", type=int, help="group patients into this many folds "
                    "(default: one fold per patient)")
     p.add_argument("--folds-json", help="explicit folds to validate instead")
+    p.add_argument("--hest-bench", help="a HEST-bench task folder: use its published "
+                   "splits/ (checked against --n-folds when given)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_run)

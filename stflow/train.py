@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from stflow.errors import input_error
 from stflow.evaluate import mean_pearson
 from stflow.flow import flow_matching_loss, sample
 from stflow.graph import knn_graph
+from stflow.holdout import holdout_index, nearest_spots
 from stflow.model.geometry import Geometry, prepare_geometry
 from stflow.priors import Prior
 
@@ -64,14 +64,6 @@ class SlideArrays:
         return SlideArrays(name, self.features[index], self.coords_um[index], targets)
 
 
-def nearest_spots(coords: np.ndarray, centre: int, n: int) -> np.ndarray:
-    """Indices of the ``n`` spots nearest spot ``centre`` (a contiguous region), sorted."""
-    squared = ((coords - coords[centre]) ** 2).sum(1)
-    if n >= len(coords):
-        return np.arange(len(coords))
-    return np.sort(np.argpartition(squared, n - 1)[:n])
-
-
 def random_region(coords: np.ndarray, rng: np.random.Generator, k: int) -> np.ndarray:
     """A random centre and its nearest U(0, 1)-fraction of spots, at least k + 1 of them."""
     n_spots = len(coords)
@@ -81,15 +73,9 @@ def random_region(coords: np.ndarray, rng: np.random.Generator, k: int) -> np.nd
 
 def holdout_split(slide: SlideArrays, fraction: float, rng: np.random.Generator, k: int
                   ) -> tuple[SlideArrays, SlideArrays]:
-    """Split a slide into (train, validation): validation = the spots nearest a random spot."""
-    n_spots = len(slide.coords_um)
-    n_val = int(round(fraction * n_spots))
-    if n_val < k + 1 or n_spots - n_val < k + 1:
-        raise input_error(f"sample {slide.name}", f"{n_spots} spots are too few to hold out "
-                          f"{fraction:.0%} for validation with k = {k}",
-                          "give validation slides, a larger val_fraction or a smaller k")
-    val_index = nearest_spots(slide.coords_um, int(rng.integers(n_spots)), n_val)
-    train_index = np.setdiff1d(np.arange(n_spots), val_index)
+    """Split a slide into (train, validation); both keep the k + 1 spots a kNN graph needs."""
+    val_index = holdout_index(slide.coords_um, fraction, rng, k + 1, slide.name)
+    train_index = np.setdiff1d(np.arange(len(slide.coords_um)), val_index)
     return (slide.subset(train_index, slide.name),
             slide.subset(val_index, f"{slide.name}:holdout"))
 
@@ -165,12 +151,13 @@ def train_denoiser(model: torch.nn.Module, prior: Prior, train: list[SlideArrays
     """Train ``model`` in place, leave it at the best validation checkpoint; return history.
 
     With no ``val`` slides, a contiguous ``val_fraction`` of each training slide is held out
-    (and never trained on).
+    (and never trained on), drawn as :func:`holdout_masks` draws it.
     """
     rng = np.random.default_rng(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     if not val:
-        pairs = [holdout_split(s, config.val_fraction, rng, config.k) for s in train]
+        holdout_rng = np.random.default_rng(config.seed)
+        pairs = [holdout_split(s, config.val_fraction, holdout_rng, config.k) for s in train]
         train, val = [p[0] for p in pairs], [p[1] for p in pairs]
     n_genes = train[0].targets.shape[1]
     model.to(device).train()

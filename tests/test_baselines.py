@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stflow.baselines import MLPRegressor, PCARidge, RandomForest, SpatialRidge, holdout_region
+from stflow.baselines import MLPRegressor, PCARidge, RandomForest, SpatialRidge, train_val_arrays
 from stflow.dataset import Slide
 from stflow.errors import StflowError
 from stflow.evaluate import mean_pearson
 from stflow.graph import knn_graph
+from stflow.holdout import holdout_masks
 from stflow.models import build_estimator
+from stflow.train import SlideArrays, holdout_split
 
 # name: (class, small parameters, test Pearson it must reach on linear synthetic data)
 SMALL = {
@@ -86,7 +88,7 @@ def test_validation_alpha_beats_hest_alpha_on_few_noisy_spots():
     train, val, test = [make("a"), make("b")], [make("v")], [make("t")]
     hest = PCARidge(alpha="hest")
     tuned = PCARidge(alpha="validation")
-    hest.fit(train, val)
+    hest.fit(train, [])  # the same training spots; hest would also fit on val if given it
     tuned.fit(train, val)
     assert tuned.chosen_alpha > 100 * hest.chosen_alpha
     score = lambda m: mean_pearson(test[0].targets, m.predict(test)[0])  # noqa: E731
@@ -122,17 +124,49 @@ def test_spatial_ridge_uses_the_graph_stage_neighbours_when_present(data):
 
 def test_without_validation_slides_a_contiguous_fifth_is_held_out(data):
     train, _, _ = data
-    masks = holdout_region([s.coords_um for s in train], seed=3)
-    total = sum(len(m) for m in masks)
-    assert sum(int(m.sum()) for m in masks) == round(0.2 * total)
-    held = next(m for m in masks if m.any())
-    coords = next(s.coords_um for s, m in zip(train, masks, strict=True) if m.any())
-    centre = coords[held].mean(axis=0)
-    radius = np.linalg.norm(coords[held] - centre, axis=1).max()
-    outside = np.linalg.norm(coords[~held] - centre, axis=1)
-    assert (outside > 0.5 * radius).all()  # a compact disc, not scattered spots
+    masks = holdout_masks([s.coords_um for s in train], [s.sample for s in train], 0.2, seed=3)
+    for slide, held in zip(train, masks, strict=True):  # a fifth of every slide
+        assert int(held.sum()) == round(0.2 * slide.n_spots)
+        coords = slide.coords_um
+        centre = coords[held].mean(axis=0)
+        radius = np.linalg.norm(coords[held] - centre, axis=1).max()
+        outside = np.linalg.norm(coords[~held] - centre, axis=1)
+        assert (outside > 0.5 * radius).all()  # a compact disc, not scattered spots
     history = PCARidge(alpha="validation", n_components=16).fit(train, [])
     assert np.isfinite(history[0]["val_pearson"])
+
+
+def test_baselines_hold_out_the_same_spots_as_the_stflow_trainer(data):
+    train, _, _ = data
+    slide = train[0]
+    _, _, x_va, y_va = train_val_arrays([slide.features], [slide.targets], [slide.coords_um],
+                                        [slide.sample], [], [], seed=5)
+    rng = np.random.default_rng(5)  # the trainer seeds its hold-out with the model seed
+    arrays = SlideArrays(slide.sample, slide.features, slide.coords_um, slide.targets)
+    _, stflow_val = holdout_split(arrays, 0.2, rng, 8)
+    assert np.array_equal(x_va, stflow_val.features)
+    assert np.array_equal(y_va, stflow_val.targets)
+
+
+@pytest.mark.parametrize("name", ["ridge_hest", "rf"])
+def test_models_without_selection_fit_on_train_and_val(name, data):
+    """HEST-bench fits these on every non-test sample: the val slides are training data."""
+    cls, params, _ = SMALL[name]
+    train, val, _ = data
+    with_val, pooled = cls(seed=0, **params), cls(seed=0, **params)
+    history = with_val.fit(train, val)
+    pooled.fit(train + val, [])
+    np.testing.assert_allclose(with_val.predict(val)[0], pooled.predict(val)[0], atol=1e-6)
+    assert np.isnan(history[0]["val_pearson"])  # val was trained on: no validation score
+
+
+def test_tuned_models_do_not_train_on_val(data):
+    train, val, _ = data
+    tuned = PCARidge(alpha="validation", n_components=16)
+    tuned.fit(train, val)
+    refit = PCARidge(alpha=tuned.chosen_alpha, n_components=16)  # fixed alpha, train only
+    refit.fit(train, [])
+    np.testing.assert_allclose(tuned.predict(val)[0], refit.predict(val)[0], atol=1e-6)
 
 
 def test_tampered_forest_file_is_refused(data, tmp_path):

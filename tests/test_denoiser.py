@@ -23,6 +23,19 @@ def _inputs(seed: int = 0):
     return coords, neighbors, features, y_t, torch.tensor([0.4], dtype=torch.float64)
 
 
+def _grid_inputs(jitter_um: float = 0.0, seed: int = 0):
+    """A 9×9 square grid at 200 µm (legacy ST): interior neighbourhoods are isotropic."""
+    rng = np.random.default_rng(seed)
+    axis = np.arange(9) * 200.0
+    coords = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2)
+    neighbors, _ = knn_graph(coords, K)
+    coords = coords + rng.normal(scale=jitter_um, size=coords.shape)
+    gen = torch.Generator().manual_seed(seed)
+    features = torch.randn(1, len(coords), D, generator=gen, dtype=torch.float64)
+    y_t = torch.randn(1, len(coords), G, generator=gen, dtype=torch.float64)
+    return coords, neighbors, features, y_t, torch.tensor([0.4], dtype=torch.float64)
+
+
 def _model(name: str, frame_averaging: bool = True):
     torch.manual_seed(0)
     return build_denoiser(name, D, G, hidden=32, layers=2, heads=4,
@@ -45,8 +58,33 @@ def _relative_change(model, coords, neighbors, features, y_t, t):
 
 
 @pytest.mark.parametrize("name", ["fa", "egnn"])
-def test_outputs_are_invariant_to_rotation_reflection_translation(name):
-    assert _relative_change(_model(name), *_inputs()) < 1e-5
+@pytest.mark.parametrize("layout", ["random", "jittered grid"])
+def test_outputs_are_invariant_to_rotation_reflection_translation(name, layout):
+    inputs = _inputs() if layout == "random" else _grid_inputs(jitter_um=1e-6)
+    assert _relative_change(_model(name), *inputs) < 1e-5
+
+
+@pytest.mark.parametrize("name", ["fa", "egnn"])
+def test_a_tiny_jitter_of_a_regular_grid_barely_changes_the_output(name):
+    """Isotropic neighbourhoods have no PCA frame; the encoding must not jump with noise."""
+    model = _model(name)
+    coords, neighbors, features, y_t, t = _grid_inputs()
+    jittered = _grid_inputs(jitter_um=1e-6)[0]
+    with torch.no_grad():
+        a = model(features, y_t, t, prepare_geometry(coords, neighbors, dtype=torch.float64))
+        b = model(features, y_t, t, prepare_geometry(jittered, neighbors, dtype=torch.float64))
+    assert float((a - b).norm() / a.norm()) < 1e-4
+
+
+def test_isotropic_neighbourhoods_get_zero_frame_weight_and_keep_distances():
+    coords, neighbors = _grid_inputs()[:2]
+    geo = prepare_geometry(coords, neighbors, dtype=torch.float64)
+    interior = 4 * 9 + 4
+    assert float(geo.anisotropy[0, interior, 0]) == pytest.approx(0.0, abs=1e-9)
+    assert float(geo.projected[0, interior].abs().max()) == pytest.approx(0.0, abs=1e-9)
+    assert sorted(geo.distances[0, interior, :, 0].tolist()) == pytest.approx(
+        [2.0] * 4 + [2.0 * 2**0.5] * 4)
+    assert float(geo.anisotropy[0, 0, 0]) > 0  # a corner's neighbourhood is lopsided
 
 
 def test_without_frame_averaging_the_output_depends_on_orientation():

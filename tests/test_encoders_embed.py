@@ -97,6 +97,25 @@ def test_finished_store_is_reused_and_partial_store_is_not(tmp_path, lite0):
     assert other.model.calls == 2
 
 
+def test_patches_recut_with_the_same_spot_count_are_embedded_again(tmp_path, lite0):
+    from dataclasses import replace
+
+    write_patches(tmp_path / "S.h5", n=4)
+    out = tmp_path / "S.zarr"
+    embed(tmp_path / "S.h5", lite0, out, batch_size=2)
+    first = zarr.open_group(out, mode="r")
+    assert first.attrs["patches_sha256"] == sha256_file(tmp_path / "S.h5")
+    old = first["features"][:]
+    # e.g. another patch size or tissue filter that happens to keep 4 spots
+    write_patches(tmp_path / "S.h5", n=4, seed=1)
+    counting = replace(lite0, model=Exploding(lite0.model, after=10))
+    embed(tmp_path / "S.h5", counting, out, batch_size=2)
+    assert counting.model.calls == 2
+    again = zarr.open_group(out, mode="r")
+    assert again.attrs["patches_sha256"] == sha256_file(tmp_path / "S.h5")
+    assert not np.allclose(again["features"][:], old)
+
+
 def test_local_weights_for_a_timm_model_and_their_checksum(tmp_path):
     import timm
 
@@ -132,7 +151,7 @@ def test_missing_offline_weights_say_how_to_give_a_path(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
     with pytest.raises(StflowError, match=r"encoder 'uni'.*--weights /path/to/pytorch_model.bin"
-                                          r".*encoders: \{uni: \{weights"):
+                                          r".*encoder_weights: \{uni: "):
         load_encoder("uni")
     with pytest.raises(StflowError, match=r"weights for encoder 'ciga' not found"):
         load_encoder("ciga", weights=tmp_path / "missing.ckpt")

@@ -71,11 +71,31 @@ def test_profiles_use_only_real_snakemake_options():
     assert {"slurm_partition", "mem_mb", "runtime"} <= set(slurm["default-resources"])
 
 
-def test_only_embed_and_train_may_ask_for_a_gpu():
+def test_the_rule_env_installs_nothing_from_a_path_and_rules_run_python_m_stflow():
+    env = yaml.safe_load((REPO / "envs" / "stflow.yaml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert not [d for d in pip if d.startswith("-") or "/" in d or d.startswith(".")]
+    assert (REPO / "stflow" / "__main__.py").is_file()
+    for path in (REPO / "rules").glob("*.smk"):
+        shells = re.findall(r"shell:\n((?:\s+\".*\"\n)+)", path.read_text())
+        for shell in shells:
+            assert "python -m stflow " in shell and not re.search(r"(?<!-m )(?<![\w/-])stflow ", shell), path
+
+
+def test_the_device_is_no_rerun_trigger():
+    """Switching cpu <-> cuda reaches the jobs as $STFLOW_DEVICE, never through params."""
+    for path in (REPO / "rules").glob("*.smk"):
+        for block in re.split(r"^(?=rule )", path.read_text(), flags=re.M)[1:]:
+            assert 'config["device"]' not in block
+            if re.match(r"rule (embed|train|predict):", block):
+                assert '--device \\"$STFLOW_DEVICE\\"' in block
+
+
+def test_only_embed_train_and_predict_may_ask_for_a_gpu():
     asking = []
     for path in (REPO / "rules").glob("*.smk"):
         for block in re.split(r"^(?=rule )", path.read_text(), flags=re.M)[1:]:
             name = re.match(r"rule (\w+):", block).group(1)
             if "GPU" in block or "gpu" in block:
                 asking.append(name)
-    assert sorted(asking) == ["embed", "train"]
+    assert sorted(asking) == ["embed", "predict", "train"]

@@ -33,21 +33,33 @@ def test_pearson_per_gene_equals_scipy_on_a_hand_made_case():
     assert mean_pearson(truth, pred) == pytest.approx(np.mean(want))
 
 
-def test_constant_gene_is_nan_without_warning_and_excluded_from_the_mean():
+def test_constant_truth_is_excluded_and_constant_prediction_scores_zero():
     rng = np.random.default_rng(0)
     truth = rng.normal(size=(30, 3))
     pred = truth + rng.normal(size=(30, 3))
-    truth[:, 1] = 2.3  # constant in the truth
-    pred[:, 2] = 0.0   # constant in the prediction
+    truth[:, 1] = 2.3  # constant in the truth: cannot be scored, for any model
+    pred[:, 2] = 0.0   # constant in the prediction: explains nothing, r = 0
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         values = pearson_per_gene(truth, pred)
-        assert np.isnan(values[1]) and np.isnan(values[2])
-        assert mean_pearson(truth, pred) == pytest.approx(pearsonr(truth[:, 0], pred[:, 0])[0])
+        assert np.isnan(values[1]) and values[2] == 0.0
+        assert mean_pearson(truth, pred) == pytest.approx(
+            (pearsonr(truth[:, 0], pred[:, 0])[0] + 0.0) / 2)
     result = fold_metrics([truth], [pred], ["A", "B", "C"], ["s1"])
-    assert result["n_constant_genes"] == 2
-    assert result["pearson_per_gene"]["B"] is None
-    assert result["pearson_mean"] == pytest.approx(values[0])
+    assert result["n_constant_genes"] == 1
+    assert result["pearson_per_gene"]["B"] is None and result["pearson_per_gene"]["C"] == 0.0
+    assert result["pearson_mean"] == pytest.approx((values[0] + 0.0) / 2)
+
+
+def test_collapsing_a_gene_to_a_constant_lowers_the_mean():
+    """Every model is averaged over the same genes: dropping a hard gene is not rewarded."""
+    rng = np.random.default_rng(1)
+    truth = rng.normal(size=(50, 2))
+    honest = truth + rng.normal(size=(50, 2)) * np.array([0.3, 3.0])  # gene 1 is hard
+    collapsed = honest.copy()
+    collapsed[:, 1] = honest[:, 1].mean()
+    assert pearson_per_gene(truth, honest)[1] > 0
+    assert mean_pearson(truth, collapsed) < mean_pearson(truth, honest)
 
 
 def test_fold_score_pools_spots_across_samples_instead_of_averaging_samples():

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import logging
+
 import numpy as np
 import pytest
 import torch
 
 from stflow.dataset import Slide
+from stflow.device import resolve_device
 from stflow.errors import StflowError
 from stflow.estimator import STFlowEstimator
 from stflow.evaluate import mean_pearson
@@ -138,6 +142,44 @@ def test_save_load_round_trip_predicts_identically(trained, tmp_path):
     assert {"model.pt", "config.json"} <= {p.name for p in tmp_path.iterdir()}
     loaded = STFlowEstimator.load(tmp_path)
     assert np.array_equal(loaded.predict([test])[0], estimator.predict([test])[0])
+
+
+def test_device_is_chosen_at_load_time_not_saved(trained, tmp_path, monkeypatch, caplog):
+    estimator, *_, test = trained
+    estimator.save(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert "device" not in config["params"]
+    # A model trained on a GPU (older saves recorded it) predicts on a CPU-only node.
+    config["params"]["device"] = "cuda"
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="stflow.device"):
+        loaded = STFlowEstimator.load(tmp_path, device="cuda")
+    assert loaded.device == torch.device("cpu") and "no CUDA GPU" in caplog.text
+    assert np.array_equal(loaded.predict([test])[0], estimator.predict([test])[0])
+    assert STFlowEstimator.load(tmp_path).device == torch.device("cpu")
+
+
+def test_weights_of_another_architecture_are_refused_with_a_fix(trained, tmp_path):
+    estimator, *_ = trained
+    estimator.save(tmp_path)
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    state["state_dict"] = {k: v for k, v in state["state_dict"].items()
+                           if "edge_invariant" not in k}  # as saved before that layer existed
+    torch.save(state, tmp_path / "model.pt")
+    with pytest.raises(StflowError, match=r"model.pt: its weights do not fit.*re-run the train"):
+        STFlowEstimator.load(tmp_path)
+
+
+def test_device_names_resolve_or_are_refused(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == resolve_device("cuda") == torch.device("cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    for bad in ("gpu", "", "mps"):
+        with pytest.raises(StflowError, match="Fix: use auto, cpu, cuda"):
+            resolve_device(bad)
+    with pytest.raises(StflowError, match="device"):
+        STFlowEstimator(seed=0, device="tpu0")
 
 
 @pytest.mark.parametrize("model", ["stflow_zinb_fitted", "stflow_nofm", "stflow_egnn"])

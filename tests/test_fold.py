@@ -192,3 +192,77 @@ def test_cli_parses_params_json(fold_inputs, registry):
                              "--params", "[1, 2]", "--out", "o"])
     with pytest.raises(StflowError, match="--params"):
         bad.func(bad)
+
+
+def _predict(inputs, model_dir, out_dir, genes=None):
+    return predict_fold(model_dir, inputs["splits"], "fold0", genes or inputs["genes"],
+                        inputs["st"], inputs["features"], inputs["graph"], out_dir)
+
+
+def test_predict_refuses_other_genes_than_the_model_was_trained_on(fold_inputs, registry):
+    model_dir = _train(fold_inputs, registry, fold_inputs["root"] / "m" / "fold0")
+    other = fold_inputs["root"] / "other_genes.json"
+    other.write_text(json.dumps({"genes": GENES[1:], "protocol": "list", "n_top": 2}))
+    with pytest.raises(StflowError, match=r"other_genes.json: lists 2 genes that differ .*"
+                       r"params.json"):
+        _predict(fold_inputs, model_dir, fold_inputs["root"] / "p", genes=other)
+    assert not (fold_inputs["root"] / "p").exists()
+
+
+def test_predict_refuses_features_of_another_encoder_or_weights(fold_inputs, registry):
+    for sample in SAMPLES:
+        zarr.open_group(str(fold_inputs["features"] / f"{sample}.zarr"), mode="r+").attrs.update(
+            {"encoder": "uni", "weights_sha256": "a" * 64})
+    model_dir = _train(fold_inputs, registry, fold_inputs["root"] / "m" / "fold0")
+    trained = json.loads((model_dir / "params.json").read_text())["features"]
+    assert trained == {"encoder": "uni", "weights_sha256": "a" * 64}
+    _predict(fold_inputs, model_dir, fold_inputs["root"] / "ok")  # same features: fine
+    zarr.open_group(str(fold_inputs["features"] / "P2S1.zarr"), mode="r+").attrs[
+        "weights_sha256"] = "b" * 64
+    with pytest.raises(StflowError, match="features made by .*'bbbb.*trained on"):
+        _predict(fold_inputs, model_dir, fold_inputs["root"] / "p")
+
+
+class DeviceEstimator(MeanEstimator):
+    """An estimator that, like STFlow, takes a device; load takes one too."""
+
+    def __init__(self, seed: int, device: str = "auto") -> None:
+        super().__init__(seed)
+        self.device = device
+
+    def save(self, directory: Path) -> None:
+        super().save(directory)
+        (directory / "device.txt").write_text(self.device)
+
+    @classmethod
+    def load(cls, directory: Path, device: str = "auto") -> DeviceEstimator:
+        estimator = cls(seed=0, device=device)
+        estimator.mean = np.load(directory / "mean.npy")
+        return estimator
+
+
+def test_device_is_a_flag_given_to_models_that_take_one_and_not_a_parameter(
+        fold_inputs, monkeypatch):
+    monkeypatch.setitem(models.MODELS, "dev", models.ModelSpec(f"{__name__}:DeviceEstimator"))
+    out = train_fold(fold_inputs["splits"], "fold0", fold_inputs["genes"], fold_inputs["st"],
+                     fold_inputs["features"], None, "dev", fold_inputs["root"] / "d",
+                     device="cuda")
+    assert (out / "device.txt").read_text() == "cuda"
+    assert json.loads((out / "params.json").read_text())["params"] == {}
+    assert models.load_estimator(out, device="cpu").device == "cpu"
+
+
+def test_cli_takes_a_device(registry):
+    import argparse
+
+    from stflow import fold
+
+    parser = argparse.ArgumentParser()
+    fold.register(parser.add_subparsers())
+    common = ["--splits", "s", "--fold", "f", "--genes", "g", "--st-dir", "s",
+              "--features-dir", "f"]
+    args = parser.parse_args(["predict", "--model-dir", "m", *common, "--device", "cpu",
+                              "--out-dir", "o"])
+    assert args.device == "cpu"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", *common, "--model", "m", "--device", "tpu", "--out", "o"])

@@ -180,11 +180,16 @@ def test_download_asks_the_hub_for_the_samples_with_the_env_token(
     with caplog.at_level("DEBUG"):
         hest.download(tmp_path / "raw", samples=["TENX95"])
     assert calls == [{"repo_id": "MahmoodLab/hest", "repo_type": "dataset",
-                      "allow_patterns": ["*TENX95[_.]*"], "local_dir": str(tmp_path / "raw"),
+                      "allow_patterns": ["st/TENX95.h5ad", "wsis/TENX95.tif",
+                                         "metadata/TENX95.json"],
+                      "local_dir": str(tmp_path / "raw"),
                       "token": "hf_secret_value"}]
     assert "hf_secret_value" not in caplog.text
     hest.download(tmp_path / "raw", samples=["TENX95"])  # already there: used as is
     assert len(calls) == 1
+    (tmp_path / "raw" / "metadata" / "TENX95.json").unlink()  # one file missing: fetch again
+    hest.download(tmp_path / "raw", samples=["TENX95"])
+    assert len(calls) == 2
 
 
 def test_bench_download_fetches_one_task_and_a_mirror_needs_no_network(
@@ -198,3 +203,57 @@ def test_bench_download_fetches_one_task_and_a_mirror_needs_no_network(
     assert calls == []
     assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["IDC"]
     assert hest.list_samples(tmp_path / "raw", {"task": "IDC"}) == ["S1", "S2", "S3"]
+
+
+def test_download_asks_only_for_the_files_the_readers_need() -> None:
+    assert hest.allow_patterns(hest.BENCH_REPO, ["S1"], "IDC") == [
+        "IDC/splits/*", "IDC/var_50genes.json", "IDC/adata/S1.h5ad", "IDC/patches/S1.h5"]
+    patterns = hest.allow_patterns(hest.HEST_REPO, ["TENX95"], "IDC")
+    assert "st/TENX95.h5ad" in patterns and "IDC/patches/TENX95.h5" in patterns
+    assert not [p for p in patterns if p.startswith("*") or "cellvit" in p]
+
+
+def test_a_configured_patient_wins_and_an_unknown_one_is_refused_when_required(
+        tmp_path: Path) -> None:
+    make_hest1k(tmp_path, patient=None)
+    config = {"patients": {"TENX95": "P9"}, "require_patient": True}
+    assert hest.read_sample(tmp_path, "TENX95", config).patient == "P9"
+    with pytest.raises(StflowError, match="TENX95.json: sample TENX95 has no patient.*"
+                       "dataset.patients"):
+        hest.read_sample(tmp_path, "TENX95", {"require_patient": True})
+
+
+def test_bench_patches_become_our_patch_file_in_the_ingested_order(tmp_path: Path) -> None:
+    from stflow.patches import patches_from_h5ad
+
+    bench = make_bench(tmp_path / "IDC")
+    with h5py.File(bench / "patches" / "S1.h5", "r+") as f:  # distinct patches, reversed order
+        del f["img"], f["barcode"]
+        f["img"] = np.stack([np.full((8, 8, 3), 10 * i, np.uint8) for i in range(8)])
+        f["barcode"] = np.array([f"spot{i}" for i in range(8)][::-1], dtype="S")[:, None]
+    st = tmp_path / "st" / "S1.h5ad"
+    write_st(hest.read_sample(tmp_path, "S1", {"task": "IDC"}), st)
+    summary = patches_from_h5ad(st, tmp_path / "patches.h5", size_um=112, size_px=16,
+                                qc_png=tmp_path / "qc.png")
+    assert (summary.n_spots, summary.n_kept) == (9, 8)  # spot8 has no bench patch
+    with h5py.File(tmp_path / "patches.h5") as f:
+        barcodes = [b.decode() for b in f["barcode"][:, 0]]
+        assert barcodes == [f"spot{i}" for i in range(8)]
+        assert f["img"].shape == (8, 16, 16, 3)
+        assert [int(f["img"][i, 0, 0, 0]) for i in range(8)] == [70 - 10 * i for i in range(8)]
+        assert f["coords"].shape == (8, 2) and f.attrs["n_dropped_background"] == 1
+        assert f.attrs["patch_size_um"] == 4.0 and f.attrs["mpp"] > 0
+    assert (tmp_path / "qc.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_genes_cli_checks_the_ingested_samples(tmp_path: Path) -> None:
+    from stflow.cli import main
+
+    bench = make_bench(tmp_path / "IDC")
+    st = tmp_path / "S1.h5ad"
+    write_st(hest.read_sample(tmp_path, "S1", {"task": "IDC"}), st)
+    out = tmp_path / "genes.json"
+    assert main(["bench-genes", "--bench", str(bench), "--st", str(st), "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["genes"] == ["ERBB2", "ESR1", "PGR"]
+    (bench / hest.GENES_FILE).write_text(json.dumps({"genes": ["ERBB2", "NOPE"]}))
+    assert main(["bench-genes", "--bench", str(bench), "--st", str(st), "--out", str(out)]) == 2

@@ -112,3 +112,27 @@ def test_samples_table_without_patient_column_is_refused(tmp_path):
     bad.write_text("sample\timage_path\nA1\t/x.jpg\n")
     with pytest.raises(StflowError, match="lacks the columns"):
         make_splits(bad)
+
+
+def _bench_splits(root, folds):
+    """A HEST-bench splits/ folder: {k: (train, test)}."""
+    (root / "splits").mkdir(parents=True)
+    for k, (train, test) in folds.items():
+        for part, ids in (("train", train), ("test", test)):
+            rows = ["sample_id,patches_path,expr_path"] + [f"{s},p/{s}.h5,a/{s}.h5ad" for s in ids]
+            (root / "splits" / f"{part}_{k}.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_hest_bench_folds_are_used_and_checked_against_samples_and_fold_count(tmp_path):
+    samples = write_samples(tmp_path / "samples.tsv", {"A": "p1", "B": "p2", "C": "p3"})
+    bench = _bench_splits(tmp_path / "IDC", {0: (["A", "B"], ["C"]), 1: (["B", "C"], ["A"])})
+    splits = make_splits(samples, n_folds=2, hest_bench=bench)
+    assert splits["scheme"] == "hest-bench"
+    assert [(f["name"], f["test"]) for f in splits["folds"]] == [("fold0", ["C"]), ("fold1", ["A"])]
+    with pytest.raises(StflowError, match="holds 2 folds, the config expects 3"):
+        make_splits(samples, n_folds=3, hest_bench=bench)
+    leaky = write_samples(tmp_path / "leaky.tsv", {"A": "p1", "B": "p2", "C": "p1"})
+    with pytest.raises(StflowError, match="splits: fold fold0: train sample 'A' belongs to "
+                       "patient p1, who is also in test"):
+        make_splits(leaky, hest_bench=bench)

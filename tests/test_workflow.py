@@ -63,6 +63,30 @@ def test_a_changed_model_setting_reruns_only_training_and_what_follows(tiny_run)
     assert set(jobs) <= {"train", "predict", "evaluate", "aggregate", "figures", "all"}
 
 
+def test_an_added_sample_is_ingested_and_embedded_alone(tiny_run):
+    """One more section per patient (P1S3, P2S3): the download reruns, but the samples
+    already ingested keep their st/, patches and features (ingest depends on an ancient
+    manifest); the genes, folds and models that see every sample are redone."""
+    more = write_config(tiny_run.workdir / "more.yaml",
+                        simulate={"patients": 2, "sections": 3, "grid": 8, "genes": 60, "seed": 0})
+    result = tiny_run.snakemake("-n", configfile=more)
+    assert result.returncode == 0, result.stderr
+    jobs = jobs_of(result.stdout)
+    assert jobs["download"] == 1
+    assert jobs["ingest"] == jobs["patches"] == jobs["embed"] == jobs["graph"] == 2
+    ingested = re.findall(r"rule ingest:\n(?:\s+\w+: .*\n)*?\s+output: \S+/st/(\w+)\.h5ad",
+                          result.stdout)
+    embedded = re.findall(r"rule embed:\n(?:\s+\w+: .*\n)*?\s+output: \S+/(\w+)\.zarr",
+                          result.stdout)
+    assert sorted(ingested) == sorted(embedded) == ["P1S3", "P2S3"]
+
+
+def test_switching_the_device_reruns_nothing(tiny_run):
+    result = tiny_run.snakemake("-n", "--config", "device=cuda")
+    assert result.returncode == 0, result.stderr
+    assert NOTHING in result.stdout + result.stderr
+
+
 def test_a_deleted_features_store_redoes_only_what_depends_on_it(tiny_run):
     store = tiny_run.results / "features" / "efficientnet_lite0" / "P1S1.zarr"
     aside = store.with_name("aside.zarr")
@@ -91,6 +115,28 @@ def test_a_wrongly_typed_config_value_is_refused_naming_it(tmp_path):
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "'eight' is not of type 'integer'" in output and "['graph']['k']" in output
+
+
+def test_a_fold_name_the_workflow_cannot_use_is_refused_naming_it(tmp_path):
+    folds = [{"name": "first", "train": ["P1S1", "P1S2"], "test": ["P2S1", "P2S2"]}]
+    config = write_config(tmp_path / "bad.yaml", splits={"folds": folds})
+    result = snakemake(tmp_path, config, "-n")
+    assert result.returncode != 0
+    assert "'first' does not match '^fold\\\\d+$'" in result.stdout + result.stderr
+
+
+def test_visium_without_patients_is_refused_before_it_can_leak(tmp_path):
+    visium = {"name": "vis", "source": "visium", "mirror": str(tmp_path), "samples": ["A", "B"]}
+    config = write_config(tmp_path / "vis.yaml", dataset=visium)
+    result = snakemake(tmp_path, config, "-n")
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "visium samples ['A', 'B']" in output and "dataset.patients" in output
+    mapped = write_config(tmp_path / "mapped.yaml",
+                          dataset={**visium, "patients": {"A": "p1", "B": "p2"}})
+    result = snakemake(tmp_path, mapped, "-n", "-p")
+    assert result.returncode == 0, result.stderr
+    assert "--sample A --patient p1" in result.stdout
 
 
 def test_the_dag_builds_without_conda_and_lint_is_clean(tmp_path):

@@ -21,7 +21,7 @@ def missing_weights(encoder: str, source: str, reason: str) -> StflowError:
         f"encoder '{encoder}': cannot load weights from {source} ({reason}). Fix: download the "
         f"checkpoint where there is network access (gated hub models need an HF_TOKEN with "
         f"access granted) and pass it with `--weights /path/to/pytorch_model.bin` or "
-        f"`encoders: {{{encoder}: {{weights: /path/to/pytorch_model.bin}}}}` in the config")
+        f"`encoder_weights: {{{encoder}: /path/to/pytorch_model.bin}}` in the config")
 
 
 def check_local(encoder: str, weights: str | Path) -> Path:

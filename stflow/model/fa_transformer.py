@@ -3,6 +3,11 @@
 Attention logits come from a GATv2-style MLP over [Z_Q,i ‖ Z_K,j ‖ C'_ij ‖ (Y_i − Y_j)].
 Its first linear layer is linear in the concatenation, so the query, key and gene parts are
 computed once per spot and gathered; only the geometric part C'_ij is per edge.
+
+With frame averaging, each frame's MLP sees the anisotropy-weighted frame coordinates
+w_i·(C_{i→j} − ĉ_i)U_g together with the invariants ‖C_{i→j}‖ and w_i (see
+:mod:`stflow.model.geometry`): exactly E(2)-invariant, and continuous in the coordinates
+on regular grids where the PCA frame is undefined.
 """
 
 from __future__ import annotations
@@ -31,12 +36,18 @@ class FrameAveragingLayer(nn.Module):
         self.gene_diff = nn.Linear(n_genes, hidden, bias=False)  # acts on (Y_i − Y_j)
         # C'_ij (Eq. 7): MLP per frame, averaged over frames; its last linear layer commutes
         # with the mean and also serves as the attention MLP's C' block.
+        # Linear in [frame coordinates ‖ ‖C_ij‖, w_i], split so the invariant part is
+        # computed once and broadcast over the 4 frames.
         self.edge_in = nn.Linear(2, edge_dim)
         self.edge_out = nn.Linear(edge_dim, hidden)
         self.score = nn.Parameter(torch.randn(heads, hidden // heads) / (hidden // heads) ** 0.5)
         # Σ_j A_ij C_{i→j}, aggregated in each frame and embedded frame-averaged (invariant).
         self.position_in = nn.Linear(2 * heads, edge_dim)
         self.position_out = nn.Linear(edge_dim, hidden)
+        if frame_averaging:
+            self.edge_invariant = nn.Linear(2, edge_dim, bias=False)
+            # [Σ_j A_ij ‖C_ij‖ per head ‖ w_i]
+            self.position_invariant = nn.Linear(heads + 1, edge_dim, bias=False)
         self.update = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.GELU(),
                                     nn.Linear(hidden, hidden))
         self.dropout = nn.Dropout(dropout)
@@ -44,7 +55,10 @@ class FrameAveragingLayer(nn.Module):
 
     def _edge_encoding(self, geometry: Geometry) -> torch.Tensor:
         if self.frame_averaging:
-            return self.edge_out(F.silu(self.edge_in(geometry.projected)).mean(-2))
+            weight = geometry.anisotropy[:, :, None].expand_as(geometry.distances)
+            invariant = self.edge_invariant(torch.cat([geometry.distances, weight], -1))
+            framed = self.edge_in(geometry.projected) + invariant[..., None, :]
+            return self.edge_out(F.silu(framed).mean(-2))
         return self.edge_out(F.silu(self.edge_in(geometry.offsets)))
 
     def _position_encoding(self, attention: torch.Tensor, geometry: Geometry) -> torch.Tensor:
@@ -52,7 +66,10 @@ class FrameAveragingLayer(nn.Module):
         if self.frame_averaging:
             framed = torch.einsum("bmkh,bmkgc->bmghc", attention, geometry.projected)
             framed = framed.reshape(batch, rows, 4, 2 * self.heads)
-            return self.position_out(F.silu(self.position_in(framed)).mean(-2))
+            reach = torch.einsum("bmkh,bmkc->bmh", attention, geometry.distances)
+            invariant = self.position_invariant(torch.cat([reach, geometry.anisotropy], -1))
+            framed = self.position_in(framed) + invariant[..., None, :]
+            return self.position_out(F.silu(framed).mean(-2))
         raw = torch.einsum("bmkh,bmkc->bmhc", attention, geometry.offsets)
         return self.position_out(F.silu(self.position_in(raw.reshape(batch, rows, -1))))
 

@@ -3,6 +3,12 @@
 It depends only on coordinates, so it is computed once per region (training) or slide
 (inference) and handed to every layer and every sampling step; the published code
 recomputed it in each layer of each step.
+
+A PCA frame is only defined when a neighbourhood is anisotropic. On a regular grid
+(legacy ST, her2st: an interior spot's 8 neighbours form a square) the covariance is
+isotropic, ``eigh`` returns an arbitrary basis and a 1e-6 µm jitter rotates it. The frame
+coordinates are therefore scaled by an anisotropy weight w ∈ [0, 1] that is 0 for an
+isotropic neighbourhood, so the encoding falls back smoothly to the invariant distances.
 """
 
 from __future__ import annotations
@@ -25,7 +31,9 @@ class Geometry:
     neighbor_mask: torch.Tensor  # (B, N, k) bool, False where the spot or neighbour is padding
     mask: torch.Tensor  # (B, N) bool, True for real spots
     offsets: torch.Tensor  # (B, N, k, 2) C_{i→j} / length scale
-    projected: torch.Tensor  # (B, N, k, 4, 2) (C_{i→j} − ĉ_i) U_g in each of the 4 frames
+    projected: torch.Tensor  # (B, N, k, 4, 2) w_i (C_{i→j} − ĉ_i) U_g in each of the 4 frames
+    distances: torch.Tensor  # (B, N, k, 1) ‖C_{i→j}‖ / length scale (E(2)-invariant)
+    anisotropy: torch.Tensor  # (B, N, 1) w_i: how well spot i's PCA frame is defined
     # Opt-in store for one sampling run (fixed weights and features): layer outputs that
     # depend only on geometry and features are then computed once, not at every step.
     cache: dict | None = field(default=None, compare=False)
@@ -61,17 +69,25 @@ class Geometry:
         return Geometry(**moved)
 
 
-_TENSORS = ("neighbors", "neighbor_mask", "mask", "offsets", "projected")
+_TENSORS = ("neighbors", "neighbor_mask", "mask", "offsets", "projected", "distances",
+            "anisotropy")
+
+# Relative eigenvalue gap (λ1 − λ2)/(λ1 + λ2) at and above which a frame counts as fully
+# defined (w = 1); below it w falls linearly to 0. The frame's rotation under a coordinate
+# perturbation δ is ~δ/(λ1 − λ2), so w·(frame coordinates) moves by at most ~δ/τ.
+ANISOTROPY_SCALE = 0.15
 
 
 def prepare_geometry(coords: np.ndarray | torch.Tensor, neighbors: np.ndarray | torch.Tensor,
                      mask: np.ndarray | torch.Tensor | None = None,
                      length_scale_um: float = 100.0,
                      dtype: torch.dtype = torch.float32) -> Geometry:
-    """Offsets and PCA frames for coordinates (B, N, 2) or (N, 2) in microns.
+    """Offsets, PCA frames and invariants for coordinates (B, N, 2) or (N, 2) in microns.
 
     The PCA runs in float64 (closed form via ``eigh`` on each spot's 2×2 covariance) and the
     result is cast to ``dtype``. ``length_scale_um`` only rescales offsets to order one.
+    Frame coordinates are weighted by w = clamp(((λ1 − λ2)/(λ1 + λ2)) / τ, 0, 1), so they
+    are continuous in the coordinates even where the frame itself is not (λ1 = λ2).
     """
     coords = torch.as_tensor(coords, dtype=torch.float64)
     neighbors = torch.as_tensor(neighbors, dtype=torch.long)
@@ -91,10 +107,14 @@ def prepare_geometry(coords: np.ndarray | torch.Tensor, neighbors: np.ndarray | 
     centroid = offsets.sum(2, keepdim=True) / counts
     centred = (offsets - centroid) * neighbor_mask[..., None]
     covariance = centred.transpose(-1, -2) @ centred / counts
-    _, vectors = torch.linalg.eigh(covariance)  # ascending eigenvalues: columns (u2, u1)
+    values, vectors = torch.linalg.eigh(covariance)  # ascending: columns (u2, u1)
     axes = vectors.flip(-1)  # (u1, u2)
-    local = centred @ axes  # (B, N, k, 2) coordinates in the principal frame
+    gap = (values[..., 1] - values[..., 0]) / values.sum(-1).clamp_min(1e-12)
+    anisotropy = (gap / ANISOTROPY_SCALE).clamp(0.0, 1.0)[..., None]  # (B, N, 1)
+    local = centred @ axes * anisotropy[..., None]  # (B, N, k, 2) weighted frame coordinates
     projected = local[..., None, :] * FRAME_SIGNS  # (B, N, k, 4, 2)
     projected = projected * neighbor_mask[..., None, None]
+    distances = offsets.norm(dim=-1, keepdim=True)  # zero where masked (offsets are zeroed)
     return Geometry(neighbors=neighbors, neighbor_mask=neighbor_mask, mask=mask,
-                    offsets=offsets.to(dtype), projected=projected.to(dtype))
+                    offsets=offsets.to(dtype), projected=projected.to(dtype),
+                    distances=distances.to(dtype), anisotropy=anisotropy.to(dtype))

@@ -148,8 +148,13 @@ def patches_from_h5ad(st_h5ad: str | Path, out: str | Path, **options: object) -
         if "spatial" not in adata.obsm:
             raise input_error(st_h5ad, "obsm['spatial'] is missing",
                               "re-run the ingest stage (it records the spot centres)")
-        return extract_patches(adata.uns["image_path"], np.asarray(adata.obsm["spatial"]),
-                               float(adata.uns["mpp"]), list(adata.obs_names), out,
-                               sample=str(adata.uns.get("sample", st_h5ad.stem)), **options)
+        # a HEST-bench sample has a patch file, not a slide: take its patches as they are
+        from stflow.patches.bench import is_patch_file, patches_from_bench_h5
+
+        extract = patches_from_bench_h5 if is_patch_file(adata.uns["image_path"]) \
+            else extract_patches
+        return extract(adata.uns["image_path"], np.asarray(adata.obsm["spatial"]),
+                       float(adata.uns["mpp"]), list(adata.obs_names), out,
+                       sample=str(adata.uns.get("sample", st_h5ad.stem)), **options)
     finally:
         adata.file.close()

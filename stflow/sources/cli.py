@@ -48,13 +48,45 @@ def run_ingest(args: argparse.Namespace) -> None:
     if args.source == "visium":
         config = {"patients": {args.sample: args.patient}} if args.patient else None
         options = {"image": args.image, "config": config}
+        if args.require_patient and not args.patient:
+            raise input_error(f"stflow ingest --sample {args.sample}", "visium sections carry "
+                              "no patient id, so patient-stratified folds could leak",
+                              "map the sample to its patient (dataset.patients in the config, "
+                              "--patient here)")
     elif args.source == "hest":
+        if args.image:
+            raise input_error("stflow ingest", "--image does not apply to hest",
+                              "drop it; the sample's image comes with the download")
         options = {"config": {"task": args.task, "mpp": args.mpp_override,
-                              "inter_spot_um": args.inter_spot_um}}
+                              "inter_spot_um": args.inter_spot_um,
+                              "patients": {args.sample: args.patient} if args.patient else {},
+                              "require_patient": args.require_patient}}
     elif args.image or args.patient or args.mpp_override:
         raise input_error("stflow ingest", f"--image/--patient/--mpp do not apply to {args.source}",
                           "drop them; this source knows its image, patient and µm/px")
     write_st(source.read_sample(Path(args.raw), args.sample, **options), args.out)
+
+
+def run_bench_genes(args: argparse.Namespace) -> None:
+    """HEST-bench's published gene list as genes.json, checked against the ingested samples."""
+    import anndata as ad
+
+    from stflow.atomic import write_json
+    from stflow.sources import hest
+
+    genes = hest.read_bench_genes(args.bench)
+    for path in args.st or []:
+        adata = ad.read_h5ad(path, backed="r")
+        try:
+            missing = [g for g in genes["genes"] if g not in set(adata.var_names)]
+        finally:
+            adata.file.close()
+        if missing:
+            raise input_error(path, f"lacks {len(missing)} of HEST-bench's genes, e.g. "
+                              f"{missing[:5]}", "ingest the bench task's own samples, or set "
+                              "genes.source: config")
+    write_json(genes, args.out)
+    log.info("%d HEST-bench genes -> %s", len(genes["genes"]), args.out)
 
 
 def run_samples(args: argparse.Namespace) -> None:
@@ -88,13 +120,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ingest.add_argument("--sample", required=True)
     ingest.add_argument("--out", required=True, help="st/{sample}.h5ad")
     ingest.add_argument("--image", help="visium: full-resolution H&E image")
-    ingest.add_argument("--patient", help="visium: patient id (default: the sample id)")
+    ingest.add_argument("--patient", help="visium, hest: patient id (visium default: the "
+                        "sample id; hest default: the metadata's)")
+    ingest.add_argument("--require-patient", action="store_true",
+                        help="refuse a sample whose patient is unknown (patient-stratified "
+                        "folds would treat the section as its own patient)")
     ingest.add_argument("--task", help="hest-bench: task folder under RAW_DIR")
     ingest.add_argument("--mpp", dest="mpp_override", type=float,
                         help="hest: µm/px, overriding the metadata")
     ingest.add_argument("--inter-spot-um", type=float, default=100.0,
                         help="hest-bench without metadata: spot pitch used to estimate µm/px")
     ingest.set_defaults(func=run_ingest)
+
+    bench = subparsers.add_parser("bench-genes", help="HEST-bench var_50genes.json -> genes.json")
+    bench.add_argument("--bench", required=True, help="the bench task folder (raw/{task})")
+    bench.add_argument("--st", nargs="*", help="ingested samples that must hold every gene")
+    bench.add_argument("--out", required=True, help="genes.json")
+    bench.set_defaults(func=run_bench_genes)
 
     samples = subparsers.add_parser("samples", help="st/*.h5ad -> samples.tsv")
     samples.add_argument("--st", nargs="+", required=True, help="ingested st/{sample}.h5ad files")

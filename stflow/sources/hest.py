@@ -36,13 +36,31 @@ DEFAULT_INTER_SPOT_UM = 100.0  # Visium centre-to-centre distance, for bench sli
 GENES_FILE = "var_50genes.json"
 
 
+def sample_files(sample: str, task: str | None = None) -> list[str]:
+    """The files the readers need of one sample: HEST-1k's, and the bench task's if given.
+
+    Exact names, not globs: HEST-1k also holds patches/, cellvit_seg/, transcripts/ ... of
+    every sample (many GB) that no stage reads.
+    """
+    files = [f"st/{sample}.h5ad", f"wsis/{sample}.tif", f"metadata/{sample}.json"]
+    if task:
+        files += [f"{task}/adata/{sample}.h5ad", f"{task}/patches/{sample}.h5"]
+    return files
+
+
 def allow_patterns(repo_id: str, samples: list[str] | None, task: str | None) -> list[str] | None:
-    """Hub file patterns for the requested samples (HEST-1k) or task (bench); None = all."""
+    """Hub (or mirror) file patterns for the requested samples and task; None = all."""
+    task_files = [f"{task}/splits/*", f"{task}/{GENES_FILE}"] if task else []
     if repo_id == BENCH_REPO:
-        return [f"{task}/*"] if task else None
-    if samples:
-        return [f"*{sample}[_.]*" for sample in samples]
-    return None
+        if not task:
+            return None
+        if not samples:
+            return [f"{task}/*"]
+        return task_files + [f for s in samples for f in sample_files(s, task)[3:]]
+    if not samples:
+        return None
+    # with a task, a mirror may be laid out either way: take the bench files too
+    return [f for s in samples for f in sample_files(s, task)] + task_files
 
 
 def download(raw_dir: str | Path, repo_id: str = HEST_REPO, samples: list[str] | None = None,
@@ -55,7 +73,11 @@ def download(raw_dir: str | Path, repo_id: str = HEST_REPO, samples: list[str] |
     patterns = allow_patterns(repo_id, samples, task)
     if mirror is not None:
         return link_tree(Path(mirror), raw_dir, patterns)
-    if samples and all(full_layout_paths(raw_dir, s)[0].is_file() for s in samples):
+    needed = [f for s in samples or [] for f in sample_files(s, task if repo_id == BENCH_REPO
+                                                            else None)]
+    if repo_id == BENCH_REPO:
+        needed = [f for f in needed if f.startswith(f"{task}/")] + [f"{task}/{GENES_FILE}"]
+    if samples and all((raw_dir / f).is_file() for f in needed):
         log.info("%s already holds the requested samples; not downloading", raw_dir)
         return raw_dir
     from huggingface_hub import snapshot_download
@@ -115,11 +137,27 @@ def metadata_mpp(meta: dict, where: Path) -> float:
                       "give the sample's µm/px in the config (hest.mpp)")
 
 
-def metadata_patient(meta: dict, sample: str) -> str:
-    """The patient id; a sample without one is its own patient (so splits stay leak-free)."""
+def metadata_patient(meta: dict, sample: str, config: dict | None = None,
+                     where: Path | str = "") -> str:
+    """The patient id: ``config["patients"][sample]``, else the metadata's.
+
+    Without either, the sample is its own patient, which leaks when two sections of one
+    patient exist; so ``config["require_patient"]`` (set by the workflow when it builds
+    patient-stratified folds) refuses that instead.
+    """
+    config = config or {}
+    mapped = (config.get("patients") or {}).get(sample)
+    if mapped:
+        return str(mapped)
     patient = meta.get("patient")
     if isinstance(patient, str) and patient.strip():
         return patient.strip()
+    if config.get("require_patient"):
+        raise input_error(where or sample, f"sample {sample} has no patient in its metadata, so "
+                          "patient-stratified folds could put two sections of one patient in "
+                          "train and test", "map it to its patient in the config "
+                          "(dataset.patients: {sample: patient}; `stflow ingest --patient`), "
+                          "or give explicit folds (splits.folds or splits.source: hest-bench)")
     log.warning("%s: no patient in metadata; treating the sample as its own patient", sample)
     return sample
 
@@ -169,7 +207,8 @@ def read_sample(raw_dir: str | Path, sample: str, config: dict | None = None) ->
         meta = read_metadata(meta_path)
         counts, spatial = read_expression(st_path)
         mpp = float(config["mpp"]) if config.get("mpp") else metadata_mpp(meta, meta_path)
-        return IngestedSample(sample=sample, patient=metadata_patient(meta, sample),
+        return IngestedSample(sample=sample,
+                              patient=metadata_patient(meta, sample, config, meta_path),
                               counts=counts, spatial_px=spatial, image_path=wsi_path, mpp=mpp,
                               source="hest")
     bench = task_dir(raw_dir, config)
@@ -188,7 +227,8 @@ def read_sample(raw_dir: str | Path, sample: str, config: dict | None = None) ->
         mpp = spacing_mpp(spatial, inter_spot, expr_path)
         log.warning("%s: no metadata; µm/px %.4f estimated from a %.0f µm spot pitch",
                     sample, mpp, inter_spot)
-    return IngestedSample(sample=sample, patient=metadata_patient(meta, sample), counts=counts,
+    return IngestedSample(sample=sample, patient=metadata_patient(meta, sample, config, meta_path),
+                          counts=counts,
                           spatial_px=spatial, image_path=patch_path, mpp=mpp, source="hest")
 
 
