@@ -78,15 +78,50 @@ def get_spec(name: str) -> ModelSpec:
     return MODELS[name]
 
 
+def _coerce(model: str, key: str, value: Any, default: Any) -> Any:
+    """``value`` as the type of ``default`` (bool, int or float); other parameters pass as is.
+
+    Snakemake's ``--config`` hands nested values over as strings ("100"), so a string that
+    spells a value of the right type is converted; anything else is refused by name.
+    """
+    kind = type(default)
+    if value is None or kind not in (bool, int, float):
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        try:
+            if kind is bool and text in ("true", "false"):
+                return text == "true"
+            if kind is int:
+                return int(text)
+            if kind is float:
+                return float(text)
+        except ValueError:
+            pass
+    elif isinstance(value, bool) == (kind is bool) and (
+            isinstance(value, kind) or (kind is float and isinstance(value, int))):
+        return kind(value)
+    raise StflowError(f"model '{model}': parameter {key}={value!r} should be {kind.__name__}. "
+                      f"Fix: give {key} as a {kind.__name__} (default {default!r})")
+
+
+def check_params(model: str, cls: type, params: dict[str, Any]) -> dict[str, Any]:
+    """Refuse parameters ``cls`` does not take; convert the rest to the defaults' types."""
+    accepted = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
+                if k not in ("self", "seed") and p.kind in (p.POSITIONAL_OR_KEYWORD,
+                                                              p.KEYWORD_ONLY)}
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise StflowError(f"model '{model}': unknown parameters {unknown}. "
+                          f"Fix: use only {sorted(accepted)} in model_params.{model}")
+    return {k: _coerce(model, k, v, accepted[k]) for k, v in params.items()}
+
+
 def build_estimator(name: str, params: dict[str, Any] | None = None, seed: int = 0) -> Estimator:
     """Instantiate model ``name`` with user ``params`` on top of the entry's fixed ones."""
     spec = get_spec(name)
-    merged = {**(params or {}), **spec.fixed}
-    try:
-        return spec.load_class()(seed=seed, **merged)
-    except TypeError as err:
-        raise StflowError(f"model '{name}': bad parameters {sorted(params or {})}: {err}. "
-                          "Fix: check the model's parameters in the config") from err
+    cls = spec.load_class()
+    return cls(seed=seed, **check_params(name, cls, {**(params or {}), **spec.fixed}))
 
 
 def save_estimator(name: str, estimator: Estimator, directory: str | Path) -> None:

@@ -1,0 +1,32 @@
+"""The model registry checks parameters before a long training run can trip over them."""
+
+import pytest
+
+from stflow.errors import StflowError
+from stflow.models import MODELS, build_estimator
+
+
+def test_every_registered_model_builds_with_its_defaults():
+    for name in MODELS:
+        assert build_estimator(name, {}, seed=0) is not None
+
+
+def test_numbers_given_as_strings_are_converted_to_the_parameter_types():
+    """Snakemake's --config passes nested values such as model_params as strings."""
+    model = build_estimator("stflow", {"epochs": "100", "lr": "5e-4", "dropout": 0,
+                                       "flow_matching": "false"})
+    assert model.config.epochs == 100
+    assert model.config.lr == pytest.approx(5e-4)
+    assert model.params["dropout"] == 0.0
+    assert model.config.flow_matching is False
+
+
+def test_unknown_parameters_and_wrong_types_are_refused_by_name():
+    with pytest.raises(StflowError, match=r"unknown parameters \['epoch'\].*model_params.stflow"):
+        build_estimator("stflow", {"epoch": 10})
+    with pytest.raises(StflowError, match=r"epochs='many' should be int"):
+        build_estimator("stflow", {"epochs": "many"})
+    with pytest.raises(StflowError, match=r"epochs=True should be int"):
+        build_estimator("stflow", {"epochs": True})
+    with pytest.raises(StflowError, match=r"unknown parameters \['epochs'\]"):
+        build_estimator("ridge", {"epochs": 3})
