@@ -118,6 +118,12 @@ def copy_from_mirror(mirror: str | Path, rel: str, raw_dir: str | Path, expected
                 "(or drop --mirror to download it)")
     if dest.is_file() and sha256_file(dest) == expected:
         return dest
+    return link_or_copy(source, dest, expected)
+
+
+def link_or_copy(source: Path, dest: Path, expected: str | None = None) -> Path:
+    """Hard-link ``source`` to ``dest`` (or copy it, re-hashed against ``expected`` if given),
+    through a temporary name so ``dest`` only ever appears complete."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_sibling(dest)
     try:
@@ -125,7 +131,8 @@ def copy_from_mirror(mirror: str | Path, rel: str, raw_dir: str | Path, expected
             os.link(source, tmp)
         except OSError:
             shutil.copyfile(source, tmp)
-            verify_file(tmp, expected, "the copy was corrupted; check the disk and retry")
+            if expected is not None:
+                verify_file(tmp, expected, "the copy was corrupted; check the disk and retry")
         os.replace(tmp, dest)
     finally:
         if tmp.exists():
@@ -160,18 +167,7 @@ def link_tree(mirror: Path, raw_dir: Path, patterns: list[str] | None) -> Path:
             continue
         if patterns and not any(fnmatch.fnmatch(rel, p) for p in patterns):
             continue
-        dest = raw_dir / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temporary_sibling(dest)
-        try:
-            try:
-                os.link(path, tmp)
-            except OSError:
-                shutil.copyfile(path, tmp)
-            os.replace(tmp, dest)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        link_or_copy(path, raw_dir / rel)
         placed += 1
     if not placed:
         raise input_error(mirror, f"no files match {patterns}",
