@@ -293,11 +293,13 @@ def genes_args(wc):
     highly variable genes."""
     if config["genes"]["source"] == "hest-bench":
         return f"bench-genes --bench {quoted(bench_dir(wc.dataset))}"
-    listed = config["genes"]["list"]
-    n_top = f"genes --n-top {config['genes']['n_top']}"
+    listed, include = config["genes"]["list"], config["genes"]["include"]
+    args = f"genes --n-top {config['genes']['n_top']}"
     if listed:
-        return f"{n_top} --list " + " ".join(quoted(g) for g in listed)
-    return n_top
+        args += " --list " + " ".join(quoted(g) for g in listed)
+    if include:
+        args += " --include " + " ".join(quoted(g) for g in include)
+    return args
 
 
 # --- embed ---

@@ -127,13 +127,27 @@ def write_genes(genes: Sequence[str], protocol: str, n_top: int, out: str | Path
     write_json(data, out)
 
 
+def with_included(genes: Sequence[str], include: Sequence[str],
+                  st_paths: Sequence[str | Path]) -> list[str]:
+    """``genes`` plus the ``include`` genes not already there (checked in every sample).
+
+    For biomarkers a study must score and draw (ERBB2 and GATA3 in HER2+ breast cancer)
+    that HEST's highly-variable selection may leave out; they then count in the metric too.
+    """
+    extra = [g for g in include if g not in genes]
+    return list(genes) + (check_gene_list(extra, st_paths) if extra else [])
+
+
 def _run(args: argparse.Namespace) -> None:
     if args.list:
         genes = check_gene_list(args.list, args.st)
-        write_genes(genes, "list", len(genes), args.out)
+        protocol, n_top = "list", len(genes)
     else:
         genes = hest_genes(args.st, args.n_top, args.min_fraction)
-        write_genes(genes, "hest-hvg", args.n_top, args.out)
+        protocol, n_top = "hest-hvg", args.n_top
+    genes = with_included(genes, args.include or [], args.st)
+    write_genes(genes, protocol if len(genes) == n_top else f"{protocol}+include", n_top,
+                args.out)
     log.info("%d target genes → %s", len(genes), args.out)
 
 
@@ -145,5 +159,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--min-fraction", type=float, default=MIN_FRACTION,
                    help="a gene must be expressed in this fraction of spots of every sample")
     p.add_argument("--list", nargs="+", help="explicit genes instead of the HEST protocol")
+    p.add_argument("--include", nargs="+", help="genes added to the targets (e.g. biomarkers)")
     p.add_argument("--out", required=True, help="genes.json to write")
     p.set_defaults(func=_run)

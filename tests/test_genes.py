@@ -88,3 +88,13 @@ def test_cli_writes_genes_json(samples, tmp_path):
     run_cli(["genes", "--st", *map(str, samples), "--list", "BG005", "VAR1", "--out", str(out)])
     assert json.loads(out.read_text()) == {"genes": ["BG005", "VAR1"], "protocol": "list",
                                            "n_top": 2}
+
+
+def test_included_biomarkers_are_appended_once_and_checked(samples, tmp_path):
+    out = tmp_path / "genes.json"
+    run_cli(["genes", "--st", *map(str, samples), "--n-top", "3", "--include", "BG010", "VAR2",
+             "--out", str(out)])
+    assert json.loads(out.read_text()) == {"genes": [*VARIABLE, "BG010"],
+                                           "protocol": "hest-hvg+include", "n_top": 3}
+    with pytest.raises(StflowError, match=r"NOPE \(missing in A, B\)"):
+        run_cli(["genes", "--st", *map(str, samples), "--include", "NOPE", "--out", str(out)])
