@@ -211,5 +211,5 @@ def test_bad_inputs_are_refused_with_a_fix():
     wrong_dim = Slide("w", good.features[:, :5], good.coords_um, good.barcodes, good.targets)
     with pytest.raises(StflowError, match="dimensions"):
         estimator.fit([good, wrong_dim], [])
-    with pytest.raises(StflowError, match="bad parameters"):
+    with pytest.raises(StflowError, match=r"unknown parameters \[.layerz.\]"):
         build_estimator("stflow", {"layerz": 3})
