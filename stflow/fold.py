@@ -8,7 +8,6 @@ every model — STFlow, its ablations, the baselines — is trained and written 
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import logging
 from pathlib import Path
@@ -21,7 +20,7 @@ from tqdm import tqdm
 from stflow.atomic import atomic_output, read_json
 from stflow.dataset import Slide, load_slide
 from stflow.errors import check_finite, check_shape, input_error
-from stflow.models import build_estimator, get_spec, load_estimator, save_estimator
+from stflow.models import build_estimator, load_estimator, save_estimator, trained_model_name
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +99,6 @@ def features_identity(features_dir: str | Path, samples: list[str]) -> dict[str,
     return found or dict.fromkeys(FEATURE_KEYS)
 
 
-def _accepts_device(model: str) -> bool:
-    """Whether the model's estimator takes a ``device`` keyword (the torch models)."""
-    return "device" in inspect.signature(get_spec(model).load_class()).parameters
-
-
 def history_frame(rows: list[dict[str, float]]) -> pd.DataFrame:
     """The estimator's log rows as history.tsv: the contract columns first, extras after."""
     frame = pd.DataFrame(rows if rows else [{}])
@@ -128,10 +122,7 @@ def train_fold(splits: str | Path, fold: str, genes: str | Path, st_dir: str | P
     """
     parts = read_fold(splits, fold)
     gene_list = read_genes(genes)
-    settings = dict(params or {})
-    if _accepts_device(model):
-        settings.setdefault("device", device)
-    estimator = build_estimator(model, settings, seed)
+    estimator = build_estimator(model, params, seed, device=device)
     features = features_identity(features_dir, parts["train"] + parts["val"])
     train = load_slides(parts["train"], gene_list, st_dir, features_dir, graph_dir)
     val = load_slides(parts["val"], gene_list, st_dir, features_dir, graph_dir)
@@ -157,14 +148,17 @@ def prediction_anndata(slide: Slide, prediction: np.ndarray, genes: list[str],
     prediction = np.asarray(prediction, dtype=np.float32)
     check_shape(prediction, "prediction", (slide.n_spots, len(genes)), where)
     check_finite(prediction, "prediction", where)
-    source = ad.read_h5ad(st_path)
-    index = source.obs_names.get_indexer(slide.barcodes)
-    if (index < 0).any():
-        raise input_error(st_path, "some feature barcodes are not in the ingested sample",
-                          "re-run patches and embed for this sample")
-    obs = source.obs.iloc[index].copy()
-    obsm = {key: np.asarray(source.obsm[key])[index]
-            for key in ("spatial", "spatial_um") if key in source.obsm}
+    source = ad.read_h5ad(st_path, backed="r")  # obs and obsm only: the counts stay on disk
+    try:
+        index = source.obs_names.get_indexer(slide.barcodes)
+        if (index < 0).any():
+            raise input_error(st_path, "some feature barcodes are not in the ingested sample",
+                              "re-run patches and embed for this sample")
+        obs = source.obs.iloc[index].copy()
+        obsm = {key: np.asarray(source.obsm[key])[index]
+                for key in ("spatial", "spatial_um") if key in source.obsm}
+    finally:
+        source.file.close()
     result = ad.AnnData(X=prediction, obs=obs, var=pd.DataFrame(index=pd.Index(genes)),
                         obsm=obsm)
     if slide.targets is not None:
@@ -187,7 +181,7 @@ def predict_fold(model_dir: str | Path, splits: str | Path, fold: str, genes: st
     test_samples = read_fold(splits, fold)["test"]
     check_trained_with(model_dir, genes, gene_list, features_dir, test_samples)
     estimator = load_estimator(model_dir, device=device)
-    model = json.loads((model_dir / "manifest.json").read_text())["model"]
+    model = trained_model_name(model_dir)
     encoder = encoder or Path(features_dir).name
     test = load_slides(test_samples, gene_list, st_dir, features_dir, graph_dir)
     predictions = estimator.predict(test)

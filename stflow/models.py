@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +16,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from stflow.atomic import read_json, write_json
 from stflow.dataset import Slide
-from stflow.errors import StflowError
+from stflow.errors import StflowError, input_error
 
 
 class Estimator(Protocol):
@@ -105,11 +105,16 @@ def _coerce(model: str, key: str, value: Any, default: Any) -> Any:
                       f"Fix: give {key} as a {kind.__name__} (default {default!r})")
 
 
+def init_parameters(cls: type) -> dict[str, Any]:
+    """The keyword parameters of ``cls`` (besides ``seed``) and their defaults."""
+    return {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
+            if k not in ("self", "seed") and p.kind in (p.POSITIONAL_OR_KEYWORD,
+                                                          p.KEYWORD_ONLY)}
+
+
 def check_params(model: str, cls: type, params: dict[str, Any]) -> dict[str, Any]:
     """Refuse parameters ``cls`` does not take; convert the rest to the defaults' types."""
-    accepted = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
-                if k not in ("self", "seed") and p.kind in (p.POSITIONAL_OR_KEYWORD,
-                                                              p.KEYWORD_ONLY)}
+    accepted = init_parameters(cls)
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise StflowError(f"model '{model}': unknown parameters {unknown}. "
@@ -117,11 +122,19 @@ def check_params(model: str, cls: type, params: dict[str, Any]) -> dict[str, Any
     return {k: _coerce(model, k, v, accepted[k]) for k, v in params.items()}
 
 
-def build_estimator(name: str, params: dict[str, Any] | None = None, seed: int = 0) -> Estimator:
-    """Instantiate model ``name`` with user ``params`` on top of the entry's fixed ones."""
+def build_estimator(name: str, params: dict[str, Any] | None = None, seed: int = 0,
+                    device: str | None = None) -> Estimator:
+    """Instantiate model ``name`` with user ``params`` on top of the entry's fixed ones.
+
+    ``device`` (where to run, not a model setting) goes to the estimators that take one,
+    unless ``params`` names a device itself.
+    """
     spec = get_spec(name)
     cls = spec.load_class()
-    return cls(seed=seed, **check_params(name, cls, {**(params or {}), **spec.fixed}))
+    params = {**(params or {}), **spec.fixed}
+    if device is not None and "device" in init_parameters(cls):
+        params.setdefault("device", device)
+    return cls(seed=seed, **check_params(name, cls, params))
 
 
 def save_estimator(name: str, estimator: Estimator, directory: str | Path) -> None:
@@ -129,22 +142,23 @@ def save_estimator(name: str, estimator: Estimator, directory: str | Path) -> No
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     estimator.save(directory)
-    (directory / "manifest.json").write_text(json.dumps({"model": name}, indent=2))
+    write_json({"model": name}, directory / "manifest.json")
 
 
 def load_estimator(directory: str | Path, device: str | None = None) -> Estimator:
     """Load what :func:`save_estimator` wrote, onto ``device`` where the class takes one
     (a model trained on cuda must load on a CPU node)."""
-    directory = Path(directory)
-    manifest = directory / "manifest.json"
-    if not manifest.exists():
-        raise StflowError(f"{directory}: no manifest.json, not a trained model folder. "
-                          "Fix: run the train stage for this model and fold")
-    name = json.loads(manifest.read_text())["model"]
-    load = get_spec(name).load_class().load
+    load = get_spec(trained_model_name(directory)).load_class().load
     if device is not None and "device" in inspect.signature(load).parameters:
         return load(directory, device=device)
-    estimator = load(directory)
-    if device is not None and callable(getattr(estimator, "to", None)):
-        estimator.to(device)
-    return estimator
+    return load(directory)
+
+
+def trained_model_name(directory: str | Path) -> str:
+    """The registry name recorded in a trained model folder's manifest.json."""
+    manifest = read_json(Path(directory) / "manifest.json", "model manifest",
+                         "run the train stage for this model and fold")
+    if not isinstance(manifest, dict) or "model" not in manifest:
+        raise input_error(Path(directory) / "manifest.json", "names no model",
+                          "re-run the train stage for this model and fold")
+    return str(manifest["model"])
