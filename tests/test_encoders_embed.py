@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import h5py
 import numpy as np
 import pytest
@@ -180,3 +182,19 @@ def test_encoders_command_lists_the_registry(capsys):
     for name in ("efficientnet_lite0", "ciga", "uni", "gigapath", "uni2_h", "virchow2"):
         assert name in printed
     assert len(describe_encoders()) >= 8
+
+
+def test_weights_are_hashed_once_then_read_from_the_cache(tmp_path, monkeypatch):
+    import stflow.encoders.weights as weights
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    checkpoint = tmp_path / "model.bin"
+    checkpoint.write_bytes(b"weights")
+    digest = weights.weights_sha256(checkpoint)
+    assert digest == hashlib.sha256(b"weights").hexdigest()
+    monkeypatch.setattr(weights, "sha256_file", lambda path: pytest.fail("hashed twice"))
+    assert weights.weights_sha256(checkpoint) == digest
+    checkpoint.write_bytes(b"other weights")  # a changed file is hashed anew
+    monkeypatch.undo()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert weights.weights_sha256(checkpoint) == hashlib.sha256(b"other weights").hexdigest()

@@ -13,7 +13,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from stflow.atomic import sha256_file
 from stflow.encoders.efficientnet import MEAN as LITE_MEAN
 from stflow.encoders.efficientnet import STD as LITE_STD
 from stflow.encoders.efficientnet import build_efficientnet_lite0
@@ -24,6 +23,7 @@ from stflow.encoders.foundation import (
     build_timm_any,
     timm_builder,
 )
+from stflow.encoders.weights import weights_sha256
 from stflow.errors import StflowError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -155,7 +155,7 @@ def load_encoder(name: str, weights: str | Path | None = None) -> Encoder:
         dim = int(model.num_features)
     else:
         mean, std, size, dim = spec.mean, spec.std, spec.input_size, spec.feature_dim
-    return Encoder(spec, model, path, sha256_file(path), dim, mean, std, size)
+    return Encoder(spec, model, path, weights_sha256(path), dim, mean, std, size)
 
 
 def describe_encoders() -> list[str]:

@@ -7,12 +7,35 @@ Local checkpoints are read with ``weights_only=True`` (or as safetensors): no pi
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 from pathlib import Path
 
 import torch
 
+from stflow.atomic import atomic_output, sha256_file
 from stflow.errors import StflowError, input_error
+
+
+def weights_sha256(path: Path) -> str:
+    """SHA-256 of a weights file, cached by its path, size and modification time.
+
+    It is recorded with every features store; a multi-GB foundation-model checkpoint is
+    hashed once, not once per embedded sample. (Downloads are still verified in full.)
+    """
+    stat = path.stat()
+    key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    cache_root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    cached = cache_root / "stflow" / "sha256" / hashlib.sha256(key.encode()).hexdigest()
+    if cached.is_file():
+        return cached.read_text().strip()
+    digest = sha256_file(path)
+    try:
+        with atomic_output(cached) as tmp:
+            tmp.write_text(digest)
+    except OSError:  # a read-only home: hash again next time
+        pass
+    return digest
 
 
 def missing_weights(encoder: str, source: str, reason: str) -> StflowError:
@@ -85,7 +108,6 @@ def hub_file(encoder: str, repo: str, filenames: tuple[str, ...]) -> Path:
 
 def url_file(encoder: str, url: str, sha256: str | None = None) -> Path:
     """Download ``url`` into the torch hub cache once (checking ``sha256`` when pinned)."""
-    from stflow.atomic import sha256_file
 
     cache = Path(torch.hub.get_dir()) / "checkpoints"
     path = cache / url.rsplit("/", 1)[-1]
