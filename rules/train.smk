@@ -10,6 +10,8 @@ rule train:
     params:
         # the model's settings alone: changing them reruns train and what follows only
         model_params=lambda wc: quoted(model_params_json(wc)),
+        search=lambda wc: quoted(json.dumps(config["search"].get(wc.model, {}),
+                                            sort_keys=True)),
         seed=config["seed"],
         st_dir=lambda wc: res(wc.dataset, "st"),
         features_dir=lambda wc: res(wc.dataset, f"features/{wc.encoder}"),
@@ -29,7 +31,8 @@ rule train:
         "OMP_NUM_THREADS={threads} python -m stflow train --splits {input.splits} "
         "--fold {wildcards.fold} --genes {input.genes} --st-dir {params.st_dir} "
         "--features-dir {params.features_dir} --graph-dir {params.graph_dir} "
-        "--model {wildcards.model} --params {params.model_params} --seed {params.seed} "
+        "--model {wildcards.model} --params {params.model_params} --search {params.search} "
+        "--seed {params.seed} "
         "--device \"$STFLOW_DEVICE\" --out {output} > {log} 2>&1"
 
 

@@ -9,6 +9,7 @@ The device is where the model runs, not part of what it is: it is not saved, and
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from stflow.model import DENOISERS, build_denoiser
 from stflow.priors import PRIOR_NAMES, Prior, make_prior
 from stflow.train import SlideArrays, TrainConfig, predict_slide, train_denoiser
 
+TARGET_SCALINGS = ("none", "standard")
+
 
 class STFlowEstimator:
     """Flow matching with a ZINB (or other) prior and a frame-averaging (or EGNN) denoiser."""
@@ -35,9 +38,16 @@ class STFlowEstimator:
                  patience: int = 20, steps: int = 5, n_samples: int = 1,
                  regions_per_slide: int = 8, regions_per_step: int = 4,
                  val_fraction: float = 0.2, length_scale_um: float = 100.0,
-                 chunk_size: int | None = 8192, device: str = "auto") -> None:
+                 chunk_size: int | None = 8192, target_scaling: str = "none",
+                 feature_pca: int = 0, spatial_skip: bool = False, weight_decay: float = 0.0,
+                 ema: float = 0.0, min_steps_per_epoch: int = 1, device: str = "auto") -> None:
         if prior not in PRIOR_NAMES:
             raise StflowError(f"prior '{prior}': unknown. Fix: use one of {list(PRIOR_NAMES)}")
+        if target_scaling not in TARGET_SCALINGS:
+            raise StflowError(f"target_scaling '{target_scaling}': unknown. Fix: use one of "
+                              f"{list(TARGET_SCALINGS)}")
+        if feature_pca < 0:
+            raise StflowError(f"feature_pca {feature_pca}: Fix: 0 (off) or a component count")
         if denoiser not in DENOISERS:
             raise StflowError(f"denoiser '{denoiser}': unknown. Fix: use one of "
                               f"{list(DENOISERS)}")
@@ -47,24 +57,31 @@ class STFlowEstimator:
             layers=layers, heads=heads, dropout=dropout, lr=lr, epochs=epochs,
             patience=patience, steps=steps, n_samples=n_samples,
             regions_per_slide=regions_per_slide, regions_per_step=regions_per_step,
-            val_fraction=val_fraction, length_scale_um=length_scale_um, chunk_size=chunk_size)
+            val_fraction=val_fraction, length_scale_um=length_scale_um, chunk_size=chunk_size,
+            target_scaling=target_scaling, feature_pca=feature_pca, spatial_skip=spatial_skip,
+            weight_decay=weight_decay, ema=ema, min_steps_per_epoch=min_steps_per_epoch)
         self.config = TrainConfig(
             epochs=epochs, patience=patience, lr=lr, k=k, regions_per_slide=regions_per_slide,
             regions_per_step=regions_per_step, steps=steps, n_samples=n_samples,
             flow_matching=flow_matching, val_fraction=val_fraction,
-            length_scale_um=length_scale_um, chunk_size=chunk_size, seed=seed)
+            length_scale_um=length_scale_um, chunk_size=chunk_size, seed=seed,
+            weight_decay=weight_decay, ema=ema, min_steps_per_epoch=min_steps_per_epoch)
         self.device = resolve_device(device)
         self.model: torch.nn.Module | None = None
         self.prior: Prior | None = None
         self.feature_mean: np.ndarray | None = None
         self.feature_std: np.ndarray | None = None
+        self.feature_basis: np.ndarray | None = None  # (D, p) whitened PCA, when feature_pca
+        self.target_mean: np.ndarray | None = None  # per-gene, when target_scaling=standard
+        self.target_std: np.ndarray | None = None
         self.in_dim: int | None = None
         self.n_genes: int | None = None
 
     def _build(self) -> torch.nn.Module:
         p = self.params
-        return build_denoiser(p["denoiser"], self.in_dim, self.n_genes, p["hidden"], p["layers"],
-                              p["heads"], p["dropout"], p["frame_averaging"])
+        width = self.in_dim if self.feature_basis is None else self.feature_basis.shape[1]
+        return build_denoiser(p["denoiser"], width, self.n_genes, p["hidden"], p["layers"],
+                              p["heads"], p["dropout"], p["frame_averaging"], p["spatial_skip"])
 
     def _check_slides(self, slides: list[Slide], need_targets: bool) -> None:
         dim = self.in_dim if self.in_dim is not None else slides[0].features.shape[1]
@@ -84,26 +101,57 @@ class STFlowEstimator:
                     raise input_error(where, f"{slide.targets.shape[1]} target genes, expected "
                                       f"{genes}", "use the same genes.json for every sample")
 
+    def _fit_preprocessing(self, train: list[Slide]) -> None:
+        """Feature standardisation (+ whitened PCA) and target scaling from training spots."""
+        pooled = np.concatenate([s.features for s in train]).astype(np.float64)
+        self.feature_mean = pooled.mean(0).astype(np.float32)
+        self.feature_std = np.maximum(pooled.std(0), 1e-6).astype(np.float32)
+        self.feature_basis = None
+        n_components = min(self.params["feature_pca"], *pooled.shape)
+        if n_components:
+            scaled = (pooled - self.feature_mean) / self.feature_std
+            _, singular, vt = np.linalg.svd(scaled, full_matrices=False)
+            spread = np.maximum(singular[:n_components] / np.sqrt(len(scaled)), 1e-6)
+            self.feature_basis = (vt[:n_components].T / spread).astype(np.float32)
+        self.target_mean = self.target_std = None
+        if self.params["target_scaling"] == "standard":
+            targets = np.concatenate([s.targets for s in train]).astype(np.float64)
+            self.target_mean = targets.mean(0).astype(np.float32)
+            self.target_std = np.maximum(targets.std(0), 1e-3).astype(np.float32)
+
+    def _to_output(self, prediction: np.ndarray) -> np.ndarray:
+        """Model space → log1p expression (undoes the target scaling)."""
+        if self.target_mean is not None:
+            prediction = prediction * self.target_std + self.target_mean
+        return prediction.astype(np.float32)
+
     def _arrays(self, slide: Slide) -> SlideArrays:
         features = ((slide.features - self.feature_mean) / self.feature_std).astype(np.float32)
+        if self.feature_basis is not None:
+            features = features @ self.feature_basis
+        targets = slide.targets
+        if targets is not None and self.target_mean is not None:
+            targets = ((targets - self.target_mean) / self.target_std).astype(np.float32)
         neighbors = slide.neighbors
         if neighbors is not None and ((neighbors < 0) | (neighbors >= slide.n_spots)).any():
             raise input_error(f"sample {slide.sample}", "graph neighbours index outside the "
                               "slide", "re-run the graph stage for this sample")
         return SlideArrays(slide.sample, features, np.asarray(slide.coords_um, np.float64),
-                           slide.targets, neighbors)
+                           targets, neighbors)
 
-    def fit(self, train: list[Slide], val: list[Slide]) -> list[dict[str, float]]:
-        """Train on ``train``; select the checkpoint on ``val`` (or a held-out region)."""
+    def fit(self, train: list[Slide], val: list[Slide],
+            on_epoch: Callable[[int, float], None] | None = None) -> list[dict[str, float]]:
+        """Train on ``train``; select the checkpoint on ``val`` (or a held-out region).
+
+        ``on_epoch(epoch, val_pearson)`` follows the training (a search prunes through it).
+        """
         if not train:
             raise StflowError("STFlow fit: no training slides. Fix: check the fold's splits")
         self.in_dim = self.n_genes = None
         self._check_slides(list(train) + list(val), need_targets=True)
         self.in_dim = train[0].features.shape[1]
         self.n_genes = train[0].targets.shape[1]
-        pooled = np.concatenate([s.features for s in train]).astype(np.float64)
-        self.feature_mean = pooled.mean(0).astype(np.float32)
-        self.feature_std = np.maximum(pooled.std(0), 1e-6).astype(np.float32)
+        self._fit_preprocessing(train)
         counts = None
         if self.params["prior"] == "zinb-fitted":
             if any(s.counts is None for s in train):
@@ -112,11 +160,14 @@ class STFlowEstimator:
             counts = np.concatenate([s.counts for s in train])
         self.prior = make_prior(self.params["prior"], self.params["mu"], self.params["phi"],
                                 self.params["pi"], counts)
+        if self.target_mean is not None:
+            self.prior = self.prior.standardised(self.target_mean, self.target_std)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.params["seed"])
             self.model = self._build()
             return train_denoiser(self.model, self.prior, [self._arrays(s) for s in train],
-                                  [self._arrays(s) for s in val], self.config, self.device)
+                                  [self._arrays(s) for s in val], self.config, self.device,
+                                  on_epoch)
 
     def predict(self, slides: list[Slide]) -> list[np.ndarray]:
         """One (N, G) log1p prediction per slide, by full-slide S-step sampling."""
@@ -125,8 +176,9 @@ class STFlowEstimator:
         self._check_slides(slides, need_targets=False)
         self.model.to(self.device)
         generator = torch.Generator().manual_seed(self.params["seed"])
-        return [predict_slide(self.model, self.prior, self._arrays(s), self.n_genes,
-                              self.config, self.device, generator).astype(np.float32)
+        return [self._to_output(predict_slide(self.model, self.prior, self._arrays(s),
+                                              self.n_genes, self.config, self.device,
+                                              generator))
                 for s in slides]
 
     def save(self, directory: Path) -> None:
@@ -139,6 +191,9 @@ class STFlowEstimator:
                  "feature_mean": torch.from_numpy(self.feature_mean),
                  "feature_std": torch.from_numpy(self.feature_std),
                  "prior": self.prior.state(), "in_dim": self.in_dim, "n_genes": self.n_genes}
+        for name in ("feature_basis", "target_mean", "target_std"):
+            if getattr(self, name) is not None:
+                state[name] = torch.from_numpy(getattr(self, name))
         with atomic_output(directory / "model.pt") as tmp:
             torch.save(state, tmp)
         config = {"params": self.params, "in_dim": self.in_dim, "n_genes": self.n_genes}
@@ -163,6 +218,9 @@ class STFlowEstimator:
         estimator.in_dim, estimator.n_genes = int(state["in_dim"]), int(state["n_genes"])
         estimator.feature_mean = state["feature_mean"].numpy()
         estimator.feature_std = state["feature_std"].numpy()
+        for name in ("feature_basis", "target_mean", "target_std"):
+            if name in state:
+                setattr(estimator, name, state[name].numpy())
         estimator.prior = Prior.from_state(state["prior"])
         estimator.model = estimator._build()
         try:

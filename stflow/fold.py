@@ -21,6 +21,7 @@ from stflow.atomic import atomic_output, read_json
 from stflow.dataset import Slide, load_slide
 from stflow.errors import check_finite, check_shape, input_error
 from stflow.models import build_estimator, load_estimator, save_estimator, trained_model_name
+from stflow.search import check_space, search_fit
 
 log = logging.getLogger(__name__)
 
@@ -114,28 +115,45 @@ def history_frame(rows: list[dict[str, float]]) -> pd.DataFrame:
 def train_fold(splits: str | Path, fold: str, genes: str | Path, st_dir: str | Path,
                features_dir: str | Path, graph_dir: str | Path | None, model: str,
                out: str | Path, params: dict[str, Any] | None = None, seed: int = 0,
-               device: str = "auto") -> Path:
+               device: str = "auto", search: dict[str, Any] | None = None) -> Path:
     """Fit ``model`` on the fold's train (+val) slides and write its folder atomically.
 
     ``device`` is where to run, not a model parameter: it goes to the estimators that take
-    one and is not recorded in params.json.
+    one and is not recorded in params.json. ``search`` (``{trials, space}``) first searches
+    the space on the fold's validation split (:mod:`stflow.search`); the chosen values and
+    every trial are written next to the model (``search.json``, ``search.tsv``).
     """
     parts = read_fold(splits, fold)
     gene_list = read_genes(genes)
-    estimator = build_estimator(model, params, seed, device=device)
+    estimator = build_estimator(model, params, seed, device=device)  # refuses bad params early
+    if search:
+        check_space(model, search.get("space") or {})
     features = features_identity(features_dir, parts["train"] + parts["val"])
     train = load_slides(parts["train"], gene_list, st_dir, features_dir, graph_dir)
     val = load_slides(parts["val"], gene_list, st_dir, features_dir, graph_dir)
     log.info("training %s on %s: %d train, %d val slides", model, fold, len(train), len(val))
-    rows = estimator.fit(train, val)
+    result = None
+    if search:
+        result = search_fit(model, params or {}, search["space"], int(search.get("trials", 8)),
+                            train, val, seed, device)
+        estimator, rows = result.estimator, result.history
+    else:
+        rows = estimator.fit(train, val)
     out = Path(out)
     with atomic_output(out) as tmp:
         save_estimator(model, estimator, tmp)
+        chosen = {k: v for k, v in result.chosen.items() if k != "val_pearson"} if result else {}
         (tmp / "params.json").write_text(json.dumps(
-            {"model": model, "params": params or {}, "seed": seed, "fold": fold,
-             "train": parts["train"], "val": parts["val"], "genes": gene_list,
+            {"model": model, "params": params or {}, "chosen": chosen, "seed": seed,
+             "fold": fold, "train": parts["train"], "val": parts["val"], "genes": gene_list,
              "features": features}, indent=2))
         history_frame(rows).to_csv(tmp / "history.tsv", sep="\t", index=False)
+        if result is not None:
+            (tmp / "search.json").write_text(json.dumps(
+                {"space": search["space"], "trials": int(search.get("trials", 8)),
+                 "chosen": result.chosen, "selected_on": parts["val"] or "held-out region "
+                 "of the training samples"}, indent=2))
+            pd.DataFrame(result.trials).to_csv(tmp / "search.tsv", sep="\t", index=False)
     return out
 
 
@@ -220,16 +238,16 @@ def check_trained_with(model_dir: Path, genes_path: str | Path, genes: list[str]
                               "the model was trained on")
 
 
-def _params(text: str | None) -> dict[str, Any]:
+def _params(text: str | None, option: str = "--params") -> dict[str, Any]:
     if not text:
         return {}
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
-        raise input_error("--params", f"not valid JSON ({err})",
+        raise input_error(option, f"not valid JSON ({err})",
                           "pass a JSON object, e.g. '{\"epochs\": 5}'") from err
     if not isinstance(value, dict):
-        raise input_error("--params", "is not a JSON object", "pass e.g. '{\"epochs\": 5}'")
+        raise input_error(option, "is not a JSON object", "pass e.g. '{\"epochs\": 5}'")
     return value
 
 
@@ -248,8 +266,8 @@ def _add_inputs(parser: argparse.ArgumentParser) -> None:
 
 def _run_train(args: argparse.Namespace) -> None:
     train_fold(args.splits, args.fold, args.genes, args.st_dir, args.features_dir,
-               args.graph_dir, args.model, args.out, _params(args.params), args.seed,
-               args.device)
+               args.graph_dir, args.model, args.out, _params(args.params, "--params"),
+               args.seed, args.device, _params(args.search, "--search") or None)
 
 
 def _run_predict(args: argparse.Namespace) -> None:
@@ -263,6 +281,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_inputs(train)
     train.add_argument("--model", required=True, help="registry name, e.g. stflow, ridge")
     train.add_argument("--params", default=None, help="model parameters as a JSON object")
+    train.add_argument("--search", default=None,
+                       help='hyper-parameter search as JSON: {"trials": 8, "space": '
+                       '{"dropout": [0, 0.2, 0.5], "lr": {"low": 1e-4, "high": 1e-3, '
+                       '"log": true}}}')
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", required=True, help="models/{encoder}/{model}/{fold}")
     train.set_defaults(func=_run_train)

@@ -127,10 +127,26 @@ class Prior:
 
     name: str
     zinb: ZINB | None = None
+    # Per-gene affine map into the model's target space: (log1p draw − shift) / scale, so
+    # that Y0 lives where the (standardised) targets live. None: log1p space as is.
+    shift: torch.Tensor | None = None
+    scale: torch.Tensor | None = None
+
+    def standardised(self, shift: np.ndarray, scale: np.ndarray) -> Prior:
+        """The same prior seen through the targets' per-gene standardisation."""
+        return Prior(self.name, self.zinb, torch.as_tensor(shift, dtype=torch.float32),
+                     torch.as_tensor(scale, dtype=torch.float32))
 
     def sample(self, n_spots: int, n_genes: int, generator: torch.Generator | None = None,
                device: torch.device | str = "cpu") -> torch.Tensor:
         """Draw on the CPU with ``generator`` (so results match across devices), then move."""
+        out = self._sample_log1p(n_spots, n_genes, generator)
+        if self.shift is not None:
+            out = (out - self.shift) / self.scale
+        return out.to(device)
+
+    def _sample_log1p(self, n_spots: int, n_genes: int, generator: torch.Generator | None
+                      ) -> torch.Tensor:
         shape = (n_spots, n_genes)
         if self.name == "zero":
             out = torch.zeros(shape)
@@ -142,20 +158,22 @@ class Prior:
                                   f"genes but asked for {n_genes}",
                                   "fit the prior on counts of the same target genes")
             out = torch.log1p(self.zinb.sample(shape, generator)).float()
-        return out.to(device)
+        return out
 
     def state(self) -> dict[str, object]:
         """Plain tensors and strings, for ``torch.save`` and ``weights_only`` loading."""
         state: dict[str, object] = {"name": self.name}
         if self.zinb is not None:
             state.update(mu=self.zinb.mu, phi=self.zinb.phi, pi=self.zinb.pi)
+        if self.shift is not None:
+            state.update(shift=self.shift, scale=self.scale)
         return state
 
     @classmethod
     def from_state(cls, state: dict[str, object]) -> Prior:
         name = str(state["name"])
         zinb = ZINB(state["mu"], state["phi"], state["pi"]) if "mu" in state else None
-        return cls(name, zinb)
+        return cls(name, zinb, state.get("shift"), state.get("scale"))
 
 
 def make_prior(name: str, mu: float = 0.2, phi: float = 1.0, pi: float = 0.5,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,6 +47,9 @@ class TrainConfig:
     length_scale_um: float = 100.0
     chunk_size: int | None = 8192
     seed: int = 0
+    weight_decay: float = 0.0  # decoupled (AdamW); 0 is plain Adam
+    ema: float = 0.0  # decay of an exponential moving average of the weights; 0: off
+    min_steps_per_epoch: int = 1  # at least this many Adam steps per epoch (small folds)
 
 
 @dataclass
@@ -145,10 +149,29 @@ def validate(model: torch.nn.Module, prior: Prior, val: list[SlideArrays], n_gen
     return float(((truth - pred) ** 2).mean()), float(mean_pearson(truth, pred))
 
 
+def weight_average(model: torch.nn.Module, decay: float
+                   ) -> torch.optim.swa_utils.AveragedModel | None:
+    """An EMA copy of ``model`` (validated and kept instead of the raw weights), or None.
+
+    Averaging the iterates is the usual companion of flow matching: the raw weights of a
+    few hundred noisy steps on small folds wander, their average does not.
+    """
+    if not decay:
+        return None
+    if not 0.0 < decay < 1.0:
+        raise ValueError(f"ema decay {decay} must be in (0, 1); 0 switches it off")
+    return torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def train_denoiser(model: torch.nn.Module, prior: Prior, train: list[SlideArrays],
-                   val: list[SlideArrays], config: TrainConfig, device: torch.device
+                   val: list[SlideArrays], config: TrainConfig, device: torch.device,
+                   on_epoch: Callable[[int, float], None] | None = None
                    ) -> list[dict[str, float]]:
     """Train ``model`` in place, leave it at the best validation checkpoint; return history.
+
+    ``on_epoch(epoch, val_pearson)`` is called after each epoch's validation (a search uses
+    it to stop unpromising trials by raising).
 
     With no ``val`` slides, a contiguous ``val_fraction`` of each training slide is held out
     (and never trained on), drawn as :func:`holdout_masks` draws it.
@@ -161,14 +184,19 @@ def train_denoiser(model: torch.nn.Module, prior: Prior, train: list[SlideArrays
         train, val = [p[0] for p in pairs], [p[1] for p in pairs]
     n_genes = train[0].targets.shape[1]
     model.to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    averaged = weight_average(model, config.ema)
+    evaluated = averaged.module if averaged is not None else model
     autocast, amp_dtype = autocast_for(device)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     history: list[dict[str, float]] = []
     best_score, best_state, stale = -np.inf, None, 0
     progress = tqdm(range(1, config.epochs + 1), desc="train", unit="epoch", leave=False)
     for epoch in progress:
-        order = [i for i in range(len(train)) for _ in range(config.regions_per_slide)]
+        per_slide = max(config.regions_per_slide, -(-config.min_steps_per_epoch
+                                                    * config.regions_per_step // len(train)))
+        order = [i for i in range(len(train)) for _ in range(per_slide)]
         rng.shuffle(order)
         losses = []
         for start in range(0, len(order), config.regions_per_step):
@@ -194,16 +222,21 @@ def train_denoiser(model: torch.nn.Module, prior: Prior, train: list[SlideArrays
                 scaler.update()
             else:
                 optimizer.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
             losses.append(float(loss.detach()))
-        val_loss, val_pearson = validate(model, prior, val, n_genes, config, device)
+        val_loss, val_pearson = validate(evaluated, prior, val, n_genes, config, device)
         row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss,
                "val_pearson": val_pearson}
         history.append(row)
         progress.set_postfix(loss=f"{row['train_loss']:.4f}", val_pearson=f"{val_pearson:.4f}")
+        if on_epoch is not None:
+            on_epoch(epoch, val_pearson)
         score = val_pearson if np.isfinite(val_pearson) else -np.inf
         if best_state is None or score > best_score:
             best_score, stale = score, 0
-            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+            best_state = copy.deepcopy({k: v.detach().cpu()
+                                        for k, v in evaluated.state_dict().items()})
         else:
             stale += 1
             if stale >= config.patience:

@@ -142,3 +142,24 @@ def test_sampling_cache_reuses_geometry_work_without_changing_outputs():
         got = [model(features, y_t * s, t * s, cached) for s in (1.0, 0.5)]
     assert len(cached.cache) == 1 + 2  # the feature embedding and one edge encoding per layer
     assert all(torch.equal(a, b) for a, b in zip(expected, got, strict=True))
+
+
+def test_spatial_skip_is_the_linear_map_of_own_and_neighbour_mean_features():
+    """The skip path adds exactly W_own·x_i + W_nb·mean_j x_j + b, padding excluded."""
+    coords, neighbors, features, y_t, t = _inputs()
+    torch.manual_seed(0)
+    model = build_denoiser("fa", D, G, hidden=32, layers=2, heads=4,
+                           spatial_skip=True).double().eval()
+    geo = prepare_geometry(coords, neighbors, dtype=torch.float64)
+    with torch.no_grad():
+        with_skip = model(features, y_t, t, geo)
+        skip = model.skip
+        model.skip = None
+        without = model(features, y_t, t, geo)
+        x = features[0].numpy()
+        own = x @ skip.own.weight.double().numpy().T + skip.own.bias.double().numpy()
+        mean_nb = x[neighbors].mean(1) @ skip.neighbours.weight.double().numpy().T
+    assert np.allclose((with_skip - without)[0].numpy(), own + mean_nb, atol=1e-10)
+    # invariant like the rest of the network
+    model.skip = skip
+    assert _relative_change(model, coords, neighbors, features, y_t, t) < 1e-10

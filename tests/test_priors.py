@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from stflow.errors import StflowError
-from stflow.priors import ZINB, fit_zinb, make_prior
+from stflow.priors import ZINB, Prior, fit_zinb, make_prior
 
 
 def test_zinb_samples_match_analytic_mean_and_zero_probability():
@@ -68,3 +68,14 @@ def test_fitted_prior_needs_counts_and_matches_gene_count():
         make_prior("zinb-fitted")
     with pytest.raises(StflowError, match="unknown prior"):
         make_prior("poisson")
+
+
+def test_a_standardised_prior_draws_in_the_targets_units():
+    prior = make_prior("zinb", mu=0.4, phi=2.0, pi=0.5)
+    shift, scale = np.array([0.5, 1.0, 2.0]), np.array([2.0, 0.5, 1.0])
+    scaled = prior.standardised(shift, scale)
+    raw = prior.sample(200, 3, torch.Generator().manual_seed(0))
+    drawn = scaled.sample(200, 3, torch.Generator().manual_seed(0))
+    assert torch.allclose(drawn, (raw - torch.tensor(shift).float()) / torch.tensor(scale).float())
+    restored = Prior.from_state(scaled.state())
+    assert torch.equal(restored.sample(200, 3, torch.Generator().manual_seed(0)), drawn)

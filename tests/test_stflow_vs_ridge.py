@@ -8,45 +8,22 @@ spatial context must win on them.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from stflow.dataset import Slide
 from stflow.evaluate import mean_pearson, pearson_per_gene
 from stflow.models import build_estimator
 from stflow.simulate import simulate
-from stflow.sources import get_source
-
-
-def simulated_slides(root: Path, dim: int = 64, noise: float = 0.5) -> dict[str, Slide]:
-    simulate(root, n_patients=3, sections_per_patient=2, grid=12, seed=0)
-    source = get_source("synthetic")
-    rng = np.random.default_rng(0)
-    slides = {}
-    for sample in source.list_samples(root):
-        ingested = source.read_sample(root, sample)
-        truth = np.load(root / "truth" / f"{sample}.npz")
-        row = {barcode: i for i, barcode in enumerate(truth["barcode"])}
-        order = np.array([row[b] for b in ingested.counts.obs_names])
-        morphology = np.c_[truth["domain_fraction"][order], truth["density"][order]]
-        if not slides:
-            projection = rng.normal(size=(morphology.shape[1], dim))
-        features = morphology @ projection + rng.normal(scale=noise, size=(len(order), dim))
-        counts = np.asarray(ingested.counts.X.todense(), dtype=np.float32)
-        slides[sample] = Slide(sample, features.astype(np.float32),
-                               ingested.spatial_px * ingested.mpp,
-                               np.asarray(ingested.counts.obs_names), np.log1p(counts), counts)
-    return slides
+from stflow.simulate.oracle import gene_roles, oracle_slides
 
 
 @pytest.fixture(scope="module")
 def fold(tmp_path_factory):
     """Test patient P3; validation P2S2 (a training patient); train on the rest."""
     root = tmp_path_factory.mktemp("sim") / "raw"
-    slides = simulated_slides(root)
-    roles = np.load(root / "truth" / "P1S1.npz")["gene_role"]
+    simulate(root, n_patients=3, sections_per_patient=2, grid=12, seed=0)
+    slides = oracle_slides(root)
+    roles = gene_roles(root)
     train = [slides[s] for s in ("P1S1", "P1S2", "P2S1")]
     return train, [slides["P2S2"]], [slides["P3S1"], slides["P3S2"]], roles
 

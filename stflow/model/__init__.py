@@ -16,11 +16,12 @@ __all__ = ["DENOISERS", "EGNNDenoiser", "Geometry", "STFlowDenoiser", "build_den
 
 
 def build_denoiser(name: str, in_dim: int, n_genes: int, hidden: int = 128, layers: int = 4,
-                   heads: int = 4, dropout: float = 0.2, frame_averaging: bool = True
-                   ) -> nn.Module:
+                   heads: int = 4, dropout: float = 0.2, frame_averaging: bool = True,
+                   spatial_skip: bool = False) -> nn.Module:
     """``fa``: STFlow's frame-averaging transformer; ``egnn``: the EGNN comparison."""
     if name == "fa":
-        return STFlowDenoiser(in_dim, n_genes, hidden, layers, heads, dropout, frame_averaging)
+        return STFlowDenoiser(in_dim, n_genes, hidden, layers, heads, dropout, frame_averaging,
+                              spatial_skip)
     if name == "egnn":
-        return EGNNDenoiser(in_dim, n_genes, hidden, layers, dropout)
+        return EGNNDenoiser(in_dim, n_genes, hidden, layers, dropout, spatial_skip)
     raise StflowError(f"denoiser '{name}': unknown. Fix: use one of {list(DENOISERS)}")

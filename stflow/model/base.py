@@ -58,13 +58,14 @@ class LayeredDenoiser(nn.Module):
     """
 
     def __init__(self, in_dim: int, n_genes: int, hidden: int, layers: list[nn.Module],
-                 dropout: float) -> None:
+                 dropout: float, spatial_skip: bool = False) -> None:
         super().__init__()
         self.in_dim, self.n_genes = in_dim, n_genes
         self.features_in = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, hidden))
         self.genes_in = nn.Linear(n_genes, hidden)
         self.time = TimeEmbedding(hidden)
         self.layers = nn.ModuleList(layers)
+        self.skip = SpatialSkip(in_dim, n_genes, dropout) if spatial_skip else None
 
     def forward(self, features: torch.Tensor, y_t: torch.Tensor, t: torch.Tensor,
                 geometry: Geometry, chunk_size: int | None = None) -> torch.Tensor:
@@ -76,4 +77,32 @@ class LayeredDenoiser(nn.Module):
         for layer in self.layers:
             z, y = layer(z, y, geometry, chunk_size)
             total = total + y
-        return total / len(self.layers)
+        out = total / len(self.layers)
+        if self.skip is not None:
+            out = out + geometry.cached(("skip", id(self)), lambda: self.skip(features, geometry))
+        return out
+
+
+class SpatialSkip(nn.Module):
+    """Ŷ_skip,i = W_own·x_i + W_nb·mean_{j∈N(i)} x_j + b: a linear path from a spot's own and
+    its neighbours' mean features straight to the genes.
+
+    This is the map the spatial ridge baseline fits; with it the network can represent that
+    baseline from the start and the attention layers learn what it misses. The neighbour
+    term is projected before it is gathered (W_nb·mean x_j = mean W_nb·x_j), so a slide
+    costs N·k·G, never N·k·D.
+    """
+
+    def __init__(self, in_dim: int, n_genes: int, dropout: float) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.own = nn.Linear(in_dim, n_genes)
+        self.neighbours = nn.Linear(in_dim, n_genes, bias=False)
+
+    def forward(self, features: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+        x = self.dropout(features)
+        projected = self.neighbours(x)
+        valid = geometry.neighbor_mask[..., None].to(projected.dtype)
+        pooled = (gather_rows(projected, geometry.neighbors) * valid).sum(2)
+        pooled = pooled / valid.sum(2).clamp_min(1)
+        return self.own(x) + pooled

@@ -52,6 +52,7 @@ class EGNNDenoiser(LayeredDenoiser):
     """EGNN with the same inputs and outputs as :class:`STFlowDenoiser`."""
 
     def __init__(self, in_dim: int, n_genes: int, hidden: int = 128, layers: int = 4,
-                 dropout: float = 0.2) -> None:
+                 dropout: float = 0.2, spatial_skip: bool = False) -> None:
         super().__init__(in_dim, n_genes, hidden,
-                         [EGNNLayer(hidden, n_genes, dropout) for _ in range(layers)], dropout)
+                         [EGNNLayer(hidden, n_genes, dropout) for _ in range(layers)], dropout,
+                         spatial_skip)

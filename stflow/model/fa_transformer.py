@@ -109,7 +109,8 @@ class STFlowDenoiser(LayeredDenoiser):
     """f_θ(C, I, Y_t, t): frame-averaging transformer (defaults from the paper)."""
 
     def __init__(self, in_dim: int, n_genes: int, hidden: int = 128, layers: int = 4,
-                 heads: int = 4, dropout: float = 0.2, frame_averaging: bool = True) -> None:
+                 heads: int = 4, dropout: float = 0.2, frame_averaging: bool = True,
+                 spatial_skip: bool = False) -> None:
         stack = [FrameAveragingLayer(hidden, n_genes, heads, dropout, frame_averaging)
                  for _ in range(layers)]
-        super().__init__(in_dim, n_genes, hidden, stack, dropout)
+        super().__init__(in_dim, n_genes, hidden, stack, dropout, spatial_skip)

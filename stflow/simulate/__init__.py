@@ -8,6 +8,7 @@ check that a model finds signal that is really there.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gzip
 import io
 import logging
@@ -170,10 +171,13 @@ def write_checksums(root: Path) -> None:
 
 
 def simulate(out_dir: Path, n_patients: int = 3, sections_per_patient: int = 2, grid: int = 16,
-             n_genes: int = 80, mpp: float = 2.0, seed: int = 0) -> list[SimulatedSection]:
+             n_genes: int = 80, mpp: float = 2.0, seed: int = 0,
+             interactions: bool = True) -> list[SimulatedSection]:
     """Write ``n_patients`` x ``sections_per_patient`` sections to ``out_dir`` (replaced whole).
 
     Deterministic under ``seed``: the same arguments give byte-identical files.
+    ``interactions=False`` switches the ligand → receiver effect off (receivers then follow
+    their own spot's morphology only): the control where spatial context should not help.
     """
     check_arguments(n_patients, sections_per_patient, grid, n_genes, mpp)
     out_dir = Path(out_dir)
@@ -181,6 +185,9 @@ def simulate(out_dir: Path, n_patients: int = 3, sections_per_patient: int = 2, 
     root_seq = np.random.SeedSequence(seed)
     programme_seq, *patient_seqs = root_seq.spawn(1 + n_patients)
     programme = make_programme(np.random.default_rng(programme_seq), n_genes)
+    if not interactions:
+        programme = dataclasses.replace(programme,
+                                        receiver_beta=np.zeros_like(programme.receiver_beta))
     plan = []
     for p, patient_seq in enumerate(patient_seqs, start=1):
         batch_seq, *section_seqs = patient_seq.spawn(1 + sections_per_patient)
@@ -210,7 +217,8 @@ def simulate(out_dir: Path, n_patients: int = 3, sections_per_patient: int = 2, 
 
 def _run(args: argparse.Namespace) -> None:
     simulate(Path(args.out), n_patients=args.patients, sections_per_patient=args.sections,
-             grid=args.grid, n_genes=args.genes, mpp=args.mpp, seed=args.seed)
+             grid=args.grid, n_genes=args.genes, mpp=args.mpp, seed=args.seed,
+             interactions=not args.no_interactions)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -225,4 +233,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--genes", type=int, default=80, help="genes in the count tables")
     parser.add_argument("--mpp", type=float, default=2.0, help="microns per image pixel")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--no-interactions", action="store_true",
+                        help="switch the neighbour ligand → receiver effect off (a control)")
     parser.set_defaults(func=_run)

@@ -1,0 +1,114 @@
+"""Score registry models on a finished her2st results folder, per fold and per seed.
+
+Reads the pipeline's artifacts (splits.json, st/, features/, graph/), builds each model
+through the registry with the given parameters, fits it on the fold's train/validation
+samples (the test samples are never read before prediction) and prints the HEST metric per
+fold. It is how the figures in docs/results.md were measured:
+
+    python benchmarks/her2st_study.py --results results/her2st \
+        --model stflow --model spatial_ridge --seeds 0 1 2
+
+``--params MODEL='{"epochs": 50}'`` sets a model's parameters; ``--genes hest`` (default)
+scores HEST's 50 highly variable genes without the biomarkers added by ``genes.include``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from stflow.evaluate import fold_metrics
+from stflow.fold import load_slides, read_fold, read_genes
+from stflow.genes import hest_genes as hest_top_genes
+from stflow.models import build_estimator
+from stflow.search import search_fit
+
+
+def parse_assignment(item: str) -> tuple[str, dict]:
+    """``MODEL=JSON`` → (model, object)."""
+    name, _, text = item.partition("=")
+    return name, json.loads(text)
+
+
+def hest_genes(results: Path, samples: list[str]) -> list[str]:
+    """HEST's top-50 genes of these samples (genes.json may carry extra biomarkers)."""
+    return list(hest_top_genes([results / "st" / f"{s}.h5ad" for s in samples], n_top=50))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=Path("results/her2st"))
+    parser.add_argument("--encoder", default="efficientnet_lite0")
+    parser.add_argument("--model", action="append", required=True)
+    parser.add_argument("--params", action="append", default=[],
+                        help="MODEL=JSON parameters (repeatable)")
+    parser.add_argument("--search", action="append", default=[],
+                        help='MODEL=JSON search ({"trials": 8, "space": {...}}), repeatable')
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--folds", nargs="+", default=None)
+    parser.add_argument("--genes", choices=["hest", "json"], default="hest")
+    parser.add_argument("--tag", default="", help="label printed with each row")
+    parser.add_argument("--slide-norm", action="store_true",
+                        help="standardise each slide's features by its own mean and std")
+    args = parser.parse_args()
+
+    params = dict(parse_assignment(item) for item in args.params)
+    searches = dict(parse_assignment(item) for item in args.search)
+    splits = args.results / "splits.json"
+    all_folds = [f["name"] for f in json.loads(splits.read_text())["folds"]]
+    samples = sorted({s for f in json.loads(splits.read_text())["folds"]
+                      for part in ("train", "val", "test") for s in f[part]})
+    genes = (hest_genes(args.results, samples) if args.genes == "hest"
+             else read_genes(args.results / "genes.json"))
+    slides = {s.sample: s for s in load_slides(
+        samples, genes, args.results / "st", args.results / "features" / args.encoder,
+        args.results / "graph")}
+    if args.slide_norm:
+        for slide in slides.values():
+            mean, std = slide.features.mean(0), slide.features.std(0) + 1e-6
+            slide.features = ((slide.features - mean) / std).astype(np.float32)
+    for model in args.model:
+        scores = []
+        for seed in args.seeds:
+            per_fold = []
+            for fold in args.folds or all_folds:
+                parts = read_fold(splits, fold)
+                start = time.perf_counter()
+                train = [slides[s] for s in parts["train"]]
+                val = [slides[s] for s in parts["val"]]
+                chosen = None
+                if model in searches:
+                    result = search_fit(model, params.get(model, {}),
+                                        searches[model]["space"],
+                                        searches[model].get("trials", 8), train, val, seed,
+                                        device="cpu")
+                    estimator, chosen = result.estimator, result.chosen
+                else:
+                    estimator = build_estimator(model, params.get(model, {}), seed=seed,
+                                                device="cpu")
+                    estimator.fit(train, val)
+                test = [slides[s] for s in parts["test"]]
+                preds = estimator.predict(test)
+                metrics = fold_metrics([s.targets for s in test], preds, genes,
+                                       [s.sample for s in test])
+                per_fold.append(metrics["pearson_mean"])
+                print(json.dumps({"tag": args.tag, "model": model, "seed": seed, "fold": fold,
+                                  "pearson": round(metrics["pearson_mean"], 4),
+                                  "chosen": chosen,
+                                  "seconds": round(time.perf_counter() - start, 1)}),
+                      flush=True)
+            scores.append(float(np.mean(per_fold)))
+            print(json.dumps({"tag": args.tag, "model": model, "seed": seed,
+                              "mean": round(scores[-1], 4),
+                              "folds": [round(p, 4) for p in per_fold]}), flush=True)
+        print(json.dumps({"tag": args.tag, "model": model, "mean_over_seeds":
+                          round(float(np.mean(scores)), 4),
+                          "seed_std": round(float(np.std(scores)), 4)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

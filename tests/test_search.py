@@ -1,0 +1,63 @@
+"""Hyper-parameter search: chosen on the fold's validation split, recorded, refused when bad."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from stflow.dataset import Slide
+from stflow.errors import StflowError
+from stflow.search import check_space, search_fit, validation_score
+
+SMALL = dict(hidden=16, layers=1, heads=2, regions_per_slide=4, regions_per_step=2,
+             lr=5e-3, epochs=3, patience=3)
+
+
+def _slide(name: str, seed: int, side: int = 8, dim: int = 6, genes: int = 3) -> Slide:
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(np.arange(side), np.arange(side)), -1).reshape(-1, 2)
+    coords = grid * 100.0 + rng.normal(0, 3, size=grid.shape)
+    features = rng.normal(size=(len(grid), dim)).astype(np.float32)
+    weights = np.random.default_rng(42).normal(size=(dim, genes))
+    counts = rng.poisson(np.exp(features @ weights / np.sqrt(dim))).astype(np.float32)
+    return Slide(name, features, coords, np.array([f"{name}{i}" for i in range(len(grid))]),
+                 np.log1p(counts), counts)
+
+
+def test_the_best_validation_trial_is_kept_and_every_trial_recorded():
+    train, val = [_slide("a", 1), _slide("b", 2)], [_slide("v", 3)]
+    space = {"dropout": [0.0, 0.5], "lr": {"low": 1e-3, "high": 1e-2, "log": True}}
+    result = search_fit("stflow", SMALL, space, 3, train, val, seed=0, device="cpu")
+    assert len(result.trials) == 3
+    assert {"trial", "state", "val_pearson", "dropout", "lr"} <= set(result.trials[0])
+    finished = [r for r in result.trials if r["state"] == "COMPLETE"]
+    assert result.chosen["val_pearson"] == max(r["val_pearson"] for r in finished)
+    assert result.chosen["val_pearson"] == validation_score(result.history)
+    assert result.estimator.params["dropout"] == result.chosen["dropout"]
+    assert 1e-3 <= result.chosen["lr"] <= 1e-2
+    json.dumps(result.chosen)  # written to search.json as is
+
+
+def test_the_same_seed_searches_the_same_way():
+    train, val = [_slide("a", 1)], [_slide("v", 3)]
+    space = {"alpha": ["validation", 10.0, 1000.0]}
+    first = search_fit("spatial_ridge", {}, space, 3, train, val, seed=1)
+    second = search_fit("spatial_ridge", {}, space, 3, train, val, seed=1)
+    assert first.trials == second.trials and first.chosen == second.chosen
+
+
+def test_bad_spaces_are_refused_by_key_with_a_fix():
+    with pytest.raises(StflowError, match=r"search.stflow.space.layerz: .*no parameter"):
+        check_space("stflow", {"layerz": [1, 2]})
+    with pytest.raises(StflowError, match=r"space.prior: 'prior' is fixed by"):
+        check_space("stflow_zero", {"prior": ["zinb"]})
+    with pytest.raises(StflowError, match=r"space.lr: needs numbers low < high"):
+        check_space("stflow", {"lr": {"low": 1e-2, "high": 1e-3}})
+    with pytest.raises(StflowError, match=r"space.lr: a log range needs low > 0"):
+        check_space("stflow", {"lr": {"low": 0.0, "high": 1e-3, "log": True}})
+    with pytest.raises(StflowError, match=r"space.dropout: an empty list"):
+        check_space("stflow", {"dropout": []})
+    with pytest.raises(StflowError, match="at least 1 trial"):
+        search_fit("ridge", {}, {"n_components": [8]}, 0, [_slide("a", 1)], [])
