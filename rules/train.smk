@@ -13,6 +13,7 @@ rule train:
         search=lambda wc: quoted(json.dumps(config["search"].get(wc.model, {}),
                                             sort_keys=True)),
         seed=config["seed"],
+        refit="--refit" if config["refit"] else "",
         st_dir=lambda wc: res(wc.dataset, "st"),
         features_dir=lambda wc: res(wc.dataset, f"features/{wc.encoder}"),
         graph_dir=lambda wc: res(wc.dataset, "graph"),
@@ -32,7 +33,7 @@ rule train:
         "--fold {wildcards.fold} --genes {input.genes} --st-dir {params.st_dir} "
         "--features-dir {params.features_dir} --graph-dir {params.graph_dir} "
         "--model {wildcards.model} --params {params.model_params} --search {params.search} "
-        "--seed {params.seed} "
+        "--seed {params.seed} {params.refit} "
         "--device \"$STFLOW_DEVICE\" --out {output} > {log} 2>&1"
 
 

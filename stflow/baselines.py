@@ -223,6 +223,10 @@ class PCARidge:
                      self.chosen_alpha, row["val_pearson"])
         return [row]
 
+    def refit_params(self, history: list[dict[str, float]]) -> dict[str, Any] | None:
+        """The alpha chosen on validation, fixed, so a refit uses train + validation."""
+        return {"alpha": self.chosen_alpha} if self.alpha == "validation" else None
+
     def _predict_array(self, x: np.ndarray) -> np.ndarray:
         if self.coef is None or self.projection is None:
             raise StflowError(f"{self.name}: predict called before fit. Fix: fit or load first")

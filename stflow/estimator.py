@@ -169,6 +169,15 @@ class STFlowEstimator:
                                   [self._arrays(s) for s in val], self.config, self.device,
                                   on_epoch)
 
+    def refit_params(self, history: list[dict[str, float]]) -> dict[str, Any] | None:
+        """Settings that retrain the selected model on train + validation without selecting:
+        the best validation epoch as a fixed budget, nothing held out."""
+        scores = [row["val_pearson"] for row in history]
+        if not scores or not np.isfinite(scores).any():
+            return None
+        return {"epochs": int(history[int(np.nanargmax(scores))]["epoch"]),
+                "val_fraction": 0.0}
+
     def predict(self, slides: list[Slide]) -> list[np.ndarray]:
         """One (N, G) log1p prediction per slide, by full-slide S-step sampling."""
         if self.model is None:

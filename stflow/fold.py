@@ -115,13 +115,17 @@ def history_frame(rows: list[dict[str, float]]) -> pd.DataFrame:
 def train_fold(splits: str | Path, fold: str, genes: str | Path, st_dir: str | Path,
                features_dir: str | Path, graph_dir: str | Path | None, model: str,
                out: str | Path, params: dict[str, Any] | None = None, seed: int = 0,
-               device: str = "auto", search: dict[str, Any] | None = None) -> Path:
+               device: str = "auto", search: dict[str, Any] | None = None,
+               refit: bool = False) -> Path:
     """Fit ``model`` on the fold's train (+val) slides and write its folder atomically.
 
     ``device`` is where to run, not a model parameter: it goes to the estimators that take
     one and is not recorded in params.json. ``search`` (``{trials, space}``) first searches
     the space on the fold's validation split (:mod:`stflow.search`); the chosen values and
     every trial are written next to the model (``search.json``, ``search.tsv``).
+    ``refit`` then retrains the selected model on train + validation with what validation
+    chose fixed (STFlow: the epoch count; ridge: alpha), for every model that selects
+    something; models that select nothing already fit on train + validation.
     """
     parts = read_fold(splits, fold)
     gene_list = read_genes(genes)
@@ -139,12 +143,18 @@ def train_fold(splits: str | Path, fold: str, genes: str | Path, st_dir: str | P
         estimator, rows = result.estimator, result.history
     else:
         rows = estimator.fit(train, val)
+    chosen = {k: v for k, v in result.chosen.items() if k != "val_pearson"} if result else {}
+    refit_with = None
+    if refit:
+        estimator, rows, refit_with = refit_estimator(model, estimator, rows,
+                                                      {**(params or {}), **chosen},
+                                                      train + val, seed, device)
     out = Path(out)
     with atomic_output(out) as tmp:
         save_estimator(model, estimator, tmp)
-        chosen = {k: v for k, v in result.chosen.items() if k != "val_pearson"} if result else {}
         (tmp / "params.json").write_text(json.dumps(
-            {"model": model, "params": params or {}, "chosen": chosen, "seed": seed,
+            {"model": model, "params": params or {}, "chosen": chosen, "refit": refit_with,
+             "seed": seed,
              "fold": fold, "train": parts["train"], "val": parts["val"], "genes": gene_list,
              "features": features}, indent=2))
         history_frame(rows).to_csv(tmp / "history.tsv", sep="\t", index=False)
@@ -155,6 +165,25 @@ def train_fold(splits: str | Path, fold: str, genes: str | Path, st_dir: str | P
                  "of the training samples"}, indent=2))
             pd.DataFrame(result.trials).to_csv(tmp / "search.tsv", sep="\t", index=False)
     return out
+
+
+def refit_estimator(model: str, estimator: Any, rows: list[dict[str, float]],
+                    params: dict[str, Any], slides: list[Slide], seed: int, device: str
+                    ) -> tuple[Any, list[dict[str, float]], dict[str, Any] | None]:
+    """Retrain on ``slides`` (train + validation) with the validated choice fixed.
+
+    Returns the estimator to keep, its log rows and the fixed settings (None when the model
+    selected nothing, or cannot refit, and is kept as it is).
+    """
+    refit_params = getattr(estimator, "refit_params", None)
+    fixed = refit_params(rows) if refit_params is not None else None
+    if not fixed:
+        log.info("refit: %s selects nothing on validation (or cannot refit); kept as fitted",
+                 model)
+        return estimator, rows, None
+    log.info("refit: %s on train + validation with %s", model, fixed)
+    refitted = build_estimator(model, {**params, **fixed}, seed, device=device)
+    return refitted, refitted.fit(slides, []), fixed
 
 
 def prediction_anndata(slide: Slide, prediction: np.ndarray, genes: list[str],
@@ -267,7 +296,8 @@ def _add_inputs(parser: argparse.ArgumentParser) -> None:
 def _run_train(args: argparse.Namespace) -> None:
     train_fold(args.splits, args.fold, args.genes, args.st_dir, args.features_dir,
                args.graph_dir, args.model, args.out, _params(args.params, "--params"),
-               args.seed, args.device, _params(args.search, "--search") or None)
+               args.seed, args.device, _params(args.search, "--search") or None,
+               args.refit)
 
 
 def _run_predict(args: argparse.Namespace) -> None:
@@ -286,6 +316,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        '{"dropout": [0, 0.2, 0.5], "lr": {"low": 1e-4, "high": 1e-3, '
                        '"log": true}}}')
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--refit", action="store_true",
+                       help="retrain on train + validation with the validated choice fixed")
     train.add_argument("--out", required=True, help="models/{encoder}/{model}/{fold}")
     train.set_defaults(func=_run_train)
 

@@ -174,11 +174,13 @@ def train_denoiser(model: torch.nn.Module, prior: Prior, train: list[SlideArrays
     it to stop unpromising trials by raising).
 
     With no ``val`` slides, a contiguous ``val_fraction`` of each training slide is held out
-    (and never trained on), drawn as :func:`holdout_masks` draws it.
+    (and never trained on), drawn as :func:`holdout_masks` draws it. With no ``val`` and
+    ``val_fraction == 0`` nothing is validated: all ``epochs`` run and the last (averaged)
+    weights are kept — the refit on train + validation, whose epoch count was chosen before.
     """
     rng = np.random.default_rng(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    if not val:
+    if not val and config.val_fraction > 0:
         holdout_rng = np.random.default_rng(config.seed)
         pairs = [holdout_split(s, config.val_fraction, holdout_rng, config.k) for s in train]
         train, val = [p[0] for p in pairs], [p[1] for p in pairs]
@@ -225,6 +227,10 @@ def train_denoiser(model: torch.nn.Module, prior: Prior, train: list[SlideArrays
             if averaged is not None:
                 averaged.update_parameters(model)
             losses.append(float(loss.detach()))
+        if not val:
+            history.append({"epoch": epoch, "train_loss": float(np.mean(losses)),
+                            "val_loss": float("nan"), "val_pearson": float("nan")})
+            continue
         val_loss, val_pearson = validate(evaluated, prior, val, n_genes, config, device)
         row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss,
                "val_pearson": val_pearson}
@@ -242,5 +248,8 @@ def train_denoiser(model: torch.nn.Module, prior: Prior, train: list[SlideArrays
             if stale >= config.patience:
                 log.info("early stop at epoch %d (best val Pearson %.4f)", epoch, best_score)
                 break
-    model.load_state_dict(best_state)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    elif averaged is not None:
+        model.load_state_dict(evaluated.state_dict())
     return history

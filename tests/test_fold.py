@@ -266,3 +266,52 @@ def test_cli_takes_a_device(registry):
     assert args.device == "cpu"
     with pytest.raises(SystemExit):
         parser.parse_args(["train", *common, "--model", "m", "--device", "tpu", "--out", "o"])
+
+
+class SelectingMeanEstimator(MeanEstimator):
+    """MeanEstimator that 'selects' its epoch on validation and can refit with it fixed."""
+
+    def refit_params(self, history):
+        best = max(history, key=lambda row: row["val_pearson"])
+        return {"epochs": int(best["epoch"])}
+
+
+def test_refit_retrains_on_train_and_validation_with_the_validated_choice(
+        fold_inputs, monkeypatch):
+    monkeypatch.setitem(models.MODELS, "selecting", models.ModelSpec(
+        f"{__name__}:SelectingMeanEstimator", {}, "test"))
+    out = fold_inputs["root"] / "models" / "selecting" / "fold0"
+    train_fold(fold_inputs["splits"], "fold0", fold_inputs["genes"], fold_inputs["st"],
+               fold_inputs["features"], fold_inputs["graph"], "selecting", out,
+               {"epochs": 4}, seed=3, refit=True)
+    # the kept model saw train + validation, nothing held out, and the test slide never
+    assert json.loads((out / "seen.json").read_text()) == [["P1S1", "P1S2"], []]
+    params = json.loads((out / "params.json").read_text())
+    assert params["refit"] == {"epochs": 4}  # the epoch with the best validation score
+    # a model that selects nothing is kept as fitted, and says so
+    plain = fold_inputs["root"] / "models" / "mean" / "fold0"
+    monkeypatch.setitem(models.MODELS, "mean", models.ModelSpec(
+        f"{__name__}:MeanEstimator", {}, "test"))
+    train_fold(fold_inputs["splits"], "fold0", fold_inputs["genes"], fold_inputs["st"],
+               fold_inputs["features"], fold_inputs["graph"], "mean", plain, seed=3,
+               refit=True)
+    assert json.loads((plain / "params.json").read_text())["refit"] is None
+    assert json.loads((plain / "seen.json").read_text()) == [["P1S1"], ["P1S2"]]
+
+
+def test_a_search_records_the_chosen_values_and_every_trial(fold_inputs, registry):
+    out = fold_inputs["root"] / "models" / "mean" / "fold0"
+    train_fold(fold_inputs["splits"], "fold0", fold_inputs["genes"], fold_inputs["st"],
+               fold_inputs["features"], fold_inputs["graph"], "mean", out, seed=3,
+               search={"trials": 3, "space": {"offset": [0.0, 1.0], "epochs": [2, 5]}})
+    record = json.loads((out / "search.json").read_text())
+    assert record["selected_on"] == ["P1S2"]  # the fold's validation sample, never its test
+    trials = pd.read_csv(out / "search.tsv", sep="\t")
+    assert len(trials) == 3 and {"offset", "epochs", "val_pearson"} <= set(trials.columns)
+    chosen = json.loads((out / "params.json").read_text())["chosen"]
+    assert chosen["epochs"] == 5  # MeanEstimator's best validation score grows with epochs
+    assert chosen["offset"] in (0.0, 1.0)
+    with pytest.raises(StflowError, match="search.mean.space.layers"):
+        train_fold(fold_inputs["splits"], "fold0", fold_inputs["genes"], fold_inputs["st"],
+                   fold_inputs["features"], fold_inputs["graph"], "mean", out, seed=3,
+                   search={"space": {"layers": [1]}})
