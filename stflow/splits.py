@@ -161,6 +161,25 @@ def validate_folds(folds: Sequence[dict], patients: dict[str, str], where: str |
     return checked
 
 
+def read_splits(path: str | Path) -> dict:
+    """A splits.json as written by ``stflow splits``: its ``scheme`` and ``folds``."""
+    data = read_json(path, "splits file", "run `stflow splits` first")
+    if (not isinstance(data, dict) or not isinstance(data.get("scheme"), str)
+            or not isinstance(data.get("folds"), list)):
+        raise input_error(path, "is not a splits.json (needs a scheme and a list of folds)",
+                          "re-create it with `stflow splits`")
+    return data
+
+
+def fold_of(splits: dict, fold: str, where: str | Path) -> dict:
+    """The fold named ``fold`` in a read splits.json."""
+    names = [f.get("name") for f in splits["folds"] if isinstance(f, dict)]
+    if fold not in names:
+        raise input_error(where, f"no fold named '{fold}' (it has {names})",
+                          "pass one of the fold names in the file")
+    return splits["folds"][names.index(fold)]
+
+
 def read_folds_json(path: str | Path) -> list[dict]:
     """Folds from a JSON file: a list of folds or ``{"folds": [...]}``."""
     data = read_json(path, "folds file", "pass an existing --folds-json holding valid JSON")
