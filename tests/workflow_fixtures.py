@@ -28,9 +28,12 @@ TINY = {
     "graph": {"k": 4},
     "device": "cpu",
     "threads": 1,
+    "seeds": [0, 1],
 }
 SAMPLES = ["P1S1", "P1S2", "P2S1", "P2S2"]
 FOLDS = ["fold0", "fold1"]
+SEEDS = [0, 1]
+PAPER_TABLES = ["methods", "priors", "denoisers", "ablations", "inference_time"]
 
 
 @dataclass
