@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import zarr
-from workflow_fixtures import FOLDS, PAPER_TABLES, SAMPLES, SEEDS, tiny_run_fixture  # noqa: F401
+from workflow_fixtures import FOLDS, PAPER_TABLES, SAMPLES, SEEDS
 
 ENCODER = "efficientnet_lite0"
 
