@@ -196,6 +196,12 @@ def summarize(metrics: object) -> object:
     """
     import pandas as pd
 
+    duplicated = metrics.duplicated(RUN_KEYS)
+    if duplicated.any():
+        row = metrics[duplicated].iloc[0]
+        raise input_error("--metrics", f"fold {row['fold']} (seed {row['seed']}) of "
+                          f"{row['encoder']}/{row['model']} is given twice",
+                          "pass each fold's metrics once")
     rows = []
     for key, group in metrics.groupby(GROUP_KEYS, sort=False):
         folds, seeds = group["fold"].unique(), group["seed"].unique()
@@ -226,12 +232,6 @@ def aggregate(metric_paths: Sequence[str | Path]) -> dict[str, object]:
                            columns=METRIC_COLUMNS)
     metrics["pearson_mean"] = metrics["pearson_mean"].astype(float)
     metrics["seed"] = metrics["seed"].astype(int)
-    duplicated = metrics.duplicated(RUN_KEYS)
-    if duplicated.any():
-        row = metrics[duplicated].iloc[0]
-        raise input_error("--metrics", f"fold {row['fold']} (seed {row['seed']}) of "
-                          f"{row['encoder']}/{row['model']} is given twice",
-                          "pass each fold's metrics once")
     genes = pd.DataFrame([
         {**{k: r[k] for k in RUN_KEYS}, "gene": g, "pearson": v}
         for r in records for g, v in r["pearson_per_gene"].items()
