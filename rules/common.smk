@@ -1,6 +1,6 @@
-# Sample lists, folds and per-rule arguments, all known when the DAG is built (no
+# Sample lists, folds, seeds and per-rule arguments, all known when the DAG is built (no
 # checkpoints): samples come from the config or the source's defaults, folds from the
-# config or from the number of patients.
+# config, the number of patients, or (splits.scheme: section) the number of samples.
 import json
 import os
 import re
@@ -28,6 +28,7 @@ wildcard_constraints:
     encoder=r"[A-Za-z0-9_.-]+",
     model=r"[A-Za-z0-9_.-]+",
     fold=r"fold\d+",
+    seed=r"\d+",
 
 
 HER2ST_SAMPLES = ["B4", "C2", "C3", "C4", "C5", "C6"]
@@ -49,6 +50,23 @@ def _datasets():
 
 
 DATASETS = _datasets()
+SCHEME = config["splits"]["scheme"]
+
+
+def _seeds():
+    """config seeds, or [seed] where an older config gives the single-seed shorthand (it
+    wins over the default seeds: [0], which a merged config/config.yaml may bring along)."""
+    seeds = list(config["seeds"])
+    if config.get("seed") is not None:
+        if seeds not in ([0], [config["seed"]]):
+            raise ValueError(f"config: both seed ({config['seed']}) and seeds ({seeds}) are "
+                             "set. Fix: keep seeds only (seed is the shorthand for seeds: "
+                             "[seed])")
+        return [config["seed"]]
+    return seeds
+
+
+SEEDS = _seeds()
 
 
 def _check_sample_maps():
@@ -71,6 +89,17 @@ def _check_sample_maps():
     if config["splits"]["source"] == "hest-bench" and source != "hest":
         raise ValueError(f"config: splits.source hest-bench needs dataset.source hest, not "
                          f"'{source}'. Fix: set splits.source: config")
+    if SCHEME == "section":
+        given = [key for key, on in (
+            ("splits.folds", config["splits"]["folds"]),
+            ("splits.n_folds", config["splits"]["n_folds"]),
+            ("splits.source: hest-bench", config["splits"]["source"] == "hest-bench"),
+            ("tasks[].folds", any(t.get("folds") for t in config["tasks"])),
+            ("tasks[].n_folds", any(t.get("n_folds") for t in config["tasks"]))) if on]
+        if given:
+            raise ValueError(f"config: splits.scheme section leaves one section out (one fold "
+                             f"per sample), but {', '.join(given)} set. Fix: remove them, or "
+                             "use splits.scheme: patient")
 
 
 _check_sample_maps()
@@ -121,8 +150,14 @@ def _patient(source, sample):
 
 
 def n_folds(dataset):
-    """Explicit folds, else n_folds, else one fold per patient (leave one patient out)."""
+    """Explicit folds, else n_folds, else one fold per patient (leave one patient out);
+    splits.scheme section: one fold per sample (leave one section out)."""
     entry = DATASETS[dataset]
+    if SCHEME == "section":
+        if len(samples(dataset)) < 2:
+            raise ValueError(f"config: dataset '{dataset}' has one sample; leave-one-section-"
+                             "out needs two. Fix: add samples")
+        return len(samples(dataset))
     if entry["folds"]:
         return len(entry["folds"])
     if bench_splits(dataset):
@@ -195,6 +230,8 @@ def all_targets():
     for dataset in DATASETS:
         targets += [res(dataset, f"tables/{t}") for t in
                     ("metrics.tsv", "summary.tsv", "summary.md", "genes.tsv")]
+        targets += [res(dataset, f"tables/{t}.{ext}") for t in PAPER_TABLES
+                    for ext in ("tsv", "md")]
         targets += [res(dataset, "figures/comparison.png"),
                     res(dataset, "figures/training_curves.png"),
                     res(dataset, "figures/biomarkers")]
@@ -246,7 +283,8 @@ def ingest_args(wc):
     image = (config["dataset"].get("images") or {}).get(wc.sample)
     if image is not None:
         args += ["--image", image]
-    if entry["source"] in ("visium", "hest") and not explicit_folds(wc.dataset):
+    if (entry["source"] in ("visium", "hest") and not explicit_folds(wc.dataset)
+            and SCHEME == "patient"):
         args += ["--require-patient"]
     return " ".join(quoted(a) for a in args)
 
@@ -266,7 +304,11 @@ def bench_splits_input(wc):
 
 def splits_args(wc):
     """Explicit folds from the config (as JSON on a pipe), else --n-folds when configured,
-    else leave one patient out (the fold count the DAG was built with)."""
+    else leave one patient out (the fold count the DAG was built with); --scheme section
+    leaves one section out (the config refuses fold settings beside it)."""
+    if SCHEME == "section":
+        n_folds(wc.dataset)  # refuses a single-sample dataset
+        return "--scheme section"
     folds_ = DATASETS[wc.dataset]["folds"]
     if folds_:
         named = [{"name": f.get("name", f"fold{i}"),
@@ -309,17 +351,36 @@ def weights_arg(wc):
 
 
 # --- evaluate ---
+def runs(dataset, pattern):
+    """``pattern`` filled for every encoder x model x seed x fold of the dataset."""
+    return [res(dataset, pattern.format(encoder=e, model=m, seed=s, fold=f))
+            for e in config["encoders"] for m in config["models"] for s in SEEDS
+            for f in folds(dataset)]
+
+
 def metric_files(wc):
-    return [res(wc.dataset, f"metrics/{e}/{m}/{f}.json") for e in config["encoders"]
-            for m in config["models"] for f in folds(wc.dataset)]
+    return runs(wc.dataset, "metrics/{encoder}/{model}/seed{seed}/{fold}.json")
+
+
+# The paper's experiments as tables (stflow/tables.py): tables/{name}.tsv and .md
+PAPER_TABLES = ["methods", "priors", "denoisers", "ablations", "inference_time"]
+
+
+def predict_benchmarks(wc):
+    """The predict jobs' benchmark TSVs: the inference time of each test set (Table 5)."""
+    return runs(wc.dataset, "benchmarks/predict/{encoder}/{model}/seed{seed}/{fold}.tsv")
+
+
+def embed_benchmarks(wc):
+    """The embed jobs' benchmark TSVs: the image-encoder time of each test section."""
+    return [res(wc.dataset, f"benchmarks/embed/{e}/{s}.tsv") for e in config["encoders"]
+            for s in samples(wc.dataset)]
 
 
 # --- figures ---
 def prediction_dirs(wc):
-    return [res(wc.dataset, f"predictions/{e}/{m}/{f}") for e in config["encoders"]
-            for m in config["models"] for f in folds(wc.dataset)]
+    return runs(wc.dataset, "predictions/{encoder}/{model}/seed{seed}/{fold}")
 
 
 def model_dirs(wc):
-    return [res(wc.dataset, f"models/{e}/{m}/{f}") for e in config["encoders"]
-            for m in config["models"] for f in folds(wc.dataset)]
+    return runs(wc.dataset, "models/{encoder}/{model}/seed{seed}/{fold}")

@@ -1,20 +1,23 @@
 rule evaluate:
     input:
-        res("{dataset}", "predictions/{encoder}/{model}/{fold}"),
+        predictions=res("{dataset}", "predictions/{encoder}/{model}/seed{seed}/{fold}"),
+        # the fold's test samples and the split scheme, recorded in the metrics
+        splits=res("{dataset}", "splits.json"),
     output:
-        res("{dataset}", "metrics/{encoder}/{model}/{fold}.json"),
+        res("{dataset}", "metrics/{encoder}/{model}/seed{seed}/{fold}.json"),
     log:
-        res("{dataset}", "logs/evaluate/{encoder}/{model}/{fold}.log"),
+        res("{dataset}", "logs/evaluate/{encoder}/{model}/seed{seed}/{fold}.log"),
     benchmark:
-        res("{dataset}", "benchmarks/evaluate/{encoder}/{model}/{fold}.tsv")
+        res("{dataset}", "benchmarks/evaluate/{encoder}/{model}/seed{seed}/{fold}.tsv")
     resources:
         mem_mb=4000,
         runtime=10,
     conda:
         ENV
     shell:
-        "python -m stflow evaluate --predictions {input}/*.h5ad --encoder {wildcards.encoder} "
-        "--model {wildcards.model} --fold {wildcards.fold} --out {output} > {log} 2>&1"
+        "python -m stflow evaluate --predictions {input.predictions}/*.h5ad "
+        "--splits {input.splits} --encoder {wildcards.encoder} --model {wildcards.model} "
+        "--seed {wildcards.seed} --fold {wildcards.fold} --out {output} > {log} 2>&1"
 
 
 rule aggregate:
@@ -41,3 +44,44 @@ rule aggregate:
         ENV
     shell:
         "python -m stflow aggregate --metrics {input} --out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule paper_tables:
+    input:
+        metrics=res("{dataset}", "tables/metrics.tsv"),
+        splits=res("{dataset}", "splits.json"),
+        # Table 5 reads the jobs' wall-clock times from their benchmark files
+        predict=predict_benchmarks,
+        embed=embed_benchmarks,
+    output:
+        methods=report(res("{dataset}", "tables/methods.tsv"),
+                       caption="../workflow/report/methods.rst", category="Paper tables"),
+        methods_md=res("{dataset}", "tables/methods.md"),
+        priors=report(res("{dataset}", "tables/priors.tsv"),
+                      caption="../workflow/report/priors.rst", category="Paper tables"),
+        priors_md=res("{dataset}", "tables/priors.md"),
+        denoisers=report(res("{dataset}", "tables/denoisers.tsv"),
+                         caption="../workflow/report/denoisers.rst", category="Paper tables"),
+        denoisers_md=res("{dataset}", "tables/denoisers.md"),
+        ablations=report(res("{dataset}", "tables/ablations.tsv"),
+                         caption="../workflow/report/ablations.rst", category="Paper tables"),
+        ablations_md=res("{dataset}", "tables/ablations.md"),
+        inference=report(res("{dataset}", "tables/inference_time.tsv"),
+                         caption="../workflow/report/inference_time.rst",
+                         category="Paper tables"),
+        inference_md=res("{dataset}", "tables/inference_time.md"),
+    params:
+        benchmarks=lambda wc: res(wc.dataset, "benchmarks"),
+        out_dir=lambda wc: res(wc.dataset, "tables"),
+    log:
+        res("{dataset}", "logs/paper_tables.log"),
+    benchmark:
+        res("{dataset}", "benchmarks/paper_tables.tsv")
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "python -m stflow tables --metrics {input.metrics} --splits {input.splits} "
+        "--benchmarks {params.benchmarks} --out-dir {params.out_dir} > {log} 2>&1"

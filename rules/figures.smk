@@ -18,6 +18,7 @@ rule figures:
         root=lambda wc: res(wc.dataset, ""),
         encoders=" ".join(config["encoders"]),
         models=" ".join(config["models"]),
+        seeds=" ".join(str(s) for s in SEEDS),
         folds=lambda wc: " ".join(folds(wc.dataset)),
         genes=" ".join(config["figures"]["genes"]),
     log:
@@ -31,5 +32,5 @@ rule figures:
         ENV
     shell:
         "python -m stflow figures --results {params.root} --encoders {params.encoders} "
-        "--models {params.models} --folds {params.folds} --genes {params.genes} "
-        "> {log} 2>&1"
+        "--models {params.models} --seeds {params.seeds} --folds {params.folds} "
+        "--genes {params.genes} > {log} 2>&1"

@@ -7,7 +7,7 @@ rule splits:
         res("{dataset}", "splits.json"),
     params:
         args=splits_args,
-        seed=config["seed"],
+        seed=SEEDS[0],  # the same folds for every seed
     log:
         res("{dataset}", "logs/splits.log"),
     benchmark:

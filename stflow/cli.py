@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "stflow.graph",         # graph
     "stflow.fold",          # train, predict
     "stflow.evaluate",      # evaluate, aggregate
+    "stflow.tables",        # tables (the paper's experiments)
     "stflow.plots",         # figures
 ]
 

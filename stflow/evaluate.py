@@ -2,11 +2,15 @@
 
 Per fold the test spots of all test samples are pooled, the Pearson correlation between
 measured and predicted log1p expression is computed per gene, and the fold score is the
-mean over genes. Across folds the score is reported as mean ± population std (ddof=0).
+mean over genes. Across folds the score is reported as mean ± population std (ddof=0);
+with several seeds the fold spread and the seed spread are reported separately.
 A gene that is constant in the truth has no correlation: it is left out of the mean and
 counted as ``n_constant_genes`` instead of turning the average into NaN. A gene whose
 *prediction* is constant scores r = 0, so every model is averaged over the same genes and
 collapsing a hard gene to a constant is not rewarded by dropping it.
+
+Every row of every table carries the split ``scheme`` of its splits.json, so a
+leave-one-section-out number (``section``) is never read as a patient-stratified one.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import numpy as np
 
 from stflow.atomic import atomic_output, read_json, write_json
 from stflow.errors import check_finite, input_error
+from stflow.splits import fold_of, read_splits
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +124,11 @@ def read_prediction(path: str | Path) -> tuple[str, np.ndarray, np.ndarray, list
 
 
 def evaluate_predictions(paths: Sequence[str | Path], encoder: str, model: str,
-                         fold: str) -> dict:
-    """Score a fold from its prediction files; every file must share the same genes."""
+                         fold: str, *, seed: int = 0, scheme: str = "unknown") -> dict:
+    """Score a fold from its prediction files; every file must share the same genes.
+
+    ``seed`` and ``scheme`` (of the splits.json) are recorded to label the tables' rows.
+    """
     if not paths:
         raise input_error("--predictions", "no prediction files given",
                           "pass the test samples' prediction h5ad files of the fold")
@@ -136,13 +144,37 @@ def evaluate_predictions(paths: Sequence[str | Path], encoder: str, model: str,
         truths.append(truth)
         preds.append(pred)
         samples.append(sample)
-    result = {"encoder": encoder, "model": model, "fold": fold}
+    result = {"scheme": scheme, "encoder": encoder, "model": model, "seed": int(seed),
+              "fold": fold}
     result.update(fold_metrics(truths, preds, genes or [], samples))
     return result
 
 
-METRIC_COLUMNS = ["encoder", "model", "fold", "n_test_spots", "n_genes", "n_constant_genes",
-                  "pearson_mean"]
+def evaluate_fold(paths: Sequence[str | Path], splits_path: str | Path, encoder: str,
+                  model: str, fold: str, seed: int = 0) -> dict:
+    """Score a fold whose predictions must be exactly its test samples in ``splits_path``;
+    the splits' scheme labels the result."""
+    splits = read_splits(splits_path)
+    test = sorted(str(s) for s in fold_of(splits, fold, splits_path).get("test") or [])
+    result = evaluate_predictions(paths, encoder, model, fold, seed=seed,
+                                  scheme=splits["scheme"])
+    predicted = sorted(result["pearson_per_sample"])
+    if predicted != test:
+        raise input_error(splits_path, f"fold {fold} tests {test}, but the predictions are of "
+                          f"{predicted}", "score the predictions of this fold's test samples "
+                          "(re-run predict with this splits.json)")
+    return result
+
+
+RUN_KEYS = ["scheme", "encoder", "model", "seed", "fold"]
+METRIC_COLUMNS = RUN_KEYS + ["n_test_spots", "n_genes", "n_constant_genes", "pearson_mean"]
+GROUP_KEYS = ["scheme", "encoder", "model"]
+SUMMARY_COLUMNS = GROUP_KEYS + ["pearson_mean", "fold_std", "seed_std", "n_folds", "n_seeds"]
+SCHEME_NOTES = {
+    "section": "scheme **section**: leave-one-section-out folds, NOT patient-stratified (the "
+               "test section's patient has other sections in training); optimistic, not "
+               "comparable with patient-stratified results",
+}
 
 
 def _read_metrics(path: str | Path) -> dict:
@@ -154,6 +186,40 @@ def _read_metrics(path: str | Path) -> dict:
     return data
 
 
+def summarize(metrics: object) -> object:
+    """One row per scheme × encoder × model from the per-run rows of metrics.tsv.
+
+    ``pearson_mean`` is the mean over folds and seeds; ``fold_std`` the population std over
+    folds of the seed-averaged fold scores (how much the test sections differ);
+    ``seed_std`` the population std over seeds of the fold-averaged scores (how much
+    training randomness moves the result). Each needs every fold scored with every seed.
+    """
+    import pandas as pd
+
+    duplicated = metrics.duplicated(RUN_KEYS)
+    if duplicated.any():
+        row = metrics[duplicated].iloc[0]
+        raise input_error("--metrics", f"fold {row['fold']} (seed {row['seed']}) of "
+                          f"{row['encoder']}/{row['model']} is given twice",
+                          "pass each fold's metrics once")
+    rows = []
+    for key, group in metrics.groupby(GROUP_KEYS, sort=False):
+        folds, seeds = group["fold"].unique(), group["seed"].unique()
+        if len(group) != len(folds) * len(seeds):
+            have = set(zip(group["fold"], group["seed"], strict=True))
+            fold, seed = next((f, s) for f in folds for s in seeds if (f, s) not in have)
+            raise input_error("--metrics", f"{key[1]}/{key[2]} lacks {fold} with seed {seed} "
+                              "(the fold and seed spreads need every fold of every seed)",
+                              "pass the metrics of every fold and seed")
+        grid = group.pivot(index="fold", columns="seed", values="pearson_mean")
+        rows.append({**dict(zip(GROUP_KEYS, key, strict=True)),
+                     "pearson_mean": float(grid.stack().mean()),
+                     "fold_std": float(grid.mean(axis=1).std(ddof=0)),
+                     "seed_std": float(grid.mean(axis=0).std(ddof=0)),
+                     "n_folds": len(folds), "n_seeds": len(seeds)})
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
 def aggregate(metric_paths: Sequence[str | Path]) -> dict[str, object]:
     """Fold JSONs → the metrics, summary and per-gene tables as pandas DataFrames."""
     import pandas as pd
@@ -162,36 +228,61 @@ def aggregate(metric_paths: Sequence[str | Path]) -> dict[str, object]:
     if not records:
         raise input_error("--metrics", "no metrics files given",
                           "pass the fold JSONs written by `stflow evaluate`")
-    metrics = pd.DataFrame([{c: r[c] for c in METRIC_COLUMNS} for r in records])
+    metrics = pd.DataFrame([{c: r[c] for c in METRIC_COLUMNS} for r in records],
+                           columns=METRIC_COLUMNS)
     metrics["pearson_mean"] = metrics["pearson_mean"].astype(float)
-    duplicated = metrics.duplicated(["encoder", "model", "fold"])
-    if duplicated.any():
-        row = metrics[duplicated].iloc[0]
-        raise input_error("--metrics", f"fold {row['fold']} of {row['encoder']}/{row['model']} "
-                          "is given twice", "pass each fold's metrics once")
-    summary = (metrics.groupby(["encoder", "model"], sort=False)["pearson_mean"]
-               .agg(pearson_mean="mean", pearson_std=lambda s: float(np.std(s, ddof=0)),
-                    n_folds="count").reset_index())
+    metrics["seed"] = metrics["seed"].astype(int)
     genes = pd.DataFrame([
-        {"encoder": r["encoder"], "model": r["model"], "fold": r["fold"], "gene": g,
-         "pearson": v}
+        {**{k: r[k] for k in RUN_KEYS}, "gene": g, "pearson": v}
         for r in records for g, v in r["pearson_per_gene"].items()
-    ], columns=["encoder", "model", "fold", "gene", "pearson"])
-    return {"metrics": metrics, "summary": summary, "genes": genes}
+    ], columns=RUN_KEYS + ["gene", "pearson"])
+    return {"metrics": metrics, "summary": summarize(metrics), "genes": genes}
+
+
+def score_cell(row: object, with_seeds: bool) -> str:
+    """"mean ± fold std", plus "(seed ± std)" when the table has several seeds."""
+    if not np.isfinite(row.pearson_mean):
+        return "n/a"
+    cell = f"{row.pearson_mean:.3f} ± {row.fold_std:.3f}"
+    return f"{cell} (seed ± {row.seed_std:.3f})" if with_seeds else cell
+
+
+def score_notes(summary: object) -> list[str]:
+    """What the cells mean, and a warning for every scheme that is not patient-stratified."""
+    with_seeds = bool((summary["n_seeds"] > 1).any()) if len(summary) else False
+    notes = ["Mean Pearson over genes; mean over folds and seeds ± population std over folds "
+             "(of the seed-averaged fold scores)" +
+             ("; seed ± = population std over seeds (of the fold-averaged scores)."
+              if with_seeds else ".")]
+    return notes + scheme_warnings(summary["scheme"])
+
+
+def scheme_warnings(schemes: Sequence[str]) -> list[str]:
+    """A markdown warning for each scheme whose results are not patient-stratified."""
+    return [f"**Warning**: {SCHEME_NOTES[s]}." for s in dict.fromkeys(schemes)
+            if s in SCHEME_NOTES]
+
+
+def markdown_grid(summary: object, label: str, labels: dict[str, str] | None = None) -> str:
+    """Rows scheme × model (shown as ``labels[model]`` in a ``label`` column when given), one
+    column per encoder, cells "mean ± fold std"; notes below the table."""
+    encoders = list(dict.fromkeys(summary["encoder"]))
+    with_seeds = bool((summary["n_seeds"] > 1).any()) if len(summary) else False
+    cells = {(r.scheme, r.model, r.encoder): score_cell(r, with_seeds)
+             for r in summary.itertuples()}
+    head = ["scheme", label] + (["model"] if labels else [])
+    lines = ["| " + " | ".join(head + encoders) + " |",
+             "|" + "---|" * (len(head) + len(encoders))]
+    for scheme, model in dict.fromkeys(zip(summary["scheme"], summary["model"], strict=True)):
+        first = [scheme, labels[model], model] if labels else [scheme, model]
+        row = first + [cells.get((scheme, model, enc), "–") for enc in encoders]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines + [""] + score_notes(summary)) + "\n"
 
 
 def summary_markdown(summary: object) -> str:
     """The paper's table shape: one row per model, one column per encoder, "mean ± std"."""
-    encoders = list(dict.fromkeys(summary["encoder"]))
-    models = list(dict.fromkeys(summary["model"]))
-    cells = {(r.model, r.encoder): f"{r.pearson_mean:.3f} ± {r.pearson_std:.3f}"
-             for r in summary.itertuples()}
-    lines = ["| model | " + " | ".join(encoders) + " |",
-             "|---|" + "---|" * len(encoders)]
-    for model in models:
-        row = [cells.get((model, enc), "–") for enc in encoders]
-        lines.append(f"| {model} | " + " | ".join(row) + " |")
-    return "\n".join(lines) + "\n"
+    return markdown_grid(summary, "model")
 
 
 def write_tables(tables: dict[str, object], out_dir: str | Path) -> None:
@@ -205,17 +296,20 @@ def write_tables(tables: dict[str, object], out_dir: str | Path) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:
-    result = evaluate_predictions(args.predictions, args.encoder, args.model, args.fold)
+    result = evaluate_fold(args.predictions, args.splits, args.encoder, args.model, args.fold,
+                           args.seed)
     write_json(result, args.out)
-    log.info("%s/%s %s: Pearson %.4f over %d genes (%d constant), %d spots", args.encoder,
-             args.model, args.fold, result["pearson_mean"] or float("nan"), result["n_genes"],
+    log.info("%s/%s seed %d %s (%s): Pearson %.4f over %d genes (%d constant), %d spots",
+             args.encoder, args.model, args.seed, args.fold, result["scheme"],
+             result["pearson_mean"] or float("nan"), result["n_genes"],
              result["n_constant_genes"], result["n_test_spots"])
 
 
 def _run_aggregate(args: argparse.Namespace) -> None:
     tables = aggregate(args.metrics)
     write_tables(tables, args.out_dir)
-    log.info("wrote tables for %d folds to %s", len(tables["metrics"]), args.out_dir)
+    log.info("wrote tables for %d runs (fold × seed) to %s", len(tables["metrics"]),
+             args.out_dir)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -225,6 +319,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--encoder", required=True)
     p.add_argument("--model", required=True)
     p.add_argument("--fold", required=True)
+    p.add_argument("--seed", type=int, default=0, help="the training seed (a table column)")
+    p.add_argument("--splits", required=True, help="splits.json: the fold's test samples "
+                   "and the split scheme (a table column)")
     p.add_argument("--out", required=True, help="metrics JSON to write")
     p.set_defaults(func=_run_evaluate)
 

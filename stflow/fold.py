@@ -318,7 +318,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--refit", action="store_true",
                        help="retrain on train + validation with the validated choice fixed")
-    train.add_argument("--out", required=True, help="models/{encoder}/{model}/{fold}")
+    train.add_argument("--out", required=True, help="models/{encoder}/{model}/seed{seed}/{fold}")
     train.set_defaults(func=_run_train)
 
     predict = subparsers.add_parser("predict", help="predict a fold's test samples")
@@ -327,5 +327,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--encoder", default=None,
                          help="encoder name for uns (default: the features folder's name)")
     predict.add_argument("--out-dir", required=True,
-                         help="predictions/{encoder}/{model}/{fold}")
+                         help="predictions/{encoder}/{model}/seed{seed}/{fold}")
     predict.set_defaults(func=_run_predict)

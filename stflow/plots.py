@@ -142,7 +142,8 @@ def biomarker_figure(predictions: dict[str, list[Path]], genes: Sequence[str],
 
 def training_curves(histories: dict[tuple[str, str, str], pd.DataFrame],
                     out: str | Path) -> None:
-    """Training loss and validation Pearson per epoch, per encoder, model and fold."""
+    """Training loss and validation Pearson per epoch; ``histories`` is keyed by
+    (encoder, model, run), the run naming the fold (and the seed, with several)."""
     encoders = sorted({key[0] for key in histories}) or [""]
     models = sorted({key[1] for key in histories})
     colors = {m: plt.cm.tab10(i % 10) for i, m in enumerate(models)}
@@ -165,11 +166,17 @@ def training_curves(histories: dict[tuple[str, str, str], pd.DataFrame],
 
 
 def comparison_chart(metrics: pd.DataFrame, out: str | Path) -> None:
-    """Mean Pearson per model and encoder: bar = fold mean, error bar = fold std, dots = folds."""
+    """Mean Pearson per model and encoder: bar = fold mean, error bar = fold std, dots = folds.
+
+    With several seeds each fold's score is first averaged over the seeds, so the error bar
+    is the fold spread, as ``fold_std`` in summary.tsv.
+    """
     required = {"encoder", "model", "fold", "pearson_mean"}
     if not required <= set(metrics.columns):
         raise input_error("tables/metrics.tsv", f"lacks columns {sorted(required - set(metrics))}",
                           "re-run the aggregate stage")
+    metrics = (metrics.groupby(["encoder", "model", "fold"], sort=False)["pearson_mean"]
+               .mean().reset_index())
     encoders = sorted(metrics["encoder"].unique())
     fig, axes = plt.subplots(1, len(encoders), squeeze=False,
                              figsize=(1.0 + 1.1 * metrics["model"].nunique() * len(encoders), 3.6))
@@ -196,24 +203,30 @@ def _save(fig, out: str | Path) -> None:
 
 
 def read_histories(models_dir: Path, encoders: Sequence[str], models: Sequence[str],
-                   folds: Sequence[str]) -> dict[tuple[str, str, str], pd.DataFrame]:
-    """history.tsv of every trained (encoder, model, fold) folder."""
+                   seeds: Sequence[int], folds: Sequence[str]
+                   ) -> dict[tuple[str, str, str], pd.DataFrame]:
+    """history.tsv of every trained models/{encoder}/{model}/seed{seed}/{fold} folder, keyed
+    by (encoder, model, run): the run is the fold, prefixed by the seed when there are several."""
     histories = {}
     for encoder in encoders:
         for model in models:
-            for fold in folds:
-                path = models_dir / encoder / model / fold / "history.tsv"
-                if not path.exists():
-                    raise input_error(path, "training history is missing",
-                                      "run the train stage for this model and fold")
-                histories[(encoder, model, fold)] = pd.read_csv(path, sep="\t")
+            for seed in seeds:
+                for fold in folds:
+                    path = models_dir / encoder / model / f"seed{seed}" / fold / "history.tsv"
+                    if not path.exists():
+                        raise input_error(path, "training history is missing",
+                                          "run the train stage for this model, seed and fold")
+                    run = f"seed{seed} {fold}" if len(seeds) > 1 else fold
+                    histories[(encoder, model, run)] = pd.read_csv(path, sep="\t")
     return histories
 
 
 def make_figures(results: str | Path, encoders: Sequence[str], models: Sequence[str],
-                 folds: Sequence[str], genes: Sequence[str]) -> list[Path]:
+                 folds: Sequence[str], genes: Sequence[str], seeds: Sequence[int] = (0,)
+                 ) -> list[Path]:
     """Write figures/comparison.png, figures/training_curves.png and one biomarker map
-    per encoder and fold (figures/biomarkers/{encoder}/{fold}.png) under ``results``."""
+    per encoder and fold (figures/biomarkers/{encoder}/{fold}.png, from the first seed's
+    predictions) under ``results``."""
     results = Path(results)
     figures = results / "figures"
     metrics_path = results / "tables" / "metrics.tsv"
@@ -222,21 +235,22 @@ def make_figures(results: str | Path, encoders: Sequence[str], models: Sequence[
     metrics = pd.read_csv(metrics_path, sep="\t")
     metrics = metrics[metrics["encoder"].isin(encoders) & metrics["model"].isin(models)]
     comparison_chart(metrics, figures / "comparison.png")
-    training_curves(read_histories(results / "models", encoders, models, folds),
+    training_curves(read_histories(results / "models", encoders, models, seeds, folds),
                     figures / "training_curves.png")
     written = [figures / "comparison.png", figures / "training_curves.png"]
     with atomic_output(figures / "biomarkers") as tmp:
         for encoder in encoders:
             for fold in tqdm(folds, desc=f"biomarker maps ({encoder})"):
-                predictions = {m: sorted((results / "predictions" / encoder / m / fold)
-                                         .glob("*.h5ad")) for m in models}
+                predictions = {m: sorted((results / "predictions" / encoder / m /
+                                          f"seed{seeds[0]}" / fold).glob("*.h5ad"))
+                               for m in models}
                 biomarker_figure(predictions, genes, results / "st", tmp / encoder / f"{fold}.png")
                 written.append(figures / "biomarkers" / encoder / f"{fold}.png")
     return written
 
 
 def _run(args: argparse.Namespace) -> None:
-    make_figures(args.results, args.encoders, args.models, args.folds, args.genes)
+    make_figures(args.results, args.encoders, args.models, args.folds, args.genes, args.seeds)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -247,6 +261,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--encoders", nargs="+", required=True)
     parser.add_argument("--models", nargs="+", required=True)
     parser.add_argument("--folds", nargs="+", required=True, help="e.g. fold0 fold1")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0],
+                        help="training seeds (models/{encoder}/{model}/seed{seed}/{fold}); "
+                        "biomarker maps show the first")
     parser.add_argument("--genes", nargs="+", default=["ERBB2", "GATA3"],
                         help="genes to map (those not among the targets are skipped)")
     parser.set_defaults(func=_run)

@@ -2,7 +2,11 @@
 
 HEST-bench evaluates with patient-stratified k-fold splits; by default every patient is one
 fold's test set (leave-one-patient-out). Validation samples, used for model selection,
-come from the training patients only, so the test fold is never looked at before testing.
+come from the training samples only, so the test fold is never looked at before testing.
+
+The ``section`` scheme (leave one section out) exists for comparison with studies that split
+by section: the test section's patient has other sections in training, so its scores are
+optimistic. It is never the default, and it says so in the log and in every table.
 """
 
 from __future__ import annotations
@@ -88,6 +92,33 @@ def patient_folds(patients: dict[str, str], n_folds: int | None = None, seed: in
     return folds
 
 
+SECTION_WARNING = (
+    "splits.scheme section: leave-one-section-out folds are NOT patient-stratified (the test "
+    "section's patient has other sections in training). Its scores are optimistic and not "
+    "comparable with patient-stratified results (HEST-bench, the STFlow paper); every table "
+    "marks them scheme=section")
+
+
+def section_folds(patients: dict[str, str], seed: int = 0) -> list[dict[str, list[str]]]:
+    """Leave-one-section-out: each fold tests one section and trains on all the others.
+
+    Validation is one training section, chosen as for patient folds (``choose_val``), so it
+    never holds the test section.
+    """
+    samples = list(patients)
+    if len(samples) < 2:
+        raise StflowError(f"samples.tsv: only {len(samples)} sample(s) ({samples}); leave-one-"
+                          "section-out needs at least 2. Fix: add sections")
+    rng = np.random.default_rng(seed)
+    folds = []
+    for k, test in enumerate(samples):
+        train = [s for s in samples if s != test]
+        val = choose_val(train, patients, rng)
+        folds.append({"name": f"fold{k}", "train": [s for s in train if s not in val],
+                      "val": val, "test": [test]})
+    return folds
+
+
 def validate_folds(folds: Sequence[dict], patients: dict[str, str], where: str | Path
                    ) -> list[dict[str, list[str]]]:
     """Check explicit folds: known samples, no overlap, no patient across test and train."""
@@ -130,6 +161,25 @@ def validate_folds(folds: Sequence[dict], patients: dict[str, str], where: str |
     return checked
 
 
+def read_splits(path: str | Path) -> dict:
+    """A splits.json as written by ``stflow splits``: its ``scheme`` and ``folds``."""
+    data = read_json(path, "splits file", "run `stflow splits` first")
+    if (not isinstance(data, dict) or not isinstance(data.get("scheme"), str)
+            or not isinstance(data.get("folds"), list)):
+        raise input_error(path, "is not a splits.json (needs a scheme and a list of folds)",
+                          "re-create it with `stflow splits`")
+    return data
+
+
+def fold_of(splits: dict, fold: str, where: str | Path) -> dict:
+    """The fold named ``fold`` in a read splits.json."""
+    names = [f.get("name") for f in splits["folds"] if isinstance(f, dict)]
+    if fold not in names:
+        raise input_error(where, f"no fold named '{fold}' (it has {names})",
+                          "pass one of the fold names in the file")
+    return splits["folds"][names.index(fold)]
+
+
 def read_folds_json(path: str | Path) -> list[dict]:
     """Folds from a JSON file: a list of folds or ``{"folds": [...]}``."""
     data = read_json(path, "folds file", "pass an existing --folds-json holding valid JSON")
@@ -150,11 +200,24 @@ def bench_folds(bench_dir: str | Path, patients: dict[str, str], n_folds: int | 
     return {"scheme": "hest-bench", "folds": folds}
 
 
+SCHEMES = ("patient", "section")
+
+
 def make_splits(samples_tsv: str | Path, n_folds: int | None = None,
                 folds_json: str | Path | None = None, seed: int = 0,
-                hest_bench: str | Path | None = None) -> dict:
-    """The splits.json content for a samples table."""
+                hest_bench: str | Path | None = None, scheme: str = "patient") -> dict:
+    """The splits.json content for a samples table (``scheme`` records how it was split)."""
+    if scheme not in SCHEMES:
+        raise input_error("--scheme", f"unknown scheme '{scheme}'", f"use one of {SCHEMES}")
     patients = read_samples(samples_tsv)
+    if scheme == "section":
+        given = [name for name, value in (("--n-folds", n_folds), ("--folds-json", folds_json),
+                                          ("--hest-bench", hest_bench)) if value is not None]
+        if given:
+            raise input_error("--scheme section", f"builds its own folds, but {given} given",
+                              "drop them (one fold per section), or use --scheme patient")
+        log.warning(SECTION_WARNING)
+        return {"scheme": "section", "folds": section_folds(patients, seed)}
     if hest_bench is not None:
         return bench_folds(hest_bench, patients, n_folds)
     if folds_json is not None:
@@ -166,7 +229,7 @@ def make_splits(samples_tsv: str | Path, n_folds: int | None = None,
 
 def _run(args: argparse.Namespace) -> None:
     splits = make_splits(args.samples, args.n_folds, args.folds_json, args.seed,
-                         args.hest_bench)
+                         args.hest_bench, args.scheme)
     write_json(splits, args.out)
     log.info("%d folds (%s) → %s", len(splits["folds"]), splits["scheme"], args.out)
 
@@ -174,6 +237,9 @@ def _run(args: argparse.Namespace) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``splits`` subcommand."""
     p = subparsers.add_parser("splits", help="patient-stratified train/val/test folds")
+    p.add_argument("--scheme", choices=SCHEMES, default="patient",
+                   help="patient (default): no patient on both sides; section: leave one "
+                   "section out (not patient-stratified, optimistic; logged as a warning)")
     p.add_argument("--samples", required=True, help="samples.tsv from the ingest stage")
     p.add_argument("--out", required=True, help="splits.json to write")
     p.add_argument("--n-folds", type=int, help="group patients into this many folds "

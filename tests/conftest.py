@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from workflow_fixtures import tiny_run_fixture  # noqa: F401  (one tiny run for all modules)
 
 torch.set_num_threads(2)
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import zarr
-from workflow_fixtures import FOLDS, SAMPLES, tiny_run_fixture  # noqa: F401
+from workflow_fixtures import FOLDS, PAPER_TABLES, SAMPLES, SEEDS
 
 ENCODER = "efficientnet_lite0"
 
@@ -73,11 +73,11 @@ def test_graph(tiny_run):
 
 def test_trained_models(tiny_run):
     for model in ("stflow", "ridge"):
-        folder = tiny_run.results / "models" / ENCODER / model / "fold0"
+        folder = tiny_run.results / "models" / ENCODER / model / "seed0" / "fold0"
         assert json.loads((folder / "manifest.json").read_text()) == {"model": model}
         history = pd.read_csv(folder / "history.tsv", sep="\t")
         assert list(history.columns[:4]) == ["epoch", "train_loss", "val_loss", "val_pearson"]
-    stflow = tiny_run.results / "models" / ENCODER / "stflow" / "fold0"
+    stflow = tiny_run.results / "models" / ENCODER / "stflow" / "seed0" / "fold0"
     import torch
 
     assert isinstance(torch.load(stflow / "model.pt", weights_only=True), dict)
@@ -88,7 +88,7 @@ def test_predictions(tiny_run):
     genes = json.loads((tiny_run.results / "genes.json").read_text())["genes"]
     splits = json.loads((tiny_run.results / "splits.json").read_text())
     for fold in splits["folds"]:
-        folder = tiny_run.results / "predictions" / ENCODER / "stflow" / fold["name"]
+        folder = tiny_run.results / "predictions" / ENCODER / "stflow" / "seed0" / fold["name"]
         assert sorted(p.stem for p in folder.glob("*.h5ad")) == sorted(fold["test"])
         pred = ad.read_h5ad(folder / f"{fold['test'][0]}.h5ad")
         assert pred.X.dtype == np.float32 and list(pred.var_names) == genes
@@ -101,19 +101,40 @@ def test_predictions(tiny_run):
 def test_metrics_and_tables(tiny_run):
     tables = tiny_run.results / "tables"
     metrics = pd.read_csv(tables / "metrics.tsv", sep="\t")
-    assert {"encoder", "model", "fold", "n_test_spots", "n_genes", "n_constant_genes",
-            "pearson_mean"} <= set(metrics.columns)
+    assert {"scheme", "encoder", "model", "seed", "fold", "n_test_spots", "n_genes",
+            "n_constant_genes", "pearson_mean"} <= set(metrics.columns)
     summary = pd.read_csv(tables / "summary.tsv", sep="\t")
-    assert {"pearson_mean", "pearson_std", "n_folds"} <= set(summary.columns)
-    ridge = metrics[metrics["model"] == "ridge"]["pearson_mean"]
+    assert {"scheme", "pearson_mean", "fold_std", "seed_std", "n_folds",
+            "n_seeds"} <= set(summary.columns)
+    ridge = metrics[metrics["model"] == "ridge"]
     row = summary[summary["model"] == "ridge"].iloc[0]
-    assert np.isclose(row["pearson_mean"], ridge.mean())
-    assert np.isclose(row["pearson_std"], ridge.std(ddof=0))
+    assert np.isclose(row["pearson_mean"], ridge["pearson_mean"].mean())
+    per_fold = ridge.groupby("fold")["pearson_mean"].mean()  # seed-averaged fold scores
+    assert np.isclose(row["fold_std"], per_fold.std(ddof=0))
+    per_seed = ridge.groupby("seed")["pearson_mean"].mean()  # fold-averaged seed scores
+    assert np.isclose(row["seed_std"], per_seed.std(ddof=0))
     assert "| " in (tables / "summary.md").read_text()
     genes = pd.read_csv(tables / "genes.tsv", sep="\t")
-    assert {"encoder", "model", "fold", "gene", "pearson"} <= set(genes.columns)
-    for fold in FOLDS:
-        assert (tiny_run.results / "metrics" / ENCODER / "ridge" / f"{fold}.json").exists()
+    assert {"scheme", "encoder", "model", "seed", "fold", "gene",
+            "pearson"} <= set(genes.columns)
+    for seed in SEEDS:
+        for fold in FOLDS:
+            assert (tiny_run.results / "metrics" / ENCODER / "ridge" / f"seed{seed}" /
+                    f"{fold}.json").exists()
+
+
+def test_paper_tables(tiny_run):
+    tables = tiny_run.results / "tables"
+    for name in PAPER_TABLES:
+        frame = pd.read_csv(tables / f"{name}.tsv", sep="\t")
+        assert frame.columns[0] == "scheme", name
+        assert (tables / f"{name}.md").exists(), name
+    priors = pd.read_csv(tables / "priors.tsv", sep="\t")
+    assert list(priors.columns[:4]) == ["scheme", "prior", "encoder", "model"]
+    assert list(priors["model"]) == ["stflow"]  # the only prior model of the tiny run
+    times = pd.read_csv(tables / "inference_time.tsv", sep="\t")
+    assert {"encoder", "model", "seed", "fold", "n_test_samples", "n_test_spots",
+            "predict_s", "embed_s", "total_s"} <= set(times.columns)
 
 
 def test_no_temporary_files_are_left(tiny_run):

@@ -1,4 +1,5 @@
-"""The HEST-bench metric: pooled per-gene Pearson, constant genes left out, population std."""
+"""The HEST-bench metric: pooled per-gene Pearson, constant genes left out, population std
+over folds and, separately, over seeds; every row labelled with its split scheme."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from scipy.stats import pearsonr
 from stflow.errors import StflowError
 from stflow.evaluate import (
     aggregate,
+    evaluate_fold,
     evaluate_predictions,
     fold_metrics,
     mean_pearson,
@@ -97,7 +99,16 @@ def _write_prediction(path, sample, truth, pred, genes):
     adata.write_h5ad(path)
 
 
-def _fold_json(tmp_path, model, fold, seed, noise):
+def _splits(tmp_path, scheme="patient", test=("s1", "s2")):
+    """A splits.json whose folds fold0..fold2 all test ``test``."""
+    path = tmp_path / f"splits_{scheme}.json"
+    folds = [{"name": f"fold{k}", "train": ["t"], "val": [], "test": list(test)}
+             for k in range(3)]
+    path.write_text(json.dumps({"scheme": scheme, "folds": folds}))
+    return path
+
+
+def _fold_json(tmp_path, model, fold, seed, noise, train_seed=0):
     rng = np.random.default_rng(seed)
     paths = []
     for sample in ("s1", "s2"):
@@ -107,17 +118,19 @@ def _fold_json(tmp_path, model, fold, seed, noise):
         path = tmp_path / f"{model}_{fold}_{sample}.h5ad"
         _write_prediction(path, sample, truth, pred, ["G1", "G2", "G3", "G4"])
         paths.append(str(path))
-    out = tmp_path / "metrics" / "uni" / model / f"{fold}.json"
+    out = tmp_path / "metrics" / "uni" / model / f"seed{train_seed}" / f"{fold}.json"
     assert main(["evaluate", "--predictions", *paths, "--encoder", "uni", "--model", model,
-                 "--fold", fold, "--out", str(out)]) == 0
+                 "--seed", str(train_seed), "--fold", fold, "--splits", str(_splits(tmp_path)),
+                 "--out", str(out)]) == 0
     return out
 
 
 def test_evaluate_cli_writes_the_fold_json(tmp_path):
     out = _fold_json(tmp_path, "stflow", "fold0", 0, 0.5)
     data = json.loads(out.read_text())
-    assert {"encoder": "uni", "model": "stflow", "fold": "fold0", "n_test_spots": 40,
-            "n_genes": 4, "n_constant_genes": 0}.items() <= data.items()
+    assert {"scheme": "patient", "encoder": "uni", "model": "stflow", "seed": 0,
+            "fold": "fold0", "n_test_spots": 40, "n_genes": 4,
+            "n_constant_genes": 0}.items() <= data.items()
     assert set(data["pearson_per_gene"]) == {"G1", "G2", "G3", "G4"}
     assert set(data["pearson_per_sample"]) == {"s1", "s2"}
     assert data["pearson_mean"] == pytest.approx(np.mean(list(data["pearson_per_gene"].values())))
@@ -138,21 +151,26 @@ def test_aggregate_reports_population_std_and_the_papers_table(tmp_path):
     folds = [json.loads(p.read_text())["pearson_mean"] for p in metrics[:3]]
     row = tables["summary"].set_index("model").loc["stflow"]
     assert row["pearson_mean"] == pytest.approx(np.mean(folds))
-    assert row["pearson_std"] == pytest.approx(np.std(folds, ddof=0))
-    assert row["pearson_std"] != pytest.approx(np.std(folds, ddof=1))
+    assert row["fold_std"] == pytest.approx(np.std(folds, ddof=0))
+    assert row["fold_std"] != pytest.approx(np.std(folds, ddof=1))
     assert row["n_folds"] == 3
+    assert (row["seed_std"], row["n_seeds"], row["scheme"]) == (0.0, 1, "patient")
     assert len(tables["genes"]) == 6 * 4
 
     out = tmp_path / "tables"
     assert main(["aggregate", "--metrics", *map(str, metrics), "--out-dir", str(out)]) == 0
     assert list(pd.read_csv(out / "metrics.tsv", sep="\t").columns) == [
-        "encoder", "model", "fold", "n_test_spots", "n_genes", "n_constant_genes",
-        "pearson_mean"]
+        "scheme", "encoder", "model", "seed", "fold", "n_test_spots", "n_genes",
+        "n_constant_genes", "pearson_mean"]
     assert list(pd.read_csv(out / "genes.tsv", sep="\t").columns) == [
-        "encoder", "model", "fold", "gene", "pearson"]
+        "scheme", "encoder", "model", "seed", "fold", "gene", "pearson"]
+    assert list(pd.read_csv(out / "summary.tsv", sep="\t").columns) == [
+        "scheme", "encoder", "model", "pearson_mean", "fold_std", "seed_std", "n_folds",
+        "n_seeds"]
     markdown = (out / "summary.md").read_text()
-    assert markdown.splitlines()[0] == "| model | uni |"
-    assert f"| stflow | {np.mean(folds):.3f} ± {np.std(folds):.3f} |" in markdown
+    assert markdown.splitlines()[0] == "| scheme | model | uni |"
+    assert f"| patient | stflow | {np.mean(folds):.3f} ± {np.std(folds):.3f} |" in markdown
+    assert "Warning" not in markdown and "seed ±" not in markdown
     assert markdown == summary_markdown(tables["summary"])
 
 
@@ -160,3 +178,62 @@ def test_aggregate_refuses_a_fold_given_twice(tmp_path):
     metric = _fold_json(tmp_path, "stflow", "fold0", 0, 0.5)
     with pytest.raises(StflowError, match="given twice"):
         aggregate([metric, metric])
+
+
+def _metric(tmp_path, model, seed, fold, score, scheme="patient"):
+    """A minimal fold metrics JSON, as `stflow evaluate` writes it."""
+    path = tmp_path / "metrics" / scheme / model / f"seed{seed}" / f"{fold}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "scheme": scheme, "encoder": "uni", "model": model, "seed": seed, "fold": fold,
+        "n_test_spots": 10, "n_genes": 1, "n_constant_genes": 0, "pearson_mean": score,
+        "pearson_per_gene": {"G1": score}}))
+    return path
+
+
+SCORES = {("fold0", 0): 0.1, ("fold0", 1): 0.3, ("fold1", 0): 0.5, ("fold1", 1): 0.9}
+
+
+def test_the_fold_spread_and_the_seed_spread_are_reported_separately(tmp_path):
+    paths = [_metric(tmp_path, "stflow", seed, fold, v) for (fold, seed), v in SCORES.items()]
+    tables = aggregate(paths)
+    assert sorted(tables["metrics"]["seed"]) == [0, 0, 1, 1]
+    row = tables["summary"].iloc[0]
+    assert row["pearson_mean"] == pytest.approx(0.45)          # over folds and seeds
+    assert row["fold_std"] == pytest.approx(np.std([0.2, 0.7]))  # seed-averaged folds
+    assert row["seed_std"] == pytest.approx(np.std([0.3, 0.6]))  # fold-averaged seeds
+    assert (row["n_folds"], row["n_seeds"]) == (2, 2)
+    markdown = summary_markdown(tables["summary"])
+    assert "| patient | stflow | 0.450 ± 0.250 (seed ± 0.150) |" in markdown
+    assert "population std over seeds" in markdown
+
+
+def test_a_missing_fold_of_one_seed_is_refused(tmp_path):
+    paths = [_metric(tmp_path, "stflow", seed, fold, v) for (fold, seed), v in SCORES.items()
+             if (fold, seed) != ("fold1", 1)]
+    with pytest.raises(StflowError, match="uni/stflow lacks fold1 with seed 1"):
+        aggregate(paths)
+
+
+def test_section_level_results_are_labelled_in_every_table(tmp_path):
+    paths = [_metric(tmp_path, "stflow", 0, f"fold{k}", 0.5 + k / 10, scheme="section")
+             for k in range(2)]
+    tables = aggregate(paths)
+    for name in ("metrics", "summary", "genes"):
+        assert set(tables[name]["scheme"]) == {"section"}, name
+    markdown = summary_markdown(tables["summary"])
+    assert markdown.splitlines()[2].startswith("| section | stflow |")
+    assert "NOT patient-stratified" in markdown and "optimistic" in markdown
+
+
+def test_evaluate_records_the_splits_scheme_and_refuses_other_samples(tmp_path):
+    truth = np.log1p(np.arange(12, dtype=float).reshape(6, 2))
+    _write_prediction(tmp_path / "s1.h5ad", "s1", truth, truth + 0.1, ["G1", "G2"])
+    result = evaluate_fold([tmp_path / "s1.h5ad"], _splits(tmp_path, "section", ["s1"]),
+                           "uni", "stflow", "fold1", seed=4)
+    assert (result["scheme"], result["seed"], result["fold"]) == ("section", 4, "fold1")
+    with pytest.raises(StflowError, match=r"fold fold0 tests \['s1', 's2'\], but the "
+                       r"predictions are of \['s1'\]"):
+        evaluate_fold([tmp_path / "s1.h5ad"], _splits(tmp_path), "uni", "stflow", "fold0")
+    with pytest.raises(StflowError, match="no fold named 'fold7'"):
+        evaluate_fold([tmp_path / "s1.h5ad"], _splits(tmp_path), "uni", "stflow", "fold7")

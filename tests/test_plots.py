@@ -14,6 +14,7 @@ from stflow.plots import (
     choose_genes,
     comparison_chart,
     minmax,
+    read_histories,
     thumbnail,
     training_curves,
 )
@@ -73,3 +74,18 @@ def test_curves_and_comparison_are_written(tmp_path):
     assert (tmp_path / "comparison.png").read_bytes()[:4] == PNG
     with pytest.raises(StflowError, match="lacks columns"):
         comparison_chart(metrics.drop(columns="fold"), tmp_path / "bad.png")
+
+
+def test_histories_are_read_per_seed_from_the_seed_folders(tmp_path):
+    history = pd.DataFrame({"epoch": [1], "train_loss": [1.0], "val_loss": [1.0],
+                            "val_pearson": [0.1]})
+    for seed in (0, 3):
+        folder = tmp_path / "E" / "stflow" / f"seed{seed}" / "fold0"
+        folder.mkdir(parents=True)
+        history.to_csv(folder / "history.tsv", sep="\t", index=False)
+    both = read_histories(tmp_path, ["E"], ["stflow"], [0, 3], ["fold0"])
+    assert sorted(both) == [("E", "stflow", "seed0 fold0"), ("E", "stflow", "seed3 fold0")]
+    assert list(read_histories(tmp_path, ["E"], ["stflow"], [3], ["fold0"])) == [
+        ("E", "stflow", "fold0")]
+    with pytest.raises(StflowError, match="seed1/fold0/history.tsv: training history is missing"):
+        read_histories(tmp_path, ["E"], ["stflow"], [1], ["fold0"])

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 
 import pytest
 
 from stflow.errors import StflowError
-from stflow.splits import make_splits, patient_folds, register, validate_folds
+from stflow.splits import (
+    make_splits,
+    patient_folds,
+    register,
+    section_folds,
+    validate_folds,
+)
 
 # her2st-like: patient A has 3 sections, B 2, C and D one each.
 PATIENTS = {"A1": "A", "A2": "A", "A3": "A", "B1": "B", "B2": "B", "C1": "C", "D1": "D"}
@@ -136,3 +143,57 @@ def test_hest_bench_folds_are_used_and_checked_against_samples_and_fold_count(tm
     with pytest.raises(StflowError, match="splits: fold fold0: train sample 'A' belongs to "
                        "patient p1, who is also in test"):
         make_splits(leaky, hest_bench=bench)
+
+
+def test_section_scheme_leaves_one_section_out_and_keeps_the_patients_other_sections():
+    folds = section_folds(PATIENTS, seed=0)
+    assert [f["name"] for f in folds] == [f"fold{k}" for k in range(len(PATIENTS))]
+    assert [f["test"] for f in folds] == [[s] for s in PATIENTS]
+    for fold in folds:
+        (test,) = fold["test"]
+        assert sorted(fold["train"] + fold["val"]) == sorted(s for s in PATIENTS if s != test)
+        assert test not in fold["val"] and len(fold["val"]) == 1
+        assert not set(fold["train"]) & set(fold["val"])
+    # Not patient-stratified: A1's fold trains on A2/A3, the same patient's other sections.
+    assert {"A2", "A3"} <= set(folds[0]["train"] + folds[0]["val"])
+    # Validation is chosen as for patient folds: a patient whose only training sample it is.
+    for fold in folds:
+        val_patient = PATIENTS[fold["val"][0]]
+        assert val_patient not in {PATIENTS[s] for s in fold["train"]}
+    assert folds == section_folds(PATIENTS, seed=0)
+
+
+def test_section_scheme_warns_in_the_log_and_records_its_scheme(tmp_path, caplog):
+    samples = write_samples(tmp_path / "samples.tsv")
+    with caplog.at_level(logging.WARNING, logger="stflow.splits"):
+        splits = make_splits(samples, scheme="section")
+    assert splits["scheme"] == "section" and len(splits["folds"]) == len(PATIENTS)
+    warning = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warning) == 1
+    assert "NOT patient-stratified" in warning[0].message
+    assert "optimistic" in warning[0].message
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="stflow.splits"):
+        assert make_splits(samples)["scheme"] == "patient"
+    assert not caplog.records
+
+
+def test_section_scheme_refuses_fold_settings_it_would_ignore(tmp_path):
+    samples = write_samples(tmp_path / "samples.tsv")
+    with pytest.raises(StflowError, match=r"--scheme section: builds its own folds, but "
+                       r"\['--n-folds'\] given"):
+        make_splits(samples, n_folds=2, scheme="section")
+    with pytest.raises(StflowError, match="at least 2"):
+        section_folds({"A1": "A"})
+
+
+def test_cli_writes_section_splits(tmp_path):
+    samples = write_samples(tmp_path / "samples.tsv")
+    parser = argparse.ArgumentParser(prog="stflow")
+    register(parser.add_subparsers(dest="command", required=True))
+    out = tmp_path / "splits.json"
+    args = parser.parse_args(["splits", "--samples", str(samples), "--out", str(out),
+                              "--scheme", "section", "--seed", "2"])
+    args.func(args)
+    assert json.loads(out.read_text()) == {"scheme": "section",
+                                           "folds": section_folds(PATIENTS, seed=2)}

@@ -7,8 +7,19 @@ import json
 import re
 import shutil
 
+import numpy as np
 import pandas as pd
-from workflow_fixtures import FOLDS, SAMPLES, snakemake, tiny_run_fixture, write_config  # noqa: F401
+import pytest
+import yaml
+from workflow_fixtures import (
+    FOLDS,
+    PAPER_TABLES,
+    SAMPLES,
+    SEEDS,
+    TINY,
+    snakemake,
+    write_config,
+)
 
 NOTHING = "Nothing to be done"
 
@@ -23,11 +34,13 @@ def jobs_of(dry_run_stdout: str) -> dict[str, int]:
 def test_full_run_writes_the_tables_and_figures(tiny_run):
     results = tiny_run.results
     metrics = pd.read_csv(results / "tables" / "metrics.tsv", sep="\t")
-    assert len(metrics) == 2 * len(FOLDS)  # encoders x models x folds
+    assert len(metrics) == 2 * len(SEEDS) * len(FOLDS)  # encoders x models x seeds x folds
     assert set(metrics["model"]) == {"stflow", "ridge"}
+    assert set(metrics["seed"]) == set(SEEDS) and set(metrics["scheme"]) == {"patient"}
     assert metrics["pearson_mean"].between(-1, 1).all()
     summary = pd.read_csv(results / "tables" / "summary.tsv", sep="\t")
     assert set(summary["model"]) == {"stflow", "ridge"} and (summary["n_folds"] == 2).all()
+    assert (summary["n_seeds"] == len(SEEDS)).all()
     for name in ("comparison.png", "training_curves.png"):
         assert (results / "figures" / name).read_bytes()[:4] == b"\x89PNG"
     for fold in FOLDS:
@@ -37,6 +50,43 @@ def test_full_run_writes_the_tables_and_figures(tiny_run):
         assert (results / "figures" / "qc" / f"{sample}.png").exists()
         assert (results / "logs" / "ingest" / f"{sample}.log").exists()
         assert (results / "benchmarks" / "embed" / "efficientnet_lite0" / f"{sample}.tsv").exists()
+
+
+def test_each_seed_trains_predicts_and_scores_every_fold(tiny_run):
+    results = tiny_run.results
+    for kind, suffix in (("models", ""), ("predictions", ""), ("metrics", ".json")):
+        for seed in SEEDS:
+            for fold in FOLDS:
+                for model in ("stflow", "ridge"):
+                    assert (results / kind / "efficientnet_lite0" / model / f"seed{seed}" /
+                            f"{fold}{suffix}").exists(), (kind, model, seed, fold)
+    seeds = [json.loads((results / "models" / "efficientnet_lite0" / "stflow" / f"seed{s}" /
+                         "fold0" / "params.json").read_text())["seed"] for s in SEEDS]
+    assert seeds == SEEDS
+    metrics = pd.read_csv(results / "tables" / "metrics.tsv", sep="\t")
+    stflow = metrics[metrics["model"] == "stflow"].pivot(index="fold", columns="seed",
+                                                         values="pearson_mean")
+    summary = pd.read_csv(results / "tables" / "summary.tsv", sep="\t").set_index("model")
+    assert summary.loc["stflow", "seed_std"] > 0  # training randomness moves the score
+    assert summary.loc["stflow", "seed_std"] == pytest.approx(stflow.mean(axis=0).std(ddof=0),
+                                                              abs=1e-5)
+    assert summary.loc["stflow", "fold_std"] == pytest.approx(stflow.mean(axis=1).std(ddof=0),
+                                                              abs=1e-5)
+
+
+def test_the_paper_tables_are_written(tiny_run):
+    tables = tiny_run.results / "tables"
+    for name in PAPER_TABLES:
+        frame = pd.read_csv(tables / f"{name}.tsv", sep="\t")
+        assert set(frame["scheme"]) <= {"patient"}, name
+        assert (tables / f"{name}.md").read_text().startswith("## Table"), name
+    assert set(pd.read_csv(tables / "methods.tsv", sep="\t")["model"]) == {"stflow", "ridge"}
+    assert "_Not run: stflow_nofm, stflow_nofa" in (tables / "ablations.md").read_text()
+    times = pd.read_csv(tables / "inference_time.tsv", sep="\t")
+    assert len(times) == 2 * len(SEEDS) * len(FOLDS)
+    assert (times["predict_s"] > 0).all() and (times["embed_s"] > 0).all()
+    np.testing.assert_allclose(times["total_s"], times["predict_s"] + times["embed_s"],
+                               rtol=1e-5)
 
 
 def test_folds_are_patient_stratified(tiny_run):
@@ -59,8 +109,9 @@ def test_a_changed_model_setting_reruns_only_training_and_what_follows(tiny_run)
     result = tiny_run.snakemake("-n", configfile=changed)
     assert result.returncode == 0, result.stderr
     jobs = jobs_of(result.stdout)
-    assert jobs.get("train") == len(FOLDS)  # stflow only; ridge keeps its models
-    assert set(jobs) <= {"train", "predict", "evaluate", "aggregate", "figures", "all"}
+    assert jobs.get("train") == len(FOLDS) * len(SEEDS)  # stflow only; ridge keeps its models
+    assert set(jobs) <= {"train", "predict", "evaluate", "aggregate", "paper_tables", "figures",
+                         "all"}
 
 
 def test_an_added_sample_is_ingested_and_embedded_alone(tiny_run):
@@ -79,6 +130,52 @@ def test_an_added_sample_is_ingested_and_embedded_alone(tiny_run):
     embedded = re.findall(r"rule embed:\n(?:\s+\w+: .*\n)*?\s+output: \S+/(\w+)\.zarr",
                           result.stdout)
     assert sorted(ingested) == sorted(embedded) == ["P1S3", "P2S3"]
+
+
+def test_section_scheme_leaves_one_section_out_with_a_warning_in_the_splits_log(tiny_run):
+    """Its own dataset (the tiny run's results stay untouched): the splits job runs and
+    warns; the DAG has one fold per sample."""
+    section = write_config(tiny_run.workdir / "section.yaml",
+                           dataset={**TINY["dataset"], "name": "tiny_section"},
+                           splits={"scheme": "section"})
+    dry = tiny_run.snakemake("-n", configfile=section)
+    assert dry.returncode == 0, dry.stderr
+    assert jobs_of(dry.stdout)["train"] == len(SAMPLES) * 2 * len(SEEDS)
+    result = tiny_run.snakemake("--cores", "2", "results/tiny_section/splits.json",
+                                configfile=section)
+    assert result.returncode == 0, result.stderr[-3000:]
+    root = tiny_run.workdir / "results" / "tiny_section"
+    splits = json.loads((root / "splits.json").read_text())
+    assert splits["scheme"] == "section"
+    assert [f["test"] for f in splits["folds"]] == [[s] for s in SAMPLES]
+    for fold in splits["folds"]:
+        assert fold["test"][0] not in fold["train"] + fold["val"]
+        # not patient-stratified: the test patient's other section is on the training side
+        assert any(s[:2] == fold["test"][0][:2] for s in fold["train"] + fold["val"])
+    log = (root / "logs" / "splits.log").read_text()
+    assert "WARNING" in log and "NOT patient-stratified" in log
+
+
+def test_section_scheme_refuses_fold_settings(tmp_path):
+    config = write_config(tmp_path / "bad.yaml", splits={"scheme": "section", "n_folds": 2})
+    result = snakemake(tmp_path, config, "-n")
+    assert result.returncode != 0
+    assert "splits.scheme section" in result.stdout + result.stderr
+    assert "splits.n_folds set" in result.stdout + result.stderr
+
+
+def test_the_single_seed_shorthand_of_older_configs_still_works(tmp_path):
+    older = tmp_path / "older.yaml"
+    older.write_text(yaml.safe_dump({**{k: v for k, v in TINY.items() if k != "seeds"},
+                                     "seed": 3}, sort_keys=False))
+    result = snakemake(tmp_path, older, "-n", "-p")
+    assert result.returncode == 0, result.stderr
+    assert "models/efficientnet_lite0/stflow/seed3/fold0" in result.stdout
+    assert "seed0" not in result.stdout and "--seed 3" in result.stdout
+    both = write_config(tmp_path / "both.yaml", seed=3)  # beside seeds: [0, 1]
+    result = snakemake(tmp_path, both, "-n")
+    assert result.returncode != 0
+    assert "both seed (3) and seeds ([0, 1]) are set" in result.stdout + result.stderr
 
 
 def test_switching_the_device_reruns_nothing(tiny_run):

@@ -1,7 +1,8 @@
 """One tiny end-to-end run of the Snakemake workflow, shared by the workflow tests.
 
-Imported by tests/test_workflow.py and tests/test_artifacts_doc.py (pytest runs the
-session fixture once for both).
+The fixture is registered once, in tests/conftest.py, so the session runs the workflow once
+for tests/test_workflow.py and tests/test_artifacts_doc.py (a fixture imported into each
+module would be two fixtures, and two runs).
 """
 
 from __future__ import annotations
@@ -28,9 +29,12 @@ TINY = {
     "graph": {"k": 4},
     "device": "cpu",
     "threads": 1,
+    "seeds": [0, 1],
 }
 SAMPLES = ["P1S1", "P1S2", "P2S1", "P2S2"]
 FOLDS = ["fold0", "fold1"]
+SEEDS = [0, 1]
+PAPER_TABLES = ["methods", "priors", "denoisers", "ablations", "inference_time"]
 
 
 @dataclass
