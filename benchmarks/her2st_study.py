@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from stflow.evaluate import fold_metrics
-from stflow.fold import load_slides, read_fold, read_genes
+from stflow.fold import load_slides, read_fold, read_genes, refit_estimator
 from stflow.genes import hest_genes as hest_top_genes
 from stflow.models import build_estimator
 from stflow.search import search_fit
@@ -52,6 +52,8 @@ def main() -> None:
     parser.add_argument("--folds", nargs="+", default=None)
     parser.add_argument("--genes", choices=["hest", "json"], default="hest")
     parser.add_argument("--tag", default="", help="label printed with each row")
+    parser.add_argument("--refit", action="store_true",
+                        help="retrain on train + validation with the validated choice fixed")
     parser.add_argument("--slide-norm", action="store_true",
                         help="standardise each slide's features by its own mean and std")
     args = parser.parse_args()
@@ -90,7 +92,14 @@ def main() -> None:
                 else:
                     estimator = build_estimator(model, params.get(model, {}), seed=seed,
                                                 device="cpu")
-                    estimator.fit(train, val)
+                    history = estimator.fit(train, val)
+                if args.refit:
+                    estimator, _, fixed = refit_estimator(
+                        model, estimator, result.history if model in searches else history,
+                        {**params.get(model, {}), **{k: v for k, v in (chosen or {}).items()
+                                                     if k != "val_pearson"}},
+                        train + val, seed, "cpu")
+                    chosen = {**(chosen or {}), "refit": fixed}
                 test = [slides[s] for s in parts["test"]]
                 preds = estimator.predict(test)
                 metrics = fold_metrics([s.targets for s in test], preds, genes,

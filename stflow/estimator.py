@@ -8,6 +8,7 @@ The device is where the model runs, not part of what it is: it is not saved, and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -40,12 +41,15 @@ class STFlowEstimator:
                  val_fraction: float = 0.2, length_scale_um: float = 100.0,
                  chunk_size: int | None = 8192, target_scaling: str = "none",
                  feature_pca: int = 0, spatial_skip: bool = False, weight_decay: float = 0.0,
-                 ema: float = 0.0, min_steps_per_epoch: int = 1, device: str = "auto") -> None:
+                 ema: float = 0.0, min_steps_per_epoch: int = 1, ensemble: int = 1,
+                 device: str = "auto") -> None:
         if prior not in PRIOR_NAMES:
             raise StflowError(f"prior '{prior}': unknown. Fix: use one of {list(PRIOR_NAMES)}")
         if target_scaling not in TARGET_SCALINGS:
             raise StflowError(f"target_scaling '{target_scaling}': unknown. Fix: use one of "
                               f"{list(TARGET_SCALINGS)}")
+        if ensemble < 1:
+            raise StflowError(f"ensemble {ensemble}: Fix: train at least 1 network")
         if feature_pca < 0:
             raise StflowError(f"feature_pca {feature_pca}: Fix: 0 (off) or a component count")
         if denoiser not in DENOISERS:
@@ -59,7 +63,8 @@ class STFlowEstimator:
             regions_per_slide=regions_per_slide, regions_per_step=regions_per_step,
             val_fraction=val_fraction, length_scale_um=length_scale_um, chunk_size=chunk_size,
             target_scaling=target_scaling, feature_pca=feature_pca, spatial_skip=spatial_skip,
-            weight_decay=weight_decay, ema=ema, min_steps_per_epoch=min_steps_per_epoch)
+            weight_decay=weight_decay, ema=ema, min_steps_per_epoch=min_steps_per_epoch,
+            ensemble=ensemble)
         self.config = TrainConfig(
             epochs=epochs, patience=patience, lr=lr, k=k, regions_per_slide=regions_per_slide,
             regions_per_step=regions_per_step, steps=steps, n_samples=n_samples,
@@ -67,7 +72,8 @@ class STFlowEstimator:
             length_scale_um=length_scale_um, chunk_size=chunk_size, seed=seed,
             weight_decay=weight_decay, ema=ema, min_steps_per_epoch=min_steps_per_epoch)
         self.device = resolve_device(device)
-        self.model: torch.nn.Module | None = None
+        self.model: torch.nn.Module | None = None  # the first network of the ensemble
+        self.members: list[torch.nn.Module] = []  # all of them (``ensemble`` seeds)
         self.prior: Prior | None = None
         self.feature_mean: np.ndarray | None = None
         self.feature_std: np.ndarray | None = None
@@ -162,20 +168,30 @@ class STFlowEstimator:
                                 self.params["pi"], counts)
         if self.target_mean is not None:
             self.prior = self.prior.standardised(self.target_mean, self.target_std)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.params["seed"])
-            self.model = self._build()
-            return train_denoiser(self.model, self.prior, [self._arrays(s) for s in train],
-                                  [self._arrays(s) for s in val], self.config, self.device,
-                                  on_epoch)
+        train_arrays = [self._arrays(s) for s in train]
+        val_arrays = [self._arrays(s) for s in val]
+        self.members, history = [], []
+        for member in range(self.params["ensemble"]):
+            seed = self.params["seed"] + member
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                network = self._build()
+                rows = train_denoiser(network, self.prior, train_arrays, val_arrays,
+                                      dataclasses.replace(self.config, seed=seed), self.device,
+                                      on_epoch if member == 0 else None)
+            self.members.append(network)
+            history += [{**row, "member": member} for row in rows] if member else rows
+        self.model = self.members[0]
+        return history
 
     def refit_params(self, history: list[dict[str, float]]) -> dict[str, Any] | None:
         """Settings that retrain the selected model on train + validation without selecting:
         the best validation epoch as a fixed budget, nothing held out."""
-        scores = [row["val_pearson"] for row in history]
+        first = [row for row in history if row.get("member", 0) == 0]
+        scores = [row["val_pearson"] for row in first]
         if not scores or not np.isfinite(scores).any():
             return None
-        return {"epochs": int(history[int(np.nanargmax(scores))]["epoch"]),
+        return {"epochs": int(first[int(np.nanargmax(scores))]["epoch"]),
                 "val_fraction": 0.0}
 
     def predict(self, slides: list[Slide]) -> list[np.ndarray]:
@@ -183,12 +199,15 @@ class STFlowEstimator:
         if self.model is None:
             raise StflowError("STFlow predict: the model is not trained. Fix: call fit or load")
         self._check_slides(slides, need_targets=False)
-        self.model.to(self.device)
         generator = torch.Generator().manual_seed(self.params["seed"])
-        return [self._to_output(predict_slide(self.model, self.prior, self._arrays(s),
-                                              self.n_genes, self.config, self.device,
-                                              generator))
-                for s in slides]
+        predictions = []
+        for slide in slides:
+            arrays = self._arrays(slide)
+            total = sum(predict_slide(network.to(self.device), self.prior, arrays,
+                                      self.n_genes, self.config, self.device, generator)
+                        for network in self.members)
+            predictions.append(self._to_output(total / len(self.members)))
+        return predictions
 
     def save(self, directory: Path) -> None:
         """``model.pt`` (weights, normalisation, prior) and ``config.json``."""
@@ -196,7 +215,9 @@ class STFlowEstimator:
             raise StflowError("STFlow save: the model is not trained. Fix: call fit first")
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        state = {"state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+        weights = [{k: v.detach().cpu() for k, v in network.state_dict().items()}
+                   for network in self.members]
+        state = {"state_dict": weights[0], "ensemble_state_dicts": weights[1:],
                  "feature_mean": torch.from_numpy(self.feature_mean),
                  "feature_std": torch.from_numpy(self.feature_std),
                  "prior": self.prior.state(), "in_dim": self.in_dim, "n_genes": self.n_genes}
@@ -231,9 +252,13 @@ class STFlowEstimator:
             if name in state:
                 setattr(estimator, name, state[name].numpy())
         estimator.prior = Prior.from_state(state["prior"])
-        estimator.model = estimator._build()
+        estimator.members = []
         try:
-            estimator.model.load_state_dict(state["state_dict"])
+            for weights in [state["state_dict"], *state.get("ensemble_state_dicts", [])]:
+                network = estimator._build()
+                network.load_state_dict(weights)
+                estimator.members.append(network)
+            estimator.model = estimator.members[0]
         except RuntimeError as err:  # saved by a version with other layers
             detail = " ".join(str(err).split())[:200]
             raise input_error(directory / "model.pt", "its weights do not fit this version's "

@@ -251,3 +251,22 @@ def test_min_steps_per_epoch_tops_up_small_folds():
     finally:
         torch.optim.AdamW.step = original
     assert len(steps) == 6  # 4 regions per slide would give 2 steps of 2 regions
+
+
+def test_an_ensemble_averages_networks_of_consecutive_seeds_and_round_trips(trained, tmp_path):
+    _, _, train, val, test = trained
+    pair = STFlowEstimator(seed=7, epochs=3, patience=3, ensemble=2, **SMALL)
+    history = pair.fit(train, val)
+    assert len(pair.members) == 2 and pair.model is pair.members[0]
+    assert {row.get("member", 0) for row in history} == {0, 1}
+    alone = [STFlowEstimator(seed=s, epochs=3, patience=3, **SMALL) for s in (7, 8)]
+    for estimator in alone:
+        estimator.fit(train, val)
+    for mine, theirs in zip(pair.members, [e.model for e in alone], strict=True):
+        for a, b in zip(mine.state_dict().values(), theirs.state_dict().values(), strict=True):
+            assert torch.equal(a, b)  # member i is the single model of seed + i
+    (pred,) = pair.predict([test])
+    pair.save(tmp_path)
+    loaded = STFlowEstimator.load(tmp_path)
+    assert len(loaded.members) == 2
+    assert np.array_equal(loaded.predict([test])[0], pred)
