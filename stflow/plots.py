@@ -150,6 +150,8 @@ def training_curves(histories: dict[tuple[str, str, str], pd.DataFrame],
     fig, axes = plt.subplots(len(encoders), 2, squeeze=False, figsize=(10, 3.2 * len(encoders)))
     for (encoder, model, fold), frame in sorted(histories.items()):
         row = encoders.index(encoder)
+        if "member" in frame:  # an ensemble: draw its first network's curve
+            frame = frame[frame["member"].fillna(0) == 0]
         for col, column in enumerate(("train_loss", "val_pearson")):
             if column in frame and frame[column].notna().any():
                 axes[row, col].plot(frame["epoch"], frame[column], marker=".",
