@@ -39,7 +39,7 @@ class STFlowEstimator:
                  patience: int = 20, steps: int = 5, n_samples: int = 1,
                  regions_per_slide: int = 8, regions_per_step: int = 4,
                  val_fraction: float = 0.2, length_scale_um: float = 100.0,
-                 chunk_size: int | None = 8192, target_scaling: str = "none",
+                 chunk_size: int | None = 8192, target_scaling: str = "standard",
                  feature_pca: int = 0, spatial_skip: bool = False, weight_decay: float = 0.0,
                  ema: float = 0.0, min_steps_per_epoch: int = 1, ensemble: int = 1,
                  device: str = "auto") -> None:
