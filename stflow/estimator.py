@@ -243,6 +243,7 @@ class STFlowEstimator:
                 raise input_error(directory, f"lacks {name}", "re-run the train stage")
         config = json.loads((directory / "config.json").read_text())
         params = {k: v for k, v in config["params"].items() if k != "device"}  # older saves
+        params.setdefault("target_scaling", "none")  # saved before targets were standardised
         estimator = cls(**params, device=device)
         state = torch.load(directory / "model.pt", map_location="cpu", weights_only=True)
         estimator.in_dim, estimator.n_genes = int(state["in_dim"]), int(state["n_genes"])
