@@ -8,6 +8,7 @@ import logging
 import numpy as np
 import pytest
 import torch
+from grid_slides import grid_slide
 
 from stflow.dataset import Slide
 from stflow.device import resolve_device
@@ -99,16 +100,7 @@ def test_regions_are_contiguous_and_holdout_is_disjoint():
     assert not {tuple(c) for c in train.coords_um} & {tuple(c) for c in val.coords_um}
 
 
-def _slide(name: str, seed: int, side: int = 10, dim: int = 8, genes: int = 4) -> Slide:
-    """A grid section whose expression is a smooth function of its features."""
-    rng = np.random.default_rng(seed)
-    grid = np.stack(np.meshgrid(np.arange(side), np.arange(side)), -1).reshape(-1, 2)
-    coords = grid * 100.0 + rng.normal(0, 3, size=grid.shape)
-    features = rng.normal(size=(len(grid), dim)).astype(np.float32)
-    weights = np.random.default_rng(42).normal(size=(dim, genes))
-    counts = rng.poisson(np.exp(features @ weights / np.sqrt(dim))).astype(np.float32)
-    return Slide(name, features, coords, np.array([f"{name}{i}" for i in range(len(grid))]),
-                 np.log1p(counts), counts)
+_slide = grid_slide
 
 
 @pytest.fixture(scope="module")

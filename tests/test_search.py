@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
+from grid_slides import grid_slide
 
 from stflow.dataset import Slide
 from stflow.errors import StflowError
@@ -15,15 +15,8 @@ SMALL = dict(hidden=16, layers=1, heads=2, regions_per_slide=4, regions_per_step
              lr=5e-3, epochs=3, patience=3)
 
 
-def _slide(name: str, seed: int, side: int = 8, dim: int = 6, genes: int = 3) -> Slide:
-    rng = np.random.default_rng(seed)
-    grid = np.stack(np.meshgrid(np.arange(side), np.arange(side)), -1).reshape(-1, 2)
-    coords = grid * 100.0 + rng.normal(0, 3, size=grid.shape)
-    features = rng.normal(size=(len(grid), dim)).astype(np.float32)
-    weights = np.random.default_rng(42).normal(size=(dim, genes))
-    counts = rng.poisson(np.exp(features @ weights / np.sqrt(dim))).astype(np.float32)
-    return Slide(name, features, coords, np.array([f"{name}{i}" for i in range(len(grid))]),
-                 np.log1p(counts), counts)
+def _slide(name: str, seed: int) -> Slide:
+    return grid_slide(name, seed, side=8, dim=6, genes=3)
 
 
 def test_the_best_validation_trial_is_kept_and_every_trial_recorded():
