@@ -25,7 +25,7 @@ from stflow.evaluate import fold_metrics
 from stflow.fold import load_slides, read_fold, read_genes, refit_estimator
 from stflow.genes import hest_genes as hest_top_genes
 from stflow.models import build_estimator
-from stflow.search import search_fit
+from stflow.search import search_fit, validation_score
 
 
 def parse_assignment(item: str) -> tuple[str, dict]:
@@ -89,10 +89,12 @@ def main() -> None:
                                         searches[model].get("trials", 8), train, val, seed,
                                         device="cpu")
                     estimator, chosen = result.estimator, result.chosen
+                    validated = round(result.chosen["val_pearson"], 4)
                 else:
                     estimator = build_estimator(model, params.get(model, {}), seed=seed,
                                                 device="cpu")
                     history = estimator.fit(train, val)
+                    validated = round(validation_score(history), 4)
                 if args.refit:
                     estimator, _, fixed = refit_estimator(
                         model, estimator, result.history if model in searches else history,
@@ -107,7 +109,7 @@ def main() -> None:
                 per_fold.append(metrics["pearson_mean"])
                 print(json.dumps({"tag": args.tag, "model": model, "seed": seed, "fold": fold,
                                   "pearson": round(metrics["pearson_mean"], 4),
-                                  "chosen": chosen,
+                                  "chosen": chosen, "best_val_pearson": validated,
                                   "seconds": round(time.perf_counter() - start, 1)}),
                       flush=True)
             scores.append(float(np.mean(per_fold)))
