@@ -105,6 +105,11 @@ def _check_sample_maps():
 _check_sample_maps()
 
 
+def uses_bench_files():
+    """Whether the folds or the genes come from HEST-bench's task folders."""
+    return "hest-bench" in (config["splits"]["source"], config["genes"]["source"])
+
+
 def bench_splits(dataset):
     """Whether the folds are HEST-bench's published splits/ files (splits.source)."""
     return config["splits"]["source"] == "hest-bench"
@@ -255,6 +260,10 @@ def download_args(wc):
                  "--grid", sim["grid"], "--genes", sim["genes"], "--seed", sim["seed"]]
     else:
         args += ["--samples", *samples(wc.dataset)]
+    if entry["source"] == "hest" and uses_bench_files():
+        # the published splits and gene lists live in hest-bench's task folders, not in
+        # HEST-1k: fetch the task folders (their patches are the bench samples' images)
+        args += ["--repo-id", "MahmoodLab/hest-bench"]
     if entry["mirror"]:
         args += ["--mirror", entry["mirror"]]
     return " ".join(quoted(str(a)) for a in args + task_args(wc))
