@@ -31,7 +31,11 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-HER2ST_SAMPLES = ["B4", "C2", "C3", "C4", "C5", "C6"]
+# The repository this file belongs to (also when the workflow is used as a module).
+REPO = Path(str(workflow.current_basedir)).parent
+# The her2st sections the package can fetch: those of its committed checksum list.
+HER2ST_SAMPLES = re.findall(r"data/ST-cnts/([^/.]+)\.tsv\.gz",
+                            (REPO / "stflow" / "sources" / "her2st_sha256.tsv").read_text())
 ENV = "../envs/stflow.yaml"
 # GPU rules ask for a GPU only when the config wants CUDA; CPU rules never do.
 GPU = {"gpu": 1} if config["device"] == "cuda" else {}
@@ -103,6 +107,30 @@ def _check_sample_maps():
 
 
 _check_sample_maps()
+
+
+def _check_before_any_job():
+    """What would otherwise fail only when its job runs, after hours of other jobs: her2st
+    section names (the download knows only its checksum list's) and the mirror folder.
+    Encoder and model names are checked by the schema. Not repeated inside cluster jobs,
+    whose nodes need not see the mirror (the download runs on the submit host)."""
+    entry = config["dataset"]
+    if entry["source"] == "her2st" and entry["samples"]:
+        unknown = sorted(set(entry["samples"]) - set(HER2ST_SAMPLES))
+        if unknown:
+            raise ValueError(f"config: dataset.samples lists her2st sections {unknown} that "
+                             f"the download does not know. Fix: choose among "
+                             f"{HER2ST_SAMPLES} (or set samples: null for all of them)")
+    mirror = entry.get("mirror")
+    if mirror and not workflow.remote_exec and not Path(mirror).is_dir():
+        state = "does not exist" if not Path(mirror).exists() else "is not a folder"
+        raise ValueError(f"config: dataset.mirror {mirror!r} {state} (a relative path is "
+                         f"read from the working directory, {os.getcwd()}). Fix: give the "
+                         "folder that holds the pre-downloaded files, or mirror: null to "
+                         "download them")
+
+
+_check_before_any_job()
 
 
 def uses_bench_files():
@@ -307,8 +335,10 @@ def task_args(wc):
 
 # --- splits ---
 def bench_splits_input(wc):
-    """The download, when the folds come from HEST-bench's splits/ files."""
-    return [res(wc.dataset, "raw/MANIFEST.tsv")] if bench_splits(wc.dataset) else []
+    """The download, when the folds come from HEST-bench's splits/ files. Ancient: it orders
+    the jobs, and a download rerun for other samples (which restores or rewrites the
+    manifest) must not redo the folds; new samples redo them through samples.tsv."""
+    return [ancient(res(wc.dataset, "raw/MANIFEST.tsv"))] if bench_splits(wc.dataset) else []
 
 
 def splits_args(wc):
@@ -335,8 +365,11 @@ def splits_args(wc):
 
 # --- genes ---
 def bench_genes_input(wc):
-    """The download, when the genes come from HEST-bench's var_50genes.json."""
-    return [res(wc.dataset, "raw/MANIFEST.tsv")] if config["genes"]["source"] == "hest-bench" else []
+    """The download, when the genes come from HEST-bench's var_50genes.json (ancient, as
+    for the splits; new samples redo the genes through their st/ files)."""
+    if config["genes"]["source"] != "hest-bench":
+        return []
+    return [ancient(res(wc.dataset, "raw/MANIFEST.tsv"))]
 
 
 def genes_args(wc):

@@ -1,6 +1,9 @@
+# update(): Snakemake keeps the manifest while the download runs and puts it back when the
+# job fails, so one bad sample added to a finished study does not leave the ingested samples
+# without their (ancient) input and plan everything again.
 rule download:
     output:
-        res("{dataset}", "raw/MANIFEST.tsv"),
+        update(res("{dataset}", "raw/MANIFEST.tsv")),
     params:
         source=lambda wc: DATASETS[wc.dataset]["source"],
         raw=lambda wc: res(wc.dataset, "raw"),
