@@ -261,6 +261,7 @@ def quoted(value):
 def all_targets():
     targets = []
     for dataset in DATASETS:
+        targets.append(res(dataset, "raw/DOWNLOAD_DONE"))  # see rules/download.smk
         targets += [res(dataset, f"tables/{t}") for t in
                     ("metrics.tsv", "summary.tsv", "summary.md", "genes.tsv")]
         targets += [res(dataset, f"tables/{t}.{ext}") for t in PAPER_TABLES

@@ -1,9 +1,13 @@
-# update(): Snakemake keeps the manifest while the download runs and puts it back when the
-# job fails, so one bad sample added to a finished study does not leave the ingested samples
-# without their (ancient) input and plan everything again.
+# A failed download must not cost the finished work. update(): Snakemake keeps the manifest
+# while the job runs and puts it back when the job fails, so the samples already ingested keep
+# their (ancient) input and nothing after them is planned again. But Snakemake then records
+# the failed job's parameters for the restored manifest, as if it had succeeded; `done`, an
+# ordinary output that a failed job never leaves (and that `all` asks for), is what plans
+# the download again on the next run.
 rule download:
     output:
-        update(res("{dataset}", "raw/MANIFEST.tsv")),
+        manifest=update(res("{dataset}", "raw/MANIFEST.tsv")),
+        done=res("{dataset}", "raw/DOWNLOAD_DONE"),
     params:
         source=lambda wc: DATASETS[wc.dataset]["source"],
         raw=lambda wc: res(wc.dataset, "raw"),
@@ -19,4 +23,4 @@ rule download:
         ENV
     shell:
         "python -m stflow download --source {params.source} --out {params.raw} {params.args} "
-        "> {log} 2>&1"
+        "> {log} 2>&1 && echo {params.args} > {output.done}"

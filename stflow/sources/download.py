@@ -23,12 +23,18 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from stflow.atomic import atomic_output, sha256_file, temporary_sibling
+from stflow.atomic import (
+    atomic_output,
+    remove_stale_temporaries,
+    sha256_file,
+    temporary_sibling,
+)
 from stflow.errors import input_error
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "MANIFEST.tsv"
+DONE = "DOWNLOAD_DONE"  # the workflow's record of a finished download job, not a data file
 FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
 CHECKSUMS = "SHA256SUMS"
 
@@ -80,6 +86,7 @@ def fetch_url(url: str, dest: str | Path, expected: str, attempts: int = 3,
     if dest.is_file() and sha256_file(dest) == expected:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(dest)
     for attempt in range(1, attempts + 1):
         tmp = temporary_sibling(dest)
         digest = hashlib.sha256()
@@ -141,6 +148,7 @@ def copy_file(source: Path, dest: Path, expected: str | None = None) -> Path:
     """Copy ``source`` to ``dest`` (a copy-on-write clone where possible) through a temporary
     name, so ``dest`` only ever appears complete; re-hashed against ``expected`` if given."""
     dest.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(dest)
     tmp = temporary_sibling(dest)
     try:
         if not clone(source, tmp):
@@ -214,10 +222,11 @@ def _same_file_content(a: Path, b: Path) -> bool:
 
 
 def iter_files(raw_dir: Path) -> Iterable[Path]:
-    """Every finished file under ``raw_dir`` (temporaries, hub cache, manifest left out)."""
+    """Every finished file under ``raw_dir`` (temporaries, hub cache, manifest and the
+    workflow's done-record left out)."""
     for path in sorted(raw_dir.rglob("*")):
         rel = path.relative_to(raw_dir)
-        if (path.is_file() and path.name != MANIFEST and ".tmp-" not in path.name
+        if (path.is_file() and path.name not in (MANIFEST, DONE) and ".tmp-" not in path.name
                 and rel.parts[0] != ".cache"):
             yield path
 
