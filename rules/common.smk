@@ -37,8 +37,37 @@ REPO = Path(str(workflow.current_basedir)).parent
 HER2ST_SAMPLES = re.findall(r"data/ST-cnts/([^/.]+)\.tsv\.gz",
                             (REPO / "stflow" / "sources" / "her2st_sha256.tsv").read_text())
 ENV = "../envs/stflow.yaml"
-# GPU rules ask for a GPU only when the config wants CUDA; CPU rules never do.
-GPU = {"gpu": 1} if config["device"] == "cuda" else {}
+
+
+def grows(mem_mb):
+    """Memory that grows with each attempt, so a retry of a job killed for memory (Slurm's
+    OOM kill, `retries:` in profiles/slurm) asks for more."""
+    return lambda wildcards, attempt: mem_mb * attempt
+
+
+def _cluster_resources(gpu):
+    """Slurm settings every job carries: one CPU per rule thread, and the partition and
+    account of the config's `slurm:` section (none: the cluster's defaults). A GPU rule under
+    `device: cuda` asks for one GPU (on the GPU partition; `gpu_model` pins the type); the
+    local executor reads `gpu` alone, so `--resources gpu=N` runs N GPU jobs at a time."""
+    slurm = config["slurm"]
+    wants_gpu = gpu and config["device"] == "cuda"
+    resources = {"cpus_per_task": lambda wildcards, threads: threads}
+    partition = slurm["gpu_partition"] if wants_gpu else slurm["partition"]
+    if partition:
+        resources["slurm_partition"] = partition
+    if slurm["account"]:
+        resources["slurm_account"] = slurm["account"]
+    if wants_gpu:
+        resources["gpu"] = 1
+        if slurm["gpu_model"]:
+            resources["gpu_model"] = slurm["gpu_model"]
+    return resources
+
+
+# The resources of CPU rules, and of the rules that may run on a GPU (embed, train, predict).
+CLUSTER = _cluster_resources(gpu=False)
+GPU = _cluster_resources(gpu=True)
 
 
 def _datasets():

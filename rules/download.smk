@@ -1,3 +1,9 @@
+# The download needs the network, which compute nodes often lack: it runs where Snakemake
+# runs (the submit host) under profiles/slurm too.
+localrules:
+    download,
+
+
 # A failed download must not cost the finished work. update(): Snakemake keeps the manifest
 # while the job runs and puts it back when the job fails, so the samples already ingested keep
 # their (ancient) input and nothing after them is planned again. But Snakemake then records
@@ -17,8 +23,9 @@ rule download:
     benchmark:
         res("{dataset}", "benchmarks/download.tsv")
     resources:
-        mem_mb=2000,
+        mem_mb=grows(2000),
         runtime=120,
+        **CLUSTER,
     conda:
         ENV
     shell:

@@ -12,7 +12,7 @@ rule embed:
     benchmark:
         res("{dataset}", "benchmarks/embed/{encoder}/{sample}.tsv")
     resources:
-        mem_mb=16000,
+        mem_mb=grows(16000),
         runtime=120,
         **GPU,
     conda:

@@ -12,8 +12,9 @@ rule genes:
     benchmark:
         res("{dataset}", "benchmarks/genes.tsv")
     resources:
-        mem_mb=8000,
+        mem_mb=grows(8000),
         runtime=30,
+        **CLUSTER,
     conda:
         ENV
     shell:

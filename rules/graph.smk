@@ -10,8 +10,9 @@ rule graph:
     benchmark:
         res("{dataset}", "benchmarks/graph/{sample}.tsv")
     resources:
-        mem_mb=2000,
+        mem_mb=grows(2000),
         runtime=10,
+        **CLUSTER,
     conda:
         ENV
     shell:

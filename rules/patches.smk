@@ -5,7 +5,8 @@ rule patches:
         patches=res("{dataset}", "patches/{sample}.h5"),
         qc=report(res("{dataset}", "figures/qc/{sample}.png"),
                   caption="../workflow/report/qc.rst", category="Quality control",
-                  subcategory="{dataset}", labels={"sample": "{sample}"}),
+                  subcategory="{dataset}",
+                  labels={"dataset": "{dataset}", "sample": "{sample}"}),
     params:
         size_um=config["patches"]["size_um"],
         size_px=config["patches"]["size_px"],
@@ -15,8 +16,9 @@ rule patches:
     benchmark:
         res("{dataset}", "benchmarks/patches/{sample}.tsv")
     resources:
-        mem_mb=8000,
+        mem_mb=grows(8000),
         runtime=60,
+        **CLUSTER,
     conda:
         ENV
     shell:

@@ -13,8 +13,9 @@ rule splits:
     benchmark:
         res("{dataset}", "benchmarks/splits.tsv")
     resources:
-        mem_mb=1000,
+        mem_mb=grows(1000),
         runtime=5,
+        **CLUSTER,
     conda:
         ENV
     shell:

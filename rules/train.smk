@@ -22,7 +22,7 @@ rule train:
     benchmark:
         res("{dataset}", "benchmarks/train/{encoder}/{model}/seed{seed}/{fold}.tsv")
     resources:
-        mem_mb=16000,
+        mem_mb=grows(16000),
         runtime=720,
         **GPU,
     conda:
@@ -56,7 +56,7 @@ rule predict:
     benchmark:
         res("{dataset}", "benchmarks/predict/{encoder}/{model}/seed{seed}/{fold}.tsv")
     resources:
-        mem_mb=16000,
+        mem_mb=grows(16000),
         runtime=60,
         **GPU,
     conda:

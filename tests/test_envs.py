@@ -68,7 +68,10 @@ def test_profiles_use_only_real_snakemake_options():
         assert not unknown, f"profiles/{name}: unknown options {unknown}"
     slurm = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
     assert slurm["executor"] == "slurm"
-    assert {"slurm_partition", "mem_mb", "runtime"} <= set(slurm["default-resources"])
+    assert {"mem_mb", "runtime"} <= set(slurm["default-resources"])
+    # partitions come from the config's slurm: section, never from one test cluster's names
+    assert "slurm_partition" not in slurm["default-resources"]
+    assert "slurm_partition" not in str(slurm.get("set-resources", ""))
 
 
 def test_the_rule_env_installs_nothing_from_a_path_and_rules_run_python_m_stflow():
