@@ -1,6 +1,8 @@
-# Sample lists, folds, seeds and per-rule arguments, all known when the DAG is built (no
-# checkpoints): samples come from the config or the source's defaults, folds from the
-# config, the number of patients, or (splits.scheme: section) the number of samples.
+# Sample lists, folds, seeds and per-rule arguments: samples come from the config or the
+# source's defaults, fold names from the config, the number of patients, or (splits.scheme:
+# section) the number of samples, all known when the DAG is built. Which samples a fold
+# trains and tests on is known once the splits checkpoint has run (train and predict read
+# only their fold's samples, so re-embedding one sample retrains only the folds that see it).
 import json
 import os
 import re
@@ -8,16 +10,20 @@ import shlex
 import sys
 from pathlib import Path
 
-# Rules run the library as `python -m stflow` with the workflow's folder on PYTHONPATH, so
-# neither the package nor its console script needs installing. `python` is the one running
-# Snakemake (a venv need not be activated); with --use-conda the job's environment comes
-# first on PATH. The device reaches embed/train/predict as $STFLOW_DEVICE: switching cpu and
-# cuda must not rerun them, and every param is a rerun trigger. All three are set in the
-# environment the jobs inherit (cluster jobs parse this file again).
+# Rules run the library as `python "$STFLOW_LAUNCHER" <stage>`: workflow/run_stflow.py of
+# this repository, which puts the repository first on sys.path. So a job finds the library
+# whatever its working directory, with PYTHONPATH cleared (as --use-conda does), without the
+# project installed in its environment, and when this workflow is a module of another (whose
+# shell commands cannot see this file's variables, hence the environment). `python` is the
+# one running Snakemake (a venv need not be activated); with --use-conda the job's
+# environment comes first on PATH. The device reaches embed/train/predict as
+# $STFLOW_DEVICE: switching cpu and cuda must not rerun them, and every param is a rerun
+# trigger. All are set in the environment the jobs inherit (cluster jobs parse this file
+# again), and none is part of a rule's code, so moving the checkout reruns nothing.
 os.environ.update(
     PATH=os.pathsep.join([str(Path(sys.executable).parent), os.getenv("PATH", "")]),
-    PYTHONPATH=os.pathsep.join([workflow.basedir, *filter(None, os.getenv("PYTHONPATH", "")
-                                                         .split(os.pathsep))]),
+    STFLOW_LAUNCHER=str(Path(str(workflow.current_basedir)).parent / "workflow"
+                        / "run_stflow.py"),
     STFLOW_DEVICE=config["device"],
 )
 
@@ -268,18 +274,63 @@ def st_files(wc):
     return [res(wc.dataset, f"st/{s}.h5ad") for s in samples(wc.dataset)]
 
 
-def feature_stores(wc):
-    return [res(wc.dataset, f"features/{wc.encoder}/{s}.zarr") for s in samples(wc.dataset)]
+# The models that read the kNN graph (stflow.models.MODELS whose estimator takes `k`): they
+# alone depend on graph/ and get graph.k as their `k`, so the graph and the model always
+# agree and changing graph.k retrains these models only (tests/test_reruns.py).
+GRAPH_MODELS = {"stflow", "stflow_zinb_fitted", "stflow_zero", "stflow_gaussian",
+                "stflow_nofm", "stflow_nofa", "stflow_egnn", "spatial_ridge"}
 
 
-def graph_files(wc):
-    return [res(wc.dataset, f"graph/{s}.npz") for s in samples(wc.dataset)]
+def _check_one_k():
+    """One setting for one thing: the neighbour count is graph.k, not also model_params.k."""
+    doubled = sorted(m for m, p in config["model_params"].items() if "k" in (p or {}))
+    if doubled:
+        raise ValueError(f"config: model_params of {doubled} set k beside graph.k "
+                         f"({config['graph']['k']}). Fix: remove k from model_params; set "
+                         "graph.k, which the graph stage and every model that reads the "
+                         "graph use")
+
+
+_check_one_k()
+
+
+def fold_samples(wc, parts):
+    """The samples of ``parts`` (train, val, test) of the fold in splits.json, read once the
+    splits checkpoint has run."""
+    path = checkpoints.splits.get(dataset=wc.dataset).output[0]
+    folds = json.loads(Path(path).read_text())["folds"]
+    fold = next((f for f in folds if f.get("name") == wc.fold), None)
+    if fold is None:
+        raise ValueError(f"{path}: no fold named {wc.fold} (it has "
+                         f"{[f.get('name') for f in folds]}). Fix: delete it to build the "
+                         "folds again from the config")
+    return sorted({s for part in parts for s in fold.get(part) or []})
+
+
+def fold_files(pattern, parts, graph_only=False):
+    """Input function: ``pattern`` (under results/{dataset}/) for the fold's ``parts``
+    samples; none for a model that does not read the graph when ``graph_only``."""
+
+    def files(wc):
+        if graph_only and wc.model not in GRAPH_MODELS:
+            return []
+        return [res(wc.dataset, pattern.format(sample=s, encoder=wc.encoder))
+                for s in fold_samples(wc, parts)]
+
+    return files
+
+
+def graph_arg(wc):
+    """--graph-dir for the models that read the graph, nothing for the others."""
+    return f"--graph-dir {quoted(res(wc.dataset, 'graph'))}" if wc.model in GRAPH_MODELS else ""
 
 
 def model_params_json(wc):
     """The model's parameters as one JSON string: a change reruns train (params trigger).
-    The device is not one of them (see DEVICE)."""
+    The device is not one of them (see DEVICE); the graph models get graph.k as `k`."""
     params = dict(config["model_params"].get(wc.model, {}))
+    if wc.model in GRAPH_MODELS:
+        params["k"] = config["graph"]["k"]
     return json.dumps(params, sort_keys=True)
 
 

@@ -29,5 +29,6 @@ rule download:
     conda:
         ENV
     shell:
-        "python -m stflow download --source {params.source} --out {params.raw} {params.args} "
+        "python \"$STFLOW_LAUNCHER\" download --source {params.source} --out {params.raw} "
+        "{params.args} "
         "> {log} 2>&1 && echo {params.args} > {output.done}"

@@ -18,7 +18,7 @@ rule embed:
     conda:
         ENV
     shell:
-        "OMP_NUM_THREADS={threads} python -m stflow embed --patches {input} "
+        "OMP_NUM_THREADS={threads} python \"$STFLOW_LAUNCHER\" embed --patches {input} "
         "--encoder {wildcards.encoder} "
         "{params.weights} --out {output} --batch-size {params.batch_size} "
         "--device \"$STFLOW_DEVICE\" > {log} 2>&1"

@@ -16,7 +16,7 @@ rule evaluate:
     conda:
         ENV
     shell:
-        "python -m stflow evaluate --predictions {input.predictions}/*.h5ad "
+        "python \"$STFLOW_LAUNCHER\" evaluate --predictions {input.predictions}/*.h5ad "
         "--splits {input.splits} --encoder {wildcards.encoder} --model {wildcards.model} "
         "--seed {wildcards.seed} --fold {wildcards.fold} --out {output} > {log} 2>&1"
 
@@ -50,7 +50,8 @@ rule aggregate:
     conda:
         ENV
     shell:
-        "python -m stflow aggregate --metrics {input} --out-dir {params.out_dir} > {log} 2>&1"
+        "python \"$STFLOW_LAUNCHER\" aggregate --metrics {input} --out-dir {params.out_dir} "
+        "> {log} 2>&1"
 
 
 rule paper_tables:
@@ -101,5 +102,5 @@ rule paper_tables:
     conda:
         ENV
     shell:
-        "python -m stflow tables --metrics {input.metrics} --splits {input.splits} "
+        "python \"$STFLOW_LAUNCHER\" tables --metrics {input.metrics} --splits {input.splits} "
         "--benchmarks {params.benchmarks} --out-dir {params.out_dir} > {log} 2>&1"

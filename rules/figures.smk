@@ -38,6 +38,6 @@ rule figures:
     conda:
         ENV
     shell:
-        "python -m stflow figures --results {params.root} --encoders {params.encoders} "
+        "python \"$STFLOW_LAUNCHER\" figures --results {params.root} --encoders {params.encoders} "
         "--models {params.models} --seeds {params.seeds} --folds {params.folds} "
         "--genes {params.genes} > {log} 2>&1"

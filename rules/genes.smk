@@ -18,4 +18,4 @@ rule genes:
     conda:
         ENV
     shell:
-        "python -m stflow {params.args} --st {input.st} --out {output} > {log} 2>&1"
+        "python \"$STFLOW_LAUNCHER\" {params.args} --st {input.st} --out {output} > {log} 2>&1"

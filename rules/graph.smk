@@ -16,4 +16,5 @@ rule graph:
     conda:
         ENV
     shell:
-        "python -m stflow graph --patches {input} --k {params.k} --out {output} > {log} 2>&1"
+        "python \"$STFLOW_LAUNCHER\" graph --patches {input} --k {params.k} --out {output} "
+        "> {log} 2>&1"

@@ -18,7 +18,7 @@ rule ingest:
     conda:
         ENV
     shell:
-        "python -m stflow ingest --source {params.source} --raw {params.raw} "
+        "python \"$STFLOW_LAUNCHER\" ingest --source {params.source} --raw {params.raw} "
         "--sample {wildcards.sample} "
         "{params.args} --out {output} > {log} 2>&1"
 
@@ -41,4 +41,4 @@ rule samples_table:
     conda:
         ENV
     shell:
-        "python -m stflow samples --st {input} --out {output} > {log} 2>&1"
+        "python \"$STFLOW_LAUNCHER\" samples --st {input} --out {output} > {log} 2>&1"

@@ -22,6 +22,6 @@ rule patches:
     conda:
         ENV
     shell:
-        "python -m stflow patches --st {input} --out {output.patches} --qc {output.qc} "
+        "python \"$STFLOW_LAUNCHER\" patches --st {input} --out {output.patches} --qc {output.qc} "
         "--size-um {params.size_um} --size-px {params.size_px} "
         "--min-tissue {params.min_tissue} > {log} 2>&1"
