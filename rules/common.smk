@@ -1,4 +1,4 @@
-# Sample lists, folds, seeds and per-rule arguments: samples come from the config or the
+# Sample lists, folds, seeds and per-rule arguments. Samples come from the config or the
 # source's defaults, fold names from the config, the number of patients, or (splits.scheme:
 # section) the number of samples, all known when the DAG is built. Which samples a fold
 # trains and tests on is known once the splits checkpoint has run (train and predict read
