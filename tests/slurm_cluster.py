@@ -70,30 +70,36 @@ class Cluster:
         return [dict(re.findall(r"(\w+)=(\S*)", line))
                 for line in self.jobcomp.read_text().splitlines() if line.strip()]
 
-    def job_processes(self, needle: str) -> list[int]:
-        """Pids of the processes slurmd runs for the jobs (its descendants) whose command
-        line contains ``needle``: what a test may kill to fail a job on the node."""
+    def job_processes(self, needle: str, workdir: Path) -> list[int]:
+        """Pids of the processes of this cluster's jobs (below a slurmstepd, which Slurm
+        detaches from slurmd) that run in ``workdir`` and whose command line contains
+        ``needle``: what a test may kill to fail a job on the node."""
         parents: dict[int, int] = {}
-        commands: dict[int, str] = {}
+        names: dict[int, str] = {}
+        found = []
         for proc in Path("/proc").iterdir():
             if not proc.name.isdigit():
                 continue
             try:
                 stat = (proc / "stat").read_text()
-                commands[int(proc.name)] = (proc / "cmdline").read_bytes().replace(
-                    b"\0", b" ").decode(errors="replace")
+                names[int(proc.name)] = (proc / "comm").read_text().strip()
+                parents[int(proc.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+                command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(
+                    errors="replace")
+                if needle in command and Path(os.readlink(proc / "cwd")).is_relative_to(
+                        workdir):
+                    found.append(int(proc.name))
             except OSError:  # gone meanwhile
                 continue
-            parents[int(proc.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-        root = self.processes["slurmd"].pid
-        found = []
-        for pid, command in commands.items():
-            ancestor = parents.get(pid)
-            while ancestor not in (None, 0, 1, root):
-                ancestor = parents.get(ancestor)
-            if ancestor == root and needle in command:
-                found.append(pid)
-        return sorted(found)
+
+        def under_slurmstepd(pid: int) -> bool:
+            while pid > 1:
+                pid = parents.get(pid, 0)
+                if names.get(pid, "").startswith("slurmstepd"):
+                    return True
+            return False
+
+        return sorted(pid for pid in found if under_slurmstepd(pid))
 
     def log_tail(self, chars: int = 3000) -> str:
         """The end of each daemon's log, for failure messages."""

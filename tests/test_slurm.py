@@ -54,7 +54,8 @@ def _require_slurm() -> None:
 
 def _start_snakemake(workdir: Path, configfile: Path, *args: str) -> subprocess.Popen:
     """Snakemake on the repository's Snakefile, with the venv on PATH for the job scripts
-    (sbatch exports the environment), under `timeout -k` so a hang cannot stall the suite."""
+    (sbatch exports the environment), under `timeout -k` so a hang cannot stall the suite.
+    Its output goes to files (a pipe nobody reads while the test waits would block it)."""
     venv_bin = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}",
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -62,16 +63,16 @@ def _start_snakemake(workdir: Path, configfile: Path, *args: str) -> subprocess.
     command = ["timeout", "-k", "10", str(SNAKEMAKE_TIMEOUT),
                sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
                "--directory", str(workdir), "--configfile", str(configfile), *args]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, cwd=workdir)
+    with open(workdir / "snakemake.out", "w") as out, open(workdir / "snakemake.err", "w") as err:
+        return subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=workdir)
 
 
-def _kill_a_training_job(cluster: Cluster, run: subprocess.Popen) -> str:
+def _kill_a_training_job(cluster: Cluster, run: subprocess.Popen, workdir: Path) -> str:
     """SIGKILL the Python process of the first training job seen running on the node, a
     moment after it started; return its command line."""
     deadline = time.monotonic() + SNAKEMAKE_TIMEOUT
     while time.monotonic() < deadline and run.poll() is None:
-        for pid in cluster.job_processes("run_stflow.py train"):
+        for pid in cluster.job_processes("run_stflow.py train", workdir):
             try:
                 command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
                 time.sleep(1.0)  # mid-run: imports done, training under way
@@ -109,9 +110,10 @@ def test_the_slurm_profile_runs_the_tiny_study_end_to_end_and_survives_a_killed_
         run = _start_snakemake(workdir, configfile, "--profile", str(REPO / "profiles" / "slurm"),
                                "--slurm-keep-successful-logs")
         try:
-            killed = _kill_a_training_job(cluster, run)
+            killed = _kill_a_training_job(cluster, run, workdir)
         finally:
-            stdout, stderr = run.communicate()
+            run.wait()
+            stderr = (workdir / "snakemake.err").read_text()
         finished = cluster.finished_jobs()
         daemon_logs = cluster.log_tail()
     elapsed = time.monotonic() - started
