@@ -20,10 +20,10 @@ from pathlib import Path
 # $STFLOW_DEVICE: switching cpu and cuda must not rerun them, and every param is a rerun
 # trigger. All are set in the environment the jobs inherit (cluster jobs parse this file
 # again), and none is part of a rule's code, so moving the checkout reruns nothing.
+REPO = Path(str(workflow.current_basedir)).parent  # this file's repository (also as a module)
 os.environ.update(
     PATH=os.pathsep.join([str(Path(sys.executable).parent), os.getenv("PATH", "")]),
-    STFLOW_LAUNCHER=str(Path(str(workflow.current_basedir)).parent / "workflow"
-                        / "run_stflow.py"),
+    STFLOW_LAUNCHER=str(REPO / "workflow" / "run_stflow.py"),
     STFLOW_DEVICE=config["device"],
 )
 
@@ -37,8 +37,6 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-# The repository this file belongs to (also when the workflow is used as a module).
-REPO = Path(str(workflow.current_basedir)).parent
 # The her2st sections the package can fetch: those of its committed checksum list.
 HER2ST_SAMPLES = re.findall(r"data/ST-cnts/([^/.]+)\.tsv\.gz",
                             (REPO / "stflow" / "sources" / "her2st_sha256.tsv").read_text())
