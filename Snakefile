@@ -2,14 +2,22 @@
 #   snakemake --profile profiles/local                       # offline synthetic default
 #   snakemake --profile profiles/local --configfile config/her2st.yaml
 #   snakemake --report results/report.html                   # figures and tables as HTML
+import sys
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
+# the workflow's own library (also when used as a module, or with --directory elsewhere)
+sys.path.insert(0, str(workflow.current_basedir))
+from stflow.config import load_schema, typed_like_schema
 
 
 configfile: "config/config.yaml"
 
 
+# --config 'genes={n_top: 50}' gives '50': read such values as the schema types them first
+config.update(typed_like_schema(dict(config),
+                                load_schema(workflow.current_basedir.join("config/schema.yaml"))))
 validate(config, "config/schema.yaml")
 
 

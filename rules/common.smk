@@ -1,6 +1,8 @@
-# Sample lists, folds, seeds and per-rule arguments, all known when the DAG is built (no
-# checkpoints): samples come from the config or the source's defaults, folds from the
-# config, the number of patients, or (splits.scheme: section) the number of samples.
+# Sample lists, folds, seeds and per-rule arguments. Samples come from the config or the
+# source's defaults, fold names from the config, the number of patients, or (splits.scheme:
+# section) the number of samples, all known when the DAG is built. Which samples a fold
+# trains and tests on is known once the splits checkpoint has run (train and predict read
+# only their fold's samples, so re-embedding one sample retrains only the folds that see it).
 import json
 import os
 import re
@@ -8,16 +10,20 @@ import shlex
 import sys
 from pathlib import Path
 
-# Rules run the library as `python -m stflow` with the workflow's folder on PYTHONPATH, so
-# neither the package nor its console script needs installing. `python` is the one running
-# Snakemake (a venv need not be activated); with --use-conda the job's environment comes
-# first on PATH. The device reaches embed/train/predict as $STFLOW_DEVICE: switching cpu and
-# cuda must not rerun them, and every param is a rerun trigger. All three are set in the
-# environment the jobs inherit (cluster jobs parse this file again).
+# Rules run the library as `python "$STFLOW_LAUNCHER" <stage>`: workflow/run_stflow.py of
+# this repository, which puts the repository first on sys.path. So a job finds the library
+# whatever its working directory, with PYTHONPATH cleared (as --use-conda does), without the
+# project installed in its environment, and when this workflow is a module of another (whose
+# shell commands cannot see this file's variables, hence the environment). `python` is the
+# one running Snakemake (a venv need not be activated); with --use-conda the job's
+# environment comes first on PATH. The device reaches embed/train/predict as
+# $STFLOW_DEVICE: switching cpu and cuda must not rerun them, and every param is a rerun
+# trigger. All are set in the environment the jobs inherit (cluster jobs parse this file
+# again), and none is part of a rule's code, so moving the checkout reruns nothing.
+REPO = Path(str(workflow.current_basedir)).parent  # this file's repository (also as a module)
 os.environ.update(
     PATH=os.pathsep.join([str(Path(sys.executable).parent), os.getenv("PATH", "")]),
-    PYTHONPATH=os.pathsep.join([workflow.basedir, *filter(None, os.getenv("PYTHONPATH", "")
-                                                         .split(os.pathsep))]),
+    STFLOW_LAUNCHER=str(REPO / "workflow" / "run_stflow.py"),
     STFLOW_DEVICE=config["device"],
 )
 
@@ -31,10 +37,41 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-HER2ST_SAMPLES = ["B4", "C2", "C3", "C4", "C5", "C6"]
+# The her2st sections the package can fetch: those of its committed checksum list.
+HER2ST_SAMPLES = re.findall(r"data/ST-cnts/([^/.]+)\.tsv\.gz",
+                            (REPO / "stflow" / "sources" / "her2st_sha256.tsv").read_text())
 ENV = "../envs/stflow.yaml"
-# GPU rules ask for a GPU only when the config wants CUDA; CPU rules never do.
-GPU = {"gpu": 1} if config["device"] == "cuda" else {}
+
+
+def grows(mem_mb):
+    """Memory that grows with each attempt, so a retry of a job killed for memory (Slurm's
+    OOM kill, `retries:` in profiles/slurm) asks for more."""
+    return lambda wildcards, attempt: mem_mb * attempt
+
+
+def _cluster_resources(gpu):
+    """Slurm settings every job carries: one CPU per rule thread, and the partition and
+    account of the config's `slurm:` section (none: the cluster's defaults). A GPU rule under
+    `device: cuda` asks for one GPU (on the GPU partition; `gpu_model` pins the type); the
+    local executor reads `gpu` alone, so `--resources gpu=N` runs N GPU jobs at a time."""
+    slurm = config["slurm"]
+    wants_gpu = gpu and config["device"] == "cuda"
+    resources = {"cpus_per_task": lambda wildcards, threads: threads}
+    partition = slurm["gpu_partition"] if wants_gpu else slurm["partition"]
+    if partition:
+        resources["slurm_partition"] = partition
+    if slurm["account"]:
+        resources["slurm_account"] = slurm["account"]
+    if wants_gpu:
+        resources["gpu"] = 1
+        if slurm["gpu_model"]:
+            resources["gpu_model"] = slurm["gpu_model"]
+    return resources
+
+
+# The resources of CPU rules, and of the rules that may run on a GPU (embed, train, predict).
+CLUSTER = _cluster_resources(gpu=False)
+GPU = _cluster_resources(gpu=True)
 
 
 def _datasets():
@@ -103,6 +140,35 @@ def _check_sample_maps():
 
 
 _check_sample_maps()
+
+
+def _check_before_any_job():
+    """What would otherwise fail only when its job runs, after hours of other jobs: her2st
+    section names (the download knows only its checksum list's) and the mirror folder.
+    Encoder and model names are checked by the schema. Not repeated inside cluster jobs,
+    whose nodes need not see the mirror (the download runs on the submit host)."""
+    entry = config["dataset"]
+    if entry["source"] == "her2st" and entry["samples"]:
+        unknown = sorted(set(entry["samples"]) - set(HER2ST_SAMPLES))
+        if unknown:
+            raise ValueError(f"config: dataset.samples lists her2st sections {unknown} that "
+                             f"the download does not know. Fix: choose among "
+                             f"{HER2ST_SAMPLES} (or set samples: null for all of them)")
+    mirror = entry.get("mirror")
+    if mirror and not workflow.remote_exec and not Path(mirror).is_dir():
+        state = "does not exist" if not Path(mirror).exists() else "is not a folder"
+        raise ValueError(f"config: dataset.mirror {mirror!r} {state} (a relative path is "
+                         f"read from the working directory, {os.getcwd()}). Fix: give the "
+                         "folder that holds the pre-downloaded files, or mirror: null to "
+                         "download them")
+
+
+_check_before_any_job()
+
+
+def uses_bench_files():
+    """Whether the folds or the genes come from HEST-bench's task folders."""
+    return "hest-bench" in (config["splits"]["source"], config["genes"]["source"])
 
 
 def bench_splits(dataset):
@@ -206,18 +272,63 @@ def st_files(wc):
     return [res(wc.dataset, f"st/{s}.h5ad") for s in samples(wc.dataset)]
 
 
-def feature_stores(wc):
-    return [res(wc.dataset, f"features/{wc.encoder}/{s}.zarr") for s in samples(wc.dataset)]
+# The models that read the kNN graph (stflow.models.MODELS whose estimator takes `k`): they
+# alone depend on graph/ and get graph.k as their `k`, so the graph and the model always
+# agree and changing graph.k retrains these models only (tests/test_reruns.py).
+GRAPH_MODELS = {"stflow", "stflow_zinb_fitted", "stflow_zero", "stflow_gaussian",
+                "stflow_nofm", "stflow_nofa", "stflow_egnn", "spatial_ridge"}
 
 
-def graph_files(wc):
-    return [res(wc.dataset, f"graph/{s}.npz") for s in samples(wc.dataset)]
+def _check_one_k():
+    """One setting for one thing: the neighbour count is graph.k, not also model_params.k."""
+    doubled = sorted(m for m, p in config["model_params"].items() if "k" in (p or {}))
+    if doubled:
+        raise ValueError(f"config: model_params of {doubled} set k beside graph.k "
+                         f"({config['graph']['k']}). Fix: remove k from model_params; set "
+                         "graph.k, which the graph stage and every model that reads the "
+                         "graph use")
+
+
+_check_one_k()
+
+
+def fold_samples(wc, parts):
+    """The samples of ``parts`` (train, val, test) of the fold in splits.json, read once the
+    splits checkpoint has run."""
+    path = checkpoints.splits.get(dataset=wc.dataset).output[0]
+    folds = json.loads(Path(path).read_text())["folds"]
+    fold = next((f for f in folds if f.get("name") == wc.fold), None)
+    if fold is None:
+        raise ValueError(f"{path}: no fold named {wc.fold} (it has "
+                         f"{[f.get('name') for f in folds]}). Fix: delete it to build the "
+                         "folds again from the config")
+    return sorted({s for part in parts for s in fold.get(part) or []})
+
+
+def fold_files(pattern, parts, graph_only=False):
+    """Input function: ``pattern`` (under results/{dataset}/) for the fold's ``parts``
+    samples; none for a model that does not read the graph when ``graph_only``."""
+
+    def files(wc):
+        if graph_only and wc.model not in GRAPH_MODELS:
+            return []
+        return [res(wc.dataset, pattern.format(sample=s, encoder=wc.encoder))
+                for s in fold_samples(wc, parts)]
+
+    return files
+
+
+def graph_arg(wc):
+    """--graph-dir for the models that read the graph, nothing for the others."""
+    return f"--graph-dir {quoted(res(wc.dataset, 'graph'))}" if wc.model in GRAPH_MODELS else ""
 
 
 def model_params_json(wc):
     """The model's parameters as one JSON string: a change reruns train (params trigger).
-    The device is not one of them (see DEVICE)."""
+    The device is not one of them (see DEVICE); the graph models get graph.k as `k`."""
     params = dict(config["model_params"].get(wc.model, {}))
+    if wc.model in GRAPH_MODELS:
+        params["k"] = config["graph"]["k"]
     return json.dumps(params, sort_keys=True)
 
 
@@ -228,6 +339,7 @@ def quoted(value):
 def all_targets():
     targets = []
     for dataset in DATASETS:
+        targets.append(res(dataset, "raw/DOWNLOAD_DONE"))  # see rules/download.smk
         targets += [res(dataset, f"tables/{t}") for t in
                     ("metrics.tsv", "summary.tsv", "summary.md", "genes.tsv")]
         targets += [res(dataset, f"tables/{t}.{ext}") for t in PAPER_TABLES
@@ -255,6 +367,10 @@ def download_args(wc):
                  "--grid", sim["grid"], "--genes", sim["genes"], "--seed", sim["seed"]]
     else:
         args += ["--samples", *samples(wc.dataset)]
+    if entry["source"] == "hest" and uses_bench_files():
+        # the published splits and gene lists live in hest-bench's task folders, not in
+        # HEST-1k: fetch the task folders (their patches are the bench samples' images)
+        args += ["--repo-id", "MahmoodLab/hest-bench"]
     if entry["mirror"]:
         args += ["--mirror", entry["mirror"]]
     return " ".join(quoted(str(a)) for a in args + task_args(wc))
@@ -298,8 +414,10 @@ def task_args(wc):
 
 # --- splits ---
 def bench_splits_input(wc):
-    """The download, when the folds come from HEST-bench's splits/ files."""
-    return [res(wc.dataset, "raw/MANIFEST.tsv")] if bench_splits(wc.dataset) else []
+    """The download, when the folds come from HEST-bench's splits/ files. Ancient: it orders
+    the jobs, and a download rerun for other samples (which restores or rewrites the
+    manifest) must not redo the folds; new samples redo them through samples.tsv."""
+    return [ancient(res(wc.dataset, "raw/MANIFEST.tsv"))] if bench_splits(wc.dataset) else []
 
 
 def splits_args(wc):
@@ -326,8 +444,11 @@ def splits_args(wc):
 
 # --- genes ---
 def bench_genes_input(wc):
-    """The download, when the genes come from HEST-bench's var_50genes.json."""
-    return [res(wc.dataset, "raw/MANIFEST.tsv")] if config["genes"]["source"] == "hest-bench" else []
+    """The download, when the genes come from HEST-bench's var_50genes.json (ancient, as
+    for the splits; new samples redo the genes through their st/ files)."""
+    if config["genes"]["source"] != "hest-bench":
+        return []
+    return [ancient(res(wc.dataset, "raw/MANIFEST.tsv"))]
 
 
 def genes_args(wc):

@@ -1,6 +1,19 @@
+# The download needs the network, which compute nodes often lack: it runs where Snakemake
+# runs (the submit host) under profiles/slurm too.
+localrules:
+    download,
+
+
+# A failed download must not cost the finished work. update(): Snakemake keeps the manifest
+# while the job runs and puts it back when the job fails, so the samples already ingested keep
+# their (ancient) input and nothing after them is planned again. But Snakemake then records
+# the failed job's parameters for the restored manifest, as if it had succeeded; `done`, an
+# ordinary output that a failed job never leaves (and that `all` asks for), is what plans
+# the download again on the next run.
 rule download:
     output:
-        res("{dataset}", "raw/MANIFEST.tsv"),
+        manifest=update(res("{dataset}", "raw/MANIFEST.tsv")),
+        done=res("{dataset}", "raw/DOWNLOAD_DONE"),
     params:
         source=lambda wc: DATASETS[wc.dataset]["source"],
         raw=lambda wc: res(wc.dataset, "raw"),
@@ -10,10 +23,12 @@ rule download:
     benchmark:
         res("{dataset}", "benchmarks/download.tsv")
     resources:
-        mem_mb=2000,
+        mem_mb=grows(2000),
         runtime=120,
+        **CLUSTER,
     conda:
         ENV
     shell:
-        "python -m stflow download --source {params.source} --out {params.raw} {params.args} "
-        "> {log} 2>&1"
+        "python \"$STFLOW_LAUNCHER\" download --source {params.source} --out {params.raw} "
+        "{params.args} "
+        "> {log} 2>&1 && echo {params.args} > {output.done}"

@@ -12,13 +12,13 @@ rule embed:
     benchmark:
         res("{dataset}", "benchmarks/embed/{encoder}/{sample}.tsv")
     resources:
-        mem_mb=16000,
+        mem_mb=grows(16000),
         runtime=120,
         **GPU,
     conda:
         ENV
     shell:
-        "OMP_NUM_THREADS={threads} python -m stflow embed --patches {input} "
+        "OMP_NUM_THREADS={threads} python \"$STFLOW_LAUNCHER\" embed --patches {input} "
         "--encoder {wildcards.encoder} "
         "{params.weights} --out {output} --batch-size {params.batch_size} "
         "--device \"$STFLOW_DEVICE\" > {log} 2>&1"

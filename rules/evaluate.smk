@@ -10,12 +10,13 @@ rule evaluate:
     benchmark:
         res("{dataset}", "benchmarks/evaluate/{encoder}/{model}/seed{seed}/{fold}.tsv")
     resources:
-        mem_mb=4000,
+        mem_mb=grows(4000),
         runtime=10,
+        **CLUSTER,
     conda:
         ENV
     shell:
-        "python -m stflow evaluate --predictions {input.predictions}/*.h5ad "
+        "python \"$STFLOW_LAUNCHER\" evaluate --predictions {input.predictions}/*.h5ad "
         "--splits {input.splits} --encoder {wildcards.encoder} --model {wildcards.model} "
         "--seed {wildcards.seed} --fold {wildcards.fold} --out {output} > {log} 2>&1"
 
@@ -25,12 +26,17 @@ rule aggregate:
         metric_files,
     output:
         metrics=report(res("{dataset}", "tables/metrics.tsv"),
-                       caption="../workflow/report/metrics.rst", category="Results"),
+                       caption="../workflow/report/metrics.rst", category="Results",
+                       subcategory="{dataset}",
+                       labels={"dataset": "{dataset}", "table": "metrics"}),
         summary=report(res("{dataset}", "tables/summary.tsv"),
-                       caption="../workflow/report/summary.rst", category="Results"),
+                       caption="../workflow/report/summary.rst", category="Results",
+                       subcategory="{dataset}",
+                       labels={"dataset": "{dataset}", "table": "summary"}),
         markdown=res("{dataset}", "tables/summary.md"),
         genes=report(res("{dataset}", "tables/genes.tsv"),
-                     caption="../workflow/report/genes.rst", category="Results"),
+                     caption="../workflow/report/genes.rst", category="Results",
+                     subcategory="{dataset}", labels={"dataset": "{dataset}", "table": "genes"}),
     params:
         out_dir=lambda wc: res(wc.dataset, "tables"),
     log:
@@ -38,12 +44,14 @@ rule aggregate:
     benchmark:
         res("{dataset}", "benchmarks/aggregate.tsv")
     resources:
-        mem_mb=2000,
+        mem_mb=grows(2000),
         runtime=10,
+        **CLUSTER,
     conda:
         ENV
     shell:
-        "python -m stflow aggregate --metrics {input} --out-dir {params.out_dir} > {log} 2>&1"
+        "python \"$STFLOW_LAUNCHER\" aggregate --metrics {input} --out-dir {params.out_dir} "
+        "> {log} 2>&1"
 
 
 rule paper_tables:
@@ -55,20 +63,30 @@ rule paper_tables:
         embed=embed_benchmarks,
     output:
         methods=report(res("{dataset}", "tables/methods.tsv"),
-                       caption="../workflow/report/methods.rst", category="Paper tables"),
+                       caption="../workflow/report/methods.rst", category="Paper tables",
+                       subcategory="{dataset}",
+                       labels={"dataset": "{dataset}", "table": "methods (Table 1)"}),
         methods_md=res("{dataset}", "tables/methods.md"),
         priors=report(res("{dataset}", "tables/priors.tsv"),
-                      caption="../workflow/report/priors.rst", category="Paper tables"),
+                      caption="../workflow/report/priors.rst", category="Paper tables",
+                      subcategory="{dataset}",
+                      labels={"dataset": "{dataset}", "table": "priors (Table 2)"}),
         priors_md=res("{dataset}", "tables/priors.md"),
         denoisers=report(res("{dataset}", "tables/denoisers.tsv"),
-                         caption="../workflow/report/denoisers.rst", category="Paper tables"),
+                         caption="../workflow/report/denoisers.rst", category="Paper tables",
+                         subcategory="{dataset}",
+                         labels={"dataset": "{dataset}", "table": "denoisers (Table 3)"}),
         denoisers_md=res("{dataset}", "tables/denoisers.md"),
         ablations=report(res("{dataset}", "tables/ablations.tsv"),
-                         caption="../workflow/report/ablations.rst", category="Paper tables"),
+                         caption="../workflow/report/ablations.rst", category="Paper tables",
+                         subcategory="{dataset}",
+                         labels={"dataset": "{dataset}", "table": "ablations (Table 4)"}),
         ablations_md=res("{dataset}", "tables/ablations.md"),
         inference=report(res("{dataset}", "tables/inference_time.tsv"),
                          caption="../workflow/report/inference_time.rst",
-                         category="Paper tables"),
+                         category="Paper tables",
+                         subcategory="{dataset}",
+                         labels={"dataset": "{dataset}", "table": "inference time (Table 5)"}),
         inference_md=res("{dataset}", "tables/inference_time.md"),
     params:
         benchmarks=lambda wc: res(wc.dataset, "benchmarks"),
@@ -78,10 +96,11 @@ rule paper_tables:
     benchmark:
         res("{dataset}", "benchmarks/paper_tables.tsv")
     resources:
-        mem_mb=2000,
+        mem_mb=grows(2000),
         runtime=10,
+        **CLUSTER,
     conda:
         ENV
     shell:
-        "python -m stflow tables --metrics {input.metrics} --splits {input.splits} "
+        "python \"$STFLOW_LAUNCHER\" tables --metrics {input.metrics} --splits {input.splits} "
         "--benchmarks {params.benchmarks} --out-dir {params.out_dir} > {log} 2>&1"

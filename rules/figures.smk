@@ -6,13 +6,19 @@ rule figures:
         st=st_files,
     output:
         comparison=report(res("{dataset}", "figures/comparison.png"),
-                          caption="../workflow/report/comparison.rst", category="Figures"),
+                          caption="../workflow/report/comparison.rst", category="Figures",
+                          subcategory="{dataset}",
+                          labels={"dataset": "{dataset}", "figure": "model comparison"}),
         curves=report(res("{dataset}", "figures/training_curves.png"),
-                      caption="../workflow/report/curves.rst", category="Figures"),
+                      caption="../workflow/report/curves.rst", category="Figures",
+                      subcategory="{dataset}",
+                      labels={"dataset": "{dataset}", "figure": "training curves"}),
         biomarkers=report(directory(res("{dataset}", "figures/biomarkers")),
                           patterns=["{encoder}/{fold}.png"],
                           caption="../workflow/report/biomarkers.rst",
-                          category="Biomarker maps"),
+                          category="Biomarker maps", subcategory="{dataset}",
+                          labels={"dataset": "{dataset}", "encoder": "{encoder}",
+                                  "fold": "{fold}"}),
     params:
         st_dir=lambda wc: res(wc.dataset, "st"),
         root=lambda wc: res(wc.dataset, ""),
@@ -26,11 +32,12 @@ rule figures:
     benchmark:
         res("{dataset}", "benchmarks/figures.tsv")
     resources:
-        mem_mb=8000,
+        mem_mb=grows(8000),
         runtime=30,
+        **CLUSTER,
     conda:
         ENV
     shell:
-        "python -m stflow figures --results {params.root} --encoders {params.encoders} "
+        "python \"$STFLOW_LAUNCHER\" figures --results {params.root} --encoders {params.encoders} "
         "--models {params.models} --seeds {params.seeds} --folds {params.folds} "
         "--genes {params.genes} > {log} 2>&1"

@@ -12,9 +12,10 @@ rule genes:
     benchmark:
         res("{dataset}", "benchmarks/genes.tsv")
     resources:
-        mem_mb=8000,
+        mem_mb=grows(8000),
         runtime=30,
+        **CLUSTER,
     conda:
         ENV
     shell:
-        "python -m stflow {params.args} --st {input.st} --out {output} > {log} 2>&1"
+        "python \"$STFLOW_LAUNCHER\" {params.args} --st {input.st} --out {output} > {log} 2>&1"

@@ -10,9 +10,11 @@ rule graph:
     benchmark:
         res("{dataset}", "benchmarks/graph/{sample}.tsv")
     resources:
-        mem_mb=2000,
+        mem_mb=grows(2000),
         runtime=10,
+        **CLUSTER,
     conda:
         ENV
     shell:
-        "python -m stflow graph --patches {input} --k {params.k} --out {output} > {log} 2>&1"
+        "python \"$STFLOW_LAUNCHER\" graph --patches {input} --k {params.k} --out {output} "
+        "> {log} 2>&1"

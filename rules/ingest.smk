@@ -12,12 +12,13 @@ rule ingest:
     benchmark:
         res("{dataset}", "benchmarks/ingest/{sample}.tsv")
     resources:
-        mem_mb=4000,
+        mem_mb=grows(4000),
         runtime=30,
+        **CLUSTER,
     conda:
         ENV
     shell:
-        "python -m stflow ingest --source {params.source} --raw {params.raw} "
+        "python \"$STFLOW_LAUNCHER\" ingest --source {params.source} --raw {params.raw} "
         "--sample {wildcards.sample} "
         "{params.args} --out {output} > {log} 2>&1"
 
@@ -27,15 +28,17 @@ rule samples_table:
         st_files,
     output:
         report(res("{dataset}", "samples.tsv"), caption="../workflow/report/samples.rst",
-               category="Data"),
+               category="Data", subcategory="{dataset}",
+               labels={"dataset": "{dataset}", "table": "samples"}),
     log:
         res("{dataset}", "logs/samples.log"),
     benchmark:
         res("{dataset}", "benchmarks/samples.tsv")
     resources:
-        mem_mb=2000,
+        mem_mb=grows(2000),
         runtime=10,
+        **CLUSTER,
     conda:
         ENV
     shell:
-        "python -m stflow samples --st {input} --out {output} > {log} 2>&1"
+        "python \"$STFLOW_LAUNCHER\" samples --st {input} --out {output} > {log} 2>&1"

@@ -5,7 +5,8 @@ rule patches:
         patches=res("{dataset}", "patches/{sample}.h5"),
         qc=report(res("{dataset}", "figures/qc/{sample}.png"),
                   caption="../workflow/report/qc.rst", category="Quality control",
-                  subcategory="{dataset}", labels={"sample": "{sample}"}),
+                  subcategory="{dataset}",
+                  labels={"dataset": "{dataset}", "sample": "{sample}"}),
     params:
         size_um=config["patches"]["size_um"],
         size_px=config["patches"]["size_px"],
@@ -15,11 +16,12 @@ rule patches:
     benchmark:
         res("{dataset}", "benchmarks/patches/{sample}.tsv")
     resources:
-        mem_mb=8000,
+        mem_mb=grows(8000),
         runtime=60,
+        **CLUSTER,
     conda:
         ENV
     shell:
-        "python -m stflow patches --st {input} --out {output.patches} --qc {output.qc} "
+        "python \"$STFLOW_LAUNCHER\" patches --st {input} --out {output.patches} --qc {output.qc} "
         "--size-um {params.size_um} --size-px {params.size_px} "
         "--min-tissue {params.min_tissue} > {log} 2>&1"

@@ -1,4 +1,5 @@
-rule splits:
+# A checkpoint: train and predict read their fold's samples from its output.
+checkpoint splits:
     input:
         samples=res("{dataset}", "samples.tsv"),
         # HEST-bench's published splits/ (splits.source: hest-bench) come with the download
@@ -13,11 +14,12 @@ rule splits:
     benchmark:
         res("{dataset}", "benchmarks/splits.tsv")
     resources:
-        mem_mb=1000,
+        mem_mb=grows(1000),
         runtime=5,
+        **CLUSTER,
     conda:
         ENV
     shell:
-        "python -m stflow splits --samples {input.samples} --out {output} {params.args} "
+        "python \"$STFLOW_LAUNCHER\" splits --samples {input.samples} --out {output} {params.args} "
         "--seed {params.seed} "
         "> {log} 2>&1"

@@ -1,5 +1,5 @@
-"""``python -m stflow``: the workflow's rules call the library this way (no console script
-needed in the rule's environment, only the repository on PYTHONPATH)."""
+"""``python -m stflow``: the command line without the console script (the workflow's rules
+use workflow/run_stflow.py, which needs no installed package and no PYTHONPATH)."""
 
 import sys
 

@@ -24,14 +24,27 @@ def temporary_sibling(path: str | Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
 
 
+def remove_stale_temporaries(path: str | Path) -> None:
+    """Drop the temporaries of ``path`` left by a killed writer (kill -9, power cut), which
+    had no chance to remove them; one output has one writer at a time."""
+    path = Path(path)
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path to write; on success move it onto ``path``.
 
-    Works for files and for folders (zarr stores). On error the temporary is removed.
+    Works for files and for folders (zarr stores). On error the temporary is removed, and
+    those of an earlier writer that was killed outright are removed first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = temporary_sibling(path)
     try:
         yield tmp

@@ -2,8 +2,9 @@
 
 Patches are read from the h5 as uint8 batches (in DataLoader workers on CUDA) and converted
 on the device, so reading never starves the model. The store is written under a temporary
-name and renamed when complete; a finished store with the same encoder, weights and patch
-file (sha256) is reused.
+name and renamed when complete. Called by hand, a finished store with the same encoder,
+weights and patch file (sha256) is reused; in the workflow Snakemake removes the output
+before the job runs, so there its own rerun triggers decide and this check never fires.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,13 +104,6 @@ def is_finished(store: str | Path, encoder: str, weights_sha256: str, patches: P
         return False
 
 
-def _remove_stale_temporaries(out: Path) -> None:
-    """Drop temporary stores left by killed runs of this same output."""
-    for stale in out.parent.glob(f".{out.name}.tmp-*"):
-        log.info("removing %s left by an interrupted run", stale)
-        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink()
-
-
 def iter_features(encoder: Encoder, batches: Iterable[torch.Tensor],
                   device: torch.device, desc: str = "embed") -> Iterator[np.ndarray]:
     """Features of each uint8 batch; autocast on CUDA at the encoder's precision, fp32 on CPU."""
@@ -154,7 +147,6 @@ def embed(patches_h5: str | Path, encoder: str | Encoder, out_zarr: str | Path,
         _Batches(patches.path, patches.n, batch_size), batch_size=None, shuffle=False,
         num_workers=num_workers, pin_memory=dev.type == "cuda",
         persistent_workers=False, prefetch_factor=4 if num_workers else None)
-    _remove_stale_temporaries(out)
     with atomic_output(out) as tmp:
         group = zarr.open_group(tmp, mode="w", zarr_format=3)
         feats = group.create_array("features", shape=(patches.n, enc.feature_dim),

@@ -70,6 +70,37 @@ class Cluster:
         return [dict(re.findall(r"(\w+)=(\S*)", line))
                 for line in self.jobcomp.read_text().splitlines() if line.strip()]
 
+    def job_processes(self, needle: str, workdir: Path) -> list[int]:
+        """Pids of the processes of this cluster's jobs (below a slurmstepd, which Slurm
+        detaches from slurmd) that run in ``workdir`` and whose command line contains
+        ``needle``: what a test may kill to fail a job on the node."""
+        parents: dict[int, int] = {}
+        names: dict[int, str] = {}
+        found = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                stat = (proc / "stat").read_text()
+                names[int(proc.name)] = (proc / "comm").read_text().strip()
+                parents[int(proc.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+                command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(
+                    errors="replace")
+                if needle in command and Path(os.readlink(proc / "cwd")).is_relative_to(
+                        workdir):
+                    found.append(int(proc.name))
+            except OSError:  # gone meanwhile
+                continue
+
+        def under_slurmstepd(pid: int) -> bool:
+            while pid > 1:
+                pid = parents.get(pid, 0)
+                if names.get(pid, "").startswith("slurmstepd"):
+                    return True
+            return False
+
+        return sorted(pid for pid in found if under_slurmstepd(pid))
+
     def log_tail(self, chars: int = 3000) -> str:
         """The end of each daemon's log, for failure messages."""
         parts = []
@@ -85,13 +116,14 @@ def _free_port() -> int:
 
 
 def _node_line() -> str:
-    """The node as `slurmd -C` sees it, at least 8 CPUs (train asks for 8) and 16 GB (config_overrides lets
-    slurm.conf promise more than the machine has, so the rules' mem_mb fit a small runner)."""
+    """The node as `slurmd -C` sees it, at least 8 CPUs and 64 GB (config_overrides lets
+    slurm.conf promise more than the machine has, so the rules' mem_mb fit a small runner,
+    also train's 16 GB doubled on its retry)."""
     probe = subprocess.run([_binary("slurmd"), "-C"], capture_output=True, text=True, check=True)
     cpus = int(re.search(r"\bCPUs=(\d+)", probe.stdout).group(1))
     memory = int(re.search(r"\bRealMemory=(\d+)", probe.stdout).group(1))
     return (f"NodeName={NODE} NodeAddr=127.0.0.1 CPUs={max(cpus, 8)} "
-            f"RealMemory={max(memory, 16000)} State=UNKNOWN")
+            f"RealMemory={max(memory, 64000)} State=UNKNOWN")
 
 
 def slurm_conf(root: Path, partitions: tuple[str, ...] = PARTITIONS) -> str:

@@ -86,17 +86,60 @@ def test_manifest_of_an_empty_folder_is_refused(tmp_path: Path) -> None:
         dl.write_manifest(tmp_path)
 
 
-def test_link_tree_places_only_matching_files(tmp_path: Path) -> None:
+def test_copy_tree_places_only_matching_files(tmp_path: Path) -> None:
     mirror = tmp_path / "mirror"
     for rel in ("IDC/adata/a.h5ad", "IDC/splits/train_0.csv", "LUNG/adata/b.h5ad"):
         (mirror / rel).parent.mkdir(parents=True, exist_ok=True)
         (mirror / rel).write_text(rel)
-    dl.link_tree(mirror, tmp_path / "raw", ["IDC/*"])
+    dl.copy_tree(mirror, tmp_path / "raw", ["IDC/*"])
     placed = sorted(p.relative_to(tmp_path / "raw").as_posix()
                     for p in (tmp_path / "raw").rglob("*") if p.is_file())
     assert placed == ["IDC/adata/a.h5ad", "IDC/splits/train_0.csv"]
     with pytest.raises(StflowError, match="no files match"):
-        dl.link_tree(mirror, tmp_path / "raw2", ["COAD/*"])
+        dl.copy_tree(mirror, tmp_path / "raw2", ["COAD/*"])
+
+
+def test_editing_the_mirror_in_place_later_leaves_raw_as_verified(tmp_path: Path) -> None:
+    """raw/ holds copies, not hard links: rewriting a mirror file's bytes in place (same
+    inode) after the download must not change raw/ behind its checksum."""
+    mirror = tmp_path / "mirror"
+    (mirror / "data").mkdir(parents=True)
+    (mirror / "data" / "a.txt").write_bytes(b"alpha")
+    (mirror / "IDC").mkdir()
+    (mirror / "IDC" / "b.txt").write_bytes(b"bravo")
+    placed = dl.copy_from_mirror(mirror, "data/a.txt", tmp_path / "raw", sha(b"alpha"))
+    dl.copy_tree(mirror, tmp_path / "raw", ["IDC/*"])
+    for rel in ("data/a.txt", "IDC/b.txt"):
+        with open(mirror / rel, "r+b") as handle:  # in place: the inode stays the same
+            handle.write(b"EDIT")
+    assert placed.read_bytes() == b"alpha"
+    assert (tmp_path / "raw" / "IDC" / "b.txt").read_bytes() == b"bravo"
+    assert placed.stat().st_ino != (mirror / "data" / "a.txt").stat().st_ino
+
+
+def test_copy_tree_copies_again_only_what_changed(tmp_path: Path) -> None:
+    mirror = tmp_path / "mirror"
+    (mirror / "IDC").mkdir(parents=True)
+    (mirror / "IDC" / "a.txt").write_bytes(b"alpha")
+    dl.copy_tree(mirror, tmp_path / "raw", None)
+    first = (tmp_path / "raw" / "IDC" / "a.txt").stat().st_ino
+    dl.copy_tree(mirror, tmp_path / "raw", None)
+    assert (tmp_path / "raw" / "IDC" / "a.txt").stat().st_ino == first  # kept as it is
+    (mirror / "IDC" / "a.txt").write_bytes(b"ALPHA")
+    dl.copy_tree(mirror, tmp_path / "raw", None)
+    assert (tmp_path / "raw" / "IDC" / "a.txt").read_bytes() == b"ALPHA"
+
+
+def test_a_mirror_folder_that_does_not_exist_is_named_as_a_folder(tmp_path: Path) -> None:
+    from stflow.sources import her2st
+
+    absent = tmp_path / "no-such-mirror"
+    with pytest.raises(StflowError, match=r"no-such-mirror: mirror folder does not exist\. "
+                       r"Fix: pass the folder .*almaan/her2st"):
+        her2st.download(tmp_path / "raw", mirror=absent, samples=["B4"])
+    with pytest.raises(StflowError, match="no-such-mirror: mirror folder does not exist"):
+        dl.copy_tree(absent, tmp_path / "raw", None)
+    assert not (tmp_path / "raw").exists()
 
 
 def run_cli(*argv: str) -> None:

@@ -68,18 +68,28 @@ def test_profiles_use_only_real_snakemake_options():
         assert not unknown, f"profiles/{name}: unknown options {unknown}"
     slurm = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
     assert slurm["executor"] == "slurm"
-    assert {"slurm_partition", "mem_mb", "runtime"} <= set(slurm["default-resources"])
+    assert {"mem_mb", "runtime"} <= set(slurm["default-resources"])
+    # partitions come from the config's slurm: section, never from one test cluster's names
+    assert "slurm_partition" not in slurm["default-resources"]
+    assert "slurm_partition" not in str(slurm.get("set-resources", ""))
 
 
-def test_the_rule_env_installs_nothing_from_a_path_and_rules_run_python_m_stflow():
+def test_the_rule_env_installs_nothing_from_a_path_and_rules_run_the_repository_launcher():
+    """Every rule runs the library through workflow/run_stflow.py (tests/test_job_env.py runs
+    a job that way), never `python -m stflow` (which needs the package on sys.path) nor the
+    console script (which needs it installed)."""
     env = yaml.safe_load((REPO / "envs" / "stflow.yaml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert not [d for d in pip if d.startswith("-") or "/" in d or d.startswith(".")]
-    assert (REPO / "stflow" / "__main__.py").is_file()
+    assert (REPO / "workflow" / "run_stflow.py").is_file()
+    n_shells = 0
     for path in (REPO / "rules").glob("*.smk"):
         shells = re.findall(r"shell:\n((?:\s+\".*\"\n)+)", path.read_text())
         for shell in shells:
-            assert "python -m stflow " in shell and not re.search(r"(?<!-m )(?<![\w/-])stflow ", shell), path
+            n_shells += 1
+            assert 'python \\"$STFLOW_LAUNCHER\\" ' in shell, (path, shell)
+            assert "-m stflow" not in shell and not re.search(r"(?<![\w/$-])stflow ", shell), path
+    assert n_shells >= 14
 
 
 def test_the_device_is_no_rerun_trigger():
@@ -99,3 +109,18 @@ def test_only_embed_train_and_predict_may_ask_for_a_gpu():
             if "GPU" in block or "gpu" in block:
                 asking.append(name)
     assert sorted(asking) == ["embed", "predict", "train"]
+
+
+def test_the_scheduler_env_is_documented_and_has_the_slurm_plugin_the_profile_needs():
+    """envs/snakemake.yaml is what the README tells cluster users to create; profiles/slurm
+    uses slurm-status-command, which the plugin has from 2.8 on."""
+    assert "envs/snakemake.yaml" in (REPO / "README.md").read_text()
+    env = yaml.safe_load((REPO / "envs" / "snakemake.yaml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    plugin = _pins(pip)["snakemake-executor-plugin-slurm"]
+    low = re.search(r">=(\d+)\.(\d+)", plugin)
+    assert low and (int(low.group(1)), int(low.group(2))) >= (2, 8), plugin
+    profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    assert "slurm-status-command" in profile
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert _pins(project["dependencies"])["snakemake-executor-plugin-slurm"] == plugin

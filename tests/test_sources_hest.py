@@ -192,6 +192,18 @@ def test_download_asks_the_hub_for_the_samples_with_the_env_token(
     assert len(calls) == 2
 
 
+def test_a_failed_hub_download_shows_the_hub_s_own_message(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def snapshot_download(**kwargs: object) -> str:
+        raise OSError("401 Client Error: access to dataset MahmoodLab/hest is restricted")
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub",
+                        types.SimpleNamespace(snapshot_download=snapshot_download))
+    with pytest.raises(StflowError, match=r"MahmoodLab/hest: download failed \(OSError: 401 "
+                       r"Client Error: access to dataset MahmoodLab/hest is restricted\)"):
+        hest.download(tmp_path / "raw", samples=["TENX95"])
+
+
 def test_bench_download_fetches_one_task_and_a_mirror_needs_no_network(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert hest.allow_patterns(hest.BENCH_REPO, None, "IDC") == ["IDC/*"]

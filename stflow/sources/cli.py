@@ -31,12 +31,13 @@ def run_download(args: argparse.Namespace) -> None:
         synthetic.download(out, patients=args.patients, sections=args.sections, grid=args.grid,
                            genes=args.genes, mpp=args.mpp, seed=args.seed)
     else:
-        from stflow.sources.download import link_tree
+        from stflow.sources.download import copy_tree
 
         if args.mirror is None:
             raise input_error("--mirror", "visium has no public download",
                               "pass --mirror DIR holding one Space Ranger outs/ folder per sample")
-        link_tree(Path(args.mirror), out, [f"{s}/*" for s in args.samples or []] or None)
+        copy_tree(Path(args.mirror), out, [f"{s}/*" for s in args.samples or []] or None,
+                  "one Space Ranger outs/ folder per sample")
     manifest = write_manifest(out)
     log.info("download complete: %s", manifest)
 

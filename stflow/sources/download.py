@@ -1,12 +1,15 @@
 """Checksummed downloads and mirror copies into ``raw/``, and the manifest that closes it.
 
 A file in ``raw/`` is either absent or verified: downloads go to a temporary name, are hashed
-while they stream, and are renamed only when the SHA-256 matches. ``MANIFEST.tsv`` is
-written last, so its presence tells Snakemake the folder is complete.
+while they stream, and are renamed only when the SHA-256 matches. Mirror files are copied
+(copy-on-write where the filesystem allows), never hard-linked, so editing a mirror later
+cannot change ``raw/`` after its check. ``MANIFEST.tsv`` is written last, so its presence
+tells Snakemake the folder is complete.
 """
 
 from __future__ import annotations
 
+import fcntl
 import fnmatch
 import hashlib
 import logging
@@ -20,12 +23,19 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from stflow.atomic import atomic_output, sha256_file, temporary_sibling
+from stflow.atomic import (
+    atomic_output,
+    remove_stale_temporaries,
+    sha256_file,
+    temporary_sibling,
+)
 from stflow.errors import input_error
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "MANIFEST.tsv"
+DONE = "DOWNLOAD_DONE"  # the workflow's record of a finished download job, not a data file
+FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
 CHECKSUMS = "SHA256SUMS"
 
 
@@ -76,6 +86,7 @@ def fetch_url(url: str, dest: str | Path, expected: str, attempts: int = 3,
     if dest.is_file() and sha256_file(dest) == expected:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(dest)
     for attempt in range(1, attempts + 1):
         tmp = temporary_sibling(dest)
         digest = hashlib.sha256()
@@ -108,31 +119,42 @@ def copy_from_mirror(mirror: str | Path, rel: str, raw_dir: str | Path, expected
     """Place ``mirror/rel`` at ``raw_dir/rel`` after verifying it.
 
     The mirror file is hashed first, so a corrupted mirror is refused before anything lands in
-    ``raw/``. A hard link is used where the filesystems allow it (no second copy of large
-    images; the mirror is read-only so sharing the inode is safe), else a copy through a
-    temporary name that is hashed again.
+    ``raw/``; the copy is hashed again, so ``raw/`` holds exactly the verified bytes. It is a
+    copy (copy-on-write where the filesystem can), never a hard link: a mirror edited in place
+    later must not change ``raw/`` behind its checksum.
     """
     source = Path(mirror) / rel
     dest = Path(raw_dir) / rel
     verify_file(source, expected, f"replace the mirror's copy of {rel} with the published file "
                 "(or drop --mirror to download it)")
-    if dest.is_file() and sha256_file(dest) == expected:
+    if dest.is_file() and not dest.is_symlink() and sha256_file(dest) == expected:
         return dest
-    return link_or_copy(source, dest, expected)
+    return copy_file(source, dest, expected)
 
 
-def link_or_copy(source: Path, dest: Path, expected: str | None = None) -> Path:
-    """Hard-link ``source`` to ``dest`` (or copy it, re-hashed against ``expected`` if given),
-    through a temporary name so ``dest`` only ever appears complete."""
+def clone(source: Path, dest: Path) -> bool:
+    """Copy-on-write clone of ``source`` at ``dest`` (FICLONE: btrfs, XFS, ...); False where
+    the filesystem cannot, leaving no ``dest`` behind."""
+    try:
+        with open(source, "rb") as src, open(dest, "wb") as dst:
+            fcntl.ioctl(dst.fileno(), FICLONE, src.fileno())
+        return True
+    except OSError:
+        dest.unlink(missing_ok=True)
+        return False
+
+
+def copy_file(source: Path, dest: Path, expected: str | None = None) -> Path:
+    """Copy ``source`` to ``dest`` (a copy-on-write clone where possible) through a temporary
+    name, so ``dest`` only ever appears complete; re-hashed against ``expected`` if given."""
     dest.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(dest)
     tmp = temporary_sibling(dest)
     try:
-        try:
-            os.link(source, tmp)
-        except OSError:
+        if not clone(source, tmp):
             shutil.copyfile(source, tmp)
-            if expected is not None:
-                verify_file(tmp, expected, "the copy was corrupted; check the disk and retry")
+        if expected is not None:
+            verify_file(tmp, expected, "the copy was corrupted; check the disk and retry")
         os.replace(tmp, dest)
     finally:
         if tmp.exists():
@@ -140,12 +162,27 @@ def link_or_copy(source: Path, dest: Path, expected: str | None = None) -> Path:
     return dest
 
 
+def check_mirror(mirror: str | Path, layout: str) -> Path:
+    """The mirror folder, refused by name when it does not exist (not each file in turn)."""
+    mirror = Path(mirror)
+    if not mirror.is_dir():
+        where = mirror if mirror.is_absolute() else f"{mirror} (from {Path.cwd()})"
+        raise input_error(where, "mirror folder does not exist" if not mirror.exists()
+                          else "mirror is not a folder",
+                          f"pass the folder that holds the pre-downloaded files ({layout}); a "
+                          "relative path is read from the working directory")
+    return mirror
+
+
 def place_files(checksums: dict[str, str], raw_dir: str | Path, mirror: str | Path | None,
-                url_for: Callable[[str], str] | None = None) -> list[Path]:
+                url_for: Callable[[str], str] | None = None,
+                layout: str = "laid out as the published source") -> list[Path]:
     """Place every listed file in ``raw_dir``, from ``mirror`` or by ``url_for(rel)``."""
     if mirror is None and url_for is None:
         raise input_error(raw_dir, "no mirror and no download address",
                           "pass --mirror DIR or use a source that can download")
+    if mirror is not None:
+        check_mirror(mirror, layout)
     placed = []
     for rel, expected in tqdm(sorted(checksums.items()), desc="download", unit="file"):
         if mirror is not None:
@@ -155,11 +192,11 @@ def place_files(checksums: dict[str, str], raw_dir: str | Path, mirror: str | Pa
     return placed
 
 
-def link_tree(mirror: Path, raw_dir: Path, patterns: list[str] | None) -> Path:
-    """Hard-link (or copy) the mirror's files matching ``patterns`` into ``raw_dir``."""
-    if not mirror.is_dir():
-        raise input_error(mirror, "mirror folder does not exist", "pass the folder that holds the "
-                          "pre-downloaded files")
+def copy_tree(mirror: Path, raw_dir: Path, patterns: list[str] | None,
+              layout: str = "laid out as the published source") -> Path:
+    """Copy the mirror's files matching ``patterns`` into ``raw_dir`` (copy-on-write where the
+    filesystem can; files already there with the same bytes are kept)."""
+    check_mirror(mirror, layout)
     placed = 0
     for path in sorted(mirror.rglob("*")):
         rel = path.relative_to(mirror).as_posix()
@@ -167,7 +204,9 @@ def link_tree(mirror: Path, raw_dir: Path, patterns: list[str] | None) -> Path:
             continue
         if patterns and not any(fnmatch.fnmatch(rel, p) for p in patterns):
             continue
-        link_or_copy(path, raw_dir / rel)
+        dest = raw_dir / rel
+        if not (dest.is_file() and not dest.is_symlink() and _same_file_content(path, dest)):
+            copy_file(path, dest)
         placed += 1
     if not placed:
         raise input_error(mirror, f"no files match {patterns}",
@@ -175,11 +214,19 @@ def link_tree(mirror: Path, raw_dir: Path, patterns: list[str] | None) -> Path:
     return raw_dir
 
 
+def _same_file_content(a: Path, b: Path) -> bool:
+    """Equal size and bytes (a rerun need not copy large images again)."""
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    return sha256_file(a) == sha256_file(b)
+
+
 def iter_files(raw_dir: Path) -> Iterable[Path]:
-    """Every finished file under ``raw_dir`` (temporaries, hub cache, manifest left out)."""
+    """Every finished file under ``raw_dir`` (temporaries, hub cache, manifest and the
+    workflow's done-record left out)."""
     for path in sorted(raw_dir.rglob("*")):
         rel = path.relative_to(raw_dir)
-        if (path.is_file() and path.name != MANIFEST and ".tmp-" not in path.name
+        if (path.is_file() and path.name not in (MANIFEST, DONE) and ".tmp-" not in path.name
                 and rel.parts[0] != ".cache"):
             yield path
 

@@ -66,7 +66,9 @@ def download(raw_dir: str | Path, mirror: str | Path | None = None,
              samples: list[str] | None = None) -> list[Path]:
     """Fetch the pinned files (or verify-copy them from ``mirror``) into ``raw_dir``."""
     files = files_of_samples(published_checksums(), samples)
-    return place_files(files, raw_dir, mirror, url_for=lambda rel: RAW_URL.format(path=rel))
+    return place_files(files, raw_dir, mirror, url_for=lambda rel: RAW_URL.format(path=rel),
+                       layout=f"laid out as github.com/{REPOSITORY}: data/ST-cnts/, "
+                       "data/ST-spotfiles/, data/ST-imgs/")
 
 
 def list_samples(raw_dir: str | Path, config: dict | None = None) -> list[str]:

@@ -26,7 +26,7 @@ import pandas as pd
 
 from stflow.errors import input_error
 from stflow.sources.common import IngestedSample
-from stflow.sources.download import link_tree
+from stflow.sources.download import copy_tree
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,8 @@ def download(raw_dir: str | Path, repo_id: str = HEST_REPO, samples: list[str] |
     raw_dir = Path(raw_dir)
     patterns = allow_patterns(repo_id, samples, task)
     if mirror is not None:
-        return link_tree(Path(mirror), raw_dir, patterns)
+        return copy_tree(Path(mirror), raw_dir, patterns,
+                         "HEST-1k's st/, wsis/, metadata/ and/or hest-bench's task folders")
     needed = [f for s in samples or [] for f in sample_files(s, task if repo_id == BENCH_REPO
                                                             else None)]
     if repo_id == BENCH_REPO:
@@ -87,7 +88,7 @@ def download(raw_dir: str | Path, repo_id: str = HEST_REPO, samples: list[str] |
         snapshot_download(repo_id=repo_id, repo_type="dataset", allow_patterns=patterns,
                           local_dir=str(raw_dir), token=os.environ.get("HF_TOKEN"))
     except Exception as err:  # hub errors come in many types; all mean the same to the user
-        raise input_error(repo_id, f"download failed ({type(err).__name__})",
+        raise input_error(repo_id, f"download failed ({type(err).__name__}: {err})",
                           "accept the dataset terms on huggingface.co, export HF_TOKEN, check the "
                           "network, or pass --mirror with a pre-downloaded copy") from err
     return raw_dir

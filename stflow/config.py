@@ -1,0 +1,79 @@
+"""Config values typed as the schema wants them, before the schema checks them.
+
+Snakemake's ``--config 'genes={n_top: 50}'`` reads nested values with YAML's base loader, so
+every scalar inside braces or brackets arrives as a string ('50', 'true', 'null') and the
+schema would refuse ``'50' is not of type 'integer'`` although the user wrote what a YAML file
+holds. Here a string becomes the number, boolean or null it spells wherever the schema wants
+that type (and not a string); anything else is left for the schema to refuse by name.
+
+Only the standard library and PyYAML: the workflow imports this before any job.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SCALARS = {"integer", "number", "boolean", "null"}
+
+
+def _resolve(schema: dict, root: dict) -> dict:
+    """Follow ``$ref: "#/definitions/name"`` (the only form the project's schema uses)."""
+    while isinstance(schema, dict) and "$ref" in schema:
+        node: Any = root
+        for part in schema["$ref"].lstrip("#/").split("/"):
+            node = node[part]
+        schema = node
+    return schema if isinstance(schema, dict) else {}
+
+
+def _types(schema: dict) -> set[str]:
+    kind = schema.get("type")
+    return {kind} if isinstance(kind, str) else set(kind or ())
+
+
+def _matches(value: Any, kind: str) -> bool:
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return kind == "null" and value is None
+
+
+def _scalar(text: str, types: set[str]) -> Any:
+    """``text`` as the number / boolean / null it spells, if the schema wants that type."""
+    wanted = types & SCALARS
+    if not wanted or ("string" in types and text.strip().lower() not in ("null", "~")):
+        return text
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if any(_matches(value, kind) for kind in wanted) else text
+
+
+def typed_like_schema(value: Any, schema: dict, root: dict | None = None) -> Any:
+    """A copy of ``value`` whose strings are converted where ``schema`` wants a scalar type."""
+    root = schema if root is None else root
+    schema = _resolve(schema, root)
+    types = _types(schema)
+    if isinstance(value, str):
+        return _scalar(value, types)
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        return {key: typed_like_schema(item, properties[key], root) if key in properties
+                else typed_like_schema(item, extra, root) if isinstance(extra, dict)
+                else item for key, item in value.items()}
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [typed_like_schema(item, schema["items"], root) for item in value]
+    return value
+
+
+def load_schema(path: str | Path) -> dict:
+    """The workflow's config schema (YAML)."""
+    return yaml.safe_load(Path(path).read_text())

@@ -1,0 +1,160 @@
+"""No needless reruns: train and predict depend on their own fold's samples, and only the
+models that read the kNN graph depend on it and on graph.k.
+
+A finished study is stood up cheaply: the real stages up to the splits (the checkpoint whose
+folds the input functions read), then every later output as a placeholder that
+`snakemake --touch` records as up to date; the dry runs that follow show what a change
+would redo.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from workflow_fixtures import FOLDS, REPO, SAMPLES, TINY, Run, snakemake, write_config
+
+DIRECTORY_OUTPUTS = re.compile(r"(\.zarr|/models/.*|/predictions/.*|/figures/biomarkers)$")
+CONFIG = {"seeds": [0], "models": ["stflow", "ridge"]}
+
+
+def jobs_of(dry_run_stdout: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run as {rule: count}."""
+    table = dry_run_stdout.split("Job stats:")[-1]
+    return {m.group(1): int(m.group(2))
+            for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
+
+
+def planned(dry_run_stdout: str, rule: str) -> set[str]:
+    """The outputs of the planned jobs of ``rule``."""
+    return set(re.findall(rf"rule {rule}:\n(?:\s+\w+: .*\n)*?\s+output: (\S+)", dry_run_stdout))
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Run:
+    workdir = tmp_path_factory.mktemp("finished")
+    run = Run(workdir, write_config(workdir / "tiny.yaml", **CONFIG))
+    real = run.snakemake("--cores", "2", "results/tiny/splits.json")
+    assert real.returncode == 0, real.stderr[-3000:]
+    summary = run.snakemake("--summary")
+    assert summary.returncode == 0, summary.stderr[-3000:]
+    for line in summary.stdout.splitlines()[1:]:
+        path = workdir / line.split("\t")[0]
+        if not line.startswith("results/") or path.exists():
+            continue
+        if DIRECTORY_OUTPUTS.search(line.split("\t")[0]):
+            path.mkdir(parents=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("placeholder\n")
+    # the benchmark files that the paper tables read are outputs too
+    benchmarks = [f"embed/efficientnet_lite0/{s}.tsv" for s in SAMPLES] + [
+        f"predict/efficientnet_lite0/{m}/seed0/{f}.tsv" for m in CONFIG["models"] for f in FOLDS]
+    for name in benchmarks:
+        path = run.results / "benchmarks" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("s\n1.0\n")
+    touched = run.snakemake("--touch", "--cores", "1")
+    assert touched.returncode == 0, touched.stderr[-3000:]
+    nothing = run.snakemake("-n")
+    assert "Nothing to be done" in nothing.stdout + nothing.stderr, nothing.stdout[-3000:]
+    return run
+
+
+def folds_with(run: Run, sample: str, parts: tuple[str, ...]) -> set[str]:
+    splits = json.loads((run.results / "splits.json").read_text())
+    return {f["name"] for f in splits["folds"] if any(sample in f[p] for p in parts)}
+
+
+@contextmanager
+def remade(*paths: Path) -> Iterator[None]:
+    """``paths`` (and what a folder holds) look newly made, with new contents (Snakemake
+    compares the checksums it recorded of small files), while the block runs."""
+    every = [q for p in paths for q in (p, *(p.iterdir() if p.is_dir() else ()))]
+    before = {q: (q.stat().st_atime, q.stat().st_mtime,
+                  None if q.is_dir() else q.read_bytes()) for q in every}
+    later = time.time() + 60
+    for q in every:
+        if q.is_file():
+            q.write_bytes(q.read_bytes() + b"remade\n")
+        os.utime(q, (later, later))
+    try:
+        yield
+    finally:
+        for q, (atime, mtime, data) in before.items():
+            if data is not None:
+                q.write_bytes(data)
+            os.utime(q, (atime, mtime))
+
+
+def test_re_embedding_one_sample_retrains_and_predicts_only_the_folds_that_see_it(finished):
+    with remade(finished.results / "features" / "efficientnet_lite0" / "P1S1.zarr"):
+        result = finished.snakemake("-n")
+    assert result.returncode == 0, result.stderr[-3000:]
+    trains = folds_with(finished, "P1S1", ("train", "val"))
+    tests = folds_with(finished, "P1S1", ("test",))
+    assert trains and tests and not trains & tests
+    root = "results/tiny/{kind}/efficientnet_lite0/{model}/seed0/{fold}"
+    assert planned(result.stdout, "train") == {
+        root.format(kind="models", model=m, fold=f) for m in CONFIG["models"] for f in trains}
+    assert planned(result.stdout, "predict") == {
+        root.format(kind="predictions", model=m, fold=f) for m in CONFIG["models"]
+        for f in trains | tests}
+    assert not {"embed", "graph", "ingest", "splits"} & set(jobs_of(result.stdout))
+
+
+def test_a_remade_graph_retrains_only_the_models_that_read_it(finished):
+    """What changing graph.k does: the graph jobs rerun (k is their parameter), and of the
+    models only STFlow follows; ridge never reads the graph."""
+    graphs = sorted((finished.results / "graph").glob("*.npz"))
+    with remade(*graphs):
+        result = finished.snakemake("-n")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert {p.split("/")[4] for p in planned(result.stdout, "train")} == {"stflow"}
+    assert jobs_of(result.stdout)["train"] == len(FOLDS)
+
+
+def test_models_that_do_not_read_the_graph_are_not_given_it(tmp_path):
+    config = write_config(tmp_path / "tiny.yaml", **CONFIG)
+    result = snakemake(tmp_path, config, "-n", "-p")
+    assert result.returncode == 0, result.stderr[-3000:]
+    commands = re.findall(r"^Shell command: (OMP_NUM_THREADS=\d+ python .* (?:train|predict) .*)$",
+                          result.stdout, re.M)
+    ridge = [c for c in commands if "--model ridge " in c or "/ridge/" in c]
+    stflow = [c for c in commands if "--model stflow " in c or "/stflow/" in c]
+    assert ridge and stflow
+    assert not [c for c in ridge if "--graph-dir" in c]
+    assert all("--graph-dir results/tiny/graph" in c for c in stflow)
+    k = TINY["graph"]["k"]
+    assert all(f'"k": {k}' in c for c in stflow if " train " in c)
+    assert not [c for c in ridge if '"k":' in c]
+    # so changing graph.k changes the parameters of the graph models' training only
+    other_k = snakemake(tmp_path, config, "-n", "-p", "--config", "graph={k: 3}")
+    assert other_k.returncode == 0, other_k.stderr[-3000:]
+    assert '--k 3 ' in other_k.stdout and '"k": 3' in other_k.stdout
+
+
+def test_the_neighbour_count_is_one_setting(tmp_path):
+    config = write_config(tmp_path / "bad.yaml",
+                          model_params={"stflow": {"epochs": 2, "patience": 2, "k": 6}})
+    result = snakemake(tmp_path, config, "-n")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "Job stats" not in output
+    assert "model_params of ['stflow'] set k beside graph.k (4). Fix: remove k" in output
+
+
+def test_the_graph_models_are_exactly_the_registry_models_whose_estimator_takes_k():
+    from stflow.models import MODELS, init_parameters
+
+    literal = re.search(r"^GRAPH_MODELS = (\{.*?\})$",
+                        (REPO / "rules" / "common.smk").read_text(), re.M | re.S).group(1)
+    takes_k = {name for name, spec in MODELS.items()
+               if "k" in init_parameters(spec.load_class())}
+    assert ast.literal_eval(literal) == takes_k
