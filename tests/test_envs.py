@@ -54,7 +54,7 @@ def test_every_rule_uses_an_existing_conda_env():
     assert (REPO / "rules" / env).resolve() == REPO / "envs" / "stflow.yaml"
     for path in rules:
         text = path.read_text()
-        n_rules = len(re.findall(r"^rule \w+:", text, re.M))
+        n_rules = len(re.findall(r"^(?:rule|checkpoint) \w+:", text, re.M))
         for keyword in ("conda:", "log:", "benchmark:", "resources:"):
             assert text.count(f"    {keyword}") == n_rules, f"{path.name}: {keyword} missing"
 
@@ -95,7 +95,7 @@ def test_the_rule_env_installs_nothing_from_a_path_and_rules_run_the_repository_
 def test_the_device_is_no_rerun_trigger():
     """Switching cpu <-> cuda reaches the jobs as $STFLOW_DEVICE, never through params."""
     for path in (REPO / "rules").glob("*.smk"):
-        for block in re.split(r"^(?=rule )", path.read_text(), flags=re.M)[1:]:
+        for block in re.split(r"^(?=rule |checkpoint )", path.read_text(), flags=re.M)[1:]:
             assert 'config["device"]' not in block
             if re.match(r"rule (embed|train|predict):", block):
                 assert '--device \\"$STFLOW_DEVICE\\"' in block
@@ -104,8 +104,8 @@ def test_the_device_is_no_rerun_trigger():
 def test_only_embed_train_and_predict_may_ask_for_a_gpu():
     asking = []
     for path in (REPO / "rules").glob("*.smk"):
-        for block in re.split(r"^(?=rule )", path.read_text(), flags=re.M)[1:]:
-            name = re.match(r"rule (\w+):", block).group(1)
+        for block in re.split(r"^(?=rule |checkpoint )", path.read_text(), flags=re.M)[1:]:
+            name = re.match(r"(?:rule|checkpoint) (\w+):", block).group(1)
             if "GPU" in block or "gpu" in block:
                 asking.append(name)
     assert sorted(asking) == ["embed", "predict", "train"]
