@@ -8,6 +8,7 @@ The device is where the model runs, not part of what it is: it is not saved, and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -125,9 +126,37 @@ class STFlowEstimator:
         self._check_slides(slides, need_targets=False)
         self.model.to(self.device)
         generator = torch.Generator().manual_seed(self.params["seed"])
-        return [predict_slide(self.model, self.prior, self._arrays(s), self.n_genes,
-                              self.config, self.device, generator).astype(np.float32)
+        return [self._to_output(predict_slide(self.model, self.prior, self._arrays(s),
+                                              self.n_genes, self.config, self.device, generator))
                 for s in slides]
+
+    def _to_output(self, pred: np.ndarray) -> np.ndarray:
+        """A sampled (N, G) prediction as :meth:`predict` returns it (log1p, float32).
+
+        The one place for output transforms, so :meth:`sample_predictions` stays in step.
+        """
+        return pred.astype(np.float32)
+
+    def sample_predictions(self, slides: list[Slide], n_samples: int,
+                           seed: int | None = None) -> list[np.ndarray]:
+        """``n_samples`` independent flow samples per slide, each (S, N, G) as predict gives.
+
+        Their mean is the prediction and their standard deviation a per-spot, per-gene
+        uncertainty. One generator (``seed``, default the model's) draws all of them.
+        """
+        if self.model is None:
+            raise StflowError("STFlow sample: the model is not trained. Fix: call fit or load")
+        if n_samples < 1:
+            raise StflowError(f"n_samples={n_samples}. Fix: draw at least one sample")
+        self._check_slides(slides, need_targets=False)
+        self.model.to(self.device)
+        single = dataclasses.replace(self.config, n_samples=1)
+        generator = torch.Generator().manual_seed(self.params["seed"] if seed is None else seed)
+        return [np.stack([self._to_output(predict_slide(self.model, self.prior, arrays,
+                                                        self.n_genes, single, self.device,
+                                                        generator))
+                          for _ in range(n_samples)])
+                for arrays in (self._arrays(s) for s in slides)]
 
     def save(self, directory: Path) -> None:
         """``model.pt`` (weights, normalisation, prior) and ``config.json``."""
