@@ -12,6 +12,7 @@ include: "common_slides.smk"
 
 rule train_final:
     input:
+        samples=res("{dataset}", "samples.tsv"),
         genes=res("{dataset}", "genes.json"),
         st=st_files,
         features=feature_stores,
@@ -22,7 +23,6 @@ rule train_final:
     params:
         model_params=lambda wc: quoted(model_params_json(wc)),
         seed=config["seed"],
-        samples=lambda wc: " ".join(quoted(s) for s in samples(wc.dataset)),
         st_dir=lambda wc: res(wc.dataset, "st"),
         features_dir=lambda wc: res(wc.dataset, f"features/{wc.encoder}"),
         graph_dir=lambda wc: res(wc.dataset, "graph"),
@@ -39,7 +39,7 @@ rule train_final:
     conda:
         ENV
     shell:
-        "OMP_NUM_THREADS={threads} python -m stflow train-final --samples {params.samples} "
+        "OMP_NUM_THREADS={threads} python -m stflow train-final --samples-tsv {input.samples} "
         "--genes {input.genes} --st-dir {params.st_dir} "
         "--features-dir {params.features_dir} --graph-dir {params.graph_dir} "
         "--patches-dir {params.patches_dir} --model {wildcards.model} "

@@ -49,26 +49,28 @@ class VirtualSpots:
 
 
 def measure_layout(coords_um: list[np.ndarray]) -> SpotLayout:
-    """The pitch (median nearest-neighbour distance) and lattice of spots of some sections.
+    """The pitch and lattice of spots of some sections.
 
-    A spot in the interior of a square lattice has 4 neighbours within 1.2 pitches, of a
-    hexagonal one 6; the upper quartile of those counts tells them apart despite borders.
+    The nearest-neighbour distance is biased low on a jittered lattice (the least of 4 or 6
+    noisy distances), so it only finds each spot's lattice neighbours (within 1.25 of it);
+    the pitch is the median distance to all of them. A spot inside a square lattice has 4
+    such neighbours, inside a hexagonal one 6: the upper quartile of the counts tells them
+    apart despite borders.
     """
-    nearest, counts = [], []
+    distances, counts = [], []
     for coords in coords_um:
         coords = np.asarray(coords, dtype=np.float64)
         if len(coords) < 3:
             continue
         tree = cKDTree(coords)
-        dist, _ = tree.query(coords, k=2)
-        pitch = float(np.median(dist[:, 1]))
-        nearest.append(dist[:, 1])
-        near = tree.query_ball_point(coords, r=1.2 * pitch, return_length=True) - 1
-        counts.append(np.asarray(near))
-    if not nearest:
+        nearest = float(np.median(tree.query(coords, k=2)[0][:, 1]))
+        pairs = tree.query_pairs(1.25 * nearest, output_type="ndarray")
+        distances.append(np.linalg.norm(coords[pairs[:, 0]] - coords[pairs[:, 1]], axis=1))
+        counts.append(np.bincount(pairs.ravel(), minlength=len(coords)))
+    if not distances:
         raise input_error("training spots", "too few spots to measure their spacing",
                           "train on sections with at least 3 spots")
-    pitch = float(np.median(np.concatenate(nearest)))
+    pitch = float(np.median(np.concatenate(distances)))
     interior = float(np.quantile(np.concatenate(counts), 0.75))
     return SpotLayout(pitch, "hex" if interior >= 5 else "square")
 
