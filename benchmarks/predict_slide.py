@@ -49,7 +49,8 @@ def peak_rss_mb() -> float:
 
 def side_for(spots: int) -> int:
     """Level-0 side (px) of a square slide whose tissue holds about ``spots`` hex spots."""
-    area_um2 = spots * PITCH_UM**2 * math.sqrt(3) / 2 / TISSUE_SHARE
+    # 5% more: tile-sized steps on the tissue edge and the window filter lose some spots
+    area_um2 = 1.05 * spots * PITCH_UM**2 * math.sqrt(3) / 2 / TISSUE_SHARE
     return int(math.ceil(math.sqrt(area_um2) / MPP / TILE)) * TILE
 
 

@@ -253,9 +253,8 @@ def predict_slide(slide_path: str | Path, model: DeployedModel, out_dir: str | P
             placed = given_spots(spots, mask, scale, side_um / mpp, reader.width,
                                  reader.height, where)
         seconds["tissue"] = time.perf_counter() - began
-        log.info("%s: %d spots (%s %s, %.0f µm pitch) at %.3f µm/px", name, placed.n,
-                 "given" if spots is not None else "virtual", layout.layout, layout.pitch_um,
-                 mpp)
+        log.info("%s: %d %s at %.3f µm/px", name, placed.n, "given spots" if spots is not None
+                 else f"virtual spots ({layout.layout}, {layout.pitch_um:.0f} µm pitch)", mpp)
         times = StreamTimes()
         began = time.perf_counter()
         features = embed_windows(reader, placed.centres_px, side_um / mpp, dep.patch_size_px,
