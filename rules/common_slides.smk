@@ -2,6 +2,9 @@
 # common.smk so the two files change independently.
 
 
+PLAIN_IMAGES = {".jpg", ".jpeg", ".png"}  # never carry a usable microns-per-pixel
+
+
 def patch_files(wc):
     return [res(wc.dataset, f"patches/{s}.h5") for s in samples(wc.dataset)]
 
@@ -39,6 +42,13 @@ def slide_targets():
     if unknown:
         raise ValueError(f"config: predict.um_per_px names slides {unknown} that are not in "
                          "predict.slides. Fix: add them to predict.slides or remove them")
+    plain = sorted(name for name, path in slides.items()
+                   if Path(path).suffix.lower() in PLAIN_IMAGES
+                   and name not in config["predict"]["um_per_px"])
+    if plain:
+        raise ValueError(f"config: predict.slides {plain} are plain images, which record no "
+                         "reliable scale. Fix: give their microns per pixel in "
+                         "predict.um_per_px ({name: value})")
     dataset = predict_dataset()
     return [res(dataset, f"slides/{name}{suffix}") for name in slides
             for suffix in (".h5ad", "_maps")]

@@ -109,6 +109,9 @@ def predict_config(tiny_run, **predict):
 
 
 def test_the_predict_section_trains_a_final_model_and_predicts_each_slide(tiny_run):
+    finals = tiny_run.snakemake("-n", "final_models")
+    assert finals.returncode == 0, finals.stderr
+    assert jobs_of(finals.stdout) == {"train_final": 2, "final_models": 1}  # stflow, ridge
     config = predict_config(tiny_run)
     dry = tiny_run.snakemake("-n", configfile=config)
     assert dry.returncode == 0, dry.stderr
@@ -137,3 +140,8 @@ def test_a_bad_predict_section_is_refused_naming_it(tiny_run):
     result = snakemake(tiny_run.workdir, stray, "-n")
     assert result.returncode != 0
     assert "predict.um_per_px names slides ['b']" in result.stdout + result.stderr
+    unscaled = write_config(tiny_run.workdir / "unscaled.yaml",
+                            predict={"slides": {"a": "he.jpg"}})
+    result = snakemake(tiny_run.workdir, unscaled, "-n")
+    assert result.returncode != 0
+    assert "predict.slides ['a'] are plain images" in result.stdout + result.stderr

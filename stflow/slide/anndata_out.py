@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -127,9 +128,10 @@ def write_maps(out_dir: str | Path, genes: Sequence[str], all_genes: Sequence[st
             _spots_panel(axes[0, 1], image, image_scale, centres_px, std[:, j], diameter,
                          f"{slide} {gene}: spread (std of samples)", "magma")
             fig.tight_layout()
-            fig.savefig(tmp / f"{gene}.png", dpi=120)
+            file = f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', gene)}.png"
+            fig.savefig(tmp / file, dpi=120)
             plt.close(fig)
-            written.append(Path(out_dir) / f"{gene}.png")
+            written.append(Path(out_dir) / file)
     return written
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from stflow.dataset import Slide
 from stflow.device import resolve_device
 from stflow.errors import StflowError, input_error
 from stflow.graph import knn_graph
-from stflow.patches.readers import open_slide
+from stflow.patches.readers import SlideReader, open_slide
 from stflow.patches.tissue import tissue_mask
 from stflow.slide.anndata_out import (
     HIRES_SIDE,
@@ -222,6 +223,26 @@ def genes_to_draw(wanted: Sequence[str], genes: Sequence[str]) -> list[str]:
     return shown
 
 
+def place_spots(reader: SlideReader, mpp: float, dep: Deployment, options: SlideOptions,
+                spots: np.ndarray | None) -> tuple[VirtualSpots, Image.Image, float, float,
+                                                   SpotLayout]:
+    """Thumbnail, tissue mask and spots: the virtual lattice, or the given centres."""
+    layout = spot_layout(dep, options)
+    min_tissue = dep.min_tissue if options.min_tissue is None else options.min_tissue
+    if not 0 <= min_tissue <= 1:
+        raise input_error("--min-tissue", f"{min_tissue}", "use a fraction in [0, 1]")
+    thumb, scale = reader.thumbnail(HIRES_SIDE)
+    mask, threshold = tissue_mask(np.asarray(thumb))
+    where = f"slide {reader.path}"
+    side_px = dep.patch_size_um / mpp
+    if spots is None:
+        placed = virtual_spots(mask, scale, reader.width, reader.height, mpp, layout,
+                               dep.patch_size_um, min_tissue, where)
+    else:
+        placed = given_spots(spots, mask, scale, side_px, reader.width, reader.height, where)
+    return placed, thumb, scale, threshold, layout
+
+
 def predict_slide(slide_path: str | Path, model: DeployedModel, out_dir: str | Path, *,
                   name: str | None = None, um_per_px: float | None = None,
                   spots: np.ndarray | None = None, spot_names: Sequence[str] | None = None,
@@ -233,69 +254,58 @@ def predict_slide(slide_path: str | Path, model: DeployedModel, out_dir: str | P
     dep = model.deployment
     slide_path = Path(slide_path)
     name = NAME.sub("_", name or slide_path.stem)
-    out_dir = Path(out_dir)
-    seconds: dict[str, float] = {}
     if options.n_samples < 1:
         raise input_error("--n-samples", f"{options.n_samples}", "draw at least one sample")
-    layout = spot_layout(dep, options)
-    min_tissue = dep.min_tissue if options.min_tissue is None else options.min_tissue
-    began = time.perf_counter()
-    side_um = dep.patch_size_um
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
     mpp, mpp_source = slide_mpp(slide_path, um_per_px)
-    with open_slide(slide_path, downsample=side_um / mpp / dep.patch_size_px) as reader:
-        where = f"slide {slide_path}"
-        thumb, scale = reader.thumbnail(HIRES_SIDE)
-        mask, threshold = tissue_mask(np.asarray(thumb))
-        if spots is None:
-            placed = virtual_spots(mask, scale, reader.width, reader.height, mpp, layout,
-                                   side_um, min_tissue, where)
-        else:
-            placed = given_spots(spots, mask, scale, side_um / mpp, reader.width,
-                                 reader.height, where)
-        seconds["tissue"] = time.perf_counter() - began
+    with open_slide(slide_path, downsample=dep.patch_size_um / mpp / dep.patch_size_px
+                    ) as reader:
+        placed, thumb, scale, threshold, layout = place_spots(reader, mpp, dep, options, spots)
+        seconds["tissue"] = time.perf_counter() - clock
         log.info("%s: %d %s at %.3f µm/px", name, placed.n, "given spots" if spots is not None
                  else f"virtual spots ({layout.layout}, {layout.pitch_um:.0f} µm pitch)", mpp)
-        times = StreamTimes()
-        began = time.perf_counter()
-        features = embed_windows(reader, placed.centres_px, side_um / mpp, dep.patch_size_px,
-                                 model.encoder, model.device, options.batch_size,
-                                 options.workers, times)
+        times, clock = StreamTimes(), time.perf_counter()
+        features = embed_windows(reader, placed.centres_px, dep.patch_size_um / mpp,
+                                 dep.patch_size_px, model.encoder, model.device,
+                                 options.batch_size, options.workers, times)
         seconds["patches_wait"] = times.patches_wait_s
-        seconds["patches_and_embedding"] = time.perf_counter() - began
+        seconds["patches_and_embedding"] = time.perf_counter() - clock
+    clock = time.perf_counter()
     coords_um = placed.centres_px * mpp
-    began = time.perf_counter()
-    neighbors, _ = knn_graph(coords_um, dep.graph_k, where=where)
-    seconds["graph"] = time.perf_counter() - began
+    neighbors, _ = knn_graph(coords_um, dep.graph_k, where=f"slide {slide_path}")
+    seconds["graph"] = time.perf_counter() - clock
     barcodes = _spot_names(name, placed, spot_names)
-    slide = Slide(sample=name, features=features, coords_um=coords_um,
-                  barcodes=np.asarray(barcodes), neighbors=neighbors)
-    began = time.perf_counter()
-    mean, std, meaning = model.sample(slide, options.n_samples, options.seed)
-    seconds["sampling"] = time.perf_counter() - began
+    clock = time.perf_counter()
+    mean, std, meaning = model.sample(Slide(sample=name, features=features, coords_um=coords_um,
+                                            barcodes=np.asarray(barcodes),
+                                            neighbors=neighbors),
+                                      options.n_samples, options.seed)
+    seconds["sampling"] = time.perf_counter() - clock
 
-    began = time.perf_counter()
-    diameter_px = (layout.spot_diameter_um if spots is None else dep.spots.spot_diameter_um) / mpp
-    spatial = spatial_uns(name, thumb, scale, diameter_px, slide_path.resolve())
+    clock = time.perf_counter()
+    diameter_um = layout.spot_diameter_um if spots is None else dep.spots.spot_diameter_um
+    spatial = spatial_uns(name, thumb, scale, diameter_um / mpp, slide_path.resolve())
     obs = pd.DataFrame({"array_row": placed.array_rc[:, 0], "array_col": placed.array_rc[:, 1],
                         "tissue_fraction": placed.tissue_fraction.astype(np.float32),
                         "in_tissue": True}, index=pd.Index(barcodes))
     info = {**model.identity(), "slide_path": str(slide_path.resolve()), "mpp": mpp,
             "mpp_source": mpp_source, "spots": "given" if spots is not None else "virtual",
-            "pitch_um": layout.pitch_um, "layout": layout.layout, "min_tissue": min_tissue,
+            "pitch_um": layout.pitch_um, "layout": layout.layout,
+            "min_tissue": dep.min_tissue if options.min_tissue is None else options.min_tissue,
             "tissue_threshold": threshold, "n_samples": options.n_samples,
             "seed": options.seed, "uncertainty": meaning, "n_spots": placed.n}
     adata = slide_anndata(mean, std, dep.genes, placed.centres_px, mpp, obs, spatial, info)
+    out_dir = Path(out_dir)
     maps = out_dir / f"{name}_maps"
     write_maps(maps, genes_to_draw(options.genes, dep.genes), dep.genes, mean, std,
                placed.centres_px, spatial, name)
-    seconds["write"] = time.perf_counter() - began
+    seconds["write"] = time.perf_counter() - clock
     adata.uns["stflow"]["seconds"] = {k: round(v, 3) for k, v in seconds.items()}
     h5ad = out_dir / f"{name}.h5ad"
     try:
         write_h5ad(adata, h5ad)
     except BaseException:  # the maps alone must not look like a finished slide
-        import shutil
-
         shutil.rmtree(maps, ignore_errors=True)
         raise
     return SlideResult(name, h5ad, maps, placed.n, seconds)
