@@ -145,13 +145,15 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     rows = run(args)
     header = (f"{'fold':<7}{'mode':<6}{'spots':>6}  {'pearson':>8}  {'fold metric':>11}  "
-              f"{'fold same spots':>15}  {'rho(std,|err|) median':>21}  {'rho>0':>6}")
+              f"{'fold same spots':>15}  {'rho(std,|err|) median':>21}  {'rho>0':>6}  "
+              f"{'mean std':>8}  {'mean |err|':>10}")
     print(header)
     for r in rows:
         print(f"{r['fold']:<7}{r['mode']:<6}{r['n_spots']:>6}  {r['pearson_mean']:>8.3f}  "
               f"{r['fold_metric_pearson']:>11.3f}  {r['fold_prediction_pearson_same_spots']:>15.3f}"
               f"  {r['spread_error_spearman_median']:>21.3f}  "
-              f"{r['spread_error_spearman_positive']:>6.2f}")
+              f"{r['spread_error_spearman_positive']:>6.2f}  {r['spread_mean']:>8.4f}  "
+              f"{r['abs_error_mean']:>10.4f}")
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
 

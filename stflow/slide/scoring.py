@@ -44,10 +44,13 @@ def spread_error_spearman(truth: np.ndarray, mean: np.ndarray, std: np.ndarray) 
 
 
 def uncertainty_report(truth: np.ndarray, mean: np.ndarray, std: np.ndarray) -> dict[str, float]:
-    """Mean per-gene Pearson of the mean, and the median over genes of rho(spread, |error|)."""
+    """Mean per-gene Pearson of the mean, the median over genes of rho(spread, |error|) and
+    the share of genes where it is positive, with the mean spread and mean absolute error."""
     pearson = pearson_per_gene(truth, mean)
     rho = spread_error_spearman(truth, mean, std)
     return {"n_spots": int(len(truth)),
+            "spread_mean": float(np.mean(std)),
+            "abs_error_mean": float(np.mean(np.abs(np.asarray(truth) - np.asarray(mean)))),
             "pearson_mean": float(np.nanmean(pearson)) if np.isfinite(pearson).any()
             else float("nan"),
             "spread_error_spearman_median": float(np.nanmedian(rho)) if np.isfinite(rho).any()
