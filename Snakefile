@@ -35,9 +35,11 @@ include: "rules/graph.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/figures.smk"
+include: "rules/slides.smk"
 
 
 rule all:
     input:
         all_targets(),
+        slide_targets(),
     default_target: True

@@ -23,6 +23,8 @@ COMMAND_MODULES = [
     "stflow.embed",         # embed, encoders
     "stflow.graph",         # graph
     "stflow.fold",          # train, predict
+    "stflow.final",         # train-final
+    "stflow.slide",         # predict-slide
     "stflow.evaluate",      # evaluate, aggregate
     "stflow.tables",        # tables (the paper's experiments)
     "stflow.plots",         # figures

@@ -209,6 +209,29 @@ class STFlowEstimator:
             predictions.append(self._to_output(total / len(self.members)))
         return predictions
 
+    def sample_predictions(self, slides: list[Slide], n_samples: int,
+                           seed: int | None = None) -> list[np.ndarray]:
+        """``n_samples`` independent flow samples per slide, each (S, N, G) as predict gives.
+
+        Their mean is the prediction and their standard deviation a per-spot, per-gene
+        uncertainty. One generator (``seed``, default the model's) draws all of them; with an
+        ensemble, sample i comes from network i mod ``ensemble``, so the spread also holds
+        the networks' disagreement.
+        """
+        if self.model is None:
+            raise StflowError("STFlow sample: the model is not trained. Fix: call fit or load")
+        if n_samples < 1:
+            raise StflowError(f"n_samples={n_samples}. Fix: draw at least one sample")
+        self._check_slides(slides, need_targets=False)
+        single = dataclasses.replace(self.config, n_samples=1)
+        generator = torch.Generator().manual_seed(self.params["seed"] if seed is None else seed)
+        members = [network.to(self.device) for network in self.members]
+        return [np.stack([self._to_output(predict_slide(members[i % len(members)], self.prior,
+                                                        arrays, self.n_genes, single,
+                                                        self.device, generator))
+                          for i in range(n_samples)])
+                for arrays in (self._arrays(s) for s in slides)]
+
     def save(self, directory: Path) -> None:
         """``model.pt`` (weights, normalisation, prior) and ``config.json``."""
         if self.model is None:

@@ -22,6 +22,8 @@ from stflow.dataset import Slide, load_slide
 from stflow.errors import check_finite, check_shape, input_error
 from stflow.models import build_estimator, load_estimator, save_estimator, trained_model_name
 from stflow.search import check_space, search_fit
+from stflow.slide.anndata_out import sample_spatial
+from stflow.slide.deploy import describe_training, write_deployment
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +166,8 @@ def train_fold(splits: str | Path, fold: str, genes: str | Path, st_dir: str | P
                  "chosen": result.chosen, "selected_on": parts["val"] or "held-out region "
                  "of the training samples"}, indent=2))
             pd.DataFrame(result.trials).to_csv(tmp / "search.tsv", sep="\t", index=False)
+        write_deployment(tmp, describe_training(model, gene_list, features, train + val,
+                                                features_dir, graph_dir, params, fold))
     return out
 
 
@@ -204,6 +208,7 @@ def prediction_anndata(slide: Slide, prediction: np.ndarray, genes: list[str],
         obs = source.obs.iloc[index].copy()
         obsm = {key: np.asarray(source.obsm[key])[index]
                 for key in ("spatial", "spatial_um") if key in source.obsm}
+        image_path, mpp = source.uns.get("image_path"), source.uns.get("mpp")
     finally:
         source.file.close()
     result = ad.AnnData(X=prediction, obs=obs, var=pd.DataFrame(index=pd.Index(genes)),
@@ -212,6 +217,9 @@ def prediction_anndata(slide: Slide, prediction: np.ndarray, genes: list[str],
         result.layers["truth"] = slide.targets.astype(np.float32)
     result.uns.update({"model": model, "encoder": encoder, "fold": fold,
                        "sample": slide.sample})
+    spatial = sample_spatial(image_path, mpp, obsm.get("spatial", np.zeros((0, 2))), slide.sample)
+    if spatial is not None:  # scanpy's layout: sc.pl.spatial draws it over the H&E
+        result.uns["spatial"] = spatial
     return result
 
 

@@ -1,0 +1,85 @@
+# Functions of rules/slides.smk (deployable models, new slides), kept apart from
+# common.smk so the two files change independently.
+
+
+PLAIN_IMAGES = {".jpg", ".jpeg", ".png"}  # never carry a usable microns-per-pixel
+
+
+def feature_stores(wc):
+    return [res(wc.dataset, f"features/{wc.encoder}/{s}.zarr") for s in samples(wc.dataset)]
+
+
+def graph_files(wc):
+    """Every sample's graph, for the models that read it (see GRAPH_MODELS)."""
+    if wc.model not in GRAPH_MODELS:
+        return []
+    return [res(wc.dataset, f"graph/{s}.npz") for s in samples(wc.dataset)]
+
+
+def patch_files(wc):
+    return [res(wc.dataset, f"patches/{s}.h5") for s in samples(wc.dataset)]
+
+
+def predict_dataset():
+    """Whose final model predicts the slides: predict.dataset, else the first dataset."""
+    name = config["predict"]["dataset"] or next(iter(DATASETS))
+    if name not in DATASETS:
+        raise ValueError(f"config: predict.dataset '{name}' is not a dataset of this run "
+                         f"({sorted(DATASETS)}). Fix: name one of them or leave it null")
+    return name
+
+
+def predict_encoder():
+    """The encoder of the predicting model: predict.encoder, else the first encoder."""
+    encoder = config["predict"]["encoder"] or config["encoders"][0]
+    if encoder not in config["encoders"]:
+        raise ValueError(f"config: predict.encoder '{encoder}' is not among encoders "
+                         f"{config['encoders']}. Fix: add it there or leave it null")
+    return encoder
+
+
+def final_model_dir(dataset=None):
+    """models/{encoder}/{model}/final of the model named by the predict section."""
+    return res(dataset or predict_dataset(),
+               f"models/{predict_encoder()}/{config['predict']['model']}/final")
+
+
+def slide_targets():
+    """The h5ad and maps of every configured slide; nothing when predict.slides is empty."""
+    slides = config["predict"]["slides"]
+    if not slides:
+        return []
+    unknown = sorted(set(config["predict"]["um_per_px"]) - set(slides))
+    if unknown:
+        raise ValueError(f"config: predict.um_per_px names slides {unknown} that are not in "
+                         "predict.slides. Fix: add them to predict.slides or remove them")
+    plain = sorted(name for name, path in slides.items()
+                   if Path(path).suffix.lower() in PLAIN_IMAGES
+                   and name not in config["predict"]["um_per_px"])
+    if plain:
+        raise ValueError(f"config: predict.slides {plain} are plain images, which record no "
+                         "reliable scale. Fix: give their microns per pixel in "
+                         "predict.um_per_px ({name: value})")
+    dataset = predict_dataset()
+    return [res(dataset, f"slides/{name}{suffix}") for name in slides
+            for suffix in (".h5ad", "_maps")]
+
+
+def slide_args(wc):
+    """--um-per-px of the slide (plain images), sampling, spot lattice and maps options."""
+    predict = config["predict"]
+    args = ["--n-samples", predict["n_samples"], "--seed", SEEDS[0],
+            "--batch-size", config["embed"]["batch_size"], "--name", wc.slide]
+    scale = predict["um_per_px"].get(wc.slide)
+    if scale is not None:
+        args += ["--um-per-px", scale]
+    for key in ("pitch_um", "layout", "min_tissue"):
+        if predict[key] is not None:
+            args += [f"--{key.replace('_', '-')}", predict[key]]
+    genes = predict["genes"] if predict["genes"] is not None else config["figures"]["genes"]
+    if genes:
+        args += ["--genes", *genes]
+    weights = config["encoder_weights"].get(predict_encoder())
+    if weights:
+        args += ["--weights", weights]
+    return " ".join(quoted(str(a)) for a in args)
