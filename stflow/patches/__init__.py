@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import argparse
 
-from stflow.patches.extract import PatchSummary, extract_patches, patches_from_h5ad
+from stflow.patches.extract import PatchSummary, extract_patches
+from stflow.patches.ingested import patches_from_h5ad
 from stflow.patches.readers import SlideReader, open_slide
 from stflow.patches.tissue import tissue_mask, window_fractions
 

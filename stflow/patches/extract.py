@@ -128,33 +128,3 @@ def extract_patches(image_path: str | Path, centres_px: np.ndarray, mpp: float,
              " read with %s", sample, n_kept, n - n_kept, 100 * min_tissue, threshold,
              reader.kind)
     return PatchSummary(n, n_kept, n - n_kept, kept, fractions, threshold, reader.kind)
-
-
-def patches_from_h5ad(st_h5ad: str | Path, out: str | Path, **options: object) -> PatchSummary:
-    """Extract patches for an ingested ``st/{sample}.h5ad`` (centres, mpp and image from it)."""
-    import anndata
-
-    st_h5ad = Path(st_h5ad)
-    try:
-        adata = anndata.read_h5ad(st_h5ad, backed="r")
-    except (OSError, KeyError) as err:
-        raise input_error(st_h5ad, f"cannot read the ingested sample ({err})",
-                          "re-run the ingest stage for this sample") from err
-    try:
-        for key in ("mpp", "image_path"):
-            if key not in adata.uns:
-                raise input_error(st_h5ad, f"uns['{key}'] is missing",
-                                  "re-run the ingest stage (it records mpp and image_path)")
-        if "spatial" not in adata.obsm:
-            raise input_error(st_h5ad, "obsm['spatial'] is missing",
-                              "re-run the ingest stage (it records the spot centres)")
-        # a HEST-bench sample has a patch file, not a slide: take its patches as they are
-        from stflow.patches.bench import is_patch_file, patches_from_bench_h5
-
-        extract = patches_from_bench_h5 if is_patch_file(adata.uns["image_path"]) \
-            else extract_patches
-        return extract(adata.uns["image_path"], np.asarray(adata.obsm["spatial"]),
-                       float(adata.uns["mpp"]), list(adata.obs_names), out,
-                       sample=str(adata.uns.get("sample", st_h5ad.stem)), **options)
-    finally:
-        adata.file.close()
