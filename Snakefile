@@ -43,3 +43,10 @@ rule all:
         all_targets(),
         slide_targets(),
     default_target: True
+
+
+rule final_models:
+    # a target only: every encoder x model trained on all samples (rules/slides.smk)
+    input:
+        [res(d, f"models/{e}/{m}/final") for d in DATASETS for e in config["encoders"]
+         for m in config["models"]],

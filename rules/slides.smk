@@ -47,12 +47,6 @@ rule train_final:
         "--device \"$STFLOW_DEVICE\" --out {output} > {log} 2>&1"
 
 
-rule final_models:
-    input:
-        [res(d, f"models/{e}/{m}/final") for d in DATASETS for e in config["encoders"]
-         for m in config["models"]],
-
-
 rule predict_slide:
     input:
         model=lambda wc: final_model_dir(wc.dataset),

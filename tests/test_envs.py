@@ -97,18 +97,18 @@ def test_the_device_is_no_rerun_trigger():
     for path in (REPO / "rules").glob("*.smk"):
         for block in re.split(r"^(?=rule |checkpoint )", path.read_text(), flags=re.M)[1:]:
             assert 'config["device"]' not in block
-            if re.match(r"rule (embed|train|predict):", block):
+            if re.match(r"rule (embed|train|predict|train_final|predict_slide):", block):
                 assert '--device \\"$STFLOW_DEVICE\\"' in block
 
 
-def test_only_embed_train_and_predict_may_ask_for_a_gpu():
+def test_only_embedding_training_and_prediction_rules_may_ask_for_a_gpu():
     asking = []
     for path in (REPO / "rules").glob("*.smk"):
         for block in re.split(r"^(?=rule |checkpoint )", path.read_text(), flags=re.M)[1:]:
             name = re.match(r"(?:rule|checkpoint) (\w+):", block).group(1)
             if "GPU" in block or "gpu" in block:
                 asking.append(name)
-    assert sorted(asking) == ["embed", "predict", "train"]
+    assert sorted(asking) == ["embed", "predict", "predict_slide", "train", "train_final"]
 
 
 def test_the_scheduler_env_is_documented_and_has_the_slurm_plugin_the_profile_needs():
