@@ -10,7 +10,7 @@ import anndata as ad
 import matplotlib
 import numpy as np
 import pytest
-from workflow_fixtures import SAMPLES, snakemake, tiny_run_fixture, write_config  # noqa: F401
+from workflow_fixtures import SAMPLES, SEEDS, snakemake, write_config
 
 from stflow.evaluate import mean_pearson
 from stflow.slide.predict import DeployedModel, SlideOptions, predict_slide
@@ -18,6 +18,7 @@ from stflow.slide.scoring import match_spots
 
 matplotlib.use("Agg")
 ENCODER = "efficientnet_lite0"
+SEED = f"seed{SEEDS[0]}"  # the first seed's models and predictions
 
 
 def jobs_of(dry_run_stdout: str) -> dict[str, int]:
@@ -29,7 +30,7 @@ def jobs_of(dry_run_stdout: str) -> dict[str, int]:
 
 
 def test_fold_models_record_what_deployment_needs(tiny_run):
-    record = json.loads((tiny_run.results / "models" / ENCODER / "stflow" / "fold0" /
+    record = json.loads((tiny_run.results / "models" / ENCODER / "stflow" / SEED / "fold0" /
                          "deploy.json").read_text())
     genes = json.loads((tiny_run.results / "genes.json").read_text())["genes"]
     assert record["version"] == 1 and record["genes"] == genes
@@ -43,14 +44,14 @@ def held_out(tiny_run, model: str):
     section."""
     results = tiny_run.results
     fold = json.loads((results / "splits.json").read_text())["folds"][0]
-    deployed = DeployedModel(results / "models" / ENCODER / model / fold["name"],
+    deployed = DeployedModel(results / "models" / ENCODER / model / SEED / fold["name"],
                              SlideOptions(device="cpu"))
     sections = []
     for sample in fold["test"]:
         st = ad.read_h5ad(results / "st" / f"{sample}.h5ad", backed="r")
         image, mpp = st.uns["image_path"], float(st.uns["mpp"])
         st.file.close()
-        scored = ad.read_h5ad(results / "predictions" / ENCODER / model / fold["name"] /
+        scored = ad.read_h5ad(results / "predictions" / ENCODER / model / SEED / fold["name"] /
                               f"{sample}.h5ad")
         sections.append((sample, image, mpp, scored))
     return fold, deployed, sections
@@ -70,7 +71,7 @@ def test_a_fold_model_predicts_its_held_out_sections_from_their_images(tiny_run,
         truths.append(scored.layers["truth"][theirs])
         preds.append(new.X[ours])
     slide_score = mean_pearson(np.concatenate(truths), np.concatenate(preds))
-    workflow_score = json.loads((tiny_run.results / "metrics" / ENCODER / "stflow" /
+    workflow_score = json.loads((tiny_run.results / "metrics" / ENCODER / "stflow" / SEED /
                                  f"{fold['name']}.json").read_text())["pearson_mean"]
     assert abs(slide_score - workflow_score) < 0.1
 
@@ -90,7 +91,8 @@ def test_at_the_measured_spots_a_slide_prediction_repeats_the_workflows(tiny_run
 def test_fold_predictions_carry_the_slide_image_for_scanpy(tiny_run):
     import scanpy as sc
 
-    path = sorted((tiny_run.results / "predictions" / ENCODER / "ridge" / "fold0").glob("*.h5ad"))[0]
+    path = sorted((tiny_run.results / "predictions" / ENCODER / "ridge" / SEED /
+                   "fold0").glob("*.h5ad"))[0]
     pred = ad.read_h5ad(path)
     library = pred.uns["spatial"][path.stem]
     assert library["images"]["hires"].ndim == 3
