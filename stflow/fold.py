@@ -140,8 +140,9 @@ def train_fold(splits: str | Path, fold: str, genes: str | Path, st_dir: str | P
     log.info("training %s on %s: %d train, %d val slides", model, fold, len(train), len(val))
     result = None
     if search:
-        result = search_fit(model, params or {}, search["space"], int(search.get("trials", 8)),
-                            train, val, seed, device)
+        trials = int(search.get("trials", 8))
+        result = search_fit(model, params or {}, search["space"], trials, train, val, seed,
+                            device)
         estimator, rows = result.estimator, result.history
     else:
         rows = estimator.fit(train, val)
@@ -162,12 +163,14 @@ def train_fold(splits: str | Path, fold: str, genes: str | Path, st_dir: str | P
         history_frame(rows).to_csv(tmp / "history.tsv", sep="\t", index=False)
         if result is not None:
             (tmp / "search.json").write_text(json.dumps(
-                {"space": search["space"], "trials": int(search.get("trials", 8)),
+                {"space": search["space"], "trials": trials,
                  "chosen": result.chosen, "selected_on": parts["val"] or "held-out region "
                  "of the training samples"}, indent=2))
             pd.DataFrame(result.trials).to_csv(tmp / "search.tsv", sep="\t", index=False)
+        # deployment records the settings the kept model was trained with (searched, refit)
+        effective = {**(params or {}), **chosen, **(refit_with or {})}
         write_deployment(tmp, describe_training(model, gene_list, features, train + val,
-                                                features_dir, graph_dir, params, fold))
+                                                features_dir, graph_dir, effective, fold))
     return out
 
 
