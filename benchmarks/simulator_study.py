@@ -20,23 +20,36 @@ import numpy as np
 
 from stflow.evaluate import pearson_per_gene
 from stflow.models import build_estimator
+from stflow.search import search_fit, validation_score
 from stflow.simulate import simulate
 from stflow.simulate.oracle import gene_roles, oracle_slides
 from stflow.splits import patient_folds
+
+
+def parse_assignment(item: str) -> tuple[str, dict]:
+    """``MODEL=JSON`` → (model, object)."""
+    name, _, text = item.partition("=")
+    return name, json.loads(text)
+
+
+def best_epoch(history: list[dict[str, float]]) -> int | None:
+    """The epoch whose validation Pearson was kept (None when nothing was validated)."""
+    scored = [row for row in history if np.isfinite(row.get("val_pearson", np.nan))]
+    return int(max(scored, key=lambda row: row["val_pearson"])["epoch"]) if scored else None
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", required=True)
     parser.add_argument("--params", action="append", default=[], help="MODEL=JSON")
+    parser.add_argument("--search", action="append", default=[],
+                        help='MODEL=JSON search ({"trials": 8, "space": {...}}), repeatable')
     parser.add_argument("--grid", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--interactions", choices=["on", "off", "both"], default="both")
     args = parser.parse_args()
-    params = {}
-    for item in args.params:
-        name, _, text = item.partition("=")
-        params[name] = json.loads(text)
+    params = dict(parse_assignment(item) for item in args.params)
+    searches = dict(parse_assignment(item) for item in args.search)
     settings = ["on", "off"] if args.interactions == "both" else [args.interactions]
     for setting in settings:
         with tempfile.TemporaryDirectory() as tmp:
@@ -50,10 +63,19 @@ def main() -> None:
         for model in args.model:
             overall, receiver = [], []
             for fold in folds:
-                estimator = build_estimator(model, params.get(model, {}), seed=args.seed,
-                                            device="cpu")
-                estimator.fit([slides[s] for s in fold["train"]],
-                              [slides[s] for s in fold["val"]])
+                train = [slides[s] for s in fold["train"]]
+                val = [slides[s] for s in fold["val"]]
+                chosen = None
+                if model in searches:
+                    result = search_fit(model, params.get(model, {}),
+                                        searches[model]["space"],
+                                        searches[model].get("trials", 8), train, val,
+                                        args.seed, device="cpu")
+                    estimator, history, chosen = result.estimator, result.history, result.chosen
+                else:
+                    estimator = build_estimator(model, params.get(model, {}), seed=args.seed,
+                                                device="cpu")
+                    history = estimator.fit(train, val)
                 test = [slides[s] for s in fold["test"]]
                 truth = np.concatenate([s.targets for s in test])
                 per_gene = pearson_per_gene(truth, np.concatenate(estimator.predict(test)))
@@ -61,7 +83,10 @@ def main() -> None:
                 receiver.append(float(np.nanmean(per_gene[receivers])))
                 print(json.dumps({"interactions": setting, "model": model,
                                   "fold": fold["name"], "overall": round(overall[-1], 4),
-                                  "receivers": round(receiver[-1], 4)}), flush=True)
+                                  "receivers": round(receiver[-1], 4),
+                                  "best_val_pearson": round(validation_score(history), 4),
+                                  "best_epoch": best_epoch(history), "chosen": chosen}),
+                      flush=True)
             print(json.dumps({"interactions": setting, "model": model,
                               "overall": round(float(np.mean(overall)), 4),
                               "overall_fold_std": round(float(np.std(overall)), 4),

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from stflow.atomic import atomic_output
+from stflow.baselines import SpatialRidge
 from stflow.dataset import Slide
 from stflow.device import resolve_device
 from stflow.errors import StflowError, input_error
@@ -27,6 +28,7 @@ from stflow.priors import PRIOR_NAMES, Prior, make_prior
 from stflow.train import SlideArrays, TrainConfig, predict_slide, train_denoiser
 
 TARGET_SCALINGS = ("none", "standard")
+RESIDUAL_BASES = ("none", "spatial_ridge")
 
 
 class STFlowEstimator:
@@ -42,12 +44,17 @@ class STFlowEstimator:
                  chunk_size: int | None = 8192, target_scaling: str = "standard",
                  feature_pca: int = 0, spatial_skip: bool = False, weight_decay: float = 0.0,
                  ema: float = 0.0, min_steps_per_epoch: int = 1, ensemble: int = 1,
+                 min_region_fraction: float = 0.0, residual_base: str = "none",
+                 base_alpha: float | None = None,
                  device: str = "auto") -> None:
         if prior not in PRIOR_NAMES:
             raise StflowError(f"prior '{prior}': unknown. Fix: use one of {list(PRIOR_NAMES)}")
         if target_scaling not in TARGET_SCALINGS:
             raise StflowError(f"target_scaling '{target_scaling}': unknown. Fix: use one of "
                               f"{list(TARGET_SCALINGS)}")
+        if residual_base not in RESIDUAL_BASES:
+            raise StflowError(f"residual_base '{residual_base}': unknown. Fix: use one of "
+                              f"{list(RESIDUAL_BASES)}")
         if ensemble < 1:
             raise StflowError(f"ensemble {ensemble}: Fix: train at least 1 network")
         if feature_pca < 0:
@@ -64,13 +71,15 @@ class STFlowEstimator:
             val_fraction=val_fraction, length_scale_um=length_scale_um, chunk_size=chunk_size,
             target_scaling=target_scaling, feature_pca=feature_pca, spatial_skip=spatial_skip,
             weight_decay=weight_decay, ema=ema, min_steps_per_epoch=min_steps_per_epoch,
-            ensemble=ensemble)
+            ensemble=ensemble, min_region_fraction=min_region_fraction,
+            residual_base=residual_base, base_alpha=base_alpha)
         self.config = TrainConfig(
             epochs=epochs, patience=patience, lr=lr, k=k, regions_per_slide=regions_per_slide,
             regions_per_step=regions_per_step, steps=steps, n_samples=n_samples,
             flow_matching=flow_matching, val_fraction=val_fraction,
             length_scale_um=length_scale_um, chunk_size=chunk_size, seed=seed,
-            weight_decay=weight_decay, ema=ema, min_steps_per_epoch=min_steps_per_epoch)
+            weight_decay=weight_decay, ema=ema, min_steps_per_epoch=min_steps_per_epoch,
+            min_region_fraction=min_region_fraction)
         self.device = resolve_device(device)
         self.model: torch.nn.Module | None = None  # the first network of the ensemble
         self.members: list[torch.nn.Module] = []  # all of them (``ensemble`` seeds)
@@ -82,12 +91,17 @@ class STFlowEstimator:
         self.target_std: np.ndarray | None = None
         self.in_dim: int | None = None
         self.n_genes: int | None = None
+        self.base: SpatialRidge | None = None  # the fixed map the networks correct
 
     def _build(self) -> torch.nn.Module:
         p = self.params
         width = self.in_dim if self.feature_basis is None else self.feature_basis.shape[1]
-        return build_denoiser(p["denoiser"], width, self.n_genes, p["hidden"], p["layers"],
-                              p["heads"], p["dropout"], p["frame_averaging"], p["spatial_skip"])
+        network = build_denoiser(p["denoiser"], width, self.n_genes, p["hidden"], p["layers"],
+                                 p["heads"], p["dropout"], p["frame_averaging"],
+                                 p["spatial_skip"])
+        if p["residual_base"] != "none":
+            network.zero_gene_outputs()
+        return network
 
     def _check_slides(self, slides: list[Slide], need_targets: bool) -> None:
         dim = self.in_dim if self.in_dim is not None else slides[0].features.shape[1]
@@ -125,6 +139,19 @@ class STFlowEstimator:
             self.target_mean = targets.mean(0).astype(np.float32)
             self.target_std = np.maximum(targets.std(0), 1e-3).astype(np.float32)
 
+    def _fit_base(self, train: list[Slide], val: list[Slide]) -> None:
+        """The spatial ridge whose residual the networks learn (``residual_base``).
+
+        Its alpha is chosen on the same validation spots as the networks' epoch (or fixed by
+        ``base_alpha`` in a refit), so the base never sees the test fold.
+        """
+        self.base = None
+        if self.params["residual_base"] == "spatial_ridge":
+            alpha = self.params["base_alpha"]
+            self.base = SpatialRidge(seed=self.params["seed"], k=self.params["k"],
+                                     alpha="validation" if alpha is None else alpha)
+            self.base.fit(train, val)
+
     def _to_output(self, prediction: np.ndarray) -> np.ndarray:
         """Model space → log1p expression (undoes the target scaling)."""
         if self.target_mean is not None:
@@ -138,12 +165,18 @@ class STFlowEstimator:
         targets = slide.targets
         if targets is not None and self.target_mean is not None:
             targets = ((targets - self.target_mean) / self.target_std).astype(np.float32)
+        offset = None
+        if self.base is not None:
+            offset = self.base.predict([slide])[0]
+            if self.target_mean is not None:
+                offset = (offset - self.target_mean) / self.target_std
+            offset = offset.astype(np.float32)
         neighbors = slide.neighbors
         if neighbors is not None and ((neighbors < 0) | (neighbors >= slide.n_spots)).any():
             raise input_error(f"sample {slide.sample}", "graph neighbours index outside the "
                               "slide", "re-run the graph stage for this sample")
         return SlideArrays(slide.sample, features, np.asarray(slide.coords_um, np.float64),
-                           targets, neighbors)
+                           targets, neighbors, offset)
 
     def fit(self, train: list[Slide], val: list[Slide],
             on_epoch: Callable[[int, float], None] | None = None) -> list[dict[str, float]]:
@@ -158,6 +191,7 @@ class STFlowEstimator:
         self.in_dim = train[0].features.shape[1]
         self.n_genes = train[0].targets.shape[1]
         self._fit_preprocessing(train)
+        self._fit_base(train, val)
         counts = None
         if self.params["prior"] == "zinb-fitted":
             if any(s.counts is None for s in train):
@@ -191,8 +225,10 @@ class STFlowEstimator:
         scores = [row["val_pearson"] for row in first]
         if not scores or not np.isfinite(scores).any():
             return None
-        return {"epochs": int(first[int(np.nanargmax(scores))]["epoch"]),
-                "val_fraction": 0.0}
+        fixed = {"epochs": int(first[int(np.nanargmax(scores))]["epoch"]), "val_fraction": 0.0}
+        if self.base is not None:
+            fixed["base_alpha"] = self.base.chosen_alpha
+        return fixed
 
     def predict(self, slides: list[Slide]) -> list[np.ndarray]:
         """One (N, G) log1p prediction per slide, by full-slide S-step sampling."""
@@ -247,6 +283,8 @@ class STFlowEstimator:
         for name in ("feature_basis", "target_mean", "target_std"):
             if getattr(self, name) is not None:
                 state[name] = torch.from_numpy(getattr(self, name))
+        if self.base is not None:  # before model.pt, whose presence means "saved"
+            self.base.save(directory / "base")
         with atomic_output(directory / "model.pt") as tmp:
             torch.save(state, tmp)
         config = {"params": self.params, "in_dim": self.in_dim, "n_genes": self.n_genes}
@@ -276,6 +314,8 @@ class STFlowEstimator:
             if name in state:
                 setattr(estimator, name, state[name].numpy())
         estimator.prior = Prior.from_state(state["prior"])
+        if estimator.params["residual_base"] != "none":
+            estimator.base = SpatialRidge.load(directory / "base")
         estimator.members = []
         try:
             for weights in [state["state_dict"], *state.get("ensemble_state_dicts", [])]:

@@ -50,6 +50,7 @@ class TrainConfig:
     weight_decay: float = 0.0  # decoupled (AdamW); 0 is plain Adam
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0: off
     min_steps_per_epoch: int = 1  # at least this many Adam steps per epoch (small folds)
+    min_region_fraction: float = 0.0  # training regions cover U(this, 1) of a slide
 
 
 @dataclass
@@ -61,17 +62,26 @@ class SlideArrays:
     coords_um: np.ndarray  # (N, 2) float64
     targets: np.ndarray | None = None  # (N, G) float32
     neighbors: np.ndarray | None = None  # (N, k) int64 over the whole slide
+    # (N, G) a fixed base prediction the network corrects (its residual is what it learns)
+    offset: np.ndarray | None = None
 
     def subset(self, index: np.ndarray, name: str) -> SlideArrays:
         """The spots ``index`` as their own slide (its graph is rebuilt when needed)."""
         targets = None if self.targets is None else self.targets[index]
-        return SlideArrays(name, self.features[index], self.coords_um[index], targets)
+        offset = None if self.offset is None else self.offset[index]
+        return SlideArrays(name, self.features[index], self.coords_um[index], targets,
+                           offset=offset)
+
+    def residual_targets(self) -> np.ndarray:
+        """What the network learns: the targets less the base prediction, if any."""
+        return self.targets if self.offset is None else self.targets - self.offset
 
 
-def random_region(coords: np.ndarray, rng: np.random.Generator, k: int) -> np.ndarray:
-    """A random centre and its nearest U(0, 1)-fraction of spots, at least k + 1 of them."""
+def random_region(coords: np.ndarray, rng: np.random.Generator, k: int,
+                  min_fraction: float = 0.0) -> np.ndarray:
+    """A random centre and its nearest U(min_fraction, 1)-fraction of spots, at least k + 1."""
     n_spots = len(coords)
-    size = max(k + 1, int(np.ceil(rng.uniform() * n_spots)))
+    size = max(k + 1, int(np.ceil(rng.uniform(min_fraction, 1.0) * n_spots)))
     return nearest_spots(coords, int(rng.integers(n_spots)), min(size, n_spots))
 
 
@@ -97,7 +107,8 @@ def collate(regions: list[SlideArrays], k: int, length_scale_um: float
     mask = np.zeros((batch, n_max), bool)
     for b, region in enumerate(regions):
         n = len(region.features)
-        features[b, :n], targets[b, :n], coords[b, :n] = (region.features, region.targets,
+        features[b, :n], targets[b, :n], coords[b, :n] = (region.features,
+                                                          region.residual_targets(),
                                                           region.coords_um)
         neighbors[b, :n] = knn_graph(region.coords_um, k, where=f"sample {region.name}")[0]
         mask[b, :n] = True
@@ -124,7 +135,8 @@ def autocast_for(device: torch.device) -> tuple[contextlib.AbstractContextManage
 def predict_slide(model: torch.nn.Module, prior: Prior, slide: SlideArrays, n_genes: int,
                   config: TrainConfig, device: torch.device,
                   generator: torch.Generator | None = None) -> np.ndarray:
-    """Full-slide sampling (neighbours from the whole slide, geometry once, chunked edges)."""
+    """Full-slide sampling (neighbours from the whole slide, geometry once, chunked edges),
+    plus the slide's base prediction when the network learns a residual."""
     neighbors = slide_neighbors(slide, config.k)
     geometry = prepare_geometry(slide.coords_um, neighbors, None,
                                 config.length_scale_um).to(device)
@@ -137,7 +149,8 @@ def predict_slide(model: torch.nn.Module, prior: Prior, slide: SlideArrays, n_ge
         pred = sample(model, features, geometry, prior, n_genes, config.steps, config.n_samples,
                       generator, config.flow_matching, config.chunk_size)
     model.train(was_training)
-    return pred[0].float().cpu().numpy()
+    pred = pred[0].float().cpu().numpy()
+    return pred if slide.offset is None else pred + slide.offset
 
 
 def validate(model: torch.nn.Module, prior: Prior, val: list[SlideArrays], n_genes: int,
@@ -204,7 +217,8 @@ def train_denoiser(model: torch.nn.Module, prior: Prior, train: list[SlideArrays
         for start in range(0, len(order), config.regions_per_step):
             regions = []
             for i in order[start:start + config.regions_per_step]:
-                index = random_region(train[i].coords_um, rng, config.k)
+                index = random_region(train[i].coords_um, rng, config.k,
+                                      config.min_region_fraction)
                 regions.append(train[i].subset(index, train[i].name))
             features, targets, geometry = collate(regions, config.k, config.length_scale_um)
             features, targets, geometry = (features.to(device), targets.to(device),

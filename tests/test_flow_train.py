@@ -262,3 +262,43 @@ def test_an_ensemble_averages_networks_of_consecutive_seeds_and_round_trips(trai
     loaded = STFlowEstimator.load(tmp_path)
     assert len(loaded.members) == 2
     assert np.array_equal(loaded.predict([test])[0], pred)
+
+
+class Zeros(torch.nn.Module):
+    """A denoiser that predicts nothing: what is left of a prediction is the base's."""
+
+    def forward(self, features, y_t, t, geometry, chunk_size=None):
+        return torch.zeros_like(y_t)
+
+
+def test_a_residual_base_is_a_validated_spatial_ridge_that_the_networks_correct(trained,
+                                                                                tmp_path):
+    _, _, train, val, test = trained
+    estimator = STFlowEstimator(seed=7, epochs=3, patience=3, residual_base="spatial_ridge",
+                                **SMALL)
+    history = estimator.fit(train, val)
+    assert estimator.base.chosen_alpha > 0  # chosen on the validation slides
+    (pred,) = estimator.predict([test])
+    (base,) = estimator.base.predict([test])
+    assert not np.allclose(pred, base)  # the networks add their correction...
+    estimator.save(tmp_path)
+    loaded = STFlowEstimator.load(tmp_path)
+    assert np.array_equal(loaded.predict([test])[0], pred)
+    loaded.members = [Zeros()]  # ...on top of the base, in log1p units
+    assert np.allclose(loaded.predict([test])[0], base, atol=1e-5)
+    fixed = estimator.refit_params(history)
+    assert fixed["base_alpha"] == estimator.base.chosen_alpha and fixed["val_fraction"] == 0
+    refit = STFlowEstimator(seed=7, **{**SMALL, **fixed, "epochs": 2},
+                            residual_base="spatial_ridge")
+    refit.fit(train + val, [])
+    assert refit.base.chosen_alpha == fixed["base_alpha"]  # nothing re-selected
+    with pytest.raises(StflowError, match="residual_base 'pca'"):
+        STFlowEstimator(residual_base="pca")
+
+
+def test_min_region_fraction_sets_the_smallest_training_region():
+    grid = np.stack(np.meshgrid(np.arange(20), np.arange(10)), -1).reshape(-1, 2) * 100.0
+    rng = np.random.default_rng(0)
+    sizes = [len(random_region(grid, rng, 8, min_fraction=0.5)) for _ in range(50)]
+    assert min(sizes) >= 100 and max(sizes) <= 200
+    assert len(random_region(grid, rng, 8, min_fraction=1.0)) == 200

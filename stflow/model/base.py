@@ -67,6 +67,14 @@ class LayeredDenoiser(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.skip = SpatialSkip(in_dim, n_genes, dropout) if spatial_skip else None
 
+    def zero_gene_outputs(self) -> None:
+        """Start every layer's gene estimate at 0, so that a network learning the residual
+        of a base prediction starts as that base and early stopping can only improve on it."""
+        for layer in self.layers:
+            last = layer.genes_out[-1]
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+
     def forward(self, features: torch.Tensor, y_t: torch.Tensor, t: torch.Tensor,
                 geometry: Geometry, chunk_size: int | None = None) -> torch.Tensor:
         """features (B, N, D), y_t (B, N, G), t (B,) → clean-expression estimate (B, N, G)."""
