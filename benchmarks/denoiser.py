@@ -16,12 +16,12 @@ import time
 import numpy as np
 import torch
 
-from stflow.dataset import Slide
-from stflow.estimator import STFlowEstimator
-from stflow.graph import knn_graph
-from stflow.model import build_denoiser, prepare_geometry
-from stflow.priors import make_prior
-from stflow.train import SlideArrays, TrainConfig, predict_slide
+from stflow.data.dataset import Slide
+from stflow.data.graph import knn_graph
+from stflow.models.stflow.estimator import STFlowEstimator
+from stflow.models.stflow.networks import build_denoiser, prepare_geometry
+from stflow.models.stflow.priors import make_prior
+from stflow.models.stflow.trainer import SlideArrays, TrainConfig, predict_slide
 
 
 def peak_rss_mb() -> float:

@@ -39,7 +39,7 @@ wildcard_constraints:
 
 # The her2st sections the package can fetch: those of its committed checksum list.
 HER2ST_SAMPLES = re.findall(r"data/ST-cnts/([^/.]+)\.tsv\.gz",
-                            (REPO / "stflow" / "sources" / "her2st_sha256.tsv").read_text())
+                            (REPO / "stflow" / "data" / "sources" / "her2st_sha256.tsv").read_text())
 ENV = "../envs/stflow.yaml"
 
 
@@ -272,7 +272,7 @@ def st_files(wc):
     return [res(wc.dataset, f"st/{s}.h5ad") for s in samples(wc.dataset)]
 
 
-# The models that read the kNN graph (stflow.models.MODELS whose estimator takes `k`): they
+# The models that read the kNN graph (stflow.models.registry.MODELS whose estimator takes `k`): they
 # alone depend on graph/ and get graph.k as their `k`, so the graph and the model always
 # agree and changing graph.k retrains these models only (tests/test_reruns.py).
 GRAPH_MODELS = {"stflow", "stflow_zinb_fitted", "stflow_zero", "stflow_gaussian",

@@ -41,8 +41,8 @@ def test_a_string_that_spells_no_such_value_is_left_for_the_schema_to_refuse():
 
 
 def test_the_schema_knows_exactly_the_registry_s_encoders_and_models():
-    from stflow.encoders import ENCODERS
-    from stflow.models import MODELS
+    from stflow.data.encoders import ENCODERS
+    from stflow.models.registry import MODELS
 
     pattern = SCHEMA["definitions"]["encoder_name"]["pattern"]
     names = re.fullmatch(r"\^\((.*)\|timm:.*\)\$", pattern).group(1).split("|")

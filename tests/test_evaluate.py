@@ -14,7 +14,7 @@ import pytest
 from scipy.stats import pearsonr
 
 from stflow.errors import StflowError
-from stflow.evaluate import (
+from stflow.evaluation.metrics import (
     aggregate,
     evaluate_fold,
     evaluate_predictions,

@@ -151,7 +151,7 @@ def test_the_neighbour_count_is_one_setting(tmp_path):
 
 
 def test_the_graph_models_are_exactly_the_registry_models_whose_estimator_takes_k():
-    from stflow.models import MODELS, init_parameters
+    from stflow.models.registry import MODELS, init_parameters
 
     literal = re.search(r"^GRAPH_MODELS = (\{.*?\})$",
                         (REPO / "rules" / "common.smk").read_text(), re.M | re.S).group(1)

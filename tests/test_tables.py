@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from stflow.errors import StflowError
-from stflow.tables import TABLE_NAMES, inference_times, paper_tables, register
+from stflow.evaluation.paper_tables import TABLE_NAMES, inference_times, paper_tables, register
 
 ENCODERS = ["uni", "ciga"]
 FOLDS = {"fold0": ["A1", "A2"], "fold1": ["B1"]}
