@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stflow.crossval.train import load_slides, read_fold, read_genes, refit_estimator
+from stflow.crossval.inputs import load_slides, read_fold, read_genes
+from stflow.crossval.train import refit_estimator
 from stflow.data.genes import hest_genes as hest_top_genes
 from stflow.evaluation.metrics import fold_metrics
 from stflow.models.registry import build_estimator

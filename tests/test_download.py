@@ -146,7 +146,7 @@ def run_cli(*argv: str) -> None:
     """Parse and run one of this module's subcommands, as `stflow` does."""
     import argparse
 
-    from stflow.data.sources.cli import register
+    from stflow.cli.data import register
 
     parser = argparse.ArgumentParser(prog="stflow")
     register(parser.add_subparsers(dest="command", required=True))

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from stflow.data.genes import check_gene_list, expressed_genes, hest_genes, register
+from stflow.cli.data import register
+from stflow.data.genes import check_gene_list, expressed_genes, hest_genes
 from stflow.errors import StflowError
 
 BACKGROUND = [f"BG{i:03d}" for i in range(200)]

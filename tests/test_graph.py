@@ -83,7 +83,7 @@ def test_write_graph_names_a_missing_file(tmp_path):
 def test_graph_subcommand_parses_and_runs(tmp_path):
     import argparse
 
-    from stflow.data.graph import register
+    from stflow.cli.data import register
 
     patches = tmp_path / "S2.h5"
     with h5py.File(patches, "w") as handle:

@@ -14,7 +14,8 @@ from PIL import Image
 from scipy import ndimage
 
 from stflow.atomic import sha256_file
-from stflow.data.simulator import SPOT_COLUMNS, register, simulate
+from stflow.cli.data import register
+from stflow.data.simulator import SPOT_COLUMNS, simulate
 from stflow.errors import StflowError
 
 PATCH_UM = 112.0

@@ -8,10 +8,10 @@ import logging
 
 import pytest
 
+from stflow.cli.data import register
 from stflow.data.splits import (
     make_splits,
     patient_folds,
-    register,
     section_folds,
     validate_folds,
 )

@@ -1,7 +1,7 @@
 """The ``stflow`` command. Each subcommand mirrors a pipeline stage.
 
-A stage module registers its own subcommand with ``register(subparsers)``; this file only
-lists the modules, so adding a stage is one line here.
+Each module of this package registers its subcommands with ``register(subparsers)``; a
+subcommand parses its options and calls one library function, nothing else.
 """
 
 from __future__ import annotations
@@ -15,19 +15,11 @@ from stflow import __version__
 from stflow.errors import StflowError
 
 COMMAND_MODULES = [
-    "stflow.data.simulator",      # simulate
-    "stflow.data.sources.cli",   # download, ingest
-    "stflow.data.splits",        # splits
-    "stflow.data.genes",         # genes
-    "stflow.data.patches",       # patches
-    "stflow.data.embedding",         # embed, encoders
-    "stflow.data.graph",         # graph
-    "stflow.crossval.train",          # train, predict
-    "stflow.deploy.final_model",         # train-final
-    "stflow.deploy",         # predict-slide
-    "stflow.evaluation.metrics",      # evaluate, aggregate
-    "stflow.evaluation.paper_tables",        # tables (the paper's experiments)
-    "stflow.evaluation.figures",         # figures
+    "stflow.cli.data",        # simulate, download, ingest, samples, splits, genes,
+                              # bench-genes, patches, embed, encoders, graph
+    "stflow.cli.models",      # train, predict
+    "stflow.cli.evaluation",  # evaluate, aggregate, tables, figures
+    "stflow.cli.deploy",      # train-final, predict-slide
 ]
 
 

@@ -9,7 +9,6 @@ before the job runs, so there its own rerun triggers decide and this check never
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 from collections.abc import Iterable, Iterator
@@ -24,7 +23,7 @@ from tqdm import tqdm
 
 from stflow import __version__
 from stflow.atomic import atomic_output, sha256_file
-from stflow.data.encoders import PRECISIONS, Encoder, describe_encoders, load_encoder
+from stflow.data.encoders import PRECISIONS, Encoder, load_encoder
 from stflow.data.graph import PATCHES_FIX, PatchSpots, open_patch_file, patch_spots
 from stflow.device import resolve_device
 from stflow.errors import StflowError, input_error
@@ -167,30 +166,3 @@ def embed(patches_h5: str | Path, encoder: str | Encoder, out_zarr: str | Path,
         group.attrs["complete"] = True  # last: only a fully written store carries it
     log.info("%s: %d patches embedded with %s on %s", out, patches.n, enc.name, dev)
     return out
-
-
-def _run_embed(args: argparse.Namespace) -> None:
-    embed(args.patches, args.encoder, args.out, weights=args.weights,
-          batch_size=args.batch_size, device=args.device, num_workers=args.num_workers)
-
-
-def _run_encoders(args: argparse.Namespace) -> None:
-    print("\n".join(describe_encoders()))
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``stflow embed`` and ``stflow encoders``."""
-    parser = subparsers.add_parser("embed", help="embed patches with a frozen encoder (zarr)",
-                                   description=__doc__)
-    parser.add_argument("--patches", required=True, help="patches/{sample}.h5")
-    parser.add_argument("--encoder", required=True, help="registry name (see stflow encoders)")
-    parser.add_argument("--weights", default=None,
-                        help="local checkpoint file or folder (no network needed)")
-    parser.add_argument("--out", required=True, help="features/{encoder}/{sample}.zarr")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--num-workers", type=int, default=None,
-                        help="patch reader processes (default: some on CUDA, none on CPU)")
-    parser.set_defaults(func=_run_embed)
-    listing = subparsers.add_parser("encoders", help="list the registered encoders")
-    listing.set_defaults(func=_run_encoders)

@@ -10,7 +10,6 @@ samples' raw counts, applies log1p and takes scanpy's ``highly_variable_genes(n_
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -138,27 +137,42 @@ def with_included(genes: Sequence[str], include: Sequence[str],
     return list(genes) + (check_gene_list(extra, st_paths) if extra else [])
 
 
-def _run(args: argparse.Namespace) -> None:
-    if args.list:
-        genes = check_gene_list(args.list, args.st)
+def write_bench_genes(bench_dir: str | Path, st_paths: Sequence[str | Path],
+                      out: str | Path) -> list[str]:
+    """HEST-bench's published gene list as ``out`` (genes.json), checked against the
+    ingested samples ``st_paths``."""
+    import anndata as ad
+
+    from stflow.data.sources import hest
+
+    genes = hest.read_bench_genes(bench_dir)
+    for path in st_paths:
+        adata = ad.read_h5ad(path, backed="r")
+        try:
+            missing = [g for g in genes["genes"] if g not in set(adata.var_names)]
+        finally:
+            adata.file.close()
+        if missing:
+            raise input_error(path, f"lacks {len(missing)} of HEST-bench's genes, e.g. "
+                              f"{missing[:5]}", "ingest the bench task's own samples, or set "
+                              "genes.source: config")
+    write_json(genes, out)
+    log.info("%d HEST-bench genes -> %s", len(genes["genes"]), out)
+    return list(genes["genes"])
+
+
+def write_target_genes(st_paths: Sequence[str | Path], out: str | Path, *, n_top: int = 50,
+                       min_fraction: float = MIN_FRACTION, listed: Sequence[str] | None = None,
+                       include: Sequence[str] = ()) -> list[str]:
+    """The genes stage: HEST's ``n_top`` highly variable genes (or the ``listed`` ones, checked
+    in every sample) plus ``include``, written to ``out`` (genes.json)."""
+    if listed:
+        genes = check_gene_list(listed, st_paths)
         protocol, n_top = "list", len(genes)
     else:
-        genes = hest_genes(args.st, args.n_top, args.min_fraction)
-        protocol, n_top = "hest-hvg", args.n_top
-    genes = with_included(genes, args.include or [], args.st)
-    write_genes(genes, protocol if len(genes) == n_top else f"{protocol}+include", n_top,
-                args.out)
-    log.info("%d target genes → %s", len(genes), args.out)
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``genes`` subcommand."""
-    p = subparsers.add_parser("genes", help="choose the target genes (HEST protocol or a list)")
-    p.add_argument("--st", nargs="+", required=True, help="ingested st/{sample}.h5ad files")
-    p.add_argument("--n-top", type=int, default=50, help="highly variable genes to keep")
-    p.add_argument("--min-fraction", type=float, default=MIN_FRACTION,
-                   help="a gene must be expressed in this fraction of spots of every sample")
-    p.add_argument("--list", nargs="+", help="explicit genes instead of the HEST protocol")
-    p.add_argument("--include", nargs="+", help="genes added to the targets (e.g. biomarkers)")
-    p.add_argument("--out", required=True, help="genes.json to write")
-    p.set_defaults(func=_run)
+        genes = hest_genes(st_paths, n_top, min_fraction)
+        protocol = "hest-hvg"
+    genes = with_included(genes, include or [], st_paths)
+    write_genes(genes, protocol if len(genes) == n_top else f"{protocol}+include", n_top, out)
+    log.info("%d target genes → %s", len(genes), out)
+    return genes

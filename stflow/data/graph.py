@@ -6,7 +6,6 @@ pixels; here coordinates are microns (slides differ in µm/px) and no N×N array
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -125,16 +124,3 @@ def write_graph(patches_h5: str | Path, out_npz: str | Path, k: int) -> None:
         np.savez(handle, neighbors=neighbors, distances_um=distances, offsets_um=offsets,
                  barcode=barcodes.astype(str), coords_um=coords_um, k=np.int64(k))
     log.info("graph of %d spots (k=%d) written to %s", len(coords_um), k, out_npz)
-
-
-def _run_graph(args: argparse.Namespace) -> None:
-    write_graph(args.patches, args.out, args.k)
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``stflow graph``."""
-    parser = subparsers.add_parser("graph", help="k-nearest-neighbour graph of a sample's spots")
-    parser.add_argument("--patches", type=Path, required=True, help="patches/{sample}.h5")
-    parser.add_argument("--k", type=int, default=8, help="neighbours per spot (default 8)")
-    parser.add_argument("--out", type=Path, required=True, help="graph/{sample}.npz")
-    parser.set_defaults(func=_run_graph)

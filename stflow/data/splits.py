@@ -11,7 +11,6 @@ optimistic. It is never the default, and it says so in the log and in every tabl
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -204,14 +203,18 @@ SCHEMES = ("patient", "section")
 
 
 def make_splits(samples_tsv: str | Path, n_folds: int | None = None,
-                folds_json: str | Path | None = None, seed: int = 0,
-                hest_bench: str | Path | None = None, scheme: str = "patient") -> dict:
-    """The splits.json content for a samples table (``scheme`` records how it was split)."""
+                folds: list[dict] | None = None, seed: int = 0,
+                hest_bench: str | Path | None = None, scheme: str = "patient",
+                folds_source: str | Path = "splits.folds") -> dict:
+    """The splits.json content for a samples table (``scheme`` records how it was split).
+
+    ``folds`` are explicit folds to validate (``folds_source`` names where they came from in
+    the errors); else HEST-bench's published ones, else patient folds."""
     if scheme not in SCHEMES:
         raise input_error("--scheme", f"unknown scheme '{scheme}'", f"use one of {SCHEMES}")
     patients = read_samples(samples_tsv)
     if scheme == "section":
-        given = [name for name, value in (("--n-folds", n_folds), ("--folds-json", folds_json),
+        given = [name for name, value in (("--n-folds", n_folds), ("--folds-json", folds),
                                           ("--hest-bench", hest_bench)) if value is not None]
         if given:
             raise input_error("--scheme section", f"builds its own folds, but {given} given",
@@ -220,32 +223,18 @@ def make_splits(samples_tsv: str | Path, n_folds: int | None = None,
         return {"scheme": "section", "folds": section_folds(patients, seed)}
     if hest_bench is not None:
         return bench_folds(hest_bench, patients, n_folds)
-    if folds_json is not None:
-        folds = validate_folds(read_folds_json(folds_json), patients, folds_json)
-        return {"scheme": "explicit", "folds": folds}
+    if folds is not None:
+        return {"scheme": "explicit", "folds": validate_folds(folds, patients, folds_source)}
     folds = patient_folds(patients, n_folds, seed)
     return {"scheme": "patient" if n_folds is None else "patient-kfold", "folds": folds}
 
 
-def _run(args: argparse.Namespace) -> None:
-    splits = make_splits(args.samples, args.n_folds, args.folds_json, args.seed,
-                         args.hest_bench, args.scheme)
-    write_json(splits, args.out)
-    log.info("%d folds (%s) → %s", len(splits["folds"]), splits["scheme"], args.out)
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``splits`` subcommand."""
-    p = subparsers.add_parser("splits", help="patient-stratified train/val/test folds")
-    p.add_argument("--scheme", choices=SCHEMES, default="patient",
-                   help="patient (default): no patient on both sides; section: leave one "
-                   "section out (not patient-stratified, optimistic; logged as a warning)")
-    p.add_argument("--samples", required=True, help="samples.tsv from the ingest stage")
-    p.add_argument("--out", required=True, help="splits.json to write")
-    p.add_argument("--n-folds", type=int, help="group patients into this many folds "
-                   "(default: one fold per patient)")
-    p.add_argument("--folds-json", help="explicit folds to validate instead")
-    p.add_argument("--hest-bench", help="a HEST-bench task folder: use its published "
-                   "splits/ (checked against --n-folds when given)")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=_run)
+def write_splits(samples_tsv: str | Path, out: str | Path, *, n_folds: int | None = None,
+                 folds: list[dict] | None = None, seed: int = 0,
+                 hest_bench: str | Path | None = None, scheme: str = "patient",
+                 folds_source: str | Path = "splits.folds") -> dict:
+    """The splits stage: :func:`make_splits` written to ``out`` (splits.json)."""
+    splits = make_splits(samples_tsv, n_folds, folds, seed, hest_bench, scheme, folds_source)
+    write_json(splits, out)
+    log.info("%d folds (%s) → %s", len(splits["folds"]), splits["scheme"], out)
+    return splits

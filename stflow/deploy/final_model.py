@@ -9,7 +9,6 @@ single sample, a contiguous held-out region of it). The folder carries ``deploy.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from pathlib import Path
@@ -18,14 +17,8 @@ from typing import Any
 import numpy as np
 
 from stflow.atomic import atomic_output
-from stflow.crossval.train import (
-    DEVICES,
-    _params,
-    features_identity,
-    history_frame,
-    load_slides,
-    read_genes,
-)
+from stflow.crossval.inputs import features_identity, load_slides, read_genes
+from stflow.crossval.train import history_frame
 from stflow.data.splits import choose_val, read_samples
 from stflow.deploy.deployment import describe_training, write_deployment
 from stflow.errors import input_error
@@ -67,30 +60,3 @@ def train_final(samples_tsv: str | Path, genes: str | Path, st_dir: str | Path,
         history_frame(rows).to_csv(tmp / "history.tsv", sep="\t", index=False)
         write_deployment(tmp, deployment)
     return out
-
-
-def _run(args: argparse.Namespace) -> None:
-    train_final(args.samples_tsv, args.genes, args.st_dir, args.features_dir, args.graph_dir,
-                args.model, args.out, _params(args.params), args.seed, args.device,
-                args.patches_dir)
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``stflow train-final``."""
-    parser = subparsers.add_parser("train-final", help="fit a deployable model on all samples",
-                                   description=__doc__)
-    parser.add_argument("--samples-tsv", required=True,
-                        help="samples.tsv: every sample of the study and its patient")
-    parser.add_argument("--genes", required=True, help="genes.json")
-    parser.add_argument("--st-dir", required=True, help="folder of st/{sample}.h5ad")
-    parser.add_argument("--features-dir", required=True,
-                        help="folder of features/{encoder}/{sample}.zarr")
-    parser.add_argument("--graph-dir", default=None, help="folder of graph/{sample}.npz")
-    parser.add_argument("--patches-dir", default=None,
-                        help="folder of patches/{sample}.h5 (default: beside features/)")
-    parser.add_argument("--model", required=True, help="registry name, e.g. stflow, ridge")
-    parser.add_argument("--params", default=None, help="model parameters as a JSON object")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", choices=DEVICES, default="auto")
-    parser.add_argument("--out", required=True, help="models/{encoder}/{model}/final")
-    parser.set_defaults(func=_run)

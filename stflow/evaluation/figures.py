@@ -7,7 +7,6 @@ tables/metrics.tsv), so the figures show exactly what was evaluated.
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -249,23 +248,3 @@ def make_figures(results: str | Path, encoders: Sequence[str], models: Sequence[
                 biomarker_figure(predictions, genes, results / "st", tmp / encoder / f"{fold}.png")
                 written.append(figures / "biomarkers" / encoder / f"{fold}.png")
     return written
-
-
-def _run(args: argparse.Namespace) -> None:
-    make_figures(args.results, args.encoders, args.models, args.folds, args.genes, args.seeds)
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``stflow figures``."""
-    parser = subparsers.add_parser("figures", help="biomarker maps, training curves, "
-                                   "model comparison of a finished run")
-    parser.add_argument("--results", required=True, help="results/{dataset} folder")
-    parser.add_argument("--encoders", nargs="+", required=True)
-    parser.add_argument("--models", nargs="+", required=True)
-    parser.add_argument("--folds", nargs="+", required=True, help="e.g. fold0 fold1")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0],
-                        help="training seeds (models/{encoder}/{model}/seed{seed}/{fold}); "
-                        "biomarker maps show the first")
-    parser.add_argument("--genes", nargs="+", default=["ERBB2", "GATA3"],
-                        help="genes to map (those not among the targets are skipped)")
-    parser.set_defaults(func=_run)

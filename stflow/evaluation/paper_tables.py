@@ -9,7 +9,6 @@ only the header and its markdown says which models to add to ``models:``.
 
 from __future__ import annotations
 
-import argparse
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ import pandas as pd
 from stflow.atomic import atomic_output
 from stflow.data.splits import fold_of, read_splits
 from stflow.errors import input_error
-from stflow.evaluation.metrics import (
+from stflow.evaluation.summary import (
     METRIC_COLUMNS,
     SUMMARY_COLUMNS,
     markdown_grid,
@@ -190,19 +189,15 @@ def write_paper_tables(tables: dict[str, tuple[pd.DataFrame, str]], out_dir: str
     return written
 
 
-def _run(args: argparse.Namespace) -> None:
-    tables = paper_tables(args.metrics, args.splits, args.benchmarks)
-    write_paper_tables(tables, args.out_dir)
-    log.info("wrote %s to %s", ", ".join(tables), args.out_dir)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``stflow tables``."""
-    p = subparsers.add_parser("tables", help="the paper's tables (methods, priors, denoisers, "
-                              "ablations, inference time) from a run's metrics")
-    p.add_argument("--metrics", required=True, help="tables/metrics.tsv of the run")
-    p.add_argument("--splits", required=True, help="splits.json (each fold's test samples)")
-    p.add_argument("--benchmarks", required=True,
-                   help="the run's benchmarks/ folder (predict/ and embed/ job times)")
-    p.add_argument("--out-dir", required=True, help="folder for {name}.tsv and {name}.md")
-    p.set_defaults(func=_run)
+
+
+def write_paper_tables_of_run(metrics: str | Path, splits: str | Path, benchmarks: str | Path,
+                              out_dir: str | Path) -> list[Path]:
+    """The tables stage: the paper's tables of a run (its metrics.tsv, splits.json and job
+    benchmarks) written to ``out_dir``."""
+    tables = paper_tables(metrics, splits, benchmarks)
+    written = write_paper_tables(tables, out_dir)
+    log.info("wrote %s to %s", ", ".join(tables), out_dir)
+    return written

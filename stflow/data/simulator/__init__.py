@@ -7,7 +7,6 @@ check that a model finds signal that is really there.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import gzip
 import io
@@ -213,26 +212,3 @@ def simulate(out_dir: Path, n_patients: int = 3, sections_per_patient: int = 2, 
     log.info("simulated %d sections (%d patients, %d genes, %.2f µm/px) in %s",
              len(sections), n_patients, n_genes, mpp, out_dir)
     return sections
-
-
-def _run(args: argparse.Namespace) -> None:
-    simulate(Path(args.out), n_patients=args.patients, sections_per_patient=args.sections,
-             grid=args.grid, n_genes=args.genes, mpp=args.mpp, seed=args.seed,
-             interactions=not args.no_interactions)
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``stflow simulate``."""
-    parser = subparsers.add_parser(
-        "simulate", help="write synthetic sections with known truth in the her2st layout",
-        description=__doc__)
-    parser.add_argument("--out", required=True, help="output folder (replaced whole)")
-    parser.add_argument("--patients", type=int, default=3, help="number of patients")
-    parser.add_argument("--sections", type=int, default=2, help="sections per patient")
-    parser.add_argument("--grid", type=int, default=16, help="spot grid side (200 µm steps)")
-    parser.add_argument("--genes", type=int, default=80, help="genes in the count tables")
-    parser.add_argument("--mpp", type=float, default=2.0, help="microns per image pixel")
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
-    parser.add_argument("--no-interactions", action="store_true",
-                        help="switch the neighbour ligand → receiver effect off (a control)")
-    parser.set_defaults(func=_run)
