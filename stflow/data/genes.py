@@ -176,3 +176,15 @@ def write_target_genes(st_paths: Sequence[str | Path], out: str | Path, *, n_top
     write_genes(genes, protocol if len(genes) == n_top else f"{protocol}+include", n_top, out)
     log.info("%d target genes → %s", len(genes), out)
     return genes
+
+
+def select_target_genes(st_paths: Sequence[str | Path], out: str | Path, *,
+                        bench_dir: str | Path | None = None, n_top: int = 50,
+                        min_fraction: float = MIN_FRACTION, listed: Sequence[str] | None = None,
+                        include: Sequence[str] = ()) -> list[str]:
+    """The genes stage as the workflow runs it: HEST-bench's published list when
+    ``bench_dir`` is given (genes.source: hest-bench), else :func:`write_target_genes`."""
+    if bench_dir is not None:
+        return write_bench_genes(bench_dir, st_paths, out)
+    return write_target_genes(st_paths, out, n_top=n_top, min_fraction=min_fraction,
+                              listed=listed, include=include)

@@ -236,5 +236,5 @@ def write_splits(samples_tsv: str | Path, out: str | Path, *, n_folds: int | Non
     """The splits stage: :func:`make_splits` written to ``out`` (splits.json)."""
     splits = make_splits(samples_tsv, n_folds, folds, seed, hest_bench, scheme, folds_source)
     write_json(splits, out)
-    log.info("%d folds (%s) → %s", len(splits["folds"]), splits["scheme"], out)
+    log.info("%d folds (%s, seed %d) → %s", len(splits["folds"]), splits["scheme"], seed, out)
     return splits

@@ -94,3 +94,8 @@ def write_fold_scores(predictions: Sequence[str | Path], splits: str | Path, enc
              result["pearson_mean"] or float("nan"), result["n_genes"],
              result["n_constant_genes"], result["n_test_spots"])
     return result
+
+
+def prediction_files(folder: str | Path) -> list[Path]:
+    """The ``{sample}.h5ad`` files of a predictions folder, in name order."""
+    return sorted(Path(folder).glob("*.h5ad"))
