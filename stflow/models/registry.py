@@ -106,7 +106,13 @@ def _coerce(model: str, key: str, value: Any, default: Any) -> Any:
 
 
 def init_parameters(cls: type) -> dict[str, Any]:
-    """The keyword parameters of ``cls`` (besides ``seed``) and their defaults."""
+    """The keyword parameters of ``cls`` (besides ``seed``) and their defaults: the fields
+    of its ``SETTINGS`` dataclass plus ``device`` (STFlow), else its ``__init__`` keywords
+    (the baselines, whose signature is their one definition)."""
+    settings = getattr(cls, "SETTINGS", None)
+    if settings is not None:
+        return {**{k: v for k, v in settings.defaults().items() if k != "seed"},
+                "device": "auto"}
     return {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
             if k not in ("self", "seed") and p.kind in (p.POSITIONAL_OR_KEYWORD,
                                                           p.KEYWORD_ONLY)}

@@ -22,55 +22,20 @@ from stflow.data.dataset import Slide
 from stflow.data.graph import check_coords
 from stflow.device import resolve_device
 from stflow.errors import StflowError, input_error
-from stflow.models.stflow.networks import DENOISERS, build_denoiser
-from stflow.models.stflow.priors import PRIOR_NAMES, Prior, make_prior
-from stflow.models.stflow.trainer import SlideArrays, TrainConfig, predict_slide, train_denoiser
-
-TARGET_SCALINGS = ("none", "standard")
+from stflow.models.stflow.networks import build_denoiser
+from stflow.models.stflow.priors import Prior, make_prior
+from stflow.models.stflow.settings import STFlowSettings
+from stflow.models.stflow.trainer import SlideArrays, predict_slide, train_denoiser
 
 
 class STFlowEstimator:
     """Flow matching with a ZINB (or other) prior and a frame-averaging (or EGNN) denoiser."""
 
-    def __init__(self, seed: int = 0, prior: str = "zinb", mu: float = 0.2, phi: float = 1.0,
-                 pi: float = 0.5, flow_matching: bool = True, frame_averaging: bool = True,
-                 denoiser: str = "fa", k: int = 8, hidden: int = 128, layers: int = 4,
-                 heads: int = 4, dropout: float = 0.2, lr: float = 5e-4, epochs: int = 100,
-                 patience: int = 20, steps: int = 5, n_samples: int = 1,
-                 regions_per_slide: int = 8, regions_per_step: int = 4,
-                 val_fraction: float = 0.2, length_scale_um: float = 100.0,
-                 chunk_size: int | None = 8192, target_scaling: str = "standard",
-                 feature_pca: int = 0, spatial_skip: bool = False, weight_decay: float = 0.0,
-                 ema: float = 0.0, min_steps_per_epoch: int = 1, ensemble: int = 1,
-                 device: str = "auto") -> None:
-        if prior not in PRIOR_NAMES:
-            raise StflowError(f"prior '{prior}': unknown. Fix: use one of {list(PRIOR_NAMES)}")
-        if target_scaling not in TARGET_SCALINGS:
-            raise StflowError(f"target_scaling '{target_scaling}': unknown. Fix: use one of "
-                              f"{list(TARGET_SCALINGS)}")
-        if ensemble < 1:
-            raise StflowError(f"ensemble {ensemble}: Fix: train at least 1 network")
-        if feature_pca < 0:
-            raise StflowError(f"feature_pca {feature_pca}: Fix: 0 (off) or a component count")
-        if denoiser not in DENOISERS:
-            raise StflowError(f"denoiser '{denoiser}': unknown. Fix: use one of "
-                              f"{list(DENOISERS)}")
-        self.params: dict[str, Any] = dict(
-            seed=seed, prior=prior, mu=mu, phi=phi, pi=pi, flow_matching=flow_matching,
-            frame_averaging=frame_averaging, denoiser=denoiser, k=k, hidden=hidden,
-            layers=layers, heads=heads, dropout=dropout, lr=lr, epochs=epochs,
-            patience=patience, steps=steps, n_samples=n_samples,
-            regions_per_slide=regions_per_slide, regions_per_step=regions_per_step,
-            val_fraction=val_fraction, length_scale_um=length_scale_um, chunk_size=chunk_size,
-            target_scaling=target_scaling, feature_pca=feature_pca, spatial_skip=spatial_skip,
-            weight_decay=weight_decay, ema=ema, min_steps_per_epoch=min_steps_per_epoch,
-            ensemble=ensemble)
-        self.config = TrainConfig(
-            epochs=epochs, patience=patience, lr=lr, k=k, regions_per_slide=regions_per_slide,
-            regions_per_step=regions_per_step, steps=steps, n_samples=n_samples,
-            flow_matching=flow_matching, val_fraction=val_fraction,
-            length_scale_um=length_scale_um, chunk_size=chunk_size, seed=seed,
-            weight_decay=weight_decay, ema=ema, min_steps_per_epoch=min_steps_per_epoch)
+    SETTINGS = STFlowSettings  # its parameters, for the registry
+
+    def __init__(self, seed: int = 0, device: str = "auto", **params: Any) -> None:
+        """``params``: fields of :class:`STFlowSettings` (the registry checks the names)."""
+        self.config = STFlowSettings(seed=seed, **params)
         self.device = resolve_device(device)
         self.model: torch.nn.Module | None = None  # the first network of the ensemble
         self.members: list[torch.nn.Module] = []  # all of them (``ensemble`` seeds)
@@ -84,10 +49,10 @@ class STFlowEstimator:
         self.n_genes: int | None = None
 
     def _build(self) -> torch.nn.Module:
-        p = self.params
+        c = self.config
         width = self.in_dim if self.feature_basis is None else self.feature_basis.shape[1]
-        return build_denoiser(p["denoiser"], width, self.n_genes, p["hidden"], p["layers"],
-                              p["heads"], p["dropout"], p["frame_averaging"], p["spatial_skip"])
+        return build_denoiser(c.denoiser, width, self.n_genes, c.hidden, c.layers, c.heads,
+                              c.dropout, c.frame_averaging, c.spatial_skip)
 
     def _check_slides(self, slides: list[Slide], need_targets: bool) -> None:
         dim = self.in_dim if self.in_dim is not None else slides[0].features.shape[1]
@@ -113,14 +78,14 @@ class STFlowEstimator:
         self.feature_mean = pooled.mean(0).astype(np.float32)
         self.feature_std = np.maximum(pooled.std(0), 1e-6).astype(np.float32)
         self.feature_basis = None
-        n_components = min(self.params["feature_pca"], *pooled.shape)
+        n_components = min(self.config.feature_pca, *pooled.shape)
         if n_components:
             scaled = (pooled - self.feature_mean) / self.feature_std
             _, singular, vt = np.linalg.svd(scaled, full_matrices=False)
             spread = np.maximum(singular[:n_components] / np.sqrt(len(scaled)), 1e-6)
             self.feature_basis = (vt[:n_components].T / spread).astype(np.float32)
         self.target_mean = self.target_std = None
-        if self.params["target_scaling"] == "standard":
+        if self.config.target_scaling == "standard":
             targets = np.concatenate([s.targets for s in train]).astype(np.float64)
             self.target_mean = targets.mean(0).astype(np.float32)
             self.target_std = np.maximum(targets.std(0), 1e-3).astype(np.float32)
@@ -159,20 +124,20 @@ class STFlowEstimator:
         self.n_genes = train[0].targets.shape[1]
         self._fit_preprocessing(train)
         counts = None
-        if self.params["prior"] == "zinb-fitted":
+        if self.config.prior == "zinb-fitted":
             if any(s.counts is None for s in train):
                 raise input_error("prior zinb-fitted", "a training slide has no raw counts",
                                   "load the training slides with their counts")
             counts = np.concatenate([s.counts for s in train])
-        self.prior = make_prior(self.params["prior"], self.params["mu"], self.params["phi"],
-                                self.params["pi"], counts)
+        self.prior = make_prior(self.config.prior, self.config.mu, self.config.phi,
+                                self.config.pi, counts)
         if self.target_mean is not None:
             self.prior = self.prior.standardised(self.target_mean, self.target_std)
         train_arrays = [self._arrays(s) for s in train]
         val_arrays = [self._arrays(s) for s in val]
         self.members, history = [], []
-        for member in range(self.params["ensemble"]):
-            seed = self.params["seed"] + member
+        for member in range(self.config.ensemble):
+            seed = self.config.seed + member
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 network = self._build()
@@ -183,6 +148,11 @@ class STFlowEstimator:
             history += [{**row, "member": member} for row in rows] if member else rows
         self.model = self.members[0]
         return history
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The settings as a plain dict (what ``config.json`` saves as ``params``)."""
+        return self.config.as_dict()
 
     def refit_params(self, history: list[dict[str, float]]) -> dict[str, Any] | None:
         """Settings that retrain the selected model on train + validation without selecting:
@@ -199,7 +169,7 @@ class STFlowEstimator:
         if self.model is None:
             raise StflowError("STFlow predict: the model is not trained. Fix: call fit or load")
         self._check_slides(slides, need_targets=False)
-        generator = torch.Generator().manual_seed(self.params["seed"])
+        generator = torch.Generator().manual_seed(self.config.seed)
         predictions = []
         for slide in slides:
             arrays = self._arrays(slide)
@@ -224,7 +194,7 @@ class STFlowEstimator:
             raise StflowError(f"n_samples={n_samples}. Fix: draw at least one sample")
         self._check_slides(slides, need_targets=False)
         single = dataclasses.replace(self.config, n_samples=1)
-        generator = torch.Generator().manual_seed(self.params["seed"] if seed is None else seed)
+        generator = torch.Generator().manual_seed(self.config.seed if seed is None else seed)
         members = [network.to(self.device) for network in self.members]
         return [np.stack([self._to_output(predict_slide(members[i % len(members)], self.prior,
                                                         arrays, self.n_genes, single,

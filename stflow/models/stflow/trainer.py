@@ -25,31 +25,12 @@ from stflow.evaluation.metrics import mean_pearson
 from stflow.models.stflow.flow import flow_matching_loss, sample
 from stflow.models.stflow.networks.geometry import Geometry, prepare_geometry
 from stflow.models.stflow.priors import Prior
+from stflow.models.stflow.settings import STFlowSettings
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class TrainConfig:
-    """Optimisation and sampling settings (paper defaults where the paper gives one)."""
-
-    epochs: int = 100
-    patience: int = 20
-    lr: float = 5e-4
-    grad_clip: float = 1.0
-    k: int = 8
-    regions_per_slide: int = 8  # regions drawn from each training slide per epoch
-    regions_per_step: int = 4  # regions padded into one batch
-    steps: int = 5
-    n_samples: int = 1
-    flow_matching: bool = True
-    val_fraction: float = 0.2
-    length_scale_um: float = 100.0
-    chunk_size: int | None = 8192
-    seed: int = 0
-    weight_decay: float = 0.0  # decoupled (AdamW); 0 is plain Adam
-    ema: float = 0.0  # decay of an exponential moving average of the weights; 0: off
-    min_steps_per_epoch: int = 1  # at least this many Adam steps per epoch (small folds)
+GRAD_CLIP = 1.0  # gradient-norm clip of every Adam step (paper)
 
 
 @dataclass
@@ -122,7 +103,7 @@ def autocast_for(device: torch.device) -> tuple[contextlib.AbstractContextManage
 
 
 def predict_slide(model: torch.nn.Module, prior: Prior, slide: SlideArrays, n_genes: int,
-                  config: TrainConfig, device: torch.device,
+                  config: STFlowSettings, device: torch.device,
                   generator: torch.Generator | None = None) -> np.ndarray:
     """Full-slide sampling (neighbours from the whole slide, geometry once, chunked edges)."""
     neighbors = slide_neighbors(slide, config.k)
@@ -141,7 +122,7 @@ def predict_slide(model: torch.nn.Module, prior: Prior, slide: SlideArrays, n_ge
 
 
 def validate(model: torch.nn.Module, prior: Prior, val: list[SlideArrays], n_genes: int,
-             config: TrainConfig, device: torch.device) -> tuple[float, float]:
+             config: STFlowSettings, device: torch.device) -> tuple[float, float]:
     """(MSE, mean per-gene Pearson) of sampled predictions pooled over the validation spots."""
     generator = torch.Generator().manual_seed(config.seed + 1)
     preds = [predict_slide(model, prior, s, n_genes, config, device, generator) for s in val]
@@ -165,7 +146,7 @@ def weight_average(model: torch.nn.Module, decay: float
 
 
 def train_denoiser(model: torch.nn.Module, prior: Prior, train: list[SlideArrays],
-                   val: list[SlideArrays], config: TrainConfig, device: torch.device,
+                   val: list[SlideArrays], config: STFlowSettings, device: torch.device,
                    on_epoch: Callable[[int, float], None] | None = None
                    ) -> list[dict[str, float]]:
     """Train ``model`` in place, leave it at the best validation checkpoint; return history.
@@ -218,7 +199,7 @@ def train_denoiser(model: torch.nn.Module, prior: Prior, train: list[SlideArrays
                 scaler.unscale_(optimizer)
             else:
                 loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
             if scaler is not None:
                 scaler.step(optimizer)
                 scaler.update()
