@@ -10,13 +10,11 @@ from stflow.data.graph import knn_graph
 from stflow.data.holdout import holdout_masks
 from stflow.errors import StflowError
 from stflow.evaluation.metrics import mean_pearson
-from stflow.models.baselines import (
-    MLPRegressor,
-    PCARidge,
-    RandomForest,
-    SpatialRidge,
-    train_val_arrays,
-)
+from stflow.models.baselines.arrays import train_val_arrays
+from stflow.models.baselines.forest import RandomForest
+from stflow.models.baselines.mlp import MLPRegressor
+from stflow.models.baselines.ridge import PCARidge
+from stflow.models.baselines.spatial_ridge import SpatialRidge
 from stflow.models.registry import build_estimator
 from stflow.models.stflow.trainer import SlideArrays, holdout_split
 

@@ -61,13 +61,13 @@ MODELS: dict[str, ModelSpec] = {
     "stflow_nofa": ModelSpec(_STFLOW, {"frame_averaging": False},
                              "ablation: raw offsets (no frame averaging)"),
     "stflow_egnn": ModelSpec(_STFLOW, {"denoiser": "egnn"}, "flow matching with an EGNN"),
-    "ridge_hest": ModelSpec(f"{_BASE}:PCARidge", {"alpha": "hest"},
+    "ridge_hest": ModelSpec(f"{_BASE}.ridge:PCARidge", {"alpha": "hest"},
                             "HEST: StandardScaler, PCA(256), Ridge with HEST's fixed alpha"),
-    "ridge": ModelSpec(f"{_BASE}:PCARidge", {"alpha": "validation"},
+    "ridge": ModelSpec(f"{_BASE}.ridge:PCARidge", {"alpha": "validation"},
                        "PCA + Ridge, alpha chosen on the validation split"),
-    "rf": ModelSpec(f"{_BASE}:RandomForest", {}, "random forest, 70 trees (paper)"),
-    "mlp": ModelSpec(f"{_BASE}:MLPRegressor", {}, "two-layer MLP on the features"),
-    "spatial_ridge": ModelSpec(f"{_BASE}:SpatialRidge", {},
+    "rf": ModelSpec(f"{_BASE}.forest:RandomForest", {}, "random forest, 70 trees (paper)"),
+    "mlp": ModelSpec(f"{_BASE}.mlp:MLPRegressor", {}, "two-layer MLP on the features"),
+    "spatial_ridge": ModelSpec(f"{_BASE}.spatial_ridge:SpatialRidge", {},
                                "ridge on [own features ‖ mean of k neighbours' features]"),
 }
 
