@@ -447,7 +447,7 @@ def metric_files(wc):
     return runs(wc.dataset, "metrics/{encoder}/{model}/seed{seed}/{fold}.json")
 
 
-# The paper's experiments as tables (stflow/tables.py): tables/{name}.tsv and .md
+# The paper's experiments as tables (stflow/evaluation/paper_tables.py): tables/{name}.tsv and .md
 PAPER_TABLES = ["methods", "priors", "denoisers", "ablations", "inference_time"]
 
 
