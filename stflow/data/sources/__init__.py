@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from stflow.data.sources.common import IngestedSample, write_samples_tsv, write_st
 from stflow.errors import input_error
@@ -34,11 +33,4 @@ def get_source(name: str) -> Source:
     return Source(name=name, list_samples=module.list_samples, read_sample=module.read_sample)
 
 
-def ingest(source: str, raw_dir: str | Path, sample: str, out: str | Path,
-           **options: object) -> Path:
-    """Read one sample of ``source`` and write ``st/{sample}.h5ad``."""
-    return write_st(get_source(source).read_sample(raw_dir, sample, **options), out)
-
-
-__all__ = ["SOURCES", "IngestedSample", "Source", "get_source", "ingest", "write_samples_tsv",
-           "write_st"]
+__all__ = ["SOURCES", "IngestedSample", "Source", "get_source", "write_samples_tsv", "write_st"]
