@@ -16,12 +16,13 @@ import time
 import numpy as np
 import torch
 
-from stflow.dataset import Slide
-from stflow.estimator import STFlowEstimator
-from stflow.graph import knn_graph
-from stflow.model import build_denoiser, prepare_geometry
-from stflow.priors import make_prior
-from stflow.train import SlideArrays, TrainConfig, predict_slide
+from stflow.data.dataset import Slide
+from stflow.data.graph import knn_graph
+from stflow.models.stflow.estimator import STFlowEstimator
+from stflow.models.stflow.networks import build_denoiser, prepare_geometry
+from stflow.models.stflow.priors import make_prior
+from stflow.models.stflow.settings import STFlowSettings
+from stflow.models.stflow.trainer import SlideArrays, predict_slide
 
 
 def peak_rss_mb() -> float:
@@ -54,7 +55,7 @@ def bench_inference(args: argparse.Namespace, device: torch.device) -> dict[str,
         start = time.perf_counter()
         model(features, y_t, torch.zeros(1, device=device), geometry, chunk_size=args.chunk)
         forward_s = time.perf_counter() - start
-    config = TrainConfig(chunk_size=args.chunk)
+    config = STFlowSettings(chunk_size=args.chunk)
     arrays = SlideArrays(slide.sample, slide.features, slide.coords_um)
     prior = make_prior("zinb")
     start = time.perf_counter()

@@ -4,7 +4,7 @@
 
 - extraction patches/s and peak RSS from a generated 10,000 x 10,000 JPEG, measured in a
   child process, at 0.5 µm/px (decoded full size) and 0.25 µm/px (decoded at 1/2 by JPEG draft);
-- embedding patches/s of stflow.embed with efficientnet_lite0 on CPU, next to the bare model
+- embedding patches/s of stflow.data.embedding with efficientnet_lite0 on CPU, next to the bare model
   forward on the same (already preprocessed) batches in the same run, and their ratio.
 """
 
@@ -48,7 +48,7 @@ def peak_rss_mb() -> float:
 
 def extract_child(jpeg: str, out: str, mpp: float, spots: int) -> None:
     """Run in a child process so its peak RSS is its own."""
-    from stflow.patches import extract_patches
+    from stflow.data.patches import extract_patches
 
     side = int(np.sqrt(spots))
     grid = np.linspace(1000, SIDE - 1000, side)
@@ -68,8 +68,8 @@ def bench_embed(patches_h5: Path, n: int, batch_size: int, workdir: Path) -> Non
     import h5py
     import torch
 
-    from stflow.embed import embed
-    from stflow.encoders import load_encoder
+    from stflow.data.embedding import embed
+    from stflow.data.encoders import load_encoder
 
     with h5py.File(patches_h5, "r") as src, h5py.File(workdir / "sub.h5", "w") as dst:
         for key in ("img", "coords", "barcode"):

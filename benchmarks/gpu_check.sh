@@ -72,10 +72,10 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, ".")  # the repository (the script runs from its root)
-from stflow.dataset import load_slide  # noqa: E402
-from stflow.embed import iter_features  # noqa: E402
-from stflow.encoders import load_encoder  # noqa: E402
-from stflow.models import build_estimator  # noqa: E402
+from stflow.data.dataset import load_slide  # noqa: E402
+from stflow.data.embedding import iter_features  # noqa: E402
+from stflow.data.encoders import load_encoder  # noqa: E402
+from stflow.models.registry import build_estimator  # noqa: E402
 
 root, memory_csv, wall, device = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 dev = torch.device(device)

@@ -21,11 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from stflow.evaluate import fold_metrics
-from stflow.fold import load_slides, read_fold, read_genes, refit_estimator
-from stflow.genes import hest_genes as hest_top_genes
-from stflow.models import build_estimator
-from stflow.search import search_fit, validation_score
+from stflow.crossval.inputs import load_slides, read_fold, read_genes
+from stflow.crossval.train import refit_estimator
+from stflow.data.genes import hest_genes as hest_top_genes
+from stflow.evaluation.metrics import fold_metrics
+from stflow.models.registry import build_estimator
+from stflow.models.search import search_fit, validation_score
 
 
 def parse_assignment(item: str) -> tuple[str, dict]:

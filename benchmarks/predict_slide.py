@@ -104,8 +104,8 @@ def write_slide(path: Path, side: int) -> None:
 # ------------------------------------------------------------------ parts (child processes)
 
 def part_tissue(slide: str, work: Path) -> dict:
-    from stflow.patches import open_slide, tissue_mask
-    from stflow.slide.grid import SpotLayout, virtual_spots
+    from stflow.data.patches import open_slide, tissue_mask
+    from stflow.deploy.spot_grid import SpotLayout, virtual_spots
 
     start = time.perf_counter()
     with open_slide(slide) as reader:
@@ -119,8 +119,8 @@ def part_tissue(slide: str, work: Path) -> dict:
 
 
 def part_patches(slide: str, work: Path, threads: int) -> dict:
-    from stflow.patches import open_slide
-    from stflow.slide.features import window_batches
+    from stflow.data.patches import open_slide
+    from stflow.deploy.window_embedding import window_batches
 
     centres = np.load(work / "centres.npy")
     checksum = 0
@@ -134,9 +134,9 @@ def part_patches(slide: str, work: Path, threads: int) -> dict:
 def part_embedding(slide: str, work: Path, threads: int, n: int) -> dict:
     import torch
 
-    from stflow.encoders import load_encoder
-    from stflow.patches import open_slide
-    from stflow.slide.features import embed_windows
+    from stflow.data.encoders import load_encoder
+    from stflow.data.patches import open_slide
+    from stflow.deploy.window_embedding import embed_windows
 
     torch.set_num_threads(threads)
     centres = np.load(work / "centres.npy")[:n]
@@ -151,7 +151,7 @@ def part_embedding(slide: str, work: Path, threads: int, n: int) -> dict:
 
 
 def part_graph(work: Path) -> dict:
-    from stflow.graph import knn_graph
+    from stflow.data.graph import knn_graph
 
     centres = np.load(work / "centres.npy")
     start = time.perf_counter()
@@ -162,9 +162,9 @@ def part_graph(work: Path) -> dict:
 def part_sampling(work: Path, threads: int, n_samples: int) -> dict:
     import torch
 
-    from stflow.dataset import Slide
-    from stflow.graph import knn_graph
-    from stflow.models import build_estimator
+    from stflow.data.dataset import Slide
+    from stflow.data.graph import knn_graph
+    from stflow.models.registry import build_estimator
 
     torch.set_num_threads(threads)
     rng = np.random.default_rng(0)

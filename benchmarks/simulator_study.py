@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from stflow.dataset import Slide
-from stflow.evaluate import pearson_per_gene
-from stflow.models import build_estimator
-from stflow.search import search_fit, validation_score
-from stflow.simulate import simulate
-from stflow.simulate.oracle import gene_roles, oracle_slides
-from stflow.splits import patient_folds
+from stflow.data.dataset import Slide
+from stflow.data.simulator import simulate
+from stflow.data.simulator.oracle import gene_roles, oracle_slides
+from stflow.data.splits import patient_folds
+from stflow.evaluation.metrics import pearson_per_gene
+from stflow.models.registry import build_estimator
+from stflow.models.search import search_fit, validation_score
 
 
 def parse_assignment(item: str) -> tuple[str, dict]:

@@ -29,11 +29,11 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 
-from stflow.evaluate import mean_pearson
-from stflow.fold import load_slides
-from stflow.slide.deploy import DEPLOY_FILE, describe_training, write_deployment
-from stflow.slide.predict import DeployedModel, SlideOptions, predict_slide
-from stflow.slide.scoring import match_spots, uncertainty_report
+from stflow.crossval.inputs import load_slides
+from stflow.deploy.deployment import DEPLOY_FILE, describe_training, write_deployment
+from stflow.deploy.predict_slide import DeployedModel, SlideOptions, predict_slide
+from stflow.deploy.uncertainty import match_spots, uncertainty_report
+from stflow.evaluation.metrics import mean_pearson
 
 log = logging.getLogger("slide_uncertainty")
 

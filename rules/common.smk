@@ -6,26 +6,17 @@
 import json
 import os
 import re
-import shlex
-import sys
 from pathlib import Path
 
-# Rules run the library as `python "$STFLOW_LAUNCHER" <stage>`: workflow/run_stflow.py of
-# this repository, which puts the repository first on sys.path. So a job finds the library
-# whatever its working directory, with PYTHONPATH cleared (as --use-conda does), without the
-# project installed in its environment, and when this workflow is a module of another (whose
-# shell commands cannot see this file's variables, hence the environment). `python` is the
-# one running Snakemake (a venv need not be activated); with --use-conda the job's
-# environment comes first on PATH. The device reaches embed/train/predict as
-# $STFLOW_DEVICE: switching cpu and cuda must not rerun them, and every param is a rerun
-# trigger. All are set in the environment the jobs inherit (cluster jobs parse this file
-# again), and none is part of a rule's code, so moving the checkout reruns nothing.
+# Rules run the library through workflow/scripts/<rule>.py (`script:`), which puts this
+# repository first on sys.path (workflow/scripts/_job.py): a job finds the library whatever its
+# working directory, with PYTHONPATH cleared (as --use-conda does), without the project
+# installed in its environment, and when this workflow is a module of another. The device
+# reaches embed/train/predict as $STFLOW_DEVICE: switching cpu and cuda must not rerun them,
+# and every param is a rerun trigger. It is set in the environment the jobs inherit (cluster
+# jobs parse this file again), and is no part of a rule's code.
 REPO = Path(str(workflow.current_basedir)).parent  # this file's repository (also as a module)
-os.environ.update(
-    PATH=os.pathsep.join([str(Path(sys.executable).parent), os.getenv("PATH", "")]),
-    STFLOW_LAUNCHER=str(REPO / "workflow" / "run_stflow.py"),
-    STFLOW_DEVICE=config["device"],
-)
+os.environ.update(STFLOW_DEVICE=config["device"])
 
 
 wildcard_constraints:
@@ -39,7 +30,7 @@ wildcard_constraints:
 
 # The her2st sections the package can fetch: those of its committed checksum list.
 HER2ST_SAMPLES = re.findall(r"data/ST-cnts/([^/.]+)\.tsv\.gz",
-                            (REPO / "stflow" / "sources" / "her2st_sha256.tsv").read_text())
+                            (REPO / "stflow" / "data" / "sources" / "her2st_sha256.tsv").read_text())
 ENV = "../envs/stflow.yaml"
 
 
@@ -272,7 +263,7 @@ def st_files(wc):
     return [res(wc.dataset, f"st/{s}.h5ad") for s in samples(wc.dataset)]
 
 
-# The models that read the kNN graph (stflow.models.MODELS whose estimator takes `k`): they
+# The models that read the kNN graph (stflow.models.registry.MODELS whose estimator takes `k`): they
 # alone depend on graph/ and get graph.k as their `k`, so the graph and the model always
 # agree and changing graph.k retrains these models only (tests/test_reruns.py).
 GRAPH_MODELS = {"stflow", "stflow_zinb_fitted", "stflow_zero", "stflow_gaussian",
@@ -318,22 +309,18 @@ def fold_files(pattern, parts, graph_only=False):
     return files
 
 
-def graph_arg(wc):
-    """--graph-dir for the models that read the graph, nothing for the others."""
-    return f"--graph-dir {quoted(res(wc.dataset, 'graph'))}" if wc.model in GRAPH_MODELS else ""
+def graph_dir(wc):
+    """The graph folder for the models that read the graph, None for the others."""
+    return res(wc.dataset, "graph") if wc.model in GRAPH_MODELS else None
 
 
-def model_params_json(wc):
-    """The model's parameters as one JSON string: a change reruns train (params trigger).
-    The device is not one of them (see DEVICE); the graph models get graph.k as `k`."""
+def model_params(wc):
+    """The model's parameters: a change reruns train (params trigger). The device is not one
+    of them ($STFLOW_DEVICE); the graph models get graph.k as `k`."""
     params = dict(config["model_params"].get(wc.model, {}))
     if wc.model in GRAPH_MODELS:
         params["k"] = config["graph"]["k"]
-    return json.dumps(params, sort_keys=True)
-
-
-def quoted(value):
-    return shlex.quote(value)
+    return params
 
 
 def all_targets():
@@ -357,23 +344,22 @@ def all_targets():
 
 
 # --- download ---
-def download_args(wc):
-    """Source-specific arguments; only these (not model settings) rerun the download."""
+def download_settings(wc):
+    """Keyword arguments of stflow.data.download.download_source; only these (not model
+    settings) rerun the download."""
     entry = DATASETS[wc.dataset]
-    args = []
+    settings = {"mirror": entry["mirror"], "task": entry["task"]}
     if entry["source"] == "synthetic":
         sim = config["simulate"]
-        args += ["--patients", sim["patients"], "--sections", sim["sections"],
-                 "--grid", sim["grid"], "--genes", sim["genes"], "--seed", sim["seed"]]
+        settings.update(patients=sim["patients"], sections=sim["sections"], grid=sim["grid"],
+                        genes=sim["genes"], seed=sim["seed"])
     else:
-        args += ["--samples", *samples(wc.dataset)]
+        settings["samples"] = samples(wc.dataset)
     if entry["source"] == "hest" and uses_bench_files():
         # the published splits and gene lists live in hest-bench's task folders, not in
         # HEST-1k: fetch the task folders (their patches are the bench samples' images)
-        args += ["--repo-id", "MahmoodLab/hest-bench"]
-    if entry["mirror"]:
-        args += ["--mirror", entry["mirror"]]
-    return " ".join(quoted(str(a)) for a in args + task_args(wc))
+        settings["repo_id"] = "MahmoodLab/hest-bench"
+    return settings
 
 
 def ingest_manifest(wc):
@@ -387,29 +373,19 @@ def ingest_manifest(wc):
     return manifest
 
 
-def ingest_args(wc):
-    """--task, the configured patient / image of the sample, and --require-patient where
-    patient-stratified folds are built from the ingested patients (hest; visium is checked
-    when the DAG is built)."""
+def ingest_options(wc):
+    """Keyword arguments of stflow.data.ingest.ingest_sample: the task, the configured
+    patient / image of the sample, and require_patient where patient-stratified folds are
+    built from the ingested patients (hest; visium is checked when the DAG is built)."""
     entry = DATASETS[wc.dataset]
-    args = list(task_args(wc))
-    patient = (config["dataset"].get("patients") or {}).get(wc.sample)
-    if patient is not None:
-        args += ["--patient", str(patient)]
-    image = (config["dataset"].get("images") or {}).get(wc.sample)
-    if image is not None:
-        args += ["--image", image]
-    if (entry["source"] in ("visium", "hest") and not explicit_folds(wc.dataset)
-            and SCHEME == "patient"):
-        args += ["--require-patient"]
-    return " ".join(quoted(a) for a in args)
-
-
-def task_args(wc):
-    """HEST-bench tasks live in their own folder of the source (--task)."""
-    task = DATASETS[wc.dataset]["task"]
-    return ["--task", task] if task else []
-
+    options = {"task": entry["task"],
+               "patient": (config["dataset"].get("patients") or {}).get(wc.sample),
+               "image": (config["dataset"].get("images") or {}).get(wc.sample),
+               "require_patient": (entry["source"] in ("visium", "hest")
+                                   and not explicit_folds(wc.dataset) and SCHEME == "patient")}
+    if options["patient"] is not None:
+        options["patient"] = str(options["patient"])
+    return options
 
 
 # --- splits ---
@@ -420,26 +396,25 @@ def bench_splits_input(wc):
     return [ancient(res(wc.dataset, "raw/MANIFEST.tsv"))] if bench_splits(wc.dataset) else []
 
 
-def splits_args(wc):
-    """Explicit folds from the config (as JSON on a pipe), else --n-folds when configured,
-    else leave one patient out (the fold count the DAG was built with); --scheme section
-    leaves one section out (the config refuses fold settings beside it)."""
+def splits_settings(wc):
+    """Keyword arguments of stflow.data.splits.write_splits: explicit folds from the config,
+    else HEST-bench's files, else n_folds when configured, else leave one patient out (the
+    fold count the DAG was built with); scheme section leaves one section out (the config
+    refuses fold settings beside it)."""
     if SCHEME == "section":
         n_folds(wc.dataset)  # refuses a single-sample dataset
-        return "--scheme section"
+        return {"scheme": "section"}
     folds_ = DATASETS[wc.dataset]["folds"]
     if folds_:
-        named = [{"name": f.get("name", f"fold{i}"),
-                  **{k: v for k, v in f.items() if k != "name"}}
-                 for i, f in enumerate(folds_)]
-        text = json.dumps({"scheme": "patient", "folds": named})
-        return f"--folds-json <(printf '%s' {quoted(text)})"
+        return {"folds": [{"name": f.get("name", f"fold{i}"),
+                           **{k: v for k, v in f.items() if k != "name"}}
+                          for i, f in enumerate(folds_)]}
     if bench_splits(wc.dataset):
-        return f"--hest-bench {quoted(bench_dir(wc.dataset))} --n-folds {n_folds(wc.dataset)}"
+        return {"hest_bench": bench_dir(wc.dataset), "n_folds": n_folds(wc.dataset)}
     if DATASETS[wc.dataset]["n_folds"]:
-        return f"--n-folds {n_folds(wc.dataset)}"
+        return {"n_folds": n_folds(wc.dataset)}
     n_folds(wc.dataset)  # refuses a dataset whose patients are unknown or single
-    return ""  # leave one patient out: as many folds as n_folds() counted
+    return {}  # leave one patient out: as many folds as n_folds() counted
 
 
 # --- genes ---
@@ -451,24 +426,13 @@ def bench_genes_input(wc):
     return [ancient(res(wc.dataset, "raw/MANIFEST.tsv"))]
 
 
-def genes_args(wc):
-    """The subcommand and its options: HEST-bench's gene list, a configured list, or HEST's
-    highly variable genes."""
+def genes_settings(wc):
+    """Keyword arguments of stflow.data.genes.select_target_genes: HEST-bench's gene list, a
+    configured list, or HEST's highly variable genes (plus genes.include)."""
     if config["genes"]["source"] == "hest-bench":
-        return f"bench-genes --bench {quoted(bench_dir(wc.dataset))}"
-    listed, include = config["genes"]["list"], config["genes"]["include"]
-    args = f"genes --n-top {config['genes']['n_top']}"
-    if listed:
-        args += " --list " + " ".join(quoted(g) for g in listed)
-    if include:
-        args += " --include " + " ".join(quoted(g) for g in include)
-    return args
-
-
-# --- embed ---
-def weights_arg(wc):
-    path = config["encoder_weights"].get(wc.encoder)
-    return f"--weights {quoted(path)}" if path else ""
+        return {"bench_dir": bench_dir(wc.dataset)}
+    return {"n_top": config["genes"]["n_top"], "listed": config["genes"]["list"] or None,
+            "include": config["genes"]["include"] or []}
 
 
 # --- evaluate ---
@@ -483,7 +447,7 @@ def metric_files(wc):
     return runs(wc.dataset, "metrics/{encoder}/{model}/seed{seed}/{fold}.json")
 
 
-# The paper's experiments as tables (stflow/tables.py): tables/{name}.tsv and .md
+# The paper's experiments as tables (stflow/evaluation/paper_tables.py): tables/{name}.tsv and .md
 PAPER_TABLES = ["methods", "priors", "denoisers", "ablations", "inference_time"]
 
 

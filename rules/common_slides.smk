@@ -65,21 +65,15 @@ def slide_targets():
             for suffix in (".h5ad", "_maps")]
 
 
-def slide_args(wc):
-    """--um-per-px of the slide (plain images), sampling, spot lattice and maps options."""
+def slide_options(wc):
+    """Fields of stflow.deploy.predict_slide.SlideOptions but the device: sampling, spot
+    lattice, tissue filter, genes drawn as maps and the encoder's local weights."""
     predict = config["predict"]
-    args = ["--n-samples", predict["n_samples"], "--seed", SEEDS[0],
-            "--batch-size", config["embed"]["batch_size"], "--name", wc.slide]
-    scale = predict["um_per_px"].get(wc.slide)
-    if scale is not None:
-        args += ["--um-per-px", scale]
-    for key in ("pitch_um", "layout", "min_tissue"):
-        if predict[key] is not None:
-            args += [f"--{key.replace('_', '-')}", predict[key]]
+    options = {"n_samples": predict["n_samples"], "seed": SEEDS[0],
+               "batch_size": config["embed"]["batch_size"],
+               "weights": config["encoder_weights"].get(predict_encoder())}
+    options.update({key: predict[key] for key in ("pitch_um", "layout", "min_tissue")
+                    if predict[key] is not None})
     genes = predict["genes"] if predict["genes"] is not None else config["figures"]["genes"]
-    if genes:
-        args += ["--genes", *genes]
-    weights = config["encoder_weights"].get(predict_encoder())
-    if weights:
-        args += ["--weights", weights]
-    return " ".join(quoted(str(a)) for a in args)
+    options["genes"] = tuple(genes or ())
+    return options

@@ -17,7 +17,7 @@ rule download:
     params:
         source=lambda wc: DATASETS[wc.dataset]["source"],
         raw=lambda wc: res(wc.dataset, "raw"),
-        args=download_args,
+        settings=download_settings,
     log:
         res("{dataset}", "logs/download.log"),
     benchmark:
@@ -28,7 +28,5 @@ rule download:
         **CLUSTER,
     conda:
         ENV
-    shell:
-        "python \"$STFLOW_LAUNCHER\" download --source {params.source} --out {params.raw} "
-        "{params.args} "
-        "> {log} 2>&1 && echo {params.args} > {output.done}"
+    script:
+        "../workflow/scripts/download.py"

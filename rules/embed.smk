@@ -4,7 +4,7 @@ rule embed:
     output:
         directory(res("{dataset}", "features/{encoder}/{sample}.zarr")),
     params:
-        weights=weights_arg,
+        weights=lambda wc: config["encoder_weights"].get(wc.encoder),
         batch_size=config["embed"]["batch_size"],
     threads: config["threads"]
     log:
@@ -17,8 +17,5 @@ rule embed:
         **GPU,
     conda:
         ENV
-    shell:
-        "OMP_NUM_THREADS={threads} python \"$STFLOW_LAUNCHER\" embed --patches {input} "
-        "--encoder {wildcards.encoder} "
-        "{params.weights} --out {output} --batch-size {params.batch_size} "
-        "--device \"$STFLOW_DEVICE\" > {log} 2>&1"
+    script:
+        "../workflow/scripts/embed.py"

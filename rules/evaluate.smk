@@ -15,10 +15,8 @@ rule evaluate:
         **CLUSTER,
     conda:
         ENV
-    shell:
-        "python \"$STFLOW_LAUNCHER\" evaluate --predictions {input.predictions}/*.h5ad "
-        "--splits {input.splits} --encoder {wildcards.encoder} --model {wildcards.model} "
-        "--seed {wildcards.seed} --fold {wildcards.fold} --out {output} > {log} 2>&1"
+    script:
+        "../workflow/scripts/evaluate.py"
 
 
 rule aggregate:
@@ -49,9 +47,8 @@ rule aggregate:
         **CLUSTER,
     conda:
         ENV
-    shell:
-        "python \"$STFLOW_LAUNCHER\" aggregate --metrics {input} --out-dir {params.out_dir} "
-        "> {log} 2>&1"
+    script:
+        "../workflow/scripts/aggregate.py"
 
 
 rule paper_tables:
@@ -101,6 +98,5 @@ rule paper_tables:
         **CLUSTER,
     conda:
         ENV
-    shell:
-        "python \"$STFLOW_LAUNCHER\" tables --metrics {input.metrics} --splits {input.splits} "
-        "--benchmarks {params.benchmarks} --out-dir {params.out_dir} > {log} 2>&1"
+    script:
+        "../workflow/scripts/paper_tables.py"

@@ -20,13 +20,12 @@ rule figures:
                           labels={"dataset": "{dataset}", "encoder": "{encoder}",
                                   "fold": "{fold}"}),
     params:
-        st_dir=lambda wc: res(wc.dataset, "st"),
         root=lambda wc: res(wc.dataset, ""),
-        encoders=" ".join(config["encoders"]),
-        models=" ".join(config["models"]),
-        seeds=" ".join(str(s) for s in SEEDS),
-        folds=lambda wc: " ".join(folds(wc.dataset)),
-        genes=" ".join(config["figures"]["genes"]),
+        encoders=config["encoders"],
+        models=config["models"],
+        seeds=SEEDS,
+        folds=lambda wc: folds(wc.dataset),
+        genes=config["figures"]["genes"],
     log:
         res("{dataset}", "logs/figures.log"),
     benchmark:
@@ -37,7 +36,5 @@ rule figures:
         **CLUSTER,
     conda:
         ENV
-    shell:
-        "python \"$STFLOW_LAUNCHER\" figures --results {params.root} --encoders {params.encoders} "
-        "--models {params.models} --seeds {params.seeds} --folds {params.folds} "
-        "--genes {params.genes} > {log} 2>&1"
+    script:
+        "../workflow/scripts/figures.py"

@@ -6,7 +6,7 @@ rule genes:
     output:
         res("{dataset}", "genes.json"),
     params:
-        args=genes_args,
+        settings=genes_settings,
     log:
         res("{dataset}", "logs/genes.log"),
     benchmark:
@@ -17,5 +17,5 @@ rule genes:
         **CLUSTER,
     conda:
         ENV
-    shell:
-        "python \"$STFLOW_LAUNCHER\" {params.args} --st {input.st} --out {output} > {log} 2>&1"
+    script:
+        "../workflow/scripts/genes.py"

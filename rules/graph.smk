@@ -15,6 +15,5 @@ rule graph:
         **CLUSTER,
     conda:
         ENV
-    shell:
-        "python \"$STFLOW_LAUNCHER\" graph --patches {input} --k {params.k} --out {output} "
-        "> {log} 2>&1"
+    script:
+        "../workflow/scripts/graph.py"

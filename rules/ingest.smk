@@ -6,7 +6,7 @@ rule ingest:
     params:
         source=lambda wc: DATASETS[wc.dataset]["source"],
         raw=lambda wc: res(wc.dataset, "raw"),
-        args=ingest_args,
+        options=ingest_options,
     log:
         res("{dataset}", "logs/ingest/{sample}.log"),
     benchmark:
@@ -17,10 +17,8 @@ rule ingest:
         **CLUSTER,
     conda:
         ENV
-    shell:
-        "python \"$STFLOW_LAUNCHER\" ingest --source {params.source} --raw {params.raw} "
-        "--sample {wildcards.sample} "
-        "{params.args} --out {output} > {log} 2>&1"
+    script:
+        "../workflow/scripts/ingest.py"
 
 
 rule samples_table:
@@ -40,5 +38,5 @@ rule samples_table:
         **CLUSTER,
     conda:
         ENV
-    shell:
-        "python \"$STFLOW_LAUNCHER\" samples --st {input} --out {output} > {log} 2>&1"
+    script:
+        "../workflow/scripts/samples_table.py"

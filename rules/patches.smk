@@ -21,7 +21,5 @@ rule patches:
         **CLUSTER,
     conda:
         ENV
-    shell:
-        "python \"$STFLOW_LAUNCHER\" patches --st {input} --out {output.patches} --qc {output.qc} "
-        "--size-um {params.size_um} --size-px {params.size_px} "
-        "--min-tissue {params.min_tissue} > {log} 2>&1"
+    script:
+        "../workflow/scripts/patches.py"

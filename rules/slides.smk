@@ -21,11 +21,11 @@ rule train_final:
     output:
         directory(res("{dataset}", "models/{encoder}/{model}/final")),
     params:
-        model_params=lambda wc: quoted(model_params_json(wc)),
+        model_params=model_params,
         seed=SEEDS[0],
         st_dir=lambda wc: res(wc.dataset, "st"),
         features_dir=lambda wc: res(wc.dataset, f"features/{wc.encoder}"),
-        graph=graph_arg,
+        graph_dir=graph_dir,
         patches_dir=lambda wc: res(wc.dataset, "patches"),
     threads: config["threads"]
     log:
@@ -38,13 +38,8 @@ rule train_final:
         **GPU,
     conda:
         ENV
-    shell:
-        "OMP_NUM_THREADS={threads} python \"$STFLOW_LAUNCHER\" train-final --samples-tsv {input.samples} "
-        "--genes {input.genes} --st-dir {params.st_dir} "
-        "--features-dir {params.features_dir} {params.graph} "
-        "--patches-dir {params.patches_dir} --model {wildcards.model} "
-        "--params {params.model_params} --seed {params.seed} "
-        "--device \"$STFLOW_DEVICE\" --out {output} > {log} 2>&1"
+    script:
+        "../workflow/scripts/train_final.py"
 
 
 rule predict_slide:
@@ -56,7 +51,8 @@ rule predict_slide:
         maps=directory(res("{dataset}", "slides/{slide}_maps")),
     params:
         out_dir=lambda wc: res(wc.dataset, "slides"),
-        args=slide_args,
+        um_per_px=lambda wc: config["predict"]["um_per_px"].get(wc.slide),
+        options=slide_options,
     threads: config["threads"]
     log:
         res("{dataset}", "logs/predict_slide/{slide}.log"),
@@ -68,7 +64,5 @@ rule predict_slide:
         **GPU,
     conda:
         ENV
-    shell:
-        "OMP_NUM_THREADS={threads} python \"$STFLOW_LAUNCHER\" predict-slide {input.slide:q} "
-        "--model {input.model} --out {params.out_dir} {params.args} "
-        "--device \"$STFLOW_DEVICE\" > {log} 2>&1"
+    script:
+        "../workflow/scripts/predict_slide.py"

@@ -7,7 +7,7 @@ checkpoint splits:
     output:
         res("{dataset}", "splits.json"),
     params:
-        args=splits_args,
+        settings=splits_settings,
         seed=SEEDS[0],  # the same folds for every seed
     log:
         res("{dataset}", "logs/splits.log"),
@@ -19,7 +19,5 @@ checkpoint splits:
         **CLUSTER,
     conda:
         ENV
-    shell:
-        "python \"$STFLOW_LAUNCHER\" splits --samples {input.samples} --out {output} {params.args} "
-        "--seed {params.seed} "
-        "> {log} 2>&1"
+    script:
+        "../workflow/scripts/splits.py"

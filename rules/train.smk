@@ -10,13 +10,12 @@ rule train:
         directory(res("{dataset}", "models/{encoder}/{model}/seed{seed}/{fold}")),
     params:
         # the model's settings alone: changing them reruns train and what follows only
-        model_params=lambda wc: quoted(model_params_json(wc)),
-        search=lambda wc: quoted(json.dumps(config["search"].get(wc.model, {}),
-                                            sort_keys=True)),
-        refit="--refit" if config["refit"] else "",
+        model_params=model_params,
+        search=lambda wc: config["search"].get(wc.model) or None,
+        refit=config["refit"],
         st_dir=lambda wc: res(wc.dataset, "st"),
         features_dir=lambda wc: res(wc.dataset, f"features/{wc.encoder}"),
-        graph=graph_arg,
+        graph_dir=graph_dir,
     threads: config["threads"]
     log:
         res("{dataset}", "logs/train/{encoder}/{model}/seed{seed}/{fold}.log"),
@@ -28,13 +27,8 @@ rule train:
         **GPU,
     conda:
         ENV
-    shell:
-        "OMP_NUM_THREADS={threads} python \"$STFLOW_LAUNCHER\" train --splits {input.splits} "
-        "--fold {wildcards.fold} --genes {input.genes} --st-dir {params.st_dir} "
-        "--features-dir {params.features_dir} {params.graph} "
-        "--model {wildcards.model} --params {params.model_params} --search {params.search} "
-        "--seed {wildcards.seed} {params.refit} "
-        "--device \"$STFLOW_DEVICE\" --out {output} > {log} 2>&1"
+    script:
+        "../workflow/scripts/train.py"
 
 
 rule predict:
@@ -51,7 +45,7 @@ rule predict:
     params:
         st_dir=lambda wc: res(wc.dataset, "st"),
         features_dir=lambda wc: res(wc.dataset, f"features/{wc.encoder}"),
-        graph=graph_arg,
+        graph_dir=graph_dir,
     threads: config["threads"]
     log:
         res("{dataset}", "logs/predict/{encoder}/{model}/seed{seed}/{fold}.log"),
@@ -63,9 +57,5 @@ rule predict:
         **GPU,
     conda:
         ENV
-    shell:
-        "OMP_NUM_THREADS={threads} python \"$STFLOW_LAUNCHER\" predict --model-dir {input.model} "
-        "--splits {input.splits} --fold {wildcards.fold} --genes {input.genes} "
-        "--st-dir {params.st_dir} --features-dir {params.features_dir} "
-        "{params.graph} --encoder {wildcards.encoder} "
-        "--device \"$STFLOW_DEVICE\" --out-dir {output} > {log} 2>&1"
+    script:
+        "../workflow/scripts/predict.py"

@@ -1,5 +1,5 @@
 """``python -m stflow``: the command line without the console script (the workflow's rules
-use workflow/run_stflow.py, which needs no installed package and no PYTHONPATH)."""
+run workflow/scripts/, which need no installed package and no PYTHONPATH)."""
 
 import sys
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stflow.dataset import Slide
+from stflow.data.dataset import Slide
 
 
 def grid_slide(name: str, seed: int, side: int = 10, dim: int = 8, genes: int = 4) -> Slide:

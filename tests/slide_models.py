@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from stflow.dataset import Slide
-from stflow.encoders.registry import load_encoder
-from stflow.models import build_estimator, save_estimator
-from stflow.slide.deploy import Deployment, write_deployment
+from stflow.data.dataset import Slide
+from stflow.data.encoders.registry import load_encoder
+from stflow.deploy.deployment import Deployment, write_deployment
+from stflow.models.registry import build_estimator, save_estimator
 
 GENES = ["ERBB2", "GATA3", "ACTB", "KRT19"]
 ENCODER = "efficientnet_lite0"

@@ -5,14 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stflow.baselines import MLPRegressor, PCARidge, RandomForest, SpatialRidge, train_val_arrays
-from stflow.dataset import Slide
+from stflow.data.dataset import Slide
+from stflow.data.graph import knn_graph
+from stflow.data.holdout import holdout_masks
 from stflow.errors import StflowError
-from stflow.evaluate import mean_pearson
-from stflow.graph import knn_graph
-from stflow.holdout import holdout_masks
-from stflow.models import build_estimator
-from stflow.train import SlideArrays, holdout_split
+from stflow.evaluation.metrics import mean_pearson
+from stflow.models.baselines.arrays import train_val_arrays
+from stflow.models.baselines.forest import RandomForest
+from stflow.models.baselines.mlp import MLPRegressor
+from stflow.models.baselines.ridge import PCARidge
+from stflow.models.baselines.spatial_ridge import SpatialRidge
+from stflow.models.registry import build_estimator
+from stflow.models.stflow.trainer import SlideArrays, holdout_split
 
 # name: (class, small parameters, test Pearson it must reach on linear synthetic data)
 SMALL = {

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from stflow.data.graph import knn_graph
 from stflow.errors import StflowError
-from stflow.graph import knn_graph
-from stflow.model import build_denoiser, prepare_geometry
+from stflow.models.stflow.networks import build_denoiser, prepare_geometry
 
 N, D, G, K = 50, 12, 5, 8
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from stflow.data.sources import download as dl
 from stflow.errors import StflowError
-from stflow.sources import download as dl
 
 
 def sha(data: bytes) -> str:
@@ -131,7 +131,7 @@ def test_copy_tree_copies_again_only_what_changed(tmp_path: Path) -> None:
 
 
 def test_a_mirror_folder_that_does_not_exist_is_named_as_a_folder(tmp_path: Path) -> None:
-    from stflow.sources import her2st
+    from stflow.data.sources import her2st
 
     absent = tmp_path / "no-such-mirror"
     with pytest.raises(StflowError, match=r"no-such-mirror: mirror folder does not exist\. "
@@ -146,7 +146,7 @@ def run_cli(*argv: str) -> None:
     """Parse and run one of this module's subcommands, as `stflow` does."""
     import argparse
 
-    from stflow.sources.cli import register
+    from stflow.cli.data import register
 
     parser = argparse.ArgumentParser(prog="stflow")
     register(parser.add_subparsers(dest="command", required=True))

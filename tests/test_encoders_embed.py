@@ -12,8 +12,8 @@ import zarr
 from slides import tissue_like
 
 from stflow.atomic import sha256_file
-from stflow.embed import embed, read_patch_file
-from stflow.encoders import describe_encoders, load_encoder
+from stflow.data.embedding import embed, read_patch_file
+from stflow.data.encoders import describe_encoders, load_encoder
 from stflow.errors import StflowError
 
 
@@ -185,7 +185,7 @@ def test_encoders_command_lists_the_registry(capsys):
 
 
 def test_weights_are_hashed_once_then_read_from_the_cache(tmp_path, monkeypatch):
-    import stflow.encoders.weights as weights
+    import stflow.data.encoders.weights as weights
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     checkpoint = tmp_path / "model.bin"

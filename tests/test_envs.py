@@ -74,22 +74,27 @@ def test_profiles_use_only_real_snakemake_options():
     assert "slurm_partition" not in str(slurm.get("set-resources", ""))
 
 
-def test_the_rule_env_installs_nothing_from_a_path_and_rules_run_the_repository_launcher():
-    """Every rule runs the library through workflow/run_stflow.py (tests/test_job_env.py runs
-    a job that way), never `python -m stflow` (which needs the package on sys.path) nor the
-    console script (which needs it installed)."""
+def test_the_rule_env_installs_nothing_from_a_path_and_rules_run_the_repository_scripts():
+    """Every rule runs the library through its workflow/scripts/<rule>.py, which takes it from
+    this repository (workflow/scripts/_job.py; tests/test_job_env.py runs a job that way),
+    never `python -m stflow` (which needs the package on sys.path) nor the console script
+    (which needs it installed)."""
     env = yaml.safe_load((REPO / "envs" / "stflow.yaml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert not [d for d in pip if d.startswith("-") or "/" in d or d.startswith(".")]
-    assert (REPO / "workflow" / "run_stflow.py").is_file()
-    n_shells = 0
+    assert (REPO / "workflow" / "scripts" / "_job.py").is_file()
+    n_scripts = 0
     for path in (REPO / "rules").glob("*.smk"):
-        shells = re.findall(r"shell:\n((?:\s+\".*\"\n)+)", path.read_text())
-        for shell in shells:
-            n_shells += 1
-            assert 'python \\"$STFLOW_LAUNCHER\\" ' in shell, (path, shell)
-            assert "-m stflow" not in shell and not re.search(r"(?<![\w/$-])stflow ", shell), path
-    assert n_shells >= 14
+        text = path.read_text()
+        assert "shell:" not in text and "run:" not in text, path
+        for block in re.split(r"^(?=rule |checkpoint )", text, flags=re.M)[1:]:
+            name = re.match(r"(?:rule|checkpoint) (\w+):", block).group(1)
+            n_scripts += 1
+            assert f'    script:\n        "../workflow/scripts/{name}.py"' in block, (path, name)
+            script = (REPO / "workflow" / "scripts" / f"{name}.py").read_text()
+            assert "with stage(snakemake):" in script, name
+            assert "-m stflow" not in script and "subprocess" not in script, name
+    assert n_scripts >= 14
 
 
 def test_the_device_is_no_rerun_trigger():
@@ -97,8 +102,11 @@ def test_the_device_is_no_rerun_trigger():
     for path in (REPO / "rules").glob("*.smk"):
         for block in re.split(r"^(?=rule |checkpoint )", path.read_text(), flags=re.M)[1:]:
             assert 'config["device"]' not in block
-            if re.match(r"rule (embed|train|predict|train_final|predict_slide):", block):
-                assert '--device \\"$STFLOW_DEVICE\\"' in block
+            match = re.match(r"rule (embed|train|predict|train_final|predict_slide):", block)
+            if match:
+                script = (REPO / "workflow" / "scripts" / f"{match.group(1)}.py").read_text()
+                assert "device()" in script, match.group(1)
+    assert 'os.environ["STFLOW_DEVICE"]' in (REPO / "workflow" / "scripts" / "_job.py").read_text()
 
 
 def test_only_embedding_training_and_prediction_rules_may_ask_for_a_gpu():

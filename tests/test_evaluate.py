@@ -13,17 +13,11 @@ import pandas as pd
 import pytest
 from scipy.stats import pearsonr
 
+from stflow.cli.evaluation import register
 from stflow.errors import StflowError
-from stflow.evaluate import (
-    aggregate,
-    evaluate_fold,
-    evaluate_predictions,
-    fold_metrics,
-    mean_pearson,
-    pearson_per_gene,
-    register,
-    summary_markdown,
-)
+from stflow.evaluation.fold_scores import evaluate_fold, evaluate_predictions
+from stflow.evaluation.metrics import fold_metrics, mean_pearson, pearson_per_gene
+from stflow.evaluation.summary import aggregate, summary_markdown
 
 
 def test_pearson_per_gene_equals_scipy_on_a_hand_made_case():

@@ -10,16 +10,16 @@ import pytest
 import torch
 from grid_slides import grid_slide
 
-from stflow.dataset import Slide
+from stflow.data.dataset import Slide
 from stflow.device import resolve_device
 from stflow.errors import StflowError
-from stflow.estimator import STFlowEstimator
-from stflow.evaluate import mean_pearson
-from stflow.flow import flow_matching_loss, masked_mse, sample
-from stflow.model.geometry import prepare_geometry
-from stflow.models import build_estimator
-from stflow.priors import make_prior
-from stflow.train import SlideArrays, holdout_split, random_region
+from stflow.evaluation.metrics import mean_pearson
+from stflow.models.registry import build_estimator
+from stflow.models.stflow.estimator import STFlowEstimator
+from stflow.models.stflow.flow import flow_matching_loss, masked_mse, sample
+from stflow.models.stflow.networks.geometry import prepare_geometry
+from stflow.models.stflow.priors import make_prior
+from stflow.models.stflow.trainer import SlideArrays, holdout_split, random_region
 
 SMALL = dict(hidden=16, layers=1, heads=2, dropout=0.0, regions_per_slide=4,
              regions_per_step=2, device="cpu", lr=5e-3)

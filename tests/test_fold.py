@@ -13,9 +13,11 @@ import pytest
 import scipy.sparse as sp
 import zarr
 
-from stflow import models
+from stflow.crossval.inputs import read_fold
+from stflow.crossval.predict import predict_fold
+from stflow.crossval.train import train_fold
 from stflow.errors import StflowError
-from stflow.fold import predict_fold, read_fold, train_fold
+from stflow.models import registry as models
 
 GENES = ["ERBB2", "GATA3", "ACTB"]
 SAMPLES = {"P1S1": "P1", "P1S2": "P1", "P2S1": "P2"}
@@ -175,7 +177,7 @@ def test_unknown_model_and_bad_params_are_refused(fold_inputs, registry, tmp_pat
 def test_cli_parses_params_json(fold_inputs, registry):
     import argparse
 
-    from stflow import fold
+    from stflow.cli import models as fold
 
     parser = argparse.ArgumentParser()
     fold.register(parser.add_subparsers())
@@ -255,7 +257,7 @@ def test_device_is_a_flag_given_to_models_that_take_one_and_not_a_parameter(
 def test_cli_takes_a_device(registry):
     import argparse
 
-    from stflow import fold
+    from stflow.cli import models as fold
 
     parser = argparse.ArgumentParser()
     fold.register(parser.add_subparsers())

@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from stflow.cli.data import register
+from stflow.data.genes import check_gene_list, expressed_genes, hest_genes
 from stflow.errors import StflowError
-from stflow.genes import check_gene_list, expressed_genes, hest_genes, register
 
 BACKGROUND = [f"BG{i:03d}" for i in range(200)]
 VARIABLE = ["VAR1", "VAR2", "VAR3"]

@@ -8,8 +8,8 @@ import h5py
 import numpy as np
 import pytest
 
+from stflow.data.graph import edge_offsets, knn_graph, write_graph
 from stflow.errors import StflowError
-from stflow.graph import edge_offsets, knn_graph, write_graph
 
 
 def test_knn_equals_brute_force_and_excludes_self():
@@ -83,7 +83,7 @@ def test_write_graph_names_a_missing_file(tmp_path):
 def test_graph_subcommand_parses_and_runs(tmp_path):
     import argparse
 
-    from stflow.graph import register
+    from stflow.cli.data import register
 
     patches = tmp_path / "S2.h5"
     with h5py.File(patches, "w") as handle:

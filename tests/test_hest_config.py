@@ -11,7 +11,7 @@ import yaml
 from hest_bench_layout import BENCH_CONFIG_TASKS, TASKS, write_bench_tree
 from snakemake.utils import validate
 
-from stflow.sources.hest import read_bench_splits
+from stflow.data.sources.hest import read_bench_splits
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((REPO / "config" / "hest.yaml").read_text())

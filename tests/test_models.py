@@ -3,7 +3,7 @@
 import pytest
 
 from stflow.errors import StflowError
-from stflow.models import MODELS, build_estimator
+from stflow.models.registry import MODELS, build_estimator
 
 
 def test_every_registered_model_builds_with_its_defaults():

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 from slides import aperio_slide, tissue_like, write_pyramid_tiff
 
+from stflow.data.patches import extract_patches, open_slide
 from stflow.errors import StflowError
-from stflow.patches import extract_patches, open_slide
 
 
 def read_h5(path):

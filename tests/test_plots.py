@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from stflow.errors import StflowError
-from stflow.plots import (
+from stflow.evaluation.figures import (
     biomarker_figure,
     choose_genes,
     comparison_chart,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from stflow.errors import StflowError
-from stflow.priors import ZINB, Prior, fit_zinb, make_prior
+from stflow.models.stflow.priors import ZINB, Prior, fit_zinb, make_prior
 
 
 def test_zinb_samples_match_analytic_mean_and_zero_probability():

@@ -7,9 +7,9 @@ import json
 import pytest
 from grid_slides import grid_slide
 
-from stflow.dataset import Slide
+from stflow.data.dataset import Slide
 from stflow.errors import StflowError
-from stflow.search import check_space, search_fit, validation_score
+from stflow.models.search import check_space, search_fit, validation_score
 
 SMALL = dict(hidden=16, layers=1, heads=2, regions_per_slide=4, regions_per_step=2,
              lr=5e-3, epochs=3, patience=3)

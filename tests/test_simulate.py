@@ -14,8 +14,9 @@ from PIL import Image
 from scipy import ndimage
 
 from stflow.atomic import sha256_file
+from stflow.cli.data import register
+from stflow.data.simulator import SPOT_COLUMNS, simulate
 from stflow.errors import StflowError
-from stflow.simulate import SPOT_COLUMNS, register, simulate
 
 PATCH_UM = 112.0
 
@@ -90,7 +91,7 @@ def test_sha256sums_lists_every_data_file_with_its_hash(sim: tuple[Path, list]) 
 
 
 def test_her2st_reader_ingests_it(sim: tuple[Path, list]) -> None:
-    from stflow.sources.her2st import read_sample
+    from stflow.data.sources.her2st import read_sample
 
     out, sections = sim
     sample = read_sample(out, "P2S1")

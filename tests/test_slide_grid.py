@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
+from stflow.deploy.spot_grid import SpotLayout, lattice, measure_layout, virtual_spots
 from stflow.errors import StflowError
-from stflow.slide.grid import SpotLayout, lattice, measure_layout, virtual_spots
 
 
 def square(n: int, pitch: float, jitter: float = 0.0, seed: int = 0) -> np.ndarray:

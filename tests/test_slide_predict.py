@@ -20,9 +20,9 @@ from slide_models import ENCODER, GENES, deployable_model, grid_slide
 from slides import aperio_slide, tissue_like
 
 from stflow.cli import main
+from stflow.deploy.predict_slide import DeployedModel, SlideOptions, predict_slides
 from stflow.errors import StflowError
-from stflow.models import build_estimator
-from stflow.slide.predict import DeployedModel, SlideOptions, predict_slides
+from stflow.models.registry import build_estimator
 
 matplotlib.use("Agg")
 REPO = Path(__file__).resolve().parents[1]

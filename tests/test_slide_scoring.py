@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stflow.slide.scoring import match_spots, spread_error_spearman, uncertainty_report
+from stflow.deploy.uncertainty import match_spots, spread_error_spearman, uncertainty_report
 
 
 def test_spots_are_matched_one_to_one_within_the_distance():

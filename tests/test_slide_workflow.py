@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from workflow_fixtures import SAMPLES, SEEDS, snakemake, write_config
 
-from stflow.evaluate import mean_pearson
-from stflow.slide.predict import DeployedModel, SlideOptions, predict_slide
-from stflow.slide.scoring import match_spots
+from stflow.deploy.predict_slide import DeployedModel, SlideOptions, predict_slide
+from stflow.deploy.uncertainty import match_spots
+from stflow.evaluation.metrics import mean_pearson
 
 matplotlib.use("Agg")
 ENCODER = "efficientnet_lite0"

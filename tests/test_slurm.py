@@ -72,7 +72,7 @@ def _kill_a_training_job(cluster: Cluster, run: subprocess.Popen, workdir: Path)
     moment after it started; return its command line."""
     deadline = time.monotonic() + SNAKEMAKE_TIMEOUT
     while time.monotonic() < deadline and run.poll() is None:
-        for pid in cluster.job_processes("run_stflow.py train", workdir):
+        for pid in cluster.job_processes(".train.py", workdir):  # workflow/scripts/train.py
             try:
                 command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
                 time.sleep(1.0)  # mid-run: imports done, training under way
@@ -121,10 +121,14 @@ def test_the_slurm_profile_runs_the_tiny_study_end_to_end_and_survives_a_killed_
               f"{daemon_logs}")
     assert run.returncode == 0, detail
 
-    # the killed job ran again, and nothing half-written is left anywhere
+    # the killed job ran again (every training folder is complete, the killed one's too: a
+    # script job's command line names no output), and nothing half-written is left anywhere
     results = workdir / "results" / "tiny"
-    out = re.search(r"--out (\S+)", killed).group(1)
-    assert (workdir / out / "params.json").is_file() and (workdir / out / "history.tsv").is_file()
+    assert ".train.py" in killed, killed
+    trained = [p.parent for p in (results / "models").glob("*/*/seed*/fold*/manifest.json")]
+    assert len(trained) == N_TRAIN, detail
+    for out in trained:
+        assert (out / "params.json").is_file() and (out / "history.tsv").is_file()
     assert not [p for p in results.rglob("*") if ".tmp-" in p.name], detail
 
     # the same tables as the local run of the same config

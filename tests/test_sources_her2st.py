@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from stflow.data.sources import get_source, her2st, write_samples_tsv, write_st
+from stflow.data.sources.download import MANIFEST, read_checksums
 from stflow.errors import StflowError
-from stflow.sources import get_source, her2st, write_samples_tsv, write_st
-from stflow.sources.download import MANIFEST, read_checksums
 
 # Spots per section once positions without counts are dropped (rows of the count tables).
 PUBLISHED_SPOTS = {"B4": 283, "C2": 187, "C3": 180, "C4": 184, "C5": 181, "C6": 178}

@@ -16,8 +16,8 @@ import scipy.sparse as sp
 import tifffile
 
 from stflow.atomic import write_json
+from stflow.data.sources import get_source, hest, write_st
 from stflow.errors import StflowError
-from stflow.sources import get_source, hest, write_st
 
 PITCH_PX = 200.0  # spot pitch in pixels: 100 µm Visium pitch -> 0.5 µm/px
 
@@ -236,7 +236,7 @@ def test_a_configured_patient_wins_and_an_unknown_one_is_refused_when_required(
 
 
 def test_bench_patches_become_our_patch_file_in_the_ingested_order(tmp_path: Path) -> None:
-    from stflow.patches import patches_from_h5ad
+    from stflow.data.patches import patches_from_h5ad
 
     bench = make_bench(tmp_path / "IDC")
     with h5py.File(bench / "patches" / "S1.h5", "r+") as f:  # distinct patches, reversed order

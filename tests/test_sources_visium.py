@@ -12,8 +12,8 @@ import pytest
 import scipy.sparse as sp
 from PIL import Image
 
+from stflow.data.sources import get_source, visium, write_st
 from stflow.errors import StflowError
-from stflow.sources import get_source, visium, write_st
 
 BARCODES = ["AAAC-1", "AAAG-1", "AAAT-1", "AACA-1"]
 GENES = ["GENE1", "GENE2", "GENE2", "GENE3"]  # a duplicated symbol, as 10x features can have

@@ -8,14 +8,14 @@ import logging
 
 import pytest
 
-from stflow.errors import StflowError
-from stflow.splits import (
+from stflow.cli.data import register
+from stflow.data.splits import (
     make_splits,
     patient_folds,
-    register,
     section_folds,
     validate_folds,
 )
+from stflow.errors import StflowError
 
 # her2st-like: patient A has 3 sections, B 2, C and D one each.
 PATIENTS = {"A1": "A", "A2": "A", "A3": "A", "B1": "B", "B2": "B", "C1": "C", "D1": "D"}
@@ -165,7 +165,7 @@ def test_section_scheme_leaves_one_section_out_and_keeps_the_patients_other_sect
 
 def test_section_scheme_warns_in_the_log_and_records_its_scheme(tmp_path, caplog):
     samples = write_samples(tmp_path / "samples.tsv")
-    with caplog.at_level(logging.WARNING, logger="stflow.splits"):
+    with caplog.at_level(logging.WARNING, logger="stflow.data.splits"):
         splits = make_splits(samples, scheme="section")
     assert splits["scheme"] == "section" and len(splits["folds"]) == len(PATIENTS)
     warning = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -173,7 +173,7 @@ def test_section_scheme_warns_in_the_log_and_records_its_scheme(tmp_path, caplog
     assert "NOT patient-stratified" in warning[0].message
     assert "optimistic" in warning[0].message
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="stflow.splits"):
+    with caplog.at_level(logging.WARNING, logger="stflow.data.splits"):
         assert make_splits(samples)["scheme"] == "patient"
     assert not caplog.records
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stflow.evaluate import mean_pearson, pearson_per_gene
-from stflow.models import build_estimator
-from stflow.simulate import simulate
-from stflow.simulate.oracle import gene_roles, oracle_slides
+from stflow.data.simulator import simulate
+from stflow.data.simulator.oracle import gene_roles, oracle_slides
+from stflow.evaluation.metrics import mean_pearson, pearson_per_gene
+from stflow.models.registry import build_estimator
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from stflow.cli.evaluation import register
 from stflow.errors import StflowError
-from stflow.tables import TABLE_NAMES, inference_times, paper_tables, register
+from stflow.evaluation.paper_tables import TABLE_NAMES, inference_times, paper_tables
 
 ENCODERS = ["uni", "ciga"]
 FOLDS = {"fold0": ["A1", "A2"], "fold1": ["B1"]}

@@ -7,10 +7,12 @@ import json
 import re
 import shutil
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from test_sources_visium import make_outs
 from workflow_fixtures import (
     FOLDS,
     PAPER_TABLES,
@@ -171,7 +173,11 @@ def test_the_single_seed_shorthand_of_older_configs_still_works(tmp_path):
     result = snakemake(tmp_path, older, "-n", "-p")
     assert result.returncode == 0, result.stderr
     assert "models/efficientnet_lite0/stflow/seed3/fold0" in result.stdout
-    assert "seed0" not in result.stdout and "--seed 3" in result.stdout
+    assert "seed0" not in result.stdout
+    # the folds are drawn with that seed (a script job prints no command line: its log tells)
+    made = snakemake(tmp_path, older, "--cores", "1", "results/tiny/splits.json")
+    assert made.returncode == 0, made.stderr[-3000:]
+    assert "seed 3" in (tmp_path / "results" / "tiny" / "logs" / "splits.log").read_text()
     both = write_config(tmp_path / "both.yaml", seed=3)  # beside seeds: [0, 1]
     result = snakemake(tmp_path, both, "-n")
     assert result.returncode != 0
@@ -229,11 +235,17 @@ def test_visium_without_patients_is_refused_before_it_can_leak(tmp_path):
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "visium samples ['A', 'B']" in output and "dataset.patients" in output
-    mapped = write_config(tmp_path / "mapped.yaml",
-                          dataset={**visium, "patients": {"A": "p1", "B": "p2"}})
-    result = snakemake(tmp_path, mapped, "-n", "-p")
-    assert result.returncode == 0, result.stderr
-    assert "--sample A --patient p1" in result.stdout
+    # mapped, the ingest job of A gets its patient (a script job prints no command line: the
+    # ingested sample tells)
+    mirror = tmp_path / "mirror"
+    for sample in ("A", "B"):
+        make_outs(tmp_path / "outs")
+        shutil.move(tmp_path / "outs" / "S1", mirror / sample)
+    mapped = write_config(tmp_path / "mapped.yaml", dataset={
+        **visium, "mirror": str(mirror), "patients": {"A": "p1", "B": "p2"}})
+    result = snakemake(tmp_path, mapped, "--cores", "1", "results/vis/st/A.h5ad")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert ad.read_h5ad(tmp_path / "results" / "vis" / "st" / "A.h5ad").uns["patient"] == "p1"
 
 
 def test_the_dag_builds_without_conda_and_lint_is_clean(tmp_path):

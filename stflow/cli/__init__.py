@@ -1,0 +1,50 @@
+"""The ``stflow`` command. Each subcommand mirrors a pipeline stage.
+
+Each module of this package registers its subcommands with ``register(subparsers)``; a
+subcommand parses its options and calls one library function, nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from stflow import __version__
+from stflow.errors import StflowError
+
+COMMAND_MODULES = [
+    "stflow.cli.data",        # simulate, download, ingest, samples, splits, genes,
+                              # bench-genes, patches, embed, encoders, graph
+    "stflow.cli.models",      # train, predict
+    "stflow.cli.evaluation",  # evaluate, aggregate, tables, figures
+    "stflow.cli.deploy",      # train-final, predict-slide
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stflow", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"stflow {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        args.func(args)
+    except StflowError as err:
+        print(f"stflow {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Commands of the evaluation stages: evaluate, aggregate, tables, figures."""
+
+from __future__ import annotations
+
+import argparse
+
+from stflow.evaluation.figures import make_figures
+from stflow.evaluation.fold_scores import write_fold_scores
+from stflow.evaluation.paper_tables import write_paper_tables_of_run
+from stflow.evaluation.summary import write_summary
+
+
+def _run_evaluate(args: argparse.Namespace) -> None:
+    write_fold_scores(args.predictions, args.splits, args.encoder, args.model, args.fold,
+                      args.seed, args.out)
+
+
+def _run_aggregate(args: argparse.Namespace) -> None:
+    write_summary(args.metrics, args.out_dir)
+
+
+def _register_scores(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``evaluate`` and ``aggregate`` subcommands."""
+    p = subparsers.add_parser("evaluate", help="score one fold's predictions (HEST metric)")
+    p.add_argument("--predictions", nargs="+", required=True, help="prediction h5ad files")
+    p.add_argument("--encoder", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--fold", required=True)
+    p.add_argument("--seed", type=int, default=0, help="the training seed (a table column)")
+    p.add_argument("--splits", required=True, help="splits.json: the fold's test samples "
+                   "and the split scheme (a table column)")
+    p.add_argument("--out", required=True, help="metrics JSON to write")
+    p.set_defaults(func=_run_evaluate)
+
+    a = subparsers.add_parser("aggregate", help="fold metrics → tables/*.tsv and summary.md")
+    a.add_argument("--metrics", nargs="+", required=True, help="fold metrics JSONs")
+    a.add_argument("--out-dir", required=True, help="folder for the tables")
+    a.set_defaults(func=_run_aggregate)
+
+
+def _run_tables(args: argparse.Namespace) -> None:
+    write_paper_tables_of_run(args.metrics, args.splits, args.benchmarks, args.out_dir)
+
+
+def _register_tables(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``stflow tables``."""
+    p = subparsers.add_parser("tables", help="the paper's tables (methods, priors, denoisers, "
+                              "ablations, inference time) from a run's metrics")
+    p.add_argument("--metrics", required=True, help="tables/metrics.tsv of the run")
+    p.add_argument("--splits", required=True, help="splits.json (each fold's test samples)")
+    p.add_argument("--benchmarks", required=True,
+                   help="the run's benchmarks/ folder (predict/ and embed/ job times)")
+    p.add_argument("--out-dir", required=True, help="folder for {name}.tsv and {name}.md")
+    p.set_defaults(func=_run_tables)
+
+
+def _run_figures(args: argparse.Namespace) -> None:
+    make_figures(args.results, args.encoders, args.models, args.folds, args.genes, args.seeds)
+
+
+def _register_figures(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``stflow figures``."""
+    parser = subparsers.add_parser("figures", help="biomarker maps, training curves, "
+                                   "model comparison of a finished run")
+    parser.add_argument("--results", required=True, help="results/{dataset} folder")
+    parser.add_argument("--encoders", nargs="+", required=True)
+    parser.add_argument("--models", nargs="+", required=True)
+    parser.add_argument("--folds", nargs="+", required=True, help="e.g. fold0 fold1")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0],
+                        help="training seeds (models/{encoder}/{model}/seed{seed}/{fold}); "
+                        "biomarker maps show the first")
+    parser.add_argument("--genes", nargs="+", default=["ERBB2", "GATA3"],
+                        help="genes to map (those not among the targets are skipped)")
+    parser.set_defaults(func=_run_figures)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``evaluate``, ``aggregate``, ``tables`` and ``figures``."""
+    for add in (_register_scores, _register_tables, _register_figures):
+        add(subparsers)

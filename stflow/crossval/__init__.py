@@ -1,0 +1,1 @@
+"""Cross-validation stages: train a model on one fold, predict its test samples."""

@@ -1,0 +1,190 @@
+"""The target genes: HEST-bench's protocol, or a list given in the config.
+
+HEST (mahmoodlab/HEST ``src/hest/utils.py``, ``get_k_genes(..., criteria='var',
+min_cells_pct=0.10)``) keeps the genes with a non-zero count in at least
+``ceil(0.10 * n_spots)`` spots of *every* sample, drops names containing ``BLANK`` or
+``Control`` (Xenium probes; it excludes no mitochondrial or ribosomal genes), stacks the
+samples' raw counts, applies log1p and takes scanpy's ``highly_variable_genes(n_top_genes=k)``
+(Seurat flavour) — returned in the common genes' sorted order, as HEST does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from tqdm import tqdm
+
+from stflow.atomic import write_json
+from stflow.errors import StflowError, input_error
+
+log = logging.getLogger(__name__)
+
+MIN_FRACTION = 0.10
+EXCLUDED_SUBSTRINGS = ("BLANK", "Control")
+
+
+def _check_exists(path: Path) -> None:
+    if not path.exists():
+        raise input_error(path, "ingested sample does not exist", "run the ingest stage first")
+
+
+def _read_counts(path: Path) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Raw counts (CSR) and gene names of one ingested sample."""
+    import anndata as ad
+
+    _check_exists(path)
+    adata = ad.read_h5ad(path)
+    x = sp.csr_matrix(adata.X)
+    if x.nnz and (x.data < 0).any():
+        raise input_error(path, "X holds negative values", "ingest raw counts, not scaled data")
+    return x, np.asarray(adata.var_names, dtype=str)
+
+
+def _gene_names(path: Path) -> set[str]:
+    """Gene names of a sample without loading its counts (backed mode)."""
+    import anndata as ad
+
+    _check_exists(path)
+    adata = ad.read_h5ad(path, backed="r")
+    try:
+        return {str(g) for g in adata.var_names}
+    finally:
+        adata.file.close()
+
+
+def expressed_genes(counts: sp.csr_matrix, genes: np.ndarray,
+                    min_fraction: float = MIN_FRACTION) -> np.ndarray:
+    """Genes with a count > 0 in at least ``ceil(min_fraction * n_spots)`` spots."""
+    positive = counts.indices[counts.data > 0]
+    n_expressed = np.bincount(positive, minlength=counts.shape[1])
+    return genes[n_expressed >= np.ceil(min_fraction * counts.shape[0])]
+
+
+def hest_genes(st_paths: Sequence[str | Path], n_top: int = 50,
+               min_fraction: float = MIN_FRACTION) -> list[str]:
+    """HEST's top-``n_top`` highly variable genes among those expressed in every sample."""
+    import anndata as ad
+    import scanpy as sc
+
+    if n_top < 1:
+        raise StflowError(f"--n-top {n_top}. Fix: ask for at least one gene")
+    paths = [Path(p) for p in st_paths]
+    if not paths:
+        raise input_error("--st", "no ingested samples given", "pass the st/*.h5ad files")
+    common: np.ndarray | None = None
+    for path in tqdm(paths, desc="expressed genes", leave=False):
+        counts, genes = _read_counts(path)
+        kept = expressed_genes(counts, genes, min_fraction)
+        common = kept if common is None else np.intersect1d(common, kept)
+    common = np.array([g for g in np.unique(common)
+                       if not any(s in g for s in EXCLUDED_SUBSTRINGS)], dtype=str)
+    if len(common) < n_top:
+        raise input_error(", ".join(p.name for p in paths),
+                          f"only {len(common)} genes are expressed in >= {min_fraction:.0%} of "
+                          f"the spots of every sample, fewer than n_top = {n_top}",
+                          f"lower --n-top to at most {len(common)} or drop sparse samples")
+    blocks = []
+    for path in tqdm(paths, desc="stack counts", leave=False):
+        counts, genes = _read_counts(path)
+        index = {g: i for i, g in enumerate(genes)}
+        blocks.append(counts[:, [index[g] for g in common]].astype(np.float32))
+    stacked = ad.AnnData(X=sp.vstack(blocks).tocsr())
+    stacked.var_names = common
+    sc.pp.log1p(stacked)
+    sc.pp.highly_variable_genes(stacked, n_top_genes=n_top)
+    return [str(g) for g in stacked.var_names[stacked.var["highly_variable"].to_numpy()][:n_top]]
+
+
+def check_gene_list(genes: Sequence[str], st_paths: Sequence[str | Path]) -> list[str]:
+    """An explicit list, checked to exist in every sample (else name what is missing where)."""
+    genes = [str(g) for g in genes]
+    if not genes:
+        raise input_error("--list", "the gene list is empty", "name at least one gene")
+    duplicates = sorted({g for g in genes if genes.count(g) > 1})
+    if duplicates:
+        raise input_error("--list", f"genes listed twice: {duplicates}", "list each gene once")
+    missing: dict[str, list[str]] = {}
+    for path in map(Path, st_paths):
+        names = _gene_names(path)
+        for gene in genes:
+            if gene not in names:
+                missing.setdefault(gene, []).append(path.stem)
+    if missing:
+        detail = "; ".join(f"{g} (missing in {', '.join(s)})" for g, s in missing.items())
+        raise input_error("--list", f"{len(missing)} genes are not in every sample: {detail}",
+                          "remove them from genes.list in the config, or use the HEST protocol")
+    return genes
+
+
+def write_genes(genes: Sequence[str], protocol: str, n_top: int, out: str | Path) -> None:
+    """Write genes.json as docs/artifacts.md specifies."""
+    data = {"genes": list(genes), "protocol": protocol, "n_top": int(n_top)}
+    write_json(data, out)
+
+
+def with_included(genes: Sequence[str], include: Sequence[str],
+                  st_paths: Sequence[str | Path]) -> list[str]:
+    """``genes`` plus the ``include`` genes not already there (checked in every sample).
+
+    For biomarkers a study must score and draw (ERBB2 and GATA3 in HER2+ breast cancer)
+    that HEST's highly-variable selection may leave out; they then count in the metric too.
+    """
+    extra = [g for g in include if g not in genes]
+    return list(genes) + (check_gene_list(extra, st_paths) if extra else [])
+
+
+def write_bench_genes(bench_dir: str | Path, st_paths: Sequence[str | Path],
+                      out: str | Path) -> list[str]:
+    """HEST-bench's published gene list as ``out`` (genes.json), checked against the
+    ingested samples ``st_paths``."""
+    import anndata as ad
+
+    from stflow.data.sources import hest
+
+    genes = hest.read_bench_genes(bench_dir)
+    for path in st_paths:
+        adata = ad.read_h5ad(path, backed="r")
+        try:
+            missing = [g for g in genes["genes"] if g not in set(adata.var_names)]
+        finally:
+            adata.file.close()
+        if missing:
+            raise input_error(path, f"lacks {len(missing)} of HEST-bench's genes, e.g. "
+                              f"{missing[:5]}", "ingest the bench task's own samples, or set "
+                              "genes.source: config")
+    write_json(genes, out)
+    log.info("%d HEST-bench genes -> %s", len(genes["genes"]), out)
+    return list(genes["genes"])
+
+
+def write_target_genes(st_paths: Sequence[str | Path], out: str | Path, *, n_top: int = 50,
+                       min_fraction: float = MIN_FRACTION, listed: Sequence[str] | None = None,
+                       include: Sequence[str] = ()) -> list[str]:
+    """The genes stage: HEST's ``n_top`` highly variable genes (or the ``listed`` ones, checked
+    in every sample) plus ``include``, written to ``out`` (genes.json)."""
+    if listed:
+        genes = check_gene_list(listed, st_paths)
+        protocol, n_top = "list", len(genes)
+    else:
+        genes = hest_genes(st_paths, n_top, min_fraction)
+        protocol = "hest-hvg"
+    genes = with_included(genes, include or [], st_paths)
+    write_genes(genes, protocol if len(genes) == n_top else f"{protocol}+include", n_top, out)
+    log.info("%d target genes → %s", len(genes), out)
+    return genes
+
+
+def select_target_genes(st_paths: Sequence[str | Path], out: str | Path, *,
+                        bench_dir: str | Path | None = None, n_top: int = 50,
+                        min_fraction: float = MIN_FRACTION, listed: Sequence[str] | None = None,
+                        include: Sequence[str] = ()) -> list[str]:
+    """The genes stage as the workflow runs it: HEST-bench's published list when
+    ``bench_dir`` is given (genes.source: hest-bench), else :func:`write_target_genes`."""
+    if bench_dir is not None:
+        return write_bench_genes(bench_dir, st_paths, out)
+    return write_target_genes(st_paths, out, n_top=n_top, min_fraction=min_fraction,
+                              listed=listed, include=include)

@@ -1,0 +1,240 @@
+"""Patient-stratified folds: no patient is ever on both sides of a train/test split.
+
+HEST-bench evaluates with patient-stratified k-fold splits; by default every patient is one
+fold's test set (leave-one-patient-out). Validation samples, used for model selection,
+come from the training samples only, so the test fold is never looked at before testing.
+
+The ``section`` scheme (leave one section out) exists for comparison with studies that split
+by section: the test section's patient has other sections in training, so its scores are
+optimistic. It is never the default, and it says so in the log and in every table.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from stflow.atomic import read_json, write_json
+from stflow.errors import StflowError, input_error
+
+log = logging.getLogger(__name__)
+
+SAMPLE_COLUMNS = ("sample", "patient", "image_path", "mpp", "n_spots")
+
+
+def read_samples(path: str | Path) -> dict[str, str]:
+    """sample → patient from a samples.tsv (ordered as in the file)."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.exists():
+        raise input_error(path, "samples table does not exist", "run the ingest stage first")
+    table = pd.read_csv(path, sep="\t", dtype={"sample": str, "patient": str})
+    missing = [c for c in SAMPLE_COLUMNS if c not in table.columns]
+    if missing:
+        raise input_error(path, f"lacks the columns {missing}",
+                          f"write a tab-separated table with columns {list(SAMPLE_COLUMNS)}")
+    if table["sample"].duplicated().any():
+        dup = table.loc[table["sample"].duplicated(), "sample"].iloc[0]
+        raise input_error(path, f"sample '{dup}' is listed twice", "list each sample once")
+    if table["patient"].isna().any():
+        bad = table.loc[table["patient"].isna(), "sample"].iloc[0]
+        raise input_error(path, f"sample '{bad}' has no patient", "fill in the patient column")
+    return dict(zip(table["sample"], table["patient"], strict=True))
+
+
+def choose_val(train: list[str], patients: dict[str, str], rng: np.random.Generator
+               ) -> list[str]:
+    """One seeded training sample for validation, preferring a patient with no other sample.
+
+    Holding out a patient's only sample makes validation patient-disjoint from training,
+    like the test fold. With a single training sample, val is empty (the trainer then holds
+    out a contiguous region of it).
+    """
+    if len(train) < 2:
+        return []
+    per_patient: dict[str, int] = {}
+    for sample in train:
+        per_patient[patients[sample]] = per_patient.get(patients[sample], 0) + 1
+    whole = [s for s in train if per_patient[patients[s]] == 1]
+    pool = whole or train
+    return [pool[int(rng.integers(len(pool)))]]
+
+
+def patient_folds(patients: dict[str, str], n_folds: int | None = None, seed: int = 0
+                  ) -> list[dict[str, list[str]]]:
+    """Leave-one-patient-out folds, or patients grouped into ``n_folds`` folds."""
+    order = list(dict.fromkeys(patients.values()))
+    if len(order) < 2:
+        raise StflowError(f"samples.tsv: only {len(order)} patient(s) ({order}); a patient-"
+                          "stratified split needs at least 2. Fix: add samples of another "
+                          "patient, or give explicit folds with --folds-json")
+    rng = np.random.default_rng(seed)
+    if n_folds is None:
+        groups = [[p] for p in order]
+    else:
+        if not 2 <= n_folds <= len(order):
+            raise StflowError(f"--n-folds {n_folds} with {len(order)} patients. Fix: use "
+                              f"between 2 and {len(order)} folds")
+        shuffled = [order[i] for i in rng.permutation(len(order))]
+        groups = [sorted(shuffled[k::n_folds], key=order.index) for k in range(n_folds)]
+    folds = []
+    for k, group in enumerate(groups):
+        test = [s for s, p in patients.items() if p in group]
+        train = [s for s, p in patients.items() if p not in group]
+        val = choose_val(train, patients, rng)
+        folds.append({"name": f"fold{k}", "train": [s for s in train if s not in val],
+                      "val": val, "test": test})
+    return folds
+
+
+SECTION_WARNING = (
+    "splits.scheme section: leave-one-section-out folds are NOT patient-stratified (the test "
+    "section's patient has other sections in training). Its scores are optimistic and not "
+    "comparable with patient-stratified results (HEST-bench, the STFlow paper); every table "
+    "marks them scheme=section")
+
+
+def section_folds(patients: dict[str, str], seed: int = 0) -> list[dict[str, list[str]]]:
+    """Leave-one-section-out: each fold tests one section and trains on all the others.
+
+    Validation is one training section, chosen as for patient folds (``choose_val``), so it
+    never holds the test section.
+    """
+    samples = list(patients)
+    if len(samples) < 2:
+        raise StflowError(f"samples.tsv: only {len(samples)} sample(s) ({samples}); leave-one-"
+                          "section-out needs at least 2. Fix: add sections")
+    rng = np.random.default_rng(seed)
+    folds = []
+    for k, test in enumerate(samples):
+        train = [s for s in samples if s != test]
+        val = choose_val(train, patients, rng)
+        folds.append({"name": f"fold{k}", "train": [s for s in train if s not in val],
+                      "val": val, "test": [test]})
+    return folds
+
+
+def validate_folds(folds: Sequence[dict], patients: dict[str, str], where: str | Path
+                   ) -> list[dict[str, list[str]]]:
+    """Check explicit folds: known samples, no overlap, no patient across test and train."""
+    if not isinstance(folds, list) or not folds:
+        raise input_error(where, "holds no folds", "give a list of {train, test, val} folds")
+    checked = []
+    for k, fold in enumerate(folds):
+        if not isinstance(fold, dict):
+            raise input_error(where, f"fold {k} is not a mapping", "write {train, test, val}")
+        name = str(fold.get("name", f"fold{k}"))
+        parts = {key: [str(s) for s in fold.get(key) or []] for key in ("train", "val", "test")}
+        for key in ("train", "test"):
+            if not parts[key]:
+                raise input_error(where, f"fold {name} has no {key} samples",
+                                  f"list at least one {key} sample")
+        for key, samples in parts.items():
+            for sample in samples:
+                if sample not in patients:
+                    raise input_error(where, f"fold {name}: unknown sample '{sample}' in {key}",
+                                      "use sample ids from samples.tsv")
+            if len(set(samples)) != len(samples):
+                raise input_error(where, f"fold {name}: a sample is listed twice in {key}",
+                                  "list each sample once")
+        for a, b in (("test", "train"), ("test", "val"), ("train", "val")):
+            both = [s for s in parts[a] if s in parts[b]]
+            if both:
+                raise input_error(where, f"fold {name}: sample '{both[0]}' is in both {a} and "
+                                  f"{b}", "put each sample in one part of the fold")
+        test_patients = {patients[s] for s in parts["test"]}
+        for key in ("train", "val"):
+            for sample in parts[key]:
+                if patients[sample] in test_patients:
+                    raise input_error(where, f"fold {name}: {key} sample '{sample}' belongs to "
+                                      f"patient {patients[sample]}, who is also in test",
+                                      "keep all samples of a patient on one side of the split")
+        checked.append({"name": name, **parts})
+    names = [f["name"] for f in checked]
+    if len(set(names)) != len(names):
+        raise input_error(where, "fold names repeat", "give each fold a unique name")
+    return checked
+
+
+def read_splits(path: str | Path) -> dict:
+    """A splits.json as written by ``stflow splits``: its ``scheme`` and ``folds``."""
+    data = read_json(path, "splits file", "run `stflow splits` first")
+    if (not isinstance(data, dict) or not isinstance(data.get("scheme"), str)
+            or not isinstance(data.get("folds"), list)):
+        raise input_error(path, "is not a splits.json (needs a scheme and a list of folds)",
+                          "re-create it with `stflow splits`")
+    return data
+
+
+def fold_of(splits: dict, fold: str, where: str | Path) -> dict:
+    """The fold named ``fold`` in a read splits.json."""
+    names = [f.get("name") for f in splits["folds"] if isinstance(f, dict)]
+    if fold not in names:
+        raise input_error(where, f"no fold named '{fold}' (it has {names})",
+                          "pass one of the fold names in the file")
+    return splits["folds"][names.index(fold)]
+
+
+def read_folds_json(path: str | Path) -> list[dict]:
+    """Folds from a JSON file: a list of folds or ``{"folds": [...]}``."""
+    data = read_json(path, "folds file", "pass an existing --folds-json holding valid JSON")
+    return data["folds"] if isinstance(data, dict) and "folds" in data else data
+
+
+def bench_folds(bench_dir: str | Path, patients: dict[str, str], n_folds: int | None
+                ) -> dict:
+    """HEST-bench's published folds (``splits/train_k.csv``, ``test_k.csv``), checked like
+    explicit folds against the ingested samples and the fold count the workflow expects."""
+    from stflow.data.sources.hest import read_bench_splits
+
+    where = Path(bench_dir) / "splits"
+    folds = validate_folds(read_bench_splits(bench_dir)["folds"], patients, where)
+    if n_folds is not None and len(folds) != n_folds:
+        raise input_error(where, f"holds {len(folds)} folds, the config expects {n_folds}",
+                          f"set the task's n_folds to {len(folds)}")
+    return {"scheme": "hest-bench", "folds": folds}
+
+
+SCHEMES = ("patient", "section")
+
+
+def make_splits(samples_tsv: str | Path, n_folds: int | None = None,
+                folds: list[dict] | None = None, seed: int = 0,
+                hest_bench: str | Path | None = None, scheme: str = "patient",
+                folds_source: str | Path = "splits.folds") -> dict:
+    """The splits.json content for a samples table (``scheme`` records how it was split).
+
+    ``folds`` are explicit folds to validate (``folds_source`` names where they came from in
+    the errors); else HEST-bench's published ones, else patient folds."""
+    if scheme not in SCHEMES:
+        raise input_error("--scheme", f"unknown scheme '{scheme}'", f"use one of {SCHEMES}")
+    patients = read_samples(samples_tsv)
+    if scheme == "section":
+        given = [name for name, value in (("--n-folds", n_folds), ("--folds-json", folds),
+                                          ("--hest-bench", hest_bench)) if value is not None]
+        if given:
+            raise input_error("--scheme section", f"builds its own folds, but {given} given",
+                              "drop them (one fold per section), or use --scheme patient")
+        log.warning(SECTION_WARNING)
+        return {"scheme": "section", "folds": section_folds(patients, seed)}
+    if hest_bench is not None:
+        return bench_folds(hest_bench, patients, n_folds)
+    if folds is not None:
+        return {"scheme": "explicit", "folds": validate_folds(folds, patients, folds_source)}
+    folds = patient_folds(patients, n_folds, seed)
+    return {"scheme": "patient" if n_folds is None else "patient-kfold", "folds": folds}
+
+
+def write_splits(samples_tsv: str | Path, out: str | Path, *, n_folds: int | None = None,
+                 folds: list[dict] | None = None, seed: int = 0,
+                 hest_bench: str | Path | None = None, scheme: str = "patient",
+                 folds_source: str | Path = "splits.folds") -> dict:
+    """The splits stage: :func:`make_splits` written to ``out`` (splits.json)."""
+    splits = make_splits(samples_tsv, n_folds, folds, seed, hest_bench, scheme, folds_source)
+    write_json(splits, out)
+    log.info("%d folds (%s, seed %d) → %s", len(splits["folds"]), splits["scheme"], seed, out)
+    return splits

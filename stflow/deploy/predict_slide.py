@@ -1,0 +1,351 @@
+"""Predict expression maps, with per-spot uncertainty, for new H&E slides.
+
+One slide goes: thumbnail → tissue mask → virtual spots (the training pitch and lattice) →
+patches with the training window, streamed into the model's own encoder → kNN graph in
+microns → several flow samples over the whole slide. Their mean is the prediction, their
+standard deviation the uncertainty; both go into ``{out}/{name}.h5ad`` with PNG maps of
+chosen genes in ``{out}/{name}_maps/``. Only the model folder is needed (``deploy.json``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openslide
+import pandas as pd
+from PIL import Image
+
+from stflow import __version__
+from stflow.data.dataset import Slide
+from stflow.data.graph import knn_graph
+from stflow.data.patches.readers import SlideReader, open_slide
+from stflow.data.patches.tissue import tissue_mask
+from stflow.deploy.deployment import Deployment, read_deployment
+from stflow.deploy.slide_anndata import (
+    HIRES_SIDE,
+    slide_anndata,
+    spatial_uns,
+    write_h5ad,
+    write_maps,
+)
+from stflow.deploy.spot_grid import LAYOUTS, SpotLayout, VirtualSpots, given_spots, virtual_spots
+from stflow.deploy.window_embedding import StreamTimes, embed_windows
+from stflow.device import resolve_device
+from stflow.errors import StflowError, input_error
+
+log = logging.getLogger(__name__)
+
+MPP_FIX = "pass --um-per-px (microns per level-0 pixel, e.g. 0.25 at 40x, 0.5 at 20x)"
+MPP_DISAGREE = 0.05  # a --um-per-px this far from the file's own value is warned about
+NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+@dataclass(frozen=True)
+class SlideOptions:
+    """Settings of a slide prediction; None takes the model's training value."""
+
+    n_samples: int = 8
+    pitch_um: float | None = None
+    layout: str | None = None
+    min_tissue: float | None = None
+    genes: tuple[str, ...] = ()  # drawn as PNG maps; default ERBB2, GATA3 or the first two
+    batch_size: int = 32
+    workers: int | None = None
+    device: str = "auto"
+    seed: int = 0
+    weights: str | None = None  # local encoder checkpoint (offline foundation models)
+    encoder: str | None = None  # refused unless it is the model's encoder
+
+
+@dataclass
+class SlideResult:
+    """Where one slide's outputs are, how many spots, and how long each part took."""
+
+    name: str
+    h5ad: Path
+    maps: Path
+    n_spots: int
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+class DeployedModel:
+    """A model folder ready to apply: deployment record, estimator and the encoder it needs."""
+
+    def __init__(self, model_dir: str | Path, options: SlideOptions) -> None:
+        from stflow.data.encoders import load_encoder
+        from stflow.models.registry import load_estimator
+
+        self.dir = Path(model_dir).resolve()
+        self.deployment: Deployment = read_deployment(self.dir)
+        dep = self.deployment
+        if options.encoder is not None and options.encoder != dep.encoder:
+            raise input_error(self.dir, f"was trained on '{dep.encoder}' features, not on "
+                              f"'{options.encoder}'", f"use --encoder {dep.encoder} (or leave it "
+                              "out), or a model trained on the encoder you want")
+        self.device = resolve_device(options.device)
+        try:
+            self.estimator = load_estimator(self.dir, device=options.device)
+        except (OSError, KeyError, RuntimeError) as err:
+            raise input_error(self.dir, f"model files are incomplete or damaged ({err})",
+                              "re-run the train stage for this model") from err
+        self.encoder = load_encoder(dep.encoder, options.weights)
+        if self.encoder.weights_sha256 != dep.weights_sha256:
+            raise input_error(self.encoder.weights_path, f"these '{dep.encoder}' weights "
+                              f"(sha256 {self.encoder.weights_sha256[:12]}…) are not the ones "
+                              f"the model was trained with ({dep.weights_sha256[:12]}…, "
+                              f"{self.dir / 'deploy.json'})", "pass the same checkpoint with "
+                              "--weights, or use a model trained on these weights")
+        if self.encoder.feature_dim != dep.feature_dim:
+            raise input_error(self.dir, f"expects {dep.feature_dim} features, encoder "
+                              f"'{dep.encoder}' gives {self.encoder.feature_dim}",
+                              "use the encoder checkpoint the model was trained with")
+
+    def identity(self) -> dict[str, Any]:
+        """The model's identity, for ``uns["stflow"]``."""
+        dep = self.deployment
+        return {"model_dir": str(self.dir), "model": dep.model, "fold": dep.fold,
+                "trained_on": list(dep.trained_on), "encoder": dep.encoder,
+                "weights_sha256": dep.weights_sha256, "n_genes": len(dep.genes),
+                "patch_size_um": dep.patch_size_um, "patch_size_px": dep.patch_size_px,
+                "graph_k": dep.graph_k, "training_pitch_um": dep.pitch_um,
+                "training_layout": dep.layout, "stflow_version": __version__}
+
+    def sample(self, slide: Slide, n_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray,
+                                                                       str]:
+        """(mean, std, what the spread means) of the model's predictions for one slide."""
+        genes = len(self.deployment.genes)
+        sampler = getattr(self.estimator, "sample_predictions", None)
+        if sampler is None:
+            mean = np.asarray(self.estimator.predict([slide])[0], dtype=np.float32)
+            std = np.zeros_like(mean)
+            meaning = f"none: {self.deployment.model} is deterministic, so std is 0"
+        else:
+            samples = np.asarray(sampler([slide], n_samples, seed=seed)[0], dtype=np.float32)
+            mean = samples.mean(0)
+            std = samples.std(0, ddof=1) if n_samples > 1 else np.zeros_like(mean)
+            meaning = f"standard deviation (ddof=1) of {n_samples} independent flow samples"
+        if mean.shape != (slide.n_spots, genes) or not np.isfinite(mean).all():
+            raise StflowError(f"{self.dir}: the model returned predictions of shape "
+                              f"{mean.shape} (expected {(slide.n_spots, genes)}) or non-finite "
+                              "values. Fix: re-train the model with this version of stflow")
+        return mean, std, meaning
+
+
+def recorded_mpp(path: Path) -> float | None:
+    """The microns per pixel a whole-slide file records (OpenSlide's ``mpp-x``), if any."""
+    if openslide.OpenSlide.detect_format(str(path)) is None:
+        return None
+    try:
+        with openslide.OpenSlide(str(path)) as slide:
+            value = slide.properties.get(openslide.PROPERTY_NAME_MPP_X)
+    except openslide.OpenSlideError:
+        return None  # opening it for patches explains what is wrong
+    return float(value) if value else None
+
+
+def slide_mpp(path: Path, um_per_px: float | None) -> tuple[float, str]:
+    """Microns per level-0 pixel: ``um_per_px`` when given, else the slide file's own."""
+    recorded = recorded_mpp(path)
+    if um_per_px is not None:
+        if not (np.isfinite(um_per_px) and um_per_px > 0):
+            raise input_error(path, f"--um-per-px {um_per_px} is not a positive number",
+                              MPP_FIX)
+        if recorded and abs(um_per_px - recorded) > MPP_DISAGREE * recorded:
+            log.warning("%s: --um-per-px %g overrides the file's own %g µm/px", path,
+                        um_per_px, recorded)
+        return float(um_per_px), "--um-per-px"
+    if recorded:
+        return recorded, "slide file"
+    if openslide.OpenSlide.detect_format(str(path)) is None:
+        try:  # the header alone: an unreadable file is named as such, not as unscaled
+            with Image.open(path):
+                pass
+        except (OSError, SyntaxError) as err:
+            raise input_error(path, f"is neither a whole-slide image OpenSlide reads nor a "
+                              f"plain image ({err})", "check that the file is complete and is "
+                              "an H&E slide (svs, ndpi, tiff, mrxs, ... or JPEG/PNG/TIFF)"
+                              ) from err
+        raise input_error(path, "is a plain image, which records no reliable scale", MPP_FIX)
+    raise input_error(path, "is a slide whose file records no microns per pixel", MPP_FIX)
+
+
+def read_spots_file(path: str | Path) -> tuple[np.ndarray, list[str] | None]:
+    """Centres (level-0 px) and optional names from a CSV/TSV (x, y[, barcode]) or h5ad."""
+    path = Path(path)
+    if not path.is_file():
+        raise input_error(path, "spots file not found", "give a CSV/TSV with x, y columns "
+                          "(level-0 pixels) or an h5ad with obsm['spatial']")
+    if path.suffix == ".h5ad":
+        import anndata as ad
+
+        adata = ad.read_h5ad(path, backed="r")
+        try:
+            if "spatial" not in adata.obsm:
+                raise input_error(path, "has no obsm['spatial']",
+                                  "give an h5ad whose obsm['spatial'] holds level-0 centres")
+            return np.asarray(adata.obsm["spatial"], np.float64), list(adata.obs_names)
+        finally:
+            adata.file.close()
+    table = pd.read_csv(path, sep=None, engine="python")
+    if not {"x", "y"} <= set(table.columns):
+        raise input_error(path, f"has columns {list(table.columns)}, not x and y",
+                          "name the level-0 pixel columns x (column) and y (row)")
+    names = table["barcode"].astype(str).tolist() if "barcode" in table else None
+    return table[["x", "y"]].to_numpy(np.float64), names
+
+
+def spot_layout(deployment: Deployment, options: SlideOptions) -> SpotLayout:
+    """The training pitch and lattice, unless the options set them."""
+    layout = options.layout or deployment.layout
+    if layout not in LAYOUTS:
+        raise input_error("--layout", f"'{layout}' is unknown", f"use one of {list(LAYOUTS)}")
+    pitch = options.pitch_um if options.pitch_um is not None else deployment.pitch_um
+    if not pitch > 0:
+        raise input_error("--pitch-um", f"{pitch} is not positive", "give a pitch in microns")
+    return SpotLayout(float(pitch), layout)
+
+
+def genes_to_draw(wanted: Sequence[str], genes: Sequence[str]) -> list[str]:
+    """Requested genes that the model predicts; default ERBB2/GATA3 if there, else the first two."""
+    from stflow.evaluation.figures import choose_genes
+
+    shown, note = choose_genes(list(wanted) or ["ERBB2", "GATA3"], list(genes))
+    if note and wanted:
+        log.info("maps: %s", note)
+    return shown
+
+
+def place_spots(reader: SlideReader, mpp: float, dep: Deployment, options: SlideOptions,
+                spots: np.ndarray | None) -> tuple[VirtualSpots, Image.Image, float, float,
+                                                   SpotLayout]:
+    """Thumbnail, tissue mask and spots: the virtual lattice, or the given centres."""
+    layout = spot_layout(dep, options)
+    min_tissue = dep.min_tissue if options.min_tissue is None else options.min_tissue
+    if not 0 <= min_tissue <= 1:
+        raise input_error("--min-tissue", f"{min_tissue}", "use a fraction in [0, 1]")
+    thumb, scale = reader.thumbnail(HIRES_SIDE)
+    mask, threshold = tissue_mask(np.asarray(thumb))
+    where = f"slide {reader.path}"
+    side_px = dep.patch_size_um / mpp
+    if spots is None:
+        placed = virtual_spots(mask, scale, reader.width, reader.height, mpp, layout,
+                               dep.patch_size_um, min_tissue, where)
+    else:
+        placed = given_spots(spots, mask, scale, side_px, reader.width, reader.height, where)
+    return placed, thumb, scale, threshold, layout
+
+
+def predict_slide(slide_path: str | Path, model: DeployedModel, out_dir: str | Path, *,
+                  name: str | None = None, um_per_px: float | None = None,
+                  spots: np.ndarray | None = None, spot_names: Sequence[str] | None = None,
+                  options: SlideOptions = SlideOptions()) -> SlideResult:
+    """Predict one slide into ``{out_dir}/{name}.h5ad`` and ``{out_dir}/{name}_maps/``.
+
+    ``spots`` (level-0 pixel centres) replaces the virtual lattice when given.
+    """
+    dep = model.deployment
+    slide_path = Path(slide_path)
+    name = NAME.sub("_", name or slide_path.stem)
+    if options.n_samples < 1:
+        raise input_error("--n-samples", f"{options.n_samples}", "draw at least one sample")
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+    mpp, mpp_source = slide_mpp(slide_path, um_per_px)
+    with open_slide(slide_path, downsample=dep.patch_size_um / mpp / dep.patch_size_px
+                    ) as reader:
+        placed, thumb, scale, threshold, layout = place_spots(reader, mpp, dep, options, spots)
+        seconds["tissue"] = time.perf_counter() - clock
+        log.info("%s: %d %s at %.3f µm/px", name, placed.n, "given spots" if spots is not None
+                 else f"virtual spots ({layout.layout}, {layout.pitch_um:.0f} µm pitch)", mpp)
+        times, clock = StreamTimes(), time.perf_counter()
+        features = embed_windows(reader, placed.centres_px, dep.patch_size_um / mpp,
+                                 dep.patch_size_px, model.encoder, model.device,
+                                 options.batch_size, options.workers, times)
+        seconds["patches_wait"] = times.patches_wait_s
+        seconds["patches_and_embedding"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    coords_um = placed.centres_px * mpp
+    neighbors, _ = knn_graph(coords_um, dep.graph_k, where=f"slide {slide_path}")
+    seconds["graph"] = time.perf_counter() - clock
+    barcodes = _spot_names(name, placed, spot_names)
+    clock = time.perf_counter()
+    mean, std, meaning = model.sample(Slide(sample=name, features=features, coords_um=coords_um,
+                                            barcodes=np.asarray(barcodes),
+                                            neighbors=neighbors),
+                                      options.n_samples, options.seed)
+    seconds["sampling"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    diameter_um = layout.spot_diameter_um if spots is None else dep.spots.spot_diameter_um
+    spatial = spatial_uns(name, thumb, scale, diameter_um / mpp, slide_path.resolve())
+    obs = pd.DataFrame({"array_row": placed.array_rc[:, 0], "array_col": placed.array_rc[:, 1],
+                        "tissue_fraction": placed.tissue_fraction.astype(np.float32),
+                        "in_tissue": True}, index=pd.Index(barcodes))
+    info = {**model.identity(), "slide_path": str(slide_path.resolve()), "mpp": mpp,
+            "mpp_source": mpp_source, "spots": "given" if spots is not None else "virtual",
+            "pitch_um": layout.pitch_um, "layout": layout.layout,
+            "min_tissue": dep.min_tissue if options.min_tissue is None else options.min_tissue,
+            "tissue_threshold": threshold, "n_samples": options.n_samples,
+            "seed": options.seed, "uncertainty": meaning, "n_spots": placed.n}
+    adata = slide_anndata(mean, std, dep.genes, placed.centres_px, mpp, obs, spatial, info)
+    out_dir = Path(out_dir)
+    maps = out_dir / f"{name}_maps"
+    write_maps(maps, genes_to_draw(options.genes, dep.genes), dep.genes, mean, std,
+               placed.centres_px, spatial, name)
+    seconds["write"] = time.perf_counter() - clock
+    adata.uns["stflow"]["seconds"] = {k: round(v, 3) for k, v in seconds.items()}
+    h5ad = out_dir / f"{name}.h5ad"
+    try:
+        write_h5ad(adata, h5ad)
+    except BaseException:  # the maps alone must not look like a finished slide
+        shutil.rmtree(maps, ignore_errors=True)
+        raise
+    return SlideResult(name, h5ad, maps, placed.n, seconds)
+
+
+def _spot_names(name: str, placed: VirtualSpots, given: Sequence[str] | None) -> list[str]:
+    if given is not None:
+        if len(given) != placed.n or len(set(given)) != len(given):
+            raise input_error(f"spots of {name}", f"{len(given)} names for {placed.n} spots, or "
+                              "repeated names", "give one unique name per spot")
+        return [str(g) for g in given]
+    if (placed.array_rc >= 0).all():
+        return [f"{name}_r{r}_c{c}" for r, c in placed.array_rc]
+    return [f"{name}_{i}" for i in range(placed.n)]
+
+
+def predict_slides(slides: Sequence[str | Path], model_dir: str | Path, out_dir: str | Path,
+                   *, names: Sequence[str] | None = None, um_per_px: float | None = None,
+                   spots_file: str | Path | None = None,
+                   options: SlideOptions = SlideOptions()) -> list[SlideResult]:
+    """Predict each slide with the model in ``model_dir`` (loaded once) into ``out_dir``."""
+    if not slides:
+        raise input_error("predict-slide", "no slides given", "pass one or more slide files")
+    if names is not None and len(names) != len(slides):
+        raise input_error("--name", f"{len(names)} names for {len(slides)} slides",
+                          "give one --name per slide, or none")
+    if spots_file is not None and len(slides) != 1:
+        raise input_error("--spots", f"one spots file for {len(slides)} slides",
+                          "predict one slide per call when giving its spots")
+    for path in slides:  # refuse a missing file before loading anything
+        if not Path(path).is_file():
+            raise input_error(path, "slide file not found", "check the path")
+    model = DeployedModel(model_dir, options)
+    spots, spot_names = read_spots_file(spots_file) if spots_file is not None else (None, None)
+    results = []
+    for i, path in enumerate(slides):
+        result = predict_slide(path, model, out_dir, name=names[i] if names else None,
+                               um_per_px=um_per_px, spots=spots, spot_names=spot_names,
+                               options=options)
+        log.info("%s: %d spots written to %s (%s)", result.name, result.n_spots, result.h5ad,
+                 ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items()))
+        results.append(result)
+    return results

@@ -1,0 +1,110 @@
+"""The random forest baseline (70 trees, as the paper), saved as node arrays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from stflow.atomic import sha256_file, write_json
+from stflow.data.dataset import Slide
+from stflow.errors import StflowError, input_error
+from stflow.models.baselines.arrays import (
+    check_slides,
+    mse,
+    read_config,
+    read_npz,
+    spot_targets,
+    write_npz,
+)
+from stflow.models.baselines.projection import Projection
+from stflow.models.baselines.tree_arrays import (
+    FOREST_KEYS,
+    check_forest,
+    forest_arrays,
+    predict_forest,
+)
+
+
+class RandomForest:
+    """HEST's random-forest head: StandardScaler → PCA(256) → 70 trees (paper, App. A).
+
+    HEST fits one cuML forest per gene (``RandomForestRegressor(n_estimators=70)``, cuML's
+    defaults ``max_depth=16``, ``max_features='sqrt'``); here one multi-output scikit-learn
+    forest with the same tree count, depth and feature sampling predicts all genes, which is
+    ~50× cheaper on CPU. Trees are stored as node arrays and evaluated by numpy on load.
+    Like HEST-bench it selects nothing, so it fits on train + val.
+    """
+
+    def __init__(self, seed: int = 0, n_estimators: int = 70, max_depth: int = 16,
+                 max_features: str | float = "sqrt", min_samples_leaf: int = 1,
+                 n_components: int = 256, n_jobs: int = 2) -> None:
+        self.seed, self.n_estimators, self.max_depth = seed, int(n_estimators), int(max_depth)
+        self.max_features, self.min_samples_leaf = max_features, int(min_samples_leaf)
+        self.n_components, self.n_jobs = int(n_components), int(n_jobs)
+        self.projection: Projection | None = None
+        self.trees: dict[str, np.ndarray] | None = None
+
+    def fit(self, train: list[Slide], val: list[Slide]) -> list[dict[str, float]]:
+        """Fit the forest on every non-test spot, train and val together (as HEST-bench).
+
+        Nothing is selected on validation, so holding val out would only waste spots; the
+        log row therefore has no validation score.
+        """
+        from sklearn.ensemble import RandomForestRegressor
+
+        check_slides(train, "training")
+        slides = [*train, *val]
+        x_tr = np.concatenate([np.asarray(s.features, dtype=np.float64) for s in slides])
+        y_tr = np.concatenate([spot_targets(s) for s in slides])
+        self.projection = Projection.fit(x_tr, self.n_components, self.seed)
+        forest = RandomForestRegressor(
+            n_estimators=self.n_estimators, max_depth=self.max_depth,
+            max_features=self.max_features, min_samples_leaf=self.min_samples_leaf,
+            n_jobs=self.n_jobs, random_state=self.seed,
+        ).fit(self.projection.transform(x_tr), y_tr)
+        self.trees = forest_arrays(forest)
+        return [{"epoch": 0, "train_loss": mse(y_tr, self._predict_array(x_tr)),
+                 "val_loss": float("nan"), "val_pearson": float("nan")}]
+
+    def _predict_array(self, x: np.ndarray) -> np.ndarray:
+        if self.trees is None or self.projection is None:
+            raise StflowError("random forest: predict called before fit. Fix: fit or load first")
+        return predict_forest(self.trees, self.projection.transform(x))
+
+    def predict(self, slides: list[Slide]) -> list[np.ndarray]:
+        """One (N, G) float32 log1p prediction per slide."""
+        return [self._predict_array(np.asarray(s.features, dtype=np.float64)).astype(np.float32)
+                for s in slides]
+
+    def save(self, directory: Path) -> None:
+        """``forest.npz`` (projection + node arrays), its sha256 in ``config.json``."""
+        if self.trees is None or self.projection is None:
+            raise StflowError("random forest: save called before fit. Fix: fit first")
+        directory = Path(directory)
+        write_npz(directory / "forest.npz", {**self.projection.arrays(), **self.trees})
+        config = {"class": "RandomForest", "seed": self.seed,
+                  "n_estimators": self.n_estimators, "max_depth": self.max_depth,
+                  "max_features": self.max_features, "min_samples_leaf": self.min_samples_leaf,
+                  "n_components": self.n_components, "n_jobs": self.n_jobs,
+                  "forest_sha256": sha256_file(directory / "forest.npz")}
+        write_json(config, directory / "config.json")
+
+    @classmethod
+    def load(cls, directory: Path) -> RandomForest:
+        """Load after checking the forest file against the recorded sha256 and its bounds."""
+        directory = Path(directory)
+        config = read_config(directory / "config.json")
+        path = directory / "forest.npz"
+        if not path.exists():
+            raise input_error(path, "model file does not exist", "re-run the train stage")
+        if sha256_file(path) != config.get("forest_sha256"):
+            raise input_error(path, "sha256 differs from the one recorded in config.json "
+                              "(the file was modified or truncated)", "re-run the train stage")
+        data = read_npz(path)
+        params = {k: v for k, v in config.items() if k not in ("class", "seed", "forest_sha256")}
+        model = cls(seed=config["seed"], **params)
+        model.projection = Projection.from_arrays(data)
+        model.trees = {k: data[k] for k in FOREST_KEYS}
+        check_forest(model.trees, data["pca_components"].shape[0], path)
+        return model

@@ -1,0 +1,136 @@
+"""Hyper-parameter search on the validation split of one fold (optuna).
+
+A search space is declared per model in the config (``search: {model: {trials, space}}``);
+each fold searches on its own validation samples (or the trainer's held-out region), which
+come from the training patients only: the test samples are not even loaded before the chosen
+model predicts. Trials are drawn by optuna's TPE sampler (seeded), and trials of models that
+report a validation score per epoch (STFlow) are stopped early by successive halving, so a
+search costs a few full trainings rather than ``trials`` of them. The best trial's fitted
+model is kept: its checkpoint was already selected on the same validation split.
+
+A space entry is a list (categorical choices) or ``{low, high, log}`` (a float range, or an
+integer range when both bounds are integers).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from stflow.data.dataset import Slide
+from stflow.errors import StflowError
+from stflow.models.registry import Estimator, build_estimator, get_spec, init_parameters
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SearchResult:
+    """The fitted best estimator, its history, the chosen values and every trial's row."""
+
+    estimator: Estimator
+    history: list[dict[str, float]]
+    chosen: dict[str, Any]
+    trials: list[dict[str, Any]]
+
+
+def check_space(model: str, space: Mapping[str, Any]) -> dict[str, Any]:
+    """Refuse parameters the model does not take and malformed ranges, naming the key."""
+    accepted = init_parameters(get_spec(model).load_class())
+    fixed = get_spec(model).fixed
+    checked = {}
+    for name, spec in space.items():
+        where = f"search.{model}.space.{name}"
+        if name not in accepted or name == "device":
+            raise StflowError(f"{where}: model '{model}' has no parameter '{name}'. "
+                              f"Fix: search only {sorted(set(accepted) - {'device'})}")
+        if name in fixed:
+            raise StflowError(f"{where}: '{name}' is fixed by the registry entry '{model}' "
+                              f"({fixed[name]!r}). Fix: remove it from the space")
+        if isinstance(spec, list):
+            if not spec:
+                raise StflowError(f"{where}: an empty list of choices. Fix: list the values")
+        elif isinstance(spec, Mapping):
+            low, high = spec.get("low"), spec.get("high")
+            if not all(isinstance(v, int | float) and not isinstance(v, bool)
+                       for v in (low, high)) or low >= high:
+                raise StflowError(f"{where}: needs numbers low < high, got {dict(spec)}. "
+                                  "Fix: e.g. {low: 1e-4, high: 1e-3, log: true}")
+            if spec.get("log") and low <= 0:
+                raise StflowError(f"{where}: a log range needs low > 0. Fix: raise low")
+        else:
+            raise StflowError(f"{where}: {spec!r} is neither a list of choices nor a range. "
+                              "Fix: [a, b, c] or {low: x, high: y, log: false}")
+        checked[name] = spec
+    return checked
+
+
+def suggest(trial: Any, name: str, spec: Any) -> Any:
+    """One value of ``name`` for an optuna trial."""
+    if isinstance(spec, list):
+        return trial.suggest_categorical(name, spec)
+    low, high, log_scale = spec["low"], spec["high"], bool(spec.get("log", False))
+    if isinstance(low, int) and isinstance(high, int):
+        return trial.suggest_int(name, low, high, log=log_scale)
+    return trial.suggest_float(name, float(low), float(high), log=log_scale)
+
+
+def validation_score(history: list[dict[str, float]]) -> float:
+    """The best validation Pearson a fit reported (the checkpoint it kept)."""
+    scores = [row.get("val_pearson", float("nan")) for row in history]
+    finite = [s for s in scores if s is not None and math.isfinite(s)]
+    return max(finite) if finite else float("-inf")
+
+
+def search_fit(model: str, params: dict[str, Any], space: Mapping[str, Any], trials: int,
+               train: list[Slide], val: list[Slide], seed: int = 0,
+               device: str | None = None) -> SearchResult:
+    """Search ``space`` around ``params`` on the validation split; return the best fit."""
+    import optuna
+
+    space = check_space(model, space)
+    if trials < 1:
+        raise StflowError(f"search.{model}.trials = {trials}. Fix: at least 1 trial")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(trials, 4))
+    pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=5, reduction_factor=3)
+    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
+    best: dict[str, Any] = {}
+
+    def objective(trial: optuna.Trial) -> float:
+        values = {name: suggest(trial, name, spec) for name, spec in space.items()}
+        estimator = build_estimator(model, {**params, **values}, seed, device=device)
+        fit_kwargs = {}
+        if "on_epoch" in inspect.signature(estimator.fit).parameters:
+            def on_epoch(epoch: int, score: float) -> None:
+                trial.report(score if math.isfinite(score) else -1.0, epoch)
+                if trial.should_prune():
+                    raise optuna.TrialPruned()
+            fit_kwargs["on_epoch"] = on_epoch
+        history = estimator.fit(train, val, **fit_kwargs)
+        score = validation_score(history)
+        if not best or score > best["score"]:
+            best.update(score=score, estimator=estimator, history=history, values=values)
+        return score
+
+    study.optimize(objective, n_trials=trials, catch=())
+    if not best:
+        raise StflowError(f"search for '{model}': every trial was pruned or failed. "
+                          "Fix: raise search.trials or widen the space")
+    rows = []
+    for trial in study.trials:
+        rows.append({"trial": trial.number, "state": trial.state.name,
+                     "val_pearson": trial.value if trial.value is not None else
+                     (max(trial.intermediate_values.values())
+                      if trial.intermediate_values else np.nan),
+                     "epochs_run": len(trial.intermediate_values), **trial.params})
+    log.info("search %s: %d trials, best validation Pearson %.4f with %s", model, trials,
+             best["score"], best["values"])
+    return SearchResult(best["estimator"], best["history"],
+                        {**best["values"], "val_pearson": best["score"]}, rows)

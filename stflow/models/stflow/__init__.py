@@ -1,0 +1,2 @@
+"""STFlow: settings, priors, denoiser networks, flow matching, trainer and the estimator
+the registry builds."""

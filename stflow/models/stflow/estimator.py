@@ -1,0 +1,292 @@
+"""STFlow behind the registry's Estimator protocol (stflow.models.registry): fit / predict / save / load.
+
+Features are standardised with the training mean and std, which are saved with the weights;
+``model.pt`` holds only tensors and plain types so it loads with ``weights_only=True``.
+The device is where the model runs, not part of what it is: it is not saved, and
+:meth:`STFlowEstimator.load` takes it at load time (a GPU-trained model predicts on a CPU node).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from stflow.atomic import atomic_output
+from stflow.data.dataset import Slide
+from stflow.data.graph import check_coords
+from stflow.device import resolve_device
+from stflow.errors import StflowError, input_error
+from stflow.models.baselines.spatial_ridge import SpatialRidge
+from stflow.models.stflow.networks import build_denoiser
+from stflow.models.stflow.priors import Prior, make_prior
+from stflow.models.stflow.settings import STFlowSettings
+from stflow.models.stflow.trainer import SlideArrays, predict_slide, train_denoiser
+
+
+class STFlowEstimator:
+    """Flow matching with a ZINB (or other) prior and a frame-averaging (or EGNN) denoiser."""
+
+    SETTINGS = STFlowSettings  # its parameters, for the registry
+
+    def __init__(self, seed: int = 0, device: str = "auto", **params: Any) -> None:
+        """``params``: fields of :class:`STFlowSettings` (the registry checks the names)."""
+        self.config = STFlowSettings(seed=seed, **params)
+        self.device = resolve_device(device)
+        self.model: torch.nn.Module | None = None  # the first network of the ensemble
+        self.members: list[torch.nn.Module] = []  # all of them (``ensemble`` seeds)
+        self.prior: Prior | None = None
+        self.feature_mean: np.ndarray | None = None
+        self.feature_std: np.ndarray | None = None
+        self.feature_basis: np.ndarray | None = None  # (D, p) whitened PCA, when feature_pca
+        self.target_mean: np.ndarray | None = None  # per-gene, when target_scaling=standard
+        self.target_std: np.ndarray | None = None
+        self.in_dim: int | None = None
+        self.n_genes: int | None = None
+        self.base: SpatialRidge | None = None  # the fixed map the networks correct
+
+    def _build(self) -> torch.nn.Module:
+        c = self.config
+        width = self.in_dim if self.feature_basis is None else self.feature_basis.shape[1]
+        network = build_denoiser(c.denoiser, width, self.n_genes, c.hidden, c.layers, c.heads,
+                                 c.dropout, c.frame_averaging, c.spatial_skip)
+        if c.residual_base != "none":
+            network.zero_gene_outputs()
+        return network
+
+    def _check_slides(self, slides: list[Slide], need_targets: bool) -> None:
+        dim = self.in_dim if self.in_dim is not None else slides[0].features.shape[1]
+        genes = self.n_genes
+        for slide in slides:
+            where = f"sample {slide.sample}"
+            if slide.features.shape[1] != dim:
+                raise input_error(where, f"features have {slide.features.shape[1]} dimensions, "
+                                  f"expected {dim}", "embed every sample with the same encoder")
+            check_coords(slide.coords_um, self.config.k, where)
+            if need_targets:
+                if slide.targets is None:
+                    raise input_error(where, "has no expression targets",
+                                      "load training/validation slides with their counts")
+                genes = genes or slide.targets.shape[1]
+                if slide.targets.shape[1] != genes:
+                    raise input_error(where, f"{slide.targets.shape[1]} target genes, expected "
+                                      f"{genes}", "use the same genes.json for every sample")
+
+    def _fit_preprocessing(self, train: list[Slide]) -> None:
+        """Feature standardisation (+ whitened PCA) and target scaling from training spots."""
+        pooled = np.concatenate([s.features for s in train]).astype(np.float64)
+        self.feature_mean = pooled.mean(0).astype(np.float32)
+        self.feature_std = np.maximum(pooled.std(0), 1e-6).astype(np.float32)
+        self.feature_basis = None
+        n_components = min(self.config.feature_pca, *pooled.shape)
+        if n_components:
+            scaled = (pooled - self.feature_mean) / self.feature_std
+            _, singular, vt = np.linalg.svd(scaled, full_matrices=False)
+            spread = np.maximum(singular[:n_components] / np.sqrt(len(scaled)), 1e-6)
+            self.feature_basis = (vt[:n_components].T / spread).astype(np.float32)
+        self.target_mean = self.target_std = None
+        if self.config.target_scaling == "standard":
+            targets = np.concatenate([s.targets for s in train]).astype(np.float64)
+            self.target_mean = targets.mean(0).astype(np.float32)
+            self.target_std = np.maximum(targets.std(0), 1e-3).astype(np.float32)
+
+    def _fit_base(self, train: list[Slide], val: list[Slide]) -> None:
+        """The spatial ridge whose residual the networks learn (``residual_base``).
+
+        Its alpha is chosen on the same validation spots as the networks' epoch (or fixed by
+        ``base_alpha`` in a refit), so the base never sees the test fold.
+        """
+        self.base = None
+        if self.config.residual_base == "spatial_ridge":
+            alpha = self.config.base_alpha
+            self.base = SpatialRidge(seed=self.config.seed, k=self.config.k,
+                                     alpha="validation" if alpha is None else alpha)
+            self.base.fit(train, val)
+
+    def _to_output(self, prediction: np.ndarray) -> np.ndarray:
+        """Model space → log1p expression (undoes the target scaling)."""
+        if self.target_mean is not None:
+            prediction = prediction * self.target_std + self.target_mean
+        return prediction.astype(np.float32)
+
+    def _arrays(self, slide: Slide) -> SlideArrays:
+        features = ((slide.features - self.feature_mean) / self.feature_std).astype(np.float32)
+        if self.feature_basis is not None:
+            features = features @ self.feature_basis
+        targets = slide.targets
+        if targets is not None and self.target_mean is not None:
+            targets = ((targets - self.target_mean) / self.target_std).astype(np.float32)
+        offset = None
+        if self.base is not None:
+            offset = self.base.predict([slide])[0]
+            if self.target_mean is not None:
+                offset = (offset - self.target_mean) / self.target_std
+            offset = offset.astype(np.float32)
+        neighbors = slide.neighbors
+        if neighbors is not None and ((neighbors < 0) | (neighbors >= slide.n_spots)).any():
+            raise input_error(f"sample {slide.sample}", "graph neighbours index outside the "
+                              "slide", "re-run the graph stage for this sample")
+        return SlideArrays(slide.sample, features, np.asarray(slide.coords_um, np.float64),
+                           targets, neighbors, offset)
+
+    def fit(self, train: list[Slide], val: list[Slide],
+            on_epoch: Callable[[int, float], None] | None = None) -> list[dict[str, float]]:
+        """Train on ``train``; select the checkpoint on ``val`` (or a held-out region).
+
+        ``on_epoch(epoch, val_pearson)`` follows the training (a search prunes through it).
+        """
+        if not train:
+            raise StflowError("STFlow fit: no training slides. Fix: check the fold's splits")
+        self.in_dim = self.n_genes = None
+        self._check_slides(list(train) + list(val), need_targets=True)
+        self.in_dim = train[0].features.shape[1]
+        self.n_genes = train[0].targets.shape[1]
+        self._fit_preprocessing(train)
+        self._fit_base(train, val)
+        counts = None
+        if self.config.prior == "zinb-fitted":
+            if any(s.counts is None for s in train):
+                raise input_error("prior zinb-fitted", "a training slide has no raw counts",
+                                  "load the training slides with their counts")
+            counts = np.concatenate([s.counts for s in train])
+        self.prior = make_prior(self.config.prior, self.config.mu, self.config.phi,
+                                self.config.pi, counts)
+        if self.target_mean is not None:
+            self.prior = self.prior.standardised(self.target_mean, self.target_std)
+        train_arrays = [self._arrays(s) for s in train]
+        val_arrays = [self._arrays(s) for s in val]
+        self.members, history = [], []
+        for member in range(self.config.ensemble):
+            seed = self.config.seed + member
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                network = self._build()
+                rows = train_denoiser(network, self.prior, train_arrays, val_arrays,
+                                      dataclasses.replace(self.config, seed=seed), self.device,
+                                      on_epoch if member == 0 else None)
+            self.members.append(network)
+            history += [{**row, "member": member} for row in rows] if member else rows
+        self.model = self.members[0]
+        return history
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The settings as a plain dict (what ``config.json`` saves as ``params``)."""
+        return self.config.as_dict()
+
+    def refit_params(self, history: list[dict[str, float]]) -> dict[str, Any] | None:
+        """Settings that retrain the selected model on train + validation without selecting:
+        the best validation epoch as a fixed budget, nothing held out."""
+        first = [row for row in history if row.get("member", 0) == 0]
+        scores = [row["val_pearson"] for row in first]
+        if not scores or not np.isfinite(scores).any():
+            return None
+        fixed = {"epochs": int(first[int(np.nanargmax(scores))]["epoch"]), "val_fraction": 0.0}
+        if self.base is not None:
+            fixed["base_alpha"] = self.base.chosen_alpha
+        return fixed
+
+    def predict(self, slides: list[Slide]) -> list[np.ndarray]:
+        """One (N, G) log1p prediction per slide, by full-slide S-step sampling."""
+        if self.model is None:
+            raise StflowError("STFlow predict: the model is not trained. Fix: call fit or load")
+        self._check_slides(slides, need_targets=False)
+        generator = torch.Generator().manual_seed(self.config.seed)
+        predictions = []
+        for slide in slides:
+            arrays = self._arrays(slide)
+            total = sum(predict_slide(network.to(self.device), self.prior, arrays,
+                                      self.n_genes, self.config, self.device, generator)
+                        for network in self.members)
+            predictions.append(self._to_output(total / len(self.members)))
+        return predictions
+
+    def sample_predictions(self, slides: list[Slide], n_samples: int,
+                           seed: int | None = None) -> list[np.ndarray]:
+        """``n_samples`` independent flow samples per slide, each (S, N, G) as predict gives.
+
+        Their mean is the prediction and their standard deviation a per-spot, per-gene
+        uncertainty. One generator (``seed``, default the model's) draws all of them; with an
+        ensemble, sample i comes from network i mod ``ensemble``, so the spread also holds
+        the networks' disagreement.
+        """
+        if self.model is None:
+            raise StflowError("STFlow sample: the model is not trained. Fix: call fit or load")
+        if n_samples < 1:
+            raise StflowError(f"n_samples={n_samples}. Fix: draw at least one sample")
+        self._check_slides(slides, need_targets=False)
+        single = dataclasses.replace(self.config, n_samples=1)
+        generator = torch.Generator().manual_seed(self.config.seed if seed is None else seed)
+        members = [network.to(self.device) for network in self.members]
+        return [np.stack([self._to_output(predict_slide(members[i % len(members)], self.prior,
+                                                        arrays, self.n_genes, single,
+                                                        self.device, generator))
+                          for i in range(n_samples)])
+                for arrays in (self._arrays(s) for s in slides)]
+
+    def save(self, directory: Path) -> None:
+        """``model.pt`` (weights, normalisation, prior) and ``config.json``."""
+        if self.model is None:
+            raise StflowError("STFlow save: the model is not trained. Fix: call fit first")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        weights = [{k: v.detach().cpu() for k, v in network.state_dict().items()}
+                   for network in self.members]
+        state = {"state_dict": weights[0], "ensemble_state_dicts": weights[1:],
+                 "feature_mean": torch.from_numpy(self.feature_mean),
+                 "feature_std": torch.from_numpy(self.feature_std),
+                 "prior": self.prior.state(), "in_dim": self.in_dim, "n_genes": self.n_genes}
+        for name in ("feature_basis", "target_mean", "target_std"):
+            if getattr(self, name) is not None:
+                state[name] = torch.from_numpy(getattr(self, name))
+        if self.base is not None:  # before model.pt, whose presence means "saved"
+            self.base.save(directory / "base")
+        with atomic_output(directory / "model.pt") as tmp:
+            torch.save(state, tmp)
+        config = {"params": self.params, "in_dim": self.in_dim, "n_genes": self.n_genes}
+        with atomic_output(directory / "config.json") as tmp:
+            tmp.write_text(json.dumps(config, indent=2))
+
+    @classmethod
+    def load(cls, directory: Path, device: str = "auto") -> STFlowEstimator:
+        """Rebuild what :meth:`save` wrote (``torch.load`` with ``weights_only=True``).
+
+        Tensors are loaded onto the CPU and moved to ``device`` when predicting, so a model
+        trained on a GPU loads anywhere.
+        """
+        directory = Path(directory)
+        for name in ("model.pt", "config.json"):
+            if not (directory / name).exists():
+                raise input_error(directory, f"lacks {name}", "re-run the train stage")
+        config = json.loads((directory / "config.json").read_text())
+        params = {k: v for k, v in config["params"].items() if k != "device"}  # older saves
+        params.setdefault("target_scaling", "none")  # saved before targets were standardised
+        estimator = cls(**params, device=device)
+        state = torch.load(directory / "model.pt", map_location="cpu", weights_only=True)
+        estimator.in_dim, estimator.n_genes = int(state["in_dim"]), int(state["n_genes"])
+        estimator.feature_mean = state["feature_mean"].numpy()
+        estimator.feature_std = state["feature_std"].numpy()
+        for name in ("feature_basis", "target_mean", "target_std"):
+            if name in state:
+                setattr(estimator, name, state[name].numpy())
+        estimator.prior = Prior.from_state(state["prior"])
+        if estimator.config.residual_base != "none":
+            estimator.base = SpatialRidge.load(directory / "base")
+        estimator.members = []
+        try:
+            for weights in [state["state_dict"], *state.get("ensemble_state_dicts", [])]:
+                network = estimator._build()
+                network.load_state_dict(weights)
+                estimator.members.append(network)
+            estimator.model = estimator.members[0]
+        except RuntimeError as err:  # saved by a version with other layers
+            detail = " ".join(str(err).split())[:200]
+            raise input_error(directory / "model.pt", "its weights do not fit this version's "
+                              f"{params['denoiser']} denoiser ({detail})",
+                              "re-run the train stage with this version of stflow") from err
+        return estimator

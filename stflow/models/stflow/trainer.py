@@ -1,0 +1,249 @@
+"""The STFlow trainer: random contiguous regions, Adam, clipping, early stopping on validation.
+
+Each step trains on several random regions (a random centre spot and its nearest
+U(0, 1)-fraction of the slide, at least k + 1 spots) padded into one batch with a mask; the kNN
+graph and the geometry are computed once per region. Checkpoints are selected on validation
+slides of the training patients, or on a held-out contiguous region of the training slides
+when there are none: never on the test fold (the published code did that).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from stflow.data.graph import knn_graph
+from stflow.data.holdout import holdout_index, nearest_spots
+from stflow.evaluation.metrics import mean_pearson
+from stflow.models.stflow.flow import flow_matching_loss, sample
+from stflow.models.stflow.networks.geometry import Geometry, prepare_geometry
+from stflow.models.stflow.priors import Prior
+from stflow.models.stflow.settings import STFlowSettings
+
+log = logging.getLogger(__name__)
+
+
+GRAD_CLIP = 1.0  # gradient-norm clip of every Adam step (paper)
+
+
+@dataclass
+class SlideArrays:
+    """One (part of a) slide ready for training: standardised features, microns, log1p targets."""
+
+    name: str
+    features: np.ndarray  # (N, D) float32
+    coords_um: np.ndarray  # (N, 2) float64
+    targets: np.ndarray | None = None  # (N, G) float32
+    neighbors: np.ndarray | None = None  # (N, k) int64 over the whole slide
+    # (N, G) a fixed base prediction the network corrects (its residual is what it learns)
+    offset: np.ndarray | None = None
+
+    def subset(self, index: np.ndarray, name: str) -> SlideArrays:
+        """The spots ``index`` as their own slide (its graph is rebuilt when needed)."""
+        targets = None if self.targets is None else self.targets[index]
+        offset = None if self.offset is None else self.offset[index]
+        return SlideArrays(name, self.features[index], self.coords_um[index], targets,
+                           offset=offset)
+
+    def residual_targets(self) -> np.ndarray:
+        """What the network learns: the targets less the base prediction, if any."""
+        return self.targets if self.offset is None else self.targets - self.offset
+
+
+def random_region(coords: np.ndarray, rng: np.random.Generator, k: int,
+                  min_fraction: float = 0.0) -> np.ndarray:
+    """A random centre and its nearest U(min_fraction, 1)-fraction of spots, at least k + 1."""
+    n_spots = len(coords)
+    size = max(k + 1, int(np.ceil(rng.uniform(min_fraction, 1.0) * n_spots)))
+    return nearest_spots(coords, int(rng.integers(n_spots)), min(size, n_spots))
+
+
+def holdout_split(slide: SlideArrays, fraction: float, rng: np.random.Generator, k: int
+                  ) -> tuple[SlideArrays, SlideArrays]:
+    """Split a slide into (train, validation); both keep the k + 1 spots a kNN graph needs."""
+    val_index = holdout_index(slide.coords_um, fraction, rng, k + 1, slide.name)
+    train_index = np.setdiff1d(np.arange(len(slide.coords_um)), val_index)
+    return (slide.subset(train_index, slide.name),
+            slide.subset(val_index, f"{slide.name}:holdout"))
+
+
+def collate(regions: list[SlideArrays], k: int, length_scale_um: float
+            ) -> tuple[torch.Tensor, torch.Tensor, Geometry]:
+    """Pad regions into (B, N_max, ·) features and targets plus their geometry and mask."""
+    n_max = max(len(r.features) for r in regions)
+    batch = len(regions)
+    dim, n_genes = regions[0].features.shape[1], regions[0].targets.shape[1]
+    features = np.zeros((batch, n_max, dim), np.float32)
+    targets = np.zeros((batch, n_max, n_genes), np.float32)
+    coords = np.zeros((batch, n_max, 2))
+    neighbors = np.zeros((batch, n_max, k), np.int64)
+    mask = np.zeros((batch, n_max), bool)
+    for b, region in enumerate(regions):
+        n = len(region.features)
+        features[b, :n], targets[b, :n], coords[b, :n] = (region.features,
+                                                          region.residual_targets(),
+                                                          region.coords_um)
+        neighbors[b, :n] = knn_graph(region.coords_um, k, where=f"sample {region.name}")[0]
+        mask[b, :n] = True
+    geometry = prepare_geometry(coords, neighbors, mask, length_scale_um)
+    return torch.from_numpy(features), torch.from_numpy(targets), geometry
+
+
+def slide_neighbors(slide: SlideArrays, k: int) -> np.ndarray:
+    """The slide's graph when it has one with this k, else a fresh KD-tree kNN."""
+    if slide.neighbors is not None and slide.neighbors.shape[1] == k:
+        return slide.neighbors
+    return knn_graph(slide.coords_um, k, where=f"sample {slide.name}")[0]
+
+
+def autocast_for(device: torch.device) -> tuple[contextlib.AbstractContextManager,
+                                                  torch.dtype | None]:
+    """Mixed precision on CUDA (bf16 where supported, else fp16); full precision on CPU."""
+    if device.type != "cuda":
+        return contextlib.nullcontext(), None
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype), dtype
+
+
+def predict_slide(model: torch.nn.Module, prior: Prior, slide: SlideArrays, n_genes: int,
+                  config: STFlowSettings, device: torch.device,
+                  generator: torch.Generator | None = None) -> np.ndarray:
+    """Full-slide sampling (neighbours from the whole slide, geometry once, chunked edges),
+    plus the slide's base prediction when the network learns a residual."""
+    neighbors = slide_neighbors(slide, config.k)
+    geometry = prepare_geometry(slide.coords_um, neighbors, None,
+                                config.length_scale_um).to(device)
+    geometry.cache = {}  # weights and features are fixed for this run: reuse per-step work
+    features = torch.from_numpy(np.ascontiguousarray(slide.features))[None].to(device)
+    was_training = model.training
+    model.eval()
+    autocast, _ = autocast_for(device)
+    with torch.inference_mode(), autocast:
+        pred = sample(model, features, geometry, prior, n_genes, config.steps, config.n_samples,
+                      generator, config.flow_matching, config.chunk_size)
+    model.train(was_training)
+    pred = pred[0].float().cpu().numpy()
+    return pred if slide.offset is None else pred + slide.offset
+
+
+def validate(model: torch.nn.Module, prior: Prior, val: list[SlideArrays], n_genes: int,
+             config: STFlowSettings, device: torch.device) -> tuple[float, float]:
+    """(MSE, mean per-gene Pearson) of sampled predictions pooled over the validation spots."""
+    generator = torch.Generator().manual_seed(config.seed + 1)
+    preds = [predict_slide(model, prior, s, n_genes, config, device, generator) for s in val]
+    truth, pred = np.concatenate([s.targets for s in val]), np.concatenate(preds)
+    return float(((truth - pred) ** 2).mean()), float(mean_pearson(truth, pred))
+
+
+def weight_average(model: torch.nn.Module, decay: float
+                   ) -> torch.optim.swa_utils.AveragedModel | None:
+    """An EMA copy of ``model`` (validated and kept instead of the raw weights), or None.
+
+    Averaging the iterates is the usual companion of flow matching: the raw weights of a
+    few hundred noisy steps on small folds wander, their average does not.
+    """
+    if not decay:
+        return None
+    if not 0.0 < decay < 1.0:
+        raise ValueError(f"ema decay {decay} must be in (0, 1); 0 switches it off")
+    return torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def train_denoiser(model: torch.nn.Module, prior: Prior, train: list[SlideArrays],
+                   val: list[SlideArrays], config: STFlowSettings, device: torch.device,
+                   on_epoch: Callable[[int, float], None] | None = None
+                   ) -> list[dict[str, float]]:
+    """Train ``model`` in place, leave it at the best validation checkpoint; return history.
+
+    ``on_epoch(epoch, val_pearson)`` is called after each epoch's validation (a search uses
+    it to stop unpromising trials by raising).
+
+    With no ``val`` slides, a contiguous ``val_fraction`` of each training slide is held out
+    (and never trained on), drawn as :func:`holdout_masks` draws it. With no ``val`` and
+    ``val_fraction == 0`` nothing is validated: all ``epochs`` run and the last (averaged)
+    weights are kept — the refit on train + validation, whose epoch count was chosen before.
+    """
+    rng = np.random.default_rng(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    if not val and config.val_fraction > 0:
+        holdout_rng = np.random.default_rng(config.seed)
+        pairs = [holdout_split(s, config.val_fraction, holdout_rng, config.k) for s in train]
+        train, val = [p[0] for p in pairs], [p[1] for p in pairs]
+    n_genes = train[0].targets.shape[1]
+    model.to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    averaged = weight_average(model, config.ema)
+    evaluated = averaged.module if averaged is not None else model
+    autocast, amp_dtype = autocast_for(device)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    history: list[dict[str, float]] = []
+    best_score, best_state, stale = -np.inf, None, 0
+    progress = tqdm(range(1, config.epochs + 1), desc="train", unit="epoch", leave=False)
+    for epoch in progress:
+        per_slide = max(config.regions_per_slide, -(-config.min_steps_per_epoch
+                                                    * config.regions_per_step // len(train)))
+        order = [i for i in range(len(train)) for _ in range(per_slide)]
+        rng.shuffle(order)
+        losses = []
+        for start in range(0, len(order), config.regions_per_step):
+            regions = []
+            for i in order[start:start + config.regions_per_step]:
+                index = random_region(train[i].coords_um, rng, config.k,
+                                      config.min_region_fraction)
+                regions.append(train[i].subset(index, train[i].name))
+            features, targets, geometry = collate(regions, config.k, config.length_scale_um)
+            features, targets, geometry = (features.to(device), targets.to(device),
+                                           geometry.to(device))
+            optimizer.zero_grad(set_to_none=True)
+            with autocast:
+                loss = flow_matching_loss(model, features, targets, geometry, prior, generator,
+                                          config.flow_matching)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+            else:
+                loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
+            losses.append(float(loss.detach()))
+        if not val:
+            history.append({"epoch": epoch, "train_loss": float(np.mean(losses)),
+                            "val_loss": float("nan"), "val_pearson": float("nan")})
+            continue
+        val_loss, val_pearson = validate(evaluated, prior, val, n_genes, config, device)
+        row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss,
+               "val_pearson": val_pearson}
+        history.append(row)
+        progress.set_postfix(loss=f"{row['train_loss']:.4f}", val_pearson=f"{val_pearson:.4f}")
+        if on_epoch is not None:
+            on_epoch(epoch, val_pearson)
+        score = val_pearson if np.isfinite(val_pearson) else -np.inf
+        if best_state is None or score > best_score:
+            best_score, stale = score, 0
+            best_state = copy.deepcopy({k: v.detach().cpu()
+                                        for k, v in evaluated.state_dict().items()})
+        else:
+            stale += 1
+            if stale >= config.patience:
+                log.info("early stop at epoch %d (best val Pearson %.4f)", epoch, best_score)
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    elif averaged is not None:
+        model.load_state_dict(evaluated.state_dict())
+    return history

@@ -1,0 +1,10 @@
+"""Rule evaluate: stflow.evaluation.fold_scores.write_fold_scores."""
+
+from _job import stage
+
+with stage(snakemake):
+    from stflow.evaluation.fold_scores import prediction_files, write_fold_scores
+
+    wc = snakemake.wildcards
+    write_fold_scores(prediction_files(snakemake.input.predictions), snakemake.input.splits,
+                      wc.encoder, wc.model, wc.fold, int(wc.seed), snakemake.output[0])

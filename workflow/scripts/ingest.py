@@ -1,0 +1,9 @@
+"""Rule ingest: stflow.data.ingest.ingest_sample."""
+
+from _job import stage
+
+with stage(snakemake):
+    from stflow.data.ingest import ingest_sample
+
+    ingest_sample(snakemake.params.source, snakemake.params.raw, snakemake.wildcards.sample,
+                  snakemake.output[0], **snakemake.params.options)

@@ -1,0 +1,9 @@
+"""Rule paper_tables: stflow.evaluation.paper_tables.write_paper_tables_of_run."""
+
+from _job import stage
+
+with stage(snakemake):
+    from stflow.evaluation.paper_tables import write_paper_tables_of_run
+
+    write_paper_tables_of_run(snakemake.input.metrics, snakemake.input.splits,
+                              snakemake.params.benchmarks, snakemake.params.out_dir)
