@@ -22,11 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from stflow.crossval.inputs import load_slides, read_fold, read_genes
-from stflow.crossval.train import refit_estimator
+from stflow.crossval.train import fit_or_search, refit_estimator
 from stflow.data.genes import hest_genes as hest_top_genes
 from stflow.evaluation.metrics import fold_metrics
-from stflow.models.registry import build_estimator
-from stflow.models.search import search_fit, validation_score
+from stflow.models.search import validation_score
 
 
 def parse_assignment(item: str) -> tuple[str, dict]:
@@ -83,22 +82,13 @@ def main() -> None:
                 start = time.perf_counter()
                 train = [slides[s] for s in parts["train"]]
                 val = [slides[s] for s in parts["val"]]
-                chosen = None
-                if model in searches:
-                    result = search_fit(model, params.get(model, {}),
-                                        searches[model]["space"],
-                                        searches[model].get("trials", 8), train, val, seed,
-                                        device="cpu")
-                    estimator, chosen = result.estimator, result.chosen
-                    validated = round(result.chosen["val_pearson"], 4)
-                else:
-                    estimator = build_estimator(model, params.get(model, {}), seed=seed,
-                                                device="cpu")
-                    history = estimator.fit(train, val)
-                    validated = round(validation_score(history), 4)
+                estimator, rows, result = fit_or_search(
+                    model, params.get(model), searches.get(model), train, val, seed, "cpu")
+                validated = round(validation_score(rows), 4)
+                chosen = result.chosen if result else None
                 if args.refit:
                     estimator, _, fixed = refit_estimator(
-                        model, estimator, result.history if model in searches else history,
+                        model, estimator, rows,
                         {**params.get(model, {}), **{k: v for k, v in (chosen or {}).items()
                                                      if k != "val_pearson"}},
                         train + val, seed, "cpu")

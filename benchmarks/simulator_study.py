@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
+from stflow.crossval.train import fit_or_search
 from stflow.data.dataset import Slide
 from stflow.data.simulator import simulate
 from stflow.data.simulator.oracle import gene_roles, oracle_slides
 from stflow.data.splits import patient_folds
 from stflow.evaluation.metrics import pearson_per_gene
-from stflow.models.registry import build_estimator
-from stflow.models.search import search_fit, validation_score
+from stflow.models.search import validation_score
 
 
 def parse_assignment(item: str) -> tuple[str, dict]:
@@ -97,16 +97,11 @@ def main() -> None:
                 chosen, history = None, []
                 if model == ORACLE:
                     estimator = TrueMeans(oracle_means)
-                elif model in searches:
-                    result = search_fit(model, params.get(model, {}),
-                                        searches[model]["space"],
-                                        searches[model].get("trials", 8), train, val,
-                                        args.seed, device="cpu")
-                    estimator, history, chosen = result.estimator, result.history, result.chosen
                 else:
-                    estimator = build_estimator(model, params.get(model, {}), seed=args.seed,
-                                                device="cpu")
-                    history = estimator.fit(train, val)
+                    estimator, history, result = fit_or_search(
+                        model, params.get(model), searches.get(model), train, val, args.seed,
+                        "cpu")
+                    chosen = result.chosen if result else None
                 test = [slides[s] for s in fold["test"]]
                 truth = np.concatenate([s.targets for s in test])
                 per_gene = pearson_per_gene(truth, np.concatenate(estimator.predict(test)))

@@ -20,23 +20,26 @@ from stflow.atomic import atomic_output
 from stflow.crossval.inputs import features_identity, load_slides, read_fold, read_genes
 from stflow.data.dataset import Slide
 from stflow.deploy.deployment import describe_training, write_deployment
-from stflow.models.registry import (
-    build_estimator,
-    save_estimator,
-)
-from stflow.models.search import check_space, search_fit
+from stflow.models.registry import build_estimator, save_estimator
+from stflow.models.search import SearchResult, check_space, search_fit
 
 log = logging.getLogger(__name__)
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_pearson"]
+DEFAULT_TRIALS = 8
 
 
-
-
-
-
-
-
+def fit_or_search(model: str, params: dict[str, Any] | None, search: dict[str, Any] | None,
+                  train: list[Slide], val: list[Slide], seed: int, device: str
+                  ) -> tuple[Any, list[dict[str, float]], SearchResult | None]:
+    """Fit ``model`` on ``train`` (selecting on ``val``), or first search ``search["space"]``
+    on ``val`` and keep the best trial's fit. Returns (estimator, log rows, search result)."""
+    if search:
+        result = search_fit(model, params or {}, search["space"],
+                            int(search.get("trials", DEFAULT_TRIALS)), train, val, seed, device)
+        return result.estimator, result.history, result
+    estimator = build_estimator(model, params, seed, device=device)
+    return estimator, estimator.fit(train, val), None
 
 
 def history_frame(rows: list[dict[str, float]]) -> pd.DataFrame:
@@ -68,21 +71,14 @@ def train_fold(splits: str | Path, fold: str, genes: str | Path, st_dir: str | P
     """
     parts = read_fold(splits, fold)
     gene_list = read_genes(genes)
-    estimator = build_estimator(model, params, seed, device=device)  # refuses bad params early
+    build_estimator(model, params, seed, device=device)  # refuses bad params early
     if search:
         check_space(model, search.get("space") or {})
     features = features_identity(features_dir, parts["train"] + parts["val"])
     train = load_slides(parts["train"], gene_list, st_dir, features_dir, graph_dir)
     val = load_slides(parts["val"], gene_list, st_dir, features_dir, graph_dir)
     log.info("training %s on %s: %d train, %d val slides", model, fold, len(train), len(val))
-    result = None
-    if search:
-        trials = int(search.get("trials", 8))
-        result = search_fit(model, params or {}, search["space"], trials, train, val, seed,
-                            device)
-        estimator, rows = result.estimator, result.history
-    else:
-        rows = estimator.fit(train, val)
+    estimator, rows, result = fit_or_search(model, params, search, train, val, seed, device)
     chosen = {k: v for k, v in result.chosen.items() if k != "val_pearson"} if result else {}
     refit_with = None
     if refit:
@@ -100,7 +96,7 @@ def train_fold(splits: str | Path, fold: str, genes: str | Path, st_dir: str | P
         history_frame(rows).to_csv(tmp / "history.tsv", sep="\t", index=False)
         if result is not None:
             (tmp / "search.json").write_text(json.dumps(
-                {"space": search["space"], "trials": trials,
+                {"space": search["space"], "trials": len(result.trials),
                  "chosen": result.chosen, "selected_on": parts["val"] or "held-out region "
                  "of the training samples"}, indent=2))
             pd.DataFrame(result.trials).to_csv(tmp / "search.tsv", sep="\t", index=False)
