@@ -33,6 +33,13 @@ def test_the_best_validation_trial_is_kept_and_every_trial_recorded():
     json.dumps(result.chosen)  # written to search.json as is
 
 
+def test_an_ensemble_is_scored_by_its_first_network_not_its_luckiest():
+    history = [{"epoch": 1, "val_pearson": 0.3}, {"epoch": 2, "val_pearson": 0.4},
+               {"epoch": 1, "val_pearson": 0.9, "member": 1}]
+    assert validation_score(history) == 0.4
+    assert validation_score([{"epoch": 1, "val_pearson": float("nan")}]) == float("-inf")
+
+
 def test_the_same_seed_searches_the_same_way():
     train, val = [_slide("a", 1)], [_slide("v", 3)]
     space = {"alpha": ["validation", 10.0, 1000.0]}

@@ -82,8 +82,13 @@ def suggest(trial: Any, name: str, spec: Any) -> Any:
 
 
 def validation_score(history: list[dict[str, float]]) -> float:
-    """The best validation Pearson a fit reported (the checkpoint it kept)."""
-    scores = [row.get("val_pearson", float("nan")) for row in history]
+    """The best validation Pearson a fit reported (the checkpoint it kept).
+
+    An ensemble is scored by its first network, as a single fit with its settings would be:
+    the best of several networks' scores would favour ensembles for luck, not for settings.
+    """
+    scores = [row.get("val_pearson", float("nan")) for row in history
+              if row.get("member", 0) == 0]
     finite = [s for s in scores if s is not None and math.isfinite(s)]
     return max(finite) if finite else float("-inf")
 
