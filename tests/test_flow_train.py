@@ -19,7 +19,13 @@ from stflow.models.stflow.estimator import STFlowEstimator
 from stflow.models.stflow.flow import flow_matching_loss, masked_mse, sample
 from stflow.models.stflow.networks.geometry import prepare_geometry
 from stflow.models.stflow.priors import make_prior
-from stflow.models.stflow.trainer import SlideArrays, holdout_split, random_region
+from stflow.models.stflow.settings import STFlowSettings
+from stflow.models.stflow.trainer import (
+    SlideArrays,
+    correction_gate,
+    holdout_split,
+    random_region,
+)
 
 SMALL = dict(hidden=16, layers=1, heads=2, dropout=0.0, regions_per_slide=4,
              regions_per_step=2, device="cpu", lr=5e-3)
@@ -284,6 +290,9 @@ def test_a_residual_base_is_a_validated_spatial_ridge_that_the_networks_correct(
     estimator.save(tmp_path)
     loaded = STFlowEstimator.load(tmp_path)
     assert np.array_equal(loaded.predict([test])[0], pred)
+    assert len(estimator.gates) == 1 and ((estimator.gates[0] >= 0)
+                                          & (estimator.gates[0] <= 1)).all()
+    np.testing.assert_array_equal(loaded.gates[0], estimator.gates[0])
     loaded.members = [Zeros()]  # ...on top of the base, in log1p units
     assert np.allclose(loaded.predict([test])[0], base, atol=1e-5)
     fixed = estimator.refit_params(history)
@@ -294,6 +303,33 @@ def test_a_residual_base_is_a_validated_spatial_ridge_that_the_networks_correct(
     assert refit.base.chosen_alpha == fixed["base_alpha"]  # nothing re-selected
     with pytest.raises(StflowError, match="residual_base 'pca'"):
         STFlowEstimator(residual_base="pca")
+
+
+class FixedCorrection(torch.nn.Module):
+    """A denoiser whose output (the correction of the base) is fixed in advance."""
+
+    def __init__(self, correction: np.ndarray) -> None:
+        super().__init__()
+        self.correction = torch.from_numpy(correction)[None]
+
+    def forward(self, features, y_t, t, geometry, chunk_size=None):
+        return self.correction
+
+
+def test_the_correction_is_kept_per_gene_where_it_helps_on_validation():
+    rng = np.random.default_rng(0)
+    coords = np.stack(np.meshgrid(np.arange(10), np.arange(10)), -1).reshape(-1, 2) * 100.0
+    correction = rng.normal(size=(100, 4)).astype(np.float32)
+    offset = rng.normal(size=(100, 4)).astype(np.float32)
+    targets = offset + correction * np.array([1.0, 0.5, 0.0, -1.0], np.float32)
+    val = [SlideArrays("v", rng.normal(size=(100, 3)).astype(np.float32), coords,
+                       targets, offset=offset)]
+    config = STFlowSettings(flow_matching=False, k=4)
+    gate = correction_gate(FixedCorrection(correction), make_prior("zero"), val, 4, config,
+                           torch.device("cpu"))
+    np.testing.assert_allclose(gate, [1.0, 0.5, 0.0, 0.0], atol=1e-5)  # whole, half, none
+    assert (correction_gate(FixedCorrection(correction), make_prior("zero"), [], 4, config,
+                            torch.device("cpu")) == 1).all()  # nothing to judge by: kept
 
 
 def test_min_region_fraction_sets_the_smallest_training_region():

@@ -26,7 +26,13 @@ from stflow.models.baselines.spatial_ridge import SpatialRidge
 from stflow.models.stflow.networks import build_denoiser
 from stflow.models.stflow.priors import Prior, make_prior
 from stflow.models.stflow.settings import STFlowSettings
-from stflow.models.stflow.trainer import SlideArrays, predict_slide, train_denoiser
+from stflow.models.stflow.trainer import (
+    SlideArrays,
+    correction_gate,
+    predict_slide,
+    train_denoiser,
+    validation_split,
+)
 
 
 class STFlowEstimator:
@@ -49,6 +55,7 @@ class STFlowEstimator:
         self.in_dim: int | None = None
         self.n_genes: int | None = None
         self.base: SpatialRidge | None = None  # the fixed map the networks correct
+        self.gates: list[np.ndarray | None] = []  # per member, (G,) share of its correction
 
     def _build(self) -> torch.nn.Module:
         c = self.config
@@ -160,16 +167,19 @@ class STFlowEstimator:
             self.prior = self.prior.standardised(self.target_mean, self.target_std)
         train_arrays = [self._arrays(s) for s in train]
         val_arrays = [self._arrays(s) for s in val]
-        self.members, history = [], []
+        self.members, self.gates, history = [], [], []
         for member in range(self.config.ensemble):
             seed = self.config.seed + member
+            config = dataclasses.replace(self.config, seed=seed)
+            member_train, member_val = validation_split(train_arrays, val_arrays, config)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 network = self._build()
-                rows = train_denoiser(network, self.prior, train_arrays, val_arrays,
-                                      dataclasses.replace(self.config, seed=seed), self.device,
-                                      on_epoch if member == 0 else None)
+                rows = train_denoiser(network, self.prior, member_train, member_val, config,
+                                      self.device, on_epoch if member == 0 else None)
             self.members.append(network)
+            self.gates.append(None if self.base is None else correction_gate(
+                network, self.prior, member_val, self.n_genes, config, self.device))
             history += [{**row, "member": member} for row in rows] if member else rows
         self.model = self.members[0]
         return history
@@ -201,8 +211,8 @@ class STFlowEstimator:
         for slide in slides:
             arrays = self._arrays(slide)
             total = sum(predict_slide(network.to(self.device), self.prior, arrays,
-                                      self.n_genes, self.config, self.device, generator)
-                        for network in self.members)
+                                      self.n_genes, self.config, self.device, generator, gate)
+                        for network, gate in zip(self.members, self.gates, strict=True))
             predictions.append(self._to_output(total / len(self.members)))
         return predictions
 
@@ -223,9 +233,11 @@ class STFlowEstimator:
         single = dataclasses.replace(self.config, n_samples=1)
         generator = torch.Generator().manual_seed(self.config.seed if seed is None else seed)
         members = [network.to(self.device) for network in self.members]
+        gates = self.gates
         return [np.stack([self._to_output(predict_slide(members[i % len(members)], self.prior,
                                                         arrays, self.n_genes, single,
-                                                        self.device, generator))
+                                                        self.device, generator,
+                                                        gates[i % len(members)]))
                           for i in range(n_samples)])
                 for arrays in (self._arrays(s) for s in slides)]
 
@@ -244,6 +256,8 @@ class STFlowEstimator:
         for name in ("feature_basis", "target_mean", "target_std"):
             if getattr(self, name) is not None:
                 state[name] = torch.from_numpy(getattr(self, name))
+        if self.base is not None:
+            state["correction_gates"] = [torch.from_numpy(gate) for gate in self.gates]
         if self.base is not None:  # before model.pt, whose presence means "saved"
             self.base.save(directory / "base")
         with atomic_output(directory / "model.pt") as tmp:
@@ -275,15 +289,17 @@ class STFlowEstimator:
             if name in state:
                 setattr(estimator, name, state[name].numpy())
         estimator.prior = Prior.from_state(state["prior"])
+        estimator.members = []
         if estimator.config.residual_base != "none":
             estimator.base = SpatialRidge.load(directory / "base")
-        estimator.members = []
         try:
             for weights in [state["state_dict"], *state.get("ensemble_state_dicts", [])]:
                 network = estimator._build()
                 network.load_state_dict(weights)
                 estimator.members.append(network)
             estimator.model = estimator.members[0]
+            gates = [g.numpy() for g in state.get("correction_gates", [])]
+            estimator.gates = gates or [None] * len(estimator.members)  # saved before gates
         except RuntimeError as err:  # saved by a version with other layers
             detail = " ".join(str(err).split())[:200]
             raise input_error(directory / "model.pt", "its weights do not fit this version's "

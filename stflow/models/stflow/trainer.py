@@ -114,9 +114,11 @@ def autocast_for(device: torch.device) -> tuple[contextlib.AbstractContextManage
 
 def predict_slide(model: torch.nn.Module, prior: Prior, slide: SlideArrays, n_genes: int,
                   config: STFlowSettings, device: torch.device,
-                  generator: torch.Generator | None = None) -> np.ndarray:
+                  generator: torch.Generator | None = None,
+                  gate: np.ndarray | None = None) -> np.ndarray:
     """Full-slide sampling (neighbours from the whole slide, geometry once, chunked edges),
-    plus the slide's base prediction when the network learns a residual."""
+    plus the slide's base prediction when the network learns a residual; ``gate`` (G,)
+    scales the network's correction of that base per gene."""
     neighbors = slide_neighbors(slide, config.k)
     geometry = prepare_geometry(slide.coords_um, neighbors, None,
                                 config.length_scale_um).to(device)
@@ -130,7 +132,41 @@ def predict_slide(model: torch.nn.Module, prior: Prior, slide: SlideArrays, n_ge
                       generator, config.flow_matching, config.chunk_size)
     model.train(was_training)
     pred = pred[0].float().cpu().numpy()
-    return pred if slide.offset is None else pred + slide.offset
+    if slide.offset is None:
+        return pred
+    return (pred if gate is None else pred * gate) + slide.offset
+
+
+def correction_gate(model: torch.nn.Module, prior: Prior, val: list[SlideArrays],
+                    n_genes: int, config: STFlowSettings, device: torch.device) -> np.ndarray:
+    """(G,) how much of the network's correction of its base to keep, per gene, in [0, 1].
+
+    Early stopping keeps the epoch best for the mean over genes, so the correction can still
+    hurt single genes (the simulator's receivers, whose base already holds the neighbour
+    signal). The least-squares scale of the correction against the base's residual on the
+    validation spots, clipped to [0, 1], keeps it where it helps and drops it where it does
+    not. Without validation spots (a refit) the correction is kept whole.
+    """
+    if not val:
+        return np.ones(n_genes, np.float32)
+    generator = torch.Generator().manual_seed(config.seed + 1)
+    correction = np.concatenate([predict_slide(model, prior, s, n_genes, config, device,
+                                               generator) - s.offset for s in val])
+    residual = np.concatenate([s.targets - s.offset for s in val])
+    scale = (correction * residual).sum(0) / np.maximum((correction**2).sum(0), 1e-12)
+    return np.clip(scale, 0.0, 1.0).astype(np.float32)
+
+
+def validation_split(train: list[SlideArrays], val: list[SlideArrays], config: STFlowSettings
+                     ) -> tuple[list[SlideArrays], list[SlideArrays]]:
+    """(train, validation): ``val`` when given, else a contiguous ``val_fraction`` held out of
+    each training slide (drawn as :func:`stflow.data.holdout.holdout_masks` draws it), else
+    nothing to validate on (``val_fraction == 0``: a refit)."""
+    if val or config.val_fraction <= 0:
+        return train, val
+    holdout_rng = np.random.default_rng(config.seed)
+    pairs = [holdout_split(s, config.val_fraction, holdout_rng, config.k) for s in train]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
 def validate(model: torch.nn.Module, prior: Prior, val: list[SlideArrays], n_genes: int,
@@ -167,16 +203,13 @@ def train_denoiser(model: torch.nn.Module, prior: Prior, train: list[SlideArrays
     it to stop unpromising trials by raising).
 
     With no ``val`` slides, a contiguous ``val_fraction`` of each training slide is held out
-    (and never trained on), drawn as :func:`holdout_masks` draws it. With no ``val`` and
+    (and never trained on): :func:`validation_split`. With no ``val`` and
     ``val_fraction == 0`` nothing is validated: all ``epochs`` run and the last (averaged)
     weights are kept — the refit on train + validation, whose epoch count was chosen before.
     """
     rng = np.random.default_rng(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    if not val and config.val_fraction > 0:
-        holdout_rng = np.random.default_rng(config.seed)
-        pairs = [holdout_split(s, config.val_fraction, holdout_rng, config.k) for s in train]
-        train, val = [p[0] for p in pairs], [p[1] for p in pairs]
+    train, val = validation_split(train, val, config)
     n_genes = train[0].targets.shape[1]
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
