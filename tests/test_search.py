@@ -40,6 +40,15 @@ def test_an_ensemble_is_scored_by_its_first_network_not_its_luckiest():
     assert validation_score([{"epoch": 1, "val_pearson": float("nan")}]) == float("-inf")
 
 
+def test_a_space_of_few_choices_is_searched_exhaustively():
+    train, val = [_slide("a", 1)], [_slide("v", 3)]
+    space = {"alpha": ["validation", 10.0], "k": [2, 4]}
+    result = search_fit("spatial_ridge", {}, space, 6, train, val, seed=0)
+    tried = [(r["alpha"], r["k"]) for r in result.trials]
+    assert len(tried) == 4  # the grid is done after four trials, though six were allowed
+    assert set(tried) == {("validation", 2), ("validation", 4), (10.0, 2), (10.0, 4)}
+
+
 def test_the_same_seed_searches_the_same_way():
     train, val = [_slide("a", 1)], [_slide("v", 3)]
     space = {"alpha": ["validation", 10.0, 1000.0]}

@@ -3,10 +3,12 @@
 A search space is declared per model in the config (``search: {model: {trials, space}}``);
 each fold searches on its own validation samples (or the trainer's held-out region), which
 come from the training patients only: the test samples are not even loaded before the chosen
-model predicts. Trials are drawn by optuna's TPE sampler (seeded), and trials of models that
-report a validation score per epoch (STFlow) are stopped early by successive halving, so a
-search costs a few full trainings rather than ``trials`` of them. The best trial's fitted
-model is kept: its checkpoint was already selected on the same validation split.
+model predicts. Trials are drawn by optuna's TPE sampler (seeded), or cover a space of
+choices exhaustively when ``trials`` is at least its number of combinations; trials of
+models that report a validation score per epoch (STFlow) are stopped early by successive
+halving, so a search costs a few full trainings rather than ``trials`` of them. The best
+trial's fitted model is kept: its checkpoint was already selected on the same validation
+split.
 
 A space entry is a list (categorical choices) or ``{low, high, log}`` (a float range, or an
 integer range when both bounds are integers).
@@ -81,6 +83,18 @@ def suggest(trial: Any, name: str, spec: Any) -> Any:
     return trial.suggest_float(name, float(low), float(high), log=log_scale)
 
 
+def make_sampler(space: Mapping[str, Any], trials: int, seed: int) -> Any:
+    """Every combination once when the space is only choices and ``trials`` covers them
+    (random draws would repeat some and miss others); else TPE, seeded."""
+    import optuna
+
+    if all(isinstance(spec, list) for spec in space.values()) \
+            and trials >= math.prod(len(spec) for spec in space.values()):
+        return optuna.samplers.GridSampler({name: list(spec) for name, spec in space.items()},
+                                           seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(trials, 4))
+
+
 def validation_score(history: list[dict[str, float]]) -> float:
     """The best validation Pearson a fit reported (the checkpoint it kept).
 
@@ -103,7 +117,7 @@ def search_fit(model: str, params: dict[str, Any], space: Mapping[str, Any], tri
     if trials < 1:
         raise StflowError(f"search.{model}.trials = {trials}. Fix: at least 1 trial")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(trials, 4))
+    sampler = make_sampler(space, trials, seed)
     pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=5, reduction_factor=3)
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
     best: dict[str, Any] = {}
