@@ -9,11 +9,14 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 # the workflow's own library (also when used as a module, or with --directory elsewhere)
 sys.path.insert(0, str(workflow.current_basedir))
-from stflow.config import load_schema, typed_like_schema
+from stflow.config import load_schema, replace_search_spaces, typed_like_schema
 
 
 configfile: "config/config.yaml"
 
+
+# a search space given on the command line replaces the default study's, not merges into it
+replace_search_spaces(config, workflow.config_settings.overwrite_config)
 
 # --config 'genes={n_top: 50}' gives '50': read such values as the schema types them first
 config.update(typed_like_schema(dict(config),

@@ -1,5 +1,12 @@
-"""Config values typed as the schema wants them, before the schema checks them.
+"""The workflow's config as the user meant it, before the schema checks it.
 
+Search spaces: Snakemake merges a ``--configfile`` into the workflow's ``config/config.yaml``
+key by key, so a model's search space declared there would be added to the default study's
+space (her2st's weight-decay grid would gain the default's dropout and learning rate) instead
+of replacing it. :func:`replace_search_spaces` gives each model the search its command-line
+config declares, whole.
+
+Types:
 Snakemake's ``--config 'genes={n_top: 50}'`` reads nested values with YAML's base loader, so
 every scalar inside braces or brackets arrives as a string ('50', 'true', 'null') and the
 schema would refuse ``'50' is not of type 'integer'`` although the user wrote what a YAML file
@@ -11,6 +18,8 @@ Only the standard library and PyYAML: the workflow imports this before any job.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +86,12 @@ def typed_like_schema(value: Any, schema: dict, root: dict | None = None) -> Any
 def load_schema(path: str | Path) -> dict:
     """The workflow's config schema (YAML)."""
     return yaml.safe_load(Path(path).read_text())
+
+
+def replace_search_spaces(config: dict, command_line: Mapping[str, Any]) -> None:
+    """Set ``config["search"][model]`` to the command line's entry for every model it names
+    (``command_line``: the merged ``--configfile``/``--config`` values), in place."""
+    declared = command_line.get("search") or {}
+    if declared:
+        config["search"] = {**(config.get("search") or {}),
+                            **{model: copy.deepcopy(entry) for model, entry in declared.items()}}

@@ -9,7 +9,7 @@ import re
 import pytest
 from workflow_fixtures import REPO, snakemake, write_config
 
-from stflow.config import load_schema, typed_like_schema
+from stflow.config import load_schema, replace_search_spaces, typed_like_schema
 
 SCHEMA = load_schema(REPO / "config" / "schema.yaml")
 
@@ -102,4 +102,16 @@ def test_a_mirror_folder_that_does_not_exist_is_named_as_a_folder(tmp_path):
     assert (f"dataset.mirror 'no/such/mirror' does not exist (a relative path is read from "
             f"the working directory, {tmp_path})") in output
     assert "Fix: give the folder that holds the pre-downloaded files" in output
+
+
+def test_a_search_space_given_on_the_command_line_replaces_the_default_one():
+    config = {"search": {"stflow": {"trials": 4, "space": {"dropout": [0.0, 0.5],
+                                                             "lr": {"low": 1e-4, "high": 1e-3}}},
+                         "ridge": {"trials": 2, "space": {"alpha": [1.0, 10.0]}}}}
+    her2st = {"search": {"stflow": {"trials": 4, "space": {"weight_decay": [0.0, 10.0]}}}}
+    replace_search_spaces(config, her2st)
+    assert config["search"]["stflow"] == her2st["search"]["stflow"]  # no dropout, no lr
+    assert config["search"]["ridge"]["space"] == {"alpha": [1.0, 10.0]}  # not named: kept
+    replace_search_spaces(config, {"genes": {"n_top": 7}})  # no search on the command line
+    assert config["search"]["stflow"]["space"] == {"weight_decay": [0.0, 10.0]}
 
