@@ -233,11 +233,10 @@ class STFlowEstimator:
         single = dataclasses.replace(self.config, n_samples=1)
         generator = torch.Generator().manual_seed(self.config.seed if seed is None else seed)
         members = [network.to(self.device) for network in self.members]
-        gates = self.gates
         return [np.stack([self._to_output(predict_slide(members[i % len(members)], self.prior,
                                                         arrays, self.n_genes, single,
                                                         self.device, generator,
-                                                        gates[i % len(members)]))
+                                                        self.gates[i % len(members)]))
                           for i in range(n_samples)])
                 for arrays in (self._arrays(s) for s in slides)]
 
@@ -256,9 +255,8 @@ class STFlowEstimator:
         for name in ("feature_basis", "target_mean", "target_std"):
             if getattr(self, name) is not None:
                 state[name] = torch.from_numpy(getattr(self, name))
-        if self.base is not None:
+        if self.base is not None:  # the base before model.pt, whose presence means "saved"
             state["correction_gates"] = [torch.from_numpy(gate) for gate in self.gates]
-        if self.base is not None:  # before model.pt, whose presence means "saved"
             self.base.save(directory / "base")
         with atomic_output(directory / "model.pt") as tmp:
             torch.save(state, tmp)
@@ -289,9 +287,9 @@ class STFlowEstimator:
             if name in state:
                 setattr(estimator, name, state[name].numpy())
         estimator.prior = Prior.from_state(state["prior"])
-        estimator.members = []
         if estimator.config.residual_base != "none":
             estimator.base = SpatialRidge.load(directory / "base")
+        estimator.members = []
         try:
             for weights in [state["state_dict"], *state.get("ensemble_state_dicts", [])]:
                 network = estimator._build()
