@@ -3,8 +3,8 @@
 Search spaces: Snakemake merges a ``--configfile`` into the workflow's ``config/config.yaml``
 key by key, so a model's search space declared there would be added to the default study's
 space (her2st's weight-decay grid would gain the default's dropout and learning rate) instead
-of replacing it. :func:`replace_search_spaces` gives each model the search its command-line
-config declares, whole.
+of replacing it, and could not be switched off. :func:`replace_search_spaces` gives each
+model the search its command-line config declares, whole, or none for ``null``.
 
 Types:
 Snakemake's ``--config 'genes={n_top: 50}'`` reads nested values with YAML's base loader, so
@@ -90,8 +90,11 @@ def load_schema(path: str | Path) -> dict:
 
 def replace_search_spaces(config: dict, command_line: Mapping[str, Any]) -> None:
     """Set ``config["search"][model]`` to the command line's entry for every model it names
-    (``command_line``: the merged ``--configfile``/``--config`` values), in place."""
+    (``command_line``: the merged ``--configfile``/``--config`` values), in place; an entry
+    of null removes that model's search."""
     declared = command_line.get("search") or {}
     if declared:
-        config["search"] = {**(config.get("search") or {}),
-                            **{model: copy.deepcopy(entry) for model, entry in declared.items()}}
+        search = {**(config.get("search") or {}),
+                  **{model: copy.deepcopy(entry) for model, entry in declared.items()}}
+        config["search"] = {model: entry for model, entry in search.items()
+                            if entry is not None}

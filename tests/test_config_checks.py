@@ -114,4 +114,12 @@ def test_a_search_space_given_on_the_command_line_replaces_the_default_one():
     assert config["search"]["ridge"]["space"] == {"alpha": [1.0, 10.0]}  # not named: kept
     replace_search_spaces(config, {"genes": {"n_top": 7}})  # no search on the command line
     assert config["search"]["stflow"]["space"] == {"weight_decay": [0.0, 10.0]}
+    replace_search_spaces(config, {"search": {"stflow": None}})  # switched off
+    assert "stflow" not in config["search"] and config["search"]["ridge"]
+
+
+def test_a_config_file_can_switch_off_the_default_search_of_a_model(tmp_path):
+    config = write_config(tmp_path / "nosearch.yaml", search={"stflow": None})
+    result = snakemake(tmp_path, config, "-n")
+    assert result.returncode == 0, result.stderr[-3000:]
 
