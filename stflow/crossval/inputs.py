@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from stflow.atomic import read_json
 from stflow.data.dataset import Slide, load_slide
+from stflow.data.splits import fold_of, read_splits
 from stflow.errors import input_error
 
 log = logging.getLogger(__name__)
@@ -18,17 +19,7 @@ log = logging.getLogger(__name__)
 
 def read_fold(splits_path: str | Path, fold: str) -> dict[str, list[str]]:
     """The ``train``/``val``/``test`` sample lists of ``fold`` in a splits.json."""
-    splits_path = Path(splits_path)
-    try:
-        folds = read_json(splits_path, "splits file", "run `stflow splits` first")["folds"]
-    except (KeyError, TypeError) as err:
-        raise input_error(splits_path, f"not a splits.json ({err})",
-                          "re-create it with `stflow splits`") from err
-    names = [f.get("name") for f in folds]
-    if fold not in names:
-        raise input_error(splits_path, f"no fold named '{fold}' (it has {names})",
-                          "pass one of the fold names in the file")
-    entry = folds[names.index(fold)]
+    entry = fold_of(read_splits(splits_path), fold, splits_path)
     parts = {key: [str(s) for s in entry.get(key) or []] for key in ("train", "val", "test")}
     if not parts["train"] or not parts["test"]:
         raise input_error(splits_path, f"fold '{fold}' has an empty train or test list",

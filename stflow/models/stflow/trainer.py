@@ -137,6 +137,14 @@ def predict_slide(model: torch.nn.Module, prior: Prior, slide: SlideArrays, n_ge
     return (pred if gate is None else pred * gate) + slide.offset
 
 
+def validation_predictions(model: torch.nn.Module, prior: Prior, val: list[SlideArrays],
+                           n_genes: int, config: STFlowSettings, device: torch.device
+                           ) -> list[np.ndarray]:
+    """Each validation slide's prediction, sampled with the one seed every check uses."""
+    generator = torch.Generator().manual_seed(config.seed + 1)
+    return [predict_slide(model, prior, s, n_genes, config, device, generator) for s in val]
+
+
 def correction_gate(model: torch.nn.Module, prior: Prior, val: list[SlideArrays],
                     n_genes: int, config: STFlowSettings, device: torch.device) -> np.ndarray:
     """(G,) how much of the network's correction of its base to keep, per gene, in [0, 1].
@@ -149,9 +157,8 @@ def correction_gate(model: torch.nn.Module, prior: Prior, val: list[SlideArrays]
     """
     if not val:
         return np.ones(n_genes, np.float32)
-    generator = torch.Generator().manual_seed(config.seed + 1)
-    correction = np.concatenate([predict_slide(model, prior, s, n_genes, config, device,
-                                               generator) - s.offset for s in val])
+    predicted = validation_predictions(model, prior, val, n_genes, config, device)
+    correction = np.concatenate([p - s.offset for p, s in zip(predicted, val, strict=True)])
     residual = np.concatenate([s.targets - s.offset for s in val])
     scale = (correction * residual).sum(0) / np.maximum((correction**2).sum(0), 1e-12)
     return np.clip(scale, 0.0, 1.0).astype(np.float32)
@@ -172,8 +179,7 @@ def validation_split(train: list[SlideArrays], val: list[SlideArrays], config: S
 def validate(model: torch.nn.Module, prior: Prior, val: list[SlideArrays], n_genes: int,
              config: STFlowSettings, device: torch.device) -> tuple[float, float]:
     """(MSE, mean per-gene Pearson) of sampled predictions pooled over the validation spots."""
-    generator = torch.Generator().manual_seed(config.seed + 1)
-    preds = [predict_slide(model, prior, s, n_genes, config, device, generator) for s in val]
+    preds = validation_predictions(model, prior, val, n_genes, config, device)
     truth, pred = np.concatenate([s.targets for s in val]), np.concatenate(preds)
     return float(((truth - pred) ** 2).mean()), float(mean_pearson(truth, pred))
 
