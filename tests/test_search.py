@@ -49,6 +49,17 @@ def test_a_space_of_few_choices_is_searched_exhaustively():
     assert set(tried) == {("validation", 2), ("validation", 4), (10.0, 2), (10.0, 4)}
 
 
+def test_an_exhaustive_search_trains_every_combination_to_its_own_stop():
+    """Halving would judge every value at epoch 5; a grid that is tried whole is not cut."""
+    train, val = [_slide("a", 1), _slide("b", 2)], [_slide("v", 3)]
+    longer = {**SMALL, "epochs": 12, "patience": 12}
+    space = {"weight_decay": [0.0, 3.0, 10.0, 30.0]}
+    grid = search_fit("stflow", longer, space, 4, train, val, seed=0, device="cpu")
+    assert [(r["state"], r["epochs_run"]) for r in grid.trials] == [("COMPLETE", 12)] * 4
+    sampled = search_fit("stflow", longer, space, 3, train, val, seed=0, device="cpu")
+    assert "PRUNED" in {r["state"] for r in sampled.trials}  # fewer trials than values
+
+
 def test_the_same_seed_searches_the_same_way():
     train, val = [_slide("a", 1)], [_slide("v", 3)]
     space = {"alpha": ["validation", 10.0, 1000.0]}

@@ -3,10 +3,12 @@
 A search space is declared per model in the config (``search: {model: {trials, space}}``);
 each fold searches on its own validation samples (or the trainer's held-out region), which
 come from the training patients only: the test samples are not even loaded before the chosen
-model predicts. Trials are drawn by optuna's TPE sampler (seeded), or cover a space of
-choices exhaustively when ``trials`` is at least its number of combinations; trials of
-models that report a validation score per epoch (STFlow) are stopped early by successive
-halving, so a search costs a few full trainings rather than ``trials`` of them. The best
+model predicts. Trials are drawn by optuna's TPE sampler (seeded), and then trials of models
+that report a validation score per epoch (STFlow) are stopped early by successive halving,
+so a search costs a few full trainings rather than ``trials`` of them. A space of choices
+whose combinations ``trials`` covers is searched exhaustively instead: every combination
+once, each trained to its own early stop (halving would judge a slow starter, a strong
+regulariser say, at epoch 5 and could stop the combination validation would choose). The best
 trial's fitted model is kept: its checkpoint was already selected on the same validation
 split.
 
@@ -83,16 +85,30 @@ def suggest(trial: Any, name: str, spec: Any) -> Any:
     return trial.suggest_float(name, float(low), float(high), log=log_scale)
 
 
+def is_exhaustive(space: Mapping[str, Any], trials: int) -> bool:
+    """Whether ``trials`` covers every combination of a space made only of choices."""
+    return all(isinstance(spec, list) for spec in space.values()) \
+        and trials >= math.prod(len(spec) for spec in space.values())
+
+
 def make_sampler(space: Mapping[str, Any], trials: int, seed: int) -> Any:
-    """Every combination once when the space is only choices and ``trials`` covers them
-    (random draws would repeat some and miss others); else TPE, seeded."""
+    """Every combination once when the search is exhaustive (random draws would repeat some
+    and miss others); else TPE, seeded."""
     import optuna
 
-    if all(isinstance(spec, list) for spec in space.values()) \
-            and trials >= math.prod(len(spec) for spec in space.values()):
+    if is_exhaustive(space, trials):
         return optuna.samplers.GridSampler({name: list(spec) for name, spec in space.items()},
                                            seed=seed)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(trials, 4))
+
+
+def make_pruner(space: Mapping[str, Any], trials: int) -> Any:
+    """Successive halving for a sampled search; none for an exhaustive one."""
+    import optuna
+
+    if is_exhaustive(space, trials):
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.SuccessiveHalvingPruner(min_resource=5, reduction_factor=3)
 
 
 def validation_score(history: list[dict[str, float]]) -> float:
@@ -118,8 +134,8 @@ def search_fit(model: str, params: dict[str, Any], space: Mapping[str, Any], tri
         raise StflowError(f"search.{model}.trials = {trials}. Fix: at least 1 trial")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = make_sampler(space, trials, seed)
-    pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=5, reduction_factor=3)
-    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
+    study = optuna.create_study(direction="maximize", sampler=sampler,
+                                pruner=make_pruner(space, trials))
     best: dict[str, Any] = {}
 
     def objective(trial: optuna.Trial) -> float:
