@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from slide_models import ENCODER, GENES, deployable_model, grid_slide
+from slide_models import ENCODER, FAST_STFLOW, GENES, deployable_model, grid_slide
 from slides import aperio_slide, tissue_like
 
 from stflow.cli import main
@@ -96,6 +96,18 @@ def test_given_spots_are_predicted_where_they_are(model_dir, tmp_path):
     np.testing.assert_allclose(adata.obsm["spatial"][:, 0], [800, 1000, 1200, 1000, 900, 1100])
     assert adata.uns["stflow"]["spots"] == "given"
     assert [p.name for p in result.maps.iterdir()] == ["ACTB.png"]
+
+
+def test_a_one_step_model_reports_no_spread_and_its_ensemble_the_networks_disagreement(
+        tmp_path):
+    for members, spread in ((1, False), (3, True)):
+        model = DeployedModel(deployable_model(tmp_path / f"nofm{members}", "stflow_nofm",
+                                               {**FAST_STFLOW, "ensemble": members}),
+                              SlideOptions(device="cpu"))
+        slide = grid_slide("new", model.deployment.feature_dim, np.random.default_rng(3))
+        mean, std, meaning = model.sample(slide, 8, seed=0)
+        assert np.isfinite(mean).all() and (std > 0).any() == spread
+        assert ("3 one-step networks" in meaning) if spread else meaning.startswith("none")
 
 
 def test_flow_samples_are_independent_and_their_first_is_what_predict_gives():

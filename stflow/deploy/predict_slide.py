@@ -123,15 +123,17 @@ class DeployedModel:
         """(mean, std, what the spread means) of the model's predictions for one slide."""
         genes = len(self.deployment.genes)
         sampler = getattr(self.estimator, "sample_predictions", None)
-        if sampler is None:
+        n_draws, draws = (self.estimator.distinct_samples(n_samples) if sampler is not None
+                          else (1, ""))
+        if sampler is None or (n_draws == 1 < n_samples):
             mean = np.asarray(self.estimator.predict([slide])[0], dtype=np.float32)
             std = np.zeros_like(mean)
             meaning = f"none: {self.deployment.model} is deterministic, so std is 0"
         else:
-            samples = np.asarray(sampler([slide], n_samples, seed=seed)[0], dtype=np.float32)
+            samples = np.asarray(sampler([slide], n_draws, seed=seed)[0], dtype=np.float32)
             mean = samples.mean(0)
-            std = samples.std(0, ddof=1) if n_samples > 1 else np.zeros_like(mean)
-            meaning = f"standard deviation (ddof=1) of {n_samples} independent flow samples"
+            std = samples.std(0, ddof=1) if n_draws > 1 else np.zeros_like(mean)
+            meaning = f"standard deviation (ddof=1) of {draws}"
         if mean.shape != (slide.n_spots, genes) or not np.isfinite(mean).all():
             raise StflowError(f"{self.dir}: the model returned predictions of shape "
                               f"{mean.shape} (expected {(slide.n_spots, genes)}) or non-finite "

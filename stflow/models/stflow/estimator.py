@@ -216,6 +216,14 @@ class STFlowEstimator:
             predictions.append(self._to_output(total / len(self.members)))
         return predictions
 
+    def distinct_samples(self, n_samples: int) -> tuple[int, str]:
+        """How many of ``n_samples`` draws can differ, and what they are: all of them with
+        flow matching; one per network for the one-step model, which draws no noise."""
+        if self.config.flow_matching:
+            return n_samples, f"{n_samples} independent flow samples"
+        networks = min(n_samples, len(self.members))
+        return networks, f"the predictions of {networks} one-step networks of the ensemble"
+
     def sample_predictions(self, slides: list[Slide], n_samples: int,
                            seed: int | None = None) -> list[np.ndarray]:
         """``n_samples`` independent flow samples per slide, each (S, N, G) as predict gives.
