@@ -124,8 +124,8 @@ class DeployedModel:
         genes = len(self.deployment.genes)
         sampler = getattr(self.estimator, "sample_predictions", None)
         n_draws, draws = (self.estimator.distinct_samples(n_samples) if sampler is not None
-                          else (1, ""))
-        if sampler is None or (n_draws == 1 < n_samples):
+                          else (1, None))
+        if draws is None:
             mean = np.asarray(self.estimator.predict([slide])[0], dtype=np.float32)
             std = np.zeros_like(mean)
             meaning = f"none: {self.deployment.model} is deterministic, so std is 0"

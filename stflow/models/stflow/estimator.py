@@ -216,12 +216,15 @@ class STFlowEstimator:
             predictions.append(self._to_output(total / len(self.members)))
         return predictions
 
-    def distinct_samples(self, n_samples: int) -> tuple[int, str]:
-        """How many of ``n_samples`` draws can differ, and what they are: all of them with
-        flow matching; one per network for the one-step model, which draws no noise."""
+    def distinct_samples(self, n_samples: int) -> tuple[int, str | None]:
+        """How many of ``n_samples`` draws can differ, and what they are (None: nothing, the
+        prediction is deterministic): all of them with flow matching; one per network for
+        the one-step model, which draws no noise."""
         if self.config.flow_matching:
             return n_samples, f"{n_samples} independent flow samples"
         networks = min(n_samples, len(self.members))
+        if networks == 1:
+            return 1, None
         return networks, f"the predictions of {networks} one-step networks of the ensemble"
 
     def sample_predictions(self, slides: list[Slide], n_samples: int,
