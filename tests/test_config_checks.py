@@ -122,4 +122,3 @@ def test_a_config_file_can_switch_off_the_default_search_of_a_model(tmp_path):
     config = write_config(tmp_path / "nosearch.yaml", search={"stflow": None})
     result = snakemake(tmp_path, config, "-n")
     assert result.returncode == 0, result.stderr[-3000:]
-

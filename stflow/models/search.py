@@ -85,30 +85,21 @@ def suggest(trial: Any, name: str, spec: Any) -> Any:
     return trial.suggest_float(name, float(low), float(high), log=log_scale)
 
 
-def is_exhaustive(space: Mapping[str, Any], trials: int) -> bool:
-    """Whether ``trials`` covers every combination of a space made only of choices."""
-    return all(isinstance(spec, list) for spec in space.values()) \
-        and trials >= math.prod(len(spec) for spec in space.values())
-
-
-def make_sampler(space: Mapping[str, Any], trials: int, seed: int) -> Any:
-    """Every combination once when the search is exhaustive (random draws would repeat some
-    and miss others); else TPE, seeded."""
+def make_sampler_and_pruner(space: Mapping[str, Any], trials: int, seed: int
+                            ) -> tuple[Any, Any]:
+    """An exhaustive search (``trials`` covers every combination of a space made only of
+    choices) tries each combination once and trains it to its own early stop: random draws
+    would repeat some and miss others, and halving would judge each at epoch 5. Otherwise TPE,
+    seeded, with successive halving."""
     import optuna
 
-    if is_exhaustive(space, trials):
-        return optuna.samplers.GridSampler({name: list(spec) for name, spec in space.items()},
-                                           seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(trials, 4))
-
-
-def make_pruner(space: Mapping[str, Any], trials: int) -> Any:
-    """Successive halving for a sampled search; none for an exhaustive one."""
-    import optuna
-
-    if is_exhaustive(space, trials):
-        return optuna.pruners.NopPruner()
-    return optuna.pruners.SuccessiveHalvingPruner(min_resource=5, reduction_factor=3)
+    if all(isinstance(spec, list) for spec in space.values()) \
+            and trials >= math.prod(len(spec) for spec in space.values()):
+        return (optuna.samplers.GridSampler({name: list(spec) for name, spec in space.items()},
+                                            seed=seed),
+                optuna.pruners.NopPruner())
+    return (optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(trials, 4)),
+            optuna.pruners.SuccessiveHalvingPruner(min_resource=5, reduction_factor=3))
 
 
 def validation_score(history: list[dict[str, float]]) -> float:
@@ -133,9 +124,8 @@ def search_fit(model: str, params: dict[str, Any], space: Mapping[str, Any], tri
     if trials < 1:
         raise StflowError(f"search.{model}.trials = {trials}. Fix: at least 1 trial")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = make_sampler(space, trials, seed)
-    study = optuna.create_study(direction="maximize", sampler=sampler,
-                                pruner=make_pruner(space, trials))
+    sampler, pruner = make_sampler_and_pruner(space, trials, seed)
+    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
     best: dict[str, Any] = {}
 
     def objective(trial: optuna.Trial) -> float:
