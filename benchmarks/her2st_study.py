@@ -21,11 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from stflow.crossval.inputs import load_slides, read_fold, read_genes
-from stflow.crossval.train import fit_or_search, refit_estimator
+from stflow.crossval.inputs import read_fold
 from stflow.data.genes import hest_genes as hest_top_genes
+from stflow.data.loading import load_slides, read_genes
 from stflow.evaluation.metrics import fold_metrics
 from stflow.models.search import validation_score
+from stflow.training.fit import fit_or_search, refit_estimator
 
 
 def parse_assignment(item: str) -> tuple[str, dict]:

@@ -29,7 +29,7 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 
-from stflow.crossval.inputs import load_slides
+from stflow.data.loading import load_slides
 from stflow.deploy.deployment import DEPLOY_FILE, describe_training, write_deployment
 from stflow.deploy.predict_slide import DeployedModel, SlideOptions, predict_slide
 from stflow.deploy.uncertainty import match_spots, uncertainty_report

@@ -21,7 +21,10 @@ rule train_final:
     output:
         directory(res("{dataset}", "models/{encoder}/{model}/final")),
     params:
+        # the study's own selection, as each fold ran it: search on validation, then refit
         model_params=model_params,
+        search=lambda wc: config["search"].get(wc.model) or None,
+        refit=config["refit"],
         seed=SEEDS[0],
         st_dir=lambda wc: res(wc.dataset, "st"),
         features_dir=lambda wc: res(wc.dataset, f"features/{wc.encoder}"),

@@ -11,9 +11,11 @@ from stflow.deploy.predict_slide import SlideOptions, predict_slides
 
 
 def _run_train_final(args: argparse.Namespace) -> None:
-    final_model.train_final(args.samples_tsv, args.genes, args.st_dir, args.features_dir, args.graph_dir,
-                args.model, args.out, json_object(args.params), args.seed, args.device,
-                args.patches_dir)
+    final_model.train_final(args.samples_tsv, args.genes, args.st_dir, args.features_dir,
+                            args.graph_dir, args.model, args.out, json_object(args.params),
+                            args.seed, args.device, args.patches_dir,
+                            search=json_object(args.search, "--search") or None,
+                            refit=args.refit)
 
 
 def _register_train_final(subparsers: argparse._SubParsersAction) -> None:
@@ -31,6 +33,10 @@ def _register_train_final(subparsers: argparse._SubParsersAction) -> None:
                         help="folder of patches/{sample}.h5 (default: beside features/)")
     parser.add_argument("--model", required=True, help="registry name, e.g. stflow, ridge")
     parser.add_argument("--params", default=None, help="model parameters as a JSON object")
+    parser.add_argument("--search", default=None, help="the study's search as JSON, run on "
+                        "the final model's own validation split (as `stflow train --search`)")
+    parser.add_argument("--refit", action="store_true",
+                        help="retrain on train + validation with the validated choice fixed")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument("--out", required=True, help="models/{encoder}/{model}/final")

@@ -1,20 +1,11 @@
-"""What a fold's training and prediction read: its samples, the target genes, the joined
-`Slide` objects and the identity of the features they were made from."""
+"""The samples of one fold: its train, validation and test lists in splits.json."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
-from typing import Any
 
-from tqdm import tqdm
-
-from stflow.atomic import read_json
-from stflow.data.dataset import Slide, load_slide
 from stflow.data.splits import fold_of, read_splits
 from stflow.errors import input_error
-
-log = logging.getLogger(__name__)
 
 
 def read_fold(splits_path: str | Path, fold: str) -> dict[str, list[str]]:
@@ -25,56 +16,3 @@ def read_fold(splits_path: str | Path, fold: str) -> dict[str, list[str]]:
         raise input_error(splits_path, f"fold '{fold}' has an empty train or test list",
                           "re-create the splits with at least two patients")
     return parts
-
-
-def read_genes(genes_path: str | Path) -> list[str]:
-    """The ordered target genes of a genes.json."""
-    genes_path = Path(genes_path)
-    try:
-        genes = [str(g) for g in read_json(genes_path, "genes file", "run `stflow genes` first")["genes"]]
-    except (KeyError, TypeError) as err:
-        raise input_error(genes_path, f"not a genes.json ({err})",
-                          "re-create it with `stflow genes`") from err
-    if not genes:
-        raise input_error(genes_path, "the gene list is empty",
-                          "choose genes expressed in every sample")
-    return genes
-
-
-def load_slides(samples: list[str], genes: list[str], st_dir: str | Path,
-                features_dir: str | Path, graph_dir: str | Path | None) -> list[Slide]:
-    """Load each sample's features, counts of ``genes`` and (optionally) kNN graph."""
-    slides = []
-    for sample in tqdm(samples, desc="loading slides", disable=len(samples) < 2):
-        graph = Path(graph_dir) / f"{sample}.npz" if graph_dir is not None else None
-        slides.append(load_slide(sample, Path(features_dir) / f"{sample}.zarr",
-                                 Path(st_dir) / f"{sample}.h5ad", genes, graph))
-    return slides
-
-
-def features_identity(features_dir: str | Path, samples: list[str]) -> dict[str, Any]:
-    """The encoder and weights checksum of the samples' feature stores (zarr attributes).
-
-    All stores of one training run must agree; a model trained on one encoder's features
-    predicts nonsense (or crashes on the width) from another's.
-    """
-    import zarr
-
-    found: dict[str, Any] | None = None
-    for sample in samples:
-        path = Path(features_dir) / f"{sample}.zarr"
-        try:
-            attrs = dict(zarr.open_group(str(path), mode="r").attrs)
-        except (zarr.errors.GroupNotFoundError, FileNotFoundError) as err:
-            raise input_error(path, "features store does not exist or is not a zarr group",
-                              "run the embed stage for this sample") from err
-        identity = {key: attrs.get(key) for key in FEATURE_KEYS}
-        if found is None:
-            found = identity
-        elif identity != found:
-            raise input_error(path, f"was made by {identity}, other samples by {found}",
-                              "re-run embed so every sample uses the same encoder and weights")
-    return found or dict.fromkeys(FEATURE_KEYS)
-
-
-FEATURE_KEYS = ("encoder", "weights_sha256")  # zarr attributes that name what made features

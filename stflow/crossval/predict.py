@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 
 from stflow.atomic import atomic_output, read_json
-from stflow.crossval.inputs import features_identity, load_slides, read_fold, read_genes
+from stflow.crossval.inputs import read_fold
 from stflow.data.dataset import Slide
+from stflow.data.loading import features_identity, load_slides, read_genes
 from stflow.deploy.slide_anndata import sample_spatial
 from stflow.errors import check_finite, check_shape, input_error
 from stflow.models.registry import (

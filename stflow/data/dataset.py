@@ -55,6 +55,15 @@ class Slide:
     def n_spots(self) -> int:
         return len(self.features)
 
+    def subset(self, keep: np.ndarray) -> Slide:
+        """The spots where ``keep`` (a boolean mask) holds, as a slide of their own; its
+        neighbours are left to be found again among the kept spots."""
+        keep = np.asarray(keep, dtype=bool)
+        return Slide(sample=self.sample, features=self.features[keep],
+                     coords_um=self.coords_um[keep], barcodes=self.barcodes[keep],
+                     targets=None if self.targets is None else self.targets[keep],
+                     counts=None if self.counts is None else self.counts[keep])
+
 
 def read_features(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Read ``features``, ``barcode`` and ``coords_um`` from a features zarr store."""

@@ -8,4 +8,4 @@ with stage(snakemake):
     p = snakemake.params
     train_final(snakemake.input.samples, snakemake.input.genes, p.st_dir, p.features_dir,
                 p.graph_dir, snakemake.wildcards.model, snakemake.output[0], p.model_params,
-                p.seed, device(), p.patches_dir)
+                p.seed, device(), p.patches_dir, search=p.search, refit=p.refit)

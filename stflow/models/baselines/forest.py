@@ -36,6 +36,8 @@ class RandomForest:
     Like HEST-bench it selects nothing, so it fits on train + val.
     """
 
+    fits_on_validation = True  # calibration then needs a twin fitted without them
+
     def __init__(self, seed: int = 0, n_estimators: int = 70, max_depth: int = 16,
                  max_features: str | float = "sqrt", min_samples_leaf: int = 1,
                  n_components: int = 256, n_jobs: int = 2) -> None:

@@ -55,6 +55,11 @@ class PCARidge:
 
     name = "pca_ridge"
 
+    @property
+    def fits_on_validation(self) -> bool:
+        """A fixed alpha selects nothing and fits on the validation spots too."""
+        return self.alpha != "validation"
+
     def __init__(self, seed: int = 0, alpha: str | float = "hest", n_components: int = 256
                  ) -> None:
         if not (alpha in ("hest", "validation") or isinstance(alpha, int | float)):

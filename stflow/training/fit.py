@@ -1,0 +1,124 @@
+"""Fit a registry model the validated way: search, refit, calibrate.
+
+Every choice is made on validation spots drawn from the training patients (a fold's
+validation samples, or a held-out region of its training samples): the search's values,
+the refit's epoch count or alpha, and the interval calibration.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from stflow.data.dataset import Slide
+from stflow.intervals.calibration import (
+    VAL_FRACTION,
+    Calibration,
+    calibrate,
+    calibration_spots,
+)
+from stflow.models.registry import Estimator, build_estimator
+from stflow.models.search import SearchResult, check_space, search_fit
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TRIALS = 8
+
+
+@dataclass
+class TrainedModel:
+    """A kept estimator and everything its folder records about how it was chosen."""
+
+    model: str
+    estimator: Estimator
+    history: list[dict[str, float]]
+    params: dict[str, Any]  # the user's settings
+    chosen: dict[str, Any]  # the searched values validation chose
+    refit: dict[str, Any] | None  # the settings fixed for the refit (None: no refit)
+    search: SearchResult | None
+    space: dict[str, Any] | None
+    calibration: Calibration | None
+
+    @property
+    def effective_params(self) -> dict[str, Any]:
+        """The settings the kept estimator was trained with."""
+        return {**self.params, **self.chosen, **(self.refit or {})}
+
+
+def fit_or_search(model: str, params: dict[str, Any] | None, search: dict[str, Any] | None,
+                  train: list[Slide], val: list[Slide], seed: int, device: str
+                  ) -> tuple[Any, list[dict[str, float]], SearchResult | None]:
+    """Fit ``model`` on ``train`` (selecting on ``val``), or first search ``search["space"]``
+    on ``val`` and keep the best trial's fit. Returns (estimator, log rows, search result)."""
+    if search:
+        result = search_fit(model, params or {}, search["space"],
+                            int(search.get("trials", DEFAULT_TRIALS)), train, val, seed, device)
+        return result.estimator, result.history, result
+    estimator = build_estimator(model, params, seed, device=device)
+    return estimator, estimator.fit(train, val), None
+
+
+def refit_estimator(model: str, estimator: Any, rows: list[dict[str, float]],
+                    params: dict[str, Any], slides: list[Slide], seed: int, device: str
+                    ) -> tuple[Any, list[dict[str, float]], dict[str, Any] | None]:
+    """Retrain on ``slides`` (train + validation) with the validated choice fixed.
+
+    Returns the estimator to keep, its log rows and the fixed settings (None when the model
+    selected nothing, or cannot refit, and is kept as it is).
+    """
+    refit_params = getattr(estimator, "refit_params", None)
+    fixed = refit_params(rows) if refit_params is not None else None
+    if not fixed:
+        log.info("refit: %s selects nothing on validation (or cannot refit); kept as fitted",
+                 model)
+        return estimator, rows, None
+    log.info("refit: %s on train + validation with %s", model, fixed)
+    refitted = build_estimator(model, {**params, **fixed}, seed, device=device)
+    return refitted, refitted.fit(slides, []), fixed
+
+
+def check_request(model: str, params: dict[str, Any] | None, search: dict[str, Any] | None,
+                  seed: int, device: str) -> None:
+    """Refuse bad settings or a bad search space before any data is loaded."""
+    build_estimator(model, params, seed, device=device)
+    if search:
+        check_space(model, search.get("space") or {})
+
+
+def train_validated(model: str, train: list[Slide], val: list[Slide], *,
+                    params: dict[str, Any] | None = None, search: dict[str, Any] | None = None,
+                    refit: bool = False, seed: int = 0, device: str = "auto") -> TrainedModel:
+    """Search (when asked) and fit on ``train`` selecting on ``val``, refit on both (when
+    asked), and calibrate the intervals with a fit that never saw the validation spots."""
+    params = dict(params or {})
+    estimator, rows, result = fit_or_search(model, params, search, train, val, seed, device)
+    chosen = {k: v for k, v in result.chosen.items() if k != "val_pearson"} if result else {}
+    selected = {**params, **chosen}
+    val_fraction = float(selected.get("val_fraction", VAL_FRACTION))
+    predictor, predictor_name = estimator, "the kept model"
+    if getattr(estimator, "fits_on_validation", False):
+        predictor, predictor_name = calibration_twin(model, selected, train, val,
+                                                     val_fraction, seed, device)
+    refit_with = None
+    if refit:
+        kept, rows, refit_with = refit_estimator(model, estimator, rows, selected,
+                                                 train + val, seed, device)
+        if refit_with is not None:
+            predictor_name = "the model before its refit on train + validation"
+        estimator = kept
+    calibration = calibrate(predictor, train, val, seed, val_fraction, predictor_name)
+    return TrainedModel(model, estimator, rows, params, chosen, refit_with, result,
+                        dict(search["space"]) if search else None, calibration)
+
+
+def calibration_twin(model: str, params: dict[str, Any], train: list[Slide], val: list[Slide],
+                     val_fraction: float, seed: int, device: str) -> tuple[Estimator, str]:
+    """The model with the same settings fitted without the validation spots, for a model
+    that fits on them (nothing to select): it predicts the calibration spots unseen."""
+    masks, _ = calibration_spots(train, val, val_fraction, seed)
+    spots = train if masks is None else [s.subset(~m) for s, m in
+                                         zip(train, masks, strict=True)]
+    twin = build_estimator(model, params, seed, device=device)
+    twin.fit(spots, [])
+    return twin, "a twin with the same settings fitted on the training spots alone"

@@ -1,0 +1,109 @@
+"""Calibrated intervals and the shift flag, as small tested pieces: the conformal quantile,
+coverage on exchangeable spots, a flag for spots unlike the training spots, and the
+calibration a model folder keeps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stflow.errors import StflowError
+from stflow.intervals.calibration import (
+    Calibration,
+    apply_calibration,
+    choose_difficulty,
+    load_calibration,
+    save_calibration,
+)
+from stflow.intervals.conformal import check_level, conformal_quantile, interval, nonconformity
+from stflow.intervals.shift import ShiftReference
+
+
+def test_the_conformal_quantile_is_the_finite_sample_corrected_order_statistic():
+    scores = np.arange(1, 10, dtype=float)[:, None]  # n = 9
+    assert conformal_quantile(scores, 0.9)[0] == 9  # ⌈10 · 0.9⌉ = 9th smallest
+    assert conformal_quantile(scores, 0.5)[0] == 5
+    assert np.isinf(conformal_quantile(scores[:5], 0.9)[0])  # too few spots: unbounded
+
+
+@pytest.mark.parametrize("level", [0.0, 1.0, 1.5, -0.1, "high", None])
+def test_a_level_outside_zero_one_is_refused_by_name(level):
+    with pytest.raises(StflowError, match=r"not a coverage level in \(0, 1\).*Fix"):
+        check_level(level)
+
+
+def test_normalised_intervals_cover_exchangeable_spots_at_the_nominal_rate():
+    rng = np.random.default_rng(0)
+    n_cal, n_test, genes = 2000, 20000, 5
+    difficulty = rng.uniform(0.2, 3.0, size=n_cal + n_test)  # heteroscedastic noise
+    truth = rng.normal(size=(n_cal + n_test, genes)) * difficulty[:, None]
+    prediction = np.zeros_like(truth)
+    cal, test = slice(0, n_cal), slice(n_cal, None)
+    for scale, name in ((difficulty, "normalised"), (np.ones_like(difficulty), "plain")):
+        q = conformal_quantile(nonconformity(truth[cal], prediction[cal], scale[cal]), 0.9)
+        lower, upper = interval(prediction[test], scale[test], q)
+        covered = (truth[test] >= lower) & (truth[test] <= upper)
+        assert 0.88 <= covered.mean() <= 0.92, name
+        if name == "normalised":
+            normalised_width = float(np.mean(upper - lower))
+    assert normalised_width < float(np.mean(upper - lower))  # the right difficulty is narrower
+
+
+def test_the_difficulty_is_chosen_by_width_on_held_back_calibration_spots():
+    rng = np.random.default_rng(1)
+    shift = rng.uniform(0.5, 4.0, size=600)
+    truth = rng.normal(size=(600, 3)) * shift[:, None]
+    chosen, rows = choose_difficulty(truth, np.zeros_like(truth), shift, 1.0, seed=0)
+    assert chosen == "shift"  # the errors grow with the shift score
+    chosen, _ = choose_difficulty(rng.normal(size=(600, 3)), np.zeros((600, 3)), shift, 1.0, 0)
+    assert chosen == "constant"  # they do not
+    assert all(0.8 <= row["coverage"] <= 1.0 for row in rows)
+
+
+def test_the_shift_flag_marks_spots_unlike_the_training_spots():
+    rng = np.random.default_rng(2)
+    basis = rng.normal(size=(6, 40))
+    train = rng.normal(size=(1500, 6)) @ basis + 0.1 * rng.normal(size=(1500, 40))
+    same = rng.normal(size=(500, 6)) @ basis + 0.1 * rng.normal(size=(500, 40))
+    unlike = rng.normal(size=(500, 6)) @ basis + rng.normal(size=(500, 40))
+    reference = ShiftReference.fit(train, seed=0)
+    reference.set_threshold(reference.score(same[:250]))
+    assert np.mean(reference.score(same[250:]) > reference.threshold) < 0.15
+    assert np.mean(reference.score(unlike) > reference.threshold) > 0.9
+
+
+def _calibration(rng: np.random.Generator) -> Calibration:
+    features = rng.normal(size=(200, 12))
+    reference = ShiftReference.fit(features, seed=0)
+    reference.set_threshold(reference.score(rng.normal(size=(50, 12))))
+    return Calibration(np.abs(rng.normal(size=(50, 4))).astype(np.float32), "shift",
+                       reference, 2.5, "the validation samples ['V']", "the kept model",
+                       [{"difficulty": "shift", "width_sd": 1.0, "coverage": 0.9}])
+
+
+def test_applied_intervals_hold_the_prediction_and_widen_with_the_level():
+    rng = np.random.default_rng(3)
+    calibration = _calibration(rng)
+    prediction = rng.normal(size=(30, 4))
+    narrow = apply_calibration(calibration, rng.normal(size=(30, 12)), prediction, 0.8)
+    assert (narrow.lower <= prediction + 1e-6).all() and (prediction - 1e-6 <= narrow.upper).all()
+    assert narrow.levels == (0.5, 0.8, 0.9, 0.95) and narrow.quantiles.shape == (4, 4)
+    assert (np.diff(narrow.quantiles, axis=1) >= 0).all()
+    assert narrow.info["level"] == 0.8 and narrow.info["n_calibration_spots"] == 50
+    odd = apply_calibration(calibration, rng.normal(size=(30, 12)), prediction, 0.85)
+    assert odd.levels == (0.5, 0.8, 0.85, 0.9, 0.95)
+
+
+def test_a_calibration_survives_its_folder_and_a_damaged_one_is_refused(tmp_path):
+    rng = np.random.default_rng(4)
+    calibration = _calibration(rng)
+    assert load_calibration(tmp_path) is None  # a folder saved before calibration existed
+    save_calibration(calibration, tmp_path)
+    loaded = load_calibration(tmp_path)
+    features = rng.normal(size=(10, 12))
+    assert np.array_equal(loaded.scores, calibration.scores)
+    assert np.allclose(loaded.shift.score(features), calibration.shift.score(features))
+    assert loaded.shift.threshold == calibration.shift.threshold
+    (tmp_path / "calibration.npz").write_bytes(b"not an npz")
+    with pytest.raises(StflowError, match="calibration is incomplete or damaged.*Fix: re-run"):
+        load_calibration(tmp_path)

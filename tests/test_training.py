@@ -1,0 +1,117 @@
+"""One path trains and writes every model: a fold's and the deployable final model search on
+their own validation split, refit when asked, and calibrate intervals on spots they never
+trained on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from test_fold import SAMPLES, MeanEstimator, fold_inputs  # noqa: F401  (fixture)
+
+from stflow.crossval.train import train_fold
+from stflow.deploy.final_model import train_final
+from stflow.intervals.calibration import load_calibration
+from stflow.models import registry as models
+
+SEARCH = {"trials": 3, "space": {"offset": [0.0, 1.0, 2.0]}}
+
+
+class ChoosyEstimator(MeanEstimator):
+    """Validation prefers offset 1; a refit runs a fixed epoch count on what it is given."""
+
+    def fit(self, train, val):
+        rows = super().fit(train, val)
+        return [{**row, "val_pearson": -abs(self.offset - 1.0)} for row in rows]
+
+    def refit_params(self, history):
+        return {"epochs": 1}
+
+
+@pytest.fixture
+def choosy(monkeypatch) -> str:
+    monkeypatch.setitem(models.MODELS, "choosy",
+                        models.ModelSpec(f"{__name__}:ChoosyEstimator", {}, "test"))
+    return "choosy"
+
+
+@pytest.fixture
+def study(fold_inputs) -> dict[str, Path]:  # noqa: F811
+    """The fold inputs plus samples.tsv, patch files and feature identities of a study."""
+    root = fold_inputs["root"]
+    pd.DataFrame({"sample": list(SAMPLES), "patient": list(SAMPLES.values()),
+                  "image_path": "", "mpp": 0.5, "n_spots": 12}).to_csv(
+        root / "samples.tsv", sep="\t", index=False)
+    patches = root / "patches"
+    patches.mkdir()
+    for sample in SAMPLES:
+        with h5py.File(patches / f"{sample}.h5", "w") as h5:
+            h5.attrs.update(patch_size_um=112.0, patch_size_px=224, min_tissue=0.5)
+        import zarr
+
+        group = zarr.open_group(str(fold_inputs["features"] / f"{sample}.zarr"), mode="r+")
+        group.attrs.update(encoder="E", weights_sha256="0" * 64)
+    return {**fold_inputs, "samples": root / "samples.tsv", "patches": patches}
+
+
+def _final(study, model, **kwargs) -> Path:
+    out = study["root"] / "models" / "E" / model / "final"
+    return train_final(study["samples"], study["genes"], study["st"], study["features"],
+                       study["graph"], model, out, seed=0, patches_dir=study["patches"],
+                       **kwargs)
+
+
+def test_the_final_model_chooses_by_its_own_search_on_its_own_validation(study, choosy):
+    final = _final(study, choosy, search=SEARCH)
+    params = json.loads((final / "params.json").read_text())
+    search = json.loads((final / "search.json").read_text())
+    assert params["chosen"] == {"offset": 1.0}
+    assert search["chosen"]["offset"] == 1.0 and search["selected_on"] == params["val"]
+    assert len(params["val"]) == 1 and params["val"][0] not in params["train"]
+    assert len(pd.read_csv(final / "search.tsv", sep="\t")) == 3
+    # the deployment record carries the settings the kept model was trained with
+    assert json.loads((final / "deploy.json").read_text())["fold"] == "final"
+
+
+def test_a_refit_final_model_trains_on_every_sample_with_the_choice_fixed(study, choosy):
+    final = _final(study, choosy, search=SEARCH, refit=True)
+    params = json.loads((final / "params.json").read_text())
+    assert params["chosen"] == {"offset": 1.0} and params["refit"] == {"epochs": 1}
+    seen_train, seen_val = json.loads((final / "seen.json").read_text())
+    assert sorted(seen_train) == sorted(SAMPLES) and seen_val == []
+    calibration = json.loads((final / "calibration.json").read_text())
+    assert "before its refit" in calibration["predictor"]
+
+
+def test_a_fold_model_and_a_final_model_write_the_same_kind_of_folder(study, choosy):
+    fold = train_fold(study["splits"], "fold0", study["genes"], study["st"], study["features"],
+                      study["graph"], choosy, study["root"] / "fold0", search=SEARCH, seed=0)
+    final = _final(study, choosy, search=SEARCH)
+    files = {"manifest.json", "params.json", "history.tsv", "search.json", "search.tsv",
+             "calibration.json", "calibration.npz"}
+    assert files <= {p.name for p in fold.iterdir()}
+    assert files | {"deploy.json"} <= {p.name for p in final.iterdir()}
+
+
+def test_calibration_uses_the_validation_samples_or_the_held_out_region(study, choosy):
+    with_val = train_fold(study["splits"], "fold0", study["genes"], study["st"],
+                          study["features"], study["graph"], choosy, study["root"] / "a")
+    without = train_fold(study["splits"], "fold1", study["genes"], study["st"],
+                         study["features"], study["graph"], choosy, study["root"] / "b")
+    a, b = load_calibration(with_val), load_calibration(without)
+    assert a.n_spots == 10 and "P1S2" in a.spots  # every spot of the validation sample
+    assert b.n_spots == 2 and "held-out region" in b.spots  # 20 % of P2S1's 10 spots
+    assert a.scores.shape == (10, 2) and np.isfinite(a.scores).all()
+    assert a.difficulty in {"constant", "shift"}
+    assert {row["difficulty"] for row in a.candidates} == {"constant", "shift"}
+
+
+def test_a_model_that_fits_on_validation_is_calibrated_by_a_twin_that_did_not(study):
+    out = train_fold(study["splits"], "fold0", study["genes"], study["st"], study["features"],
+                     study["graph"], "ridge_hest", study["root"] / "ridge_hest")
+    record = json.loads((out / "calibration.json").read_text())
+    assert "twin" in record["predictor"] and record["n_spots"] == 10
