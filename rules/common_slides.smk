@@ -66,10 +66,11 @@ def slide_targets():
 
 
 def slide_options(wc):
-    """Fields of stflow.deploy.predict_slide.SlideOptions but the device: sampling, spot
-    lattice, tissue filter, genes drawn as maps and the encoder's local weights."""
+    """Fields of stflow.deploy.predict_slide.SlideOptions but the device: sampling, interval
+    level, spot lattice, tissue filter, genes drawn as maps and the encoder's local weights."""
     predict = config["predict"]
     options = {"n_samples": predict["n_samples"], "seed": SEEDS[0],
+               "level": config["intervals"]["level"],
                "batch_size": config["embed"]["batch_size"],
                "weights": config["encoder_weights"].get(predict_encoder())}
     options.update({key: predict[key] for key in ("pitch_um", "layout", "min_tissue")

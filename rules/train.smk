@@ -46,6 +46,7 @@ rule predict:
         st_dir=lambda wc: res(wc.dataset, "st"),
         features_dir=lambda wc: res(wc.dataset, f"features/{wc.encoder}"),
         graph_dir=graph_dir,
+        level=config["intervals"]["level"],
     threads: config["threads"]
     log:
         res("{dataset}", "logs/predict/{encoder}/{model}/seed{seed}/{fold}.log"),

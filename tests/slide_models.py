@@ -9,6 +9,7 @@ import numpy as np
 from stflow.data.dataset import Slide
 from stflow.data.encoders.registry import load_encoder
 from stflow.deploy.deployment import Deployment, write_deployment
+from stflow.intervals.calibration import calibrate, save_calibration
 from stflow.models.registry import build_estimator, save_estimator
 
 GENES = ["ERBB2", "GATA3", "ACTB", "KRT19"]
@@ -28,9 +29,10 @@ def grid_slide(name: str, dim: int, rng: np.random.Generator, side: int = 6,
 
 def deployable_model(folder: Path, model: str = "stflow", params: dict | None = None,
                      patch_size_px: int = 64, layout: str = "square",
-                     pitch_um: float = 200.0) -> Path:
+                     pitch_um: float = 200.0, calibrated: bool = True) -> Path:
     """Train ``model`` briefly on random features of the offline encoder's width and write
-    its folder as train does (manifest, model files, deploy.json)."""
+    its folder as train does (manifest, model files, calibration, deploy.json);
+    ``calibrated=False`` leaves the calibration out, as an older stflow did."""
     encoder = load_encoder(ENCODER)
     rng = np.random.default_rng(0)
     slides = [grid_slide(f"S{i}", encoder.feature_dim, rng, pitch_um=pitch_um)
@@ -39,6 +41,8 @@ def deployable_model(folder: Path, model: str = "stflow", params: dict | None = 
                                 (FAST_STFLOW if model == "stflow" else {}), seed=0)
     estimator.fit(slides[:1], slides[1:])
     save_estimator(model, estimator, folder)
+    if calibrated:
+        save_calibration(calibrate(estimator, slides[:1], slides[1:], seed=0), folder)
     write_deployment(folder, Deployment(
         model=model, genes=GENES, encoder=ENCODER, weights_sha256=encoder.weights_sha256,
         feature_dim=encoder.feature_dim, patch_size_um=112.0, patch_size_px=patch_size_px,

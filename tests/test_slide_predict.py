@@ -51,8 +51,11 @@ def test_the_aperio_slide_is_predicted_on_virtual_spots_over_its_tissue(aperio_r
     assert list(adata.var_names) == GENES
     assert adata.n_obs == result.n_spots > 5
     assert adata.X.dtype == np.float32 and np.isfinite(adata.X).all()
-    std = adata.layers["std"]
+    std = adata.layers["sample_std"]
     assert std.shape == adata.X.shape and (std >= 0).all() and (std > 0).any()
+    lower, upper = adata.layers["lower"], adata.layers["upper"]
+    assert np.isfinite(lower).all() and np.isfinite(upper).all()
+    assert (lower <= adata.X).all() and (adata.X <= upper).all() and (upper > lower).any()
     xy = adata.obsm["spatial"]  # level-0 pixels of the 2220 x 2967 slide at 0.499 µm/px
     assert ((xy >= 0) & (xy < [2220, 2967])).all()
     np.testing.assert_allclose(adata.obsm["spatial_um"], xy * 0.499)
@@ -61,7 +64,14 @@ def test_the_aperio_slide_is_predicted_on_virtual_spots_over_its_tissue(aperio_r
     info = adata.uns["stflow"]
     assert info["encoder"] == ENCODER and info["model"] == "stflow"
     assert (info["mpp"], info["mpp_source"]) == (0.499, "slide file")
-    assert info["n_samples"] == 4 and "4 independent flow samples" in info["uncertainty"]
+    assert info["n_samples"] == 4 and "4 independent flow samples" in info["sample_spread"]
+    assert "uncalibrated" in info["sample_spread"]
+    intervals = info["intervals"]
+    assert intervals["level"] == 0.9 and intervals["n_calibration_spots"] == 36
+    assert intervals["method"].startswith("normalised split-conformal")
+    assert adata.varm["conformal_quantile"].shape == (len(GENES), 4)
+    assert adata.obs["shifted"].dtype == bool and (adata.obs["shift_score"] > 0).all()
+    assert intervals["share_shifted"] == pytest.approx(adata.obs["shifted"].mean())
     assert {"tissue", "patches_and_embedding", "graph", "sampling"} <= set(info["seconds"])
     assert sorted(p.name for p in result.maps.iterdir()) == ["ERBB2.png", "GATA3.png"]
     assert finished_outputs(out) == ["cmu_small_region.h5ad", "cmu_small_region_maps"]
@@ -130,8 +140,28 @@ def test_a_deterministic_model_reports_zero_spread_and_says_why(tmp_path):
     result = predict_slides([aperio_slide()], folder, tmp_path / "out",
                             options=SlideOptions(device="cpu"))[0]
     adata = ad.read_h5ad(result.h5ad)
-    assert (adata.layers["std"] == 0).all()
-    assert "deterministic" in adata.uns["stflow"]["uncertainty"]
+    assert (adata.layers["sample_std"] == 0).all()
+    assert "deterministic" in adata.uns["stflow"]["sample_spread"]
+    # a deterministic model still gets calibrated intervals
+    assert (adata.layers["upper"] > adata.layers["lower"]).all()
+
+
+def test_a_model_saved_before_calibration_still_predicts_and_says_it_has_no_intervals(
+        tmp_path, caplog):
+    folder = deployable_model(tmp_path / "old", model="ridge", calibrated=False)
+    result = predict_slides([aperio_slide()], folder, tmp_path / "out",
+                            options=SlideOptions(device="cpu"))[0]
+    adata = ad.read_h5ad(result.h5ad)
+    assert np.isfinite(adata.X).all() and "lower" not in adata.layers
+    assert adata.uns["stflow"]["intervals"]["method"] == "none"
+    assert "has no interval calibration" in caplog.text and "re-run the train stage" in caplog.text
+
+
+def test_a_level_outside_zero_one_is_refused_before_any_output(model_dir, tmp_path, capsys):
+    message = refuse(capsys, tmp_path / "out", str(aperio_slide()), "--model", str(model_dir),
+                     "--level", "1.5")
+    assert "--level: 1.5 is not a coverage level in (0, 1)" in message
+    assert finished_outputs(tmp_path / "out") == []
 
 
 # --- bad input: refused, named, and no output that looks finished ------------------------

@@ -115,3 +115,26 @@ def test_a_model_that_fits_on_validation_is_calibrated_by_a_twin_that_did_not(st
                      study["graph"], "ridge_hest", study["root"] / "ridge_hest")
     record = json.loads((out / "calibration.json").read_text())
     assert "twin" in record["predictor"] and record["n_spots"] == 10
+
+
+def test_fold_predictions_carry_the_calibrated_intervals_and_the_shift_flag(study, choosy,
+                                                                           caplog):
+    import anndata as ad
+
+    from stflow.crossval.predict import predict_fold
+
+    model = train_fold(study["splits"], "fold0", study["genes"], study["st"],
+                       study["features"], study["graph"], choosy, study["root"] / "m")
+    args = (study["splits"], "fold0", study["genes"], study["st"], study["features"],
+            study["graph"])
+    [path] = predict_fold(model, *args, study["root"] / "p", level=0.8)
+    adata = ad.read_h5ad(path)
+    assert (adata.layers["lower"] <= adata.X).all() and (adata.X <= adata.layers["upper"]).all()
+    assert adata.uns["stflow"]["intervals"]["level"] == 0.8
+    assert adata.uns["stflow"]["intervals"]["levels"] == [0.5, 0.8, 0.9, 0.95]
+    assert {"shift_score", "shifted", "interval_scale"} <= set(adata.obs.columns)
+    for name in ("calibration.json", "calibration.npz"):  # as an older stflow saved it
+        (model / name).unlink()
+    [old] = predict_fold(model, *args, study["root"] / "q")
+    assert "lower" not in ad.read_h5ad(old).layers
+    assert "no interval calibration" in caplog.text

@@ -47,7 +47,8 @@ def _run_predict_slide(args: argparse.Namespace) -> None:
     options = SlideOptions(n_samples=args.n_samples, pitch_um=args.pitch_um, layout=args.layout,
                            min_tissue=args.min_tissue, genes=tuple(args.genes or ()),
                            batch_size=args.batch_size, workers=args.workers, device=args.device,
-                           seed=args.seed, weights=args.weights, encoder=args.encoder)
+                           seed=args.seed, weights=args.weights, encoder=args.encoder,
+                           level=args.level)
     predict_slides(args.slides, args.model, args.out, names=args.name,
                    um_per_px=args.um_per_px, spots_file=args.spots, options=options)
 
@@ -55,7 +56,7 @@ def _run_predict_slide(args: argparse.Namespace) -> None:
 def _register_predict_slide(subparsers: argparse._SubParsersAction) -> None:
     """Add ``stflow predict-slide``."""
     parser = subparsers.add_parser(
-        "predict-slide", help="predict expression maps (mean and spread) for new H&E slides",
+        "predict-slide", help="predict expression maps with calibrated intervals for new H&E slides",
         description=deploy.__doc__)
     parser.add_argument("slides", nargs="+", help="slide files: any OpenSlide format, or a plain "
                         "JPEG/PNG/TIFF with --um-per-px")
@@ -70,7 +71,10 @@ def _register_predict_slide(subparsers: argparse._SubParsersAction) -> None:
                         "instead of a virtual lattice: CSV/TSV with x, y[, barcode] or an h5ad "
                         "with obsm['spatial'] (one slide only)")
     parser.add_argument("--n-samples", type=int, default=8,
-                        help="flow samples per slide: mean = prediction, std = uncertainty")
+                        help="flow samples per slide: their mean is the prediction, their std "
+                        "(layers sample_std) an uncalibrated spread")
+    parser.add_argument("--level", type=float, default=0.9,
+                        help="coverage of the calibrated intervals (layers lower/upper)")
     parser.add_argument("--pitch-um", type=float, default=None,
                         help="virtual spot pitch in µm (default: the training data's)")
     parser.add_argument("--layout", choices=("square", "hex"), default=None,

@@ -49,7 +49,8 @@ def _run_train(args: argparse.Namespace) -> None:
 
 def _run_predict(args: argparse.Namespace) -> None:
     predict_fold(args.model_dir, args.splits, args.fold, args.genes, args.st_dir,
-                 args.features_dir, args.graph_dir, args.out_dir, args.encoder, args.device)
+                 args.features_dir, args.graph_dir, args.out_dir, args.encoder, args.device,
+                 args.level)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -75,4 +76,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="encoder name for uns (default: the features folder's name)")
     predict.add_argument("--out-dir", required=True,
                          help="predictions/{encoder}/{model}/seed{seed}/{fold}")
+    predict.add_argument("--level", type=float, default=0.9,
+                         help="coverage of the calibrated intervals (layers lower/upper)")
     predict.set_defaults(func=_run_predict)

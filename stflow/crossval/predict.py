@@ -1,5 +1,5 @@
 """The predict stage: a trained fold model predicts its fold's test sections into h5ad files
-that scanpy/squidpy plot directly."""
+that scanpy/squidpy plot directly, with the model's calibrated intervals and shift flag."""
 
 from __future__ import annotations
 
@@ -15,6 +15,13 @@ from stflow.data.dataset import Slide
 from stflow.data.loading import features_identity, load_slides, read_genes
 from stflow.deploy.slide_anndata import sample_spatial
 from stflow.errors import check_finite, check_shape, input_error
+from stflow.intervals.calibration import (
+    RECALIBRATE,
+    SpotIntervals,
+    apply_calibration,
+    load_calibration,
+)
+from stflow.intervals.conformal import DEFAULT_LEVEL, check_level
 from stflow.models.registry import (
     load_estimator,
     trained_model_name,
@@ -24,8 +31,10 @@ log = logging.getLogger(__name__)
 
 
 def prediction_anndata(slide: Slide, prediction: np.ndarray, genes: list[str],
-                       st_path: str | Path, model: str, encoder: str, fold: str):
-    """Prediction of one slide as AnnData, carrying the ingested obs/obsm of its spots."""
+                       st_path: str | Path, model: str, encoder: str, fold: str,
+                       intervals: SpotIntervals | None = None):
+    """Prediction of one slide as AnnData, carrying the ingested obs/obsm of its spots and,
+    when the model is calibrated, its intervals and shift flag."""
     import anndata as ad
 
     where = f"prediction of {model} for sample {slide.sample}"
@@ -53,17 +62,23 @@ def prediction_anndata(slide: Slide, prediction: np.ndarray, genes: list[str],
     spatial = sample_spatial(image_path, mpp, obsm.get("spatial", np.zeros((0, 2))), slide.sample)
     if spatial is not None:  # scanpy's layout: sc.pl.spatial draws it over the H&E
         result.uns["spatial"] = spatial
+    if intervals is not None:
+        intervals.attach(result)
     return result
 
 
 def predict_fold(model_dir: str | Path, splits: str | Path, fold: str, genes: str | Path,
                  st_dir: str | Path, features_dir: str | Path, graph_dir: str | Path | None,
-                 out_dir: str | Path, encoder: str | None = None, device: str = "auto"
-                 ) -> list[Path]:
+                 out_dir: str | Path, encoder: str | None = None, device: str = "auto",
+                 level: float = DEFAULT_LEVEL) -> list[Path]:
     """Predict each test sample of ``fold`` into ``{out_dir}/{sample}.h5ad`` (folder written atomically).
 
-    Refuses a genes.json or feature stores other than those the model was trained with.
+    Each file carries the ``level`` intervals (``layers["lower"]``/``["upper"]``) and the
+    shift flag of the model's calibration; a model folder saved before calibration existed
+    predicts without them. Refuses a genes.json or feature stores other than those the
+    model was trained with.
     """
+    level = check_level(level, "--level")
     model_dir = Path(model_dir)
     gene_list = read_genes(genes)
     test_samples = read_fold(splits, fold)["test"]
@@ -71,6 +86,10 @@ def predict_fold(model_dir: str | Path, splits: str | Path, fold: str, genes: st
     estimator = load_estimator(model_dir, device=device)
     model = trained_model_name(model_dir)
     encoder = encoder or Path(features_dir).name
+    calibration = load_calibration(model_dir)
+    if calibration is None:
+        log.warning("%s has no interval calibration (trained by an older stflow): the "
+                    "predictions carry no intervals. Fix: %s", model_dir, RECALIBRATE)
     test = load_slides(test_samples, gene_list, st_dir, features_dir, graph_dir)
     predictions = estimator.predict(test)
     if len(predictions) != len(test):
@@ -81,8 +100,10 @@ def predict_fold(model_dir: str | Path, splits: str | Path, fold: str, genes: st
         tmp.mkdir()
         for slide, prediction in zip(test, predictions, strict=True):
             st_path = Path(st_dir) / f"{slide.sample}.h5ad"
+            intervals = None if calibration is None else apply_calibration(
+                calibration, slide.features, prediction, level)
             adata = prediction_anndata(slide, prediction, gene_list, st_path, model, encoder,
-                                       fold)
+                                       fold, intervals)
             adata.write_h5ad(tmp / f"{slide.sample}.h5ad")
     return [out_dir / f"{slide.sample}.h5ad" for slide in test]
 

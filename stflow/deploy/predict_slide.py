@@ -1,10 +1,13 @@
-"""Predict expression maps, with per-spot uncertainty, for new H&E slides.
+"""Predict expression maps, with calibrated per-spot intervals, for new H&E slides.
 
 One slide goes: thumbnail → tissue mask → virtual spots (the training pitch and lattice) →
 patches with the training window, streamed into the model's own encoder → kNN graph in
-microns → several flow samples over the whole slide. Their mean is the prediction, their
-standard deviation the uncertainty; both go into ``{out}/{name}.h5ad`` with PNG maps of
-chosen genes in ``{out}/{name}_maps/``. Only the model folder is needed (``deploy.json``).
+microns → several flow samples over the whole slide. Their mean is the prediction; the
+model's split-conformal calibration gives each spot and gene an interval at the chosen
+level, and its shift reference flags spots unlike the training spots. The raw spread of
+the samples is kept too, named as what it is (uncalibrated). All go into
+``{out}/{name}.h5ad`` with PNG maps of chosen genes in ``{out}/{name}_maps/``. Only the
+model folder is needed (``deploy.json``; ``calibration.*`` for the intervals).
 """
 
 from __future__ import annotations
@@ -40,6 +43,13 @@ from stflow.deploy.spot_grid import LAYOUTS, SpotLayout, VirtualSpots, given_spo
 from stflow.deploy.window_embedding import StreamTimes, embed_windows
 from stflow.device import resolve_device
 from stflow.errors import StflowError, input_error
+from stflow.intervals.calibration import (
+    RECALIBRATE,
+    SpotIntervals,
+    apply_calibration,
+    load_calibration,
+)
+from stflow.intervals.conformal import DEFAULT_LEVEL, check_level
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +73,7 @@ class SlideOptions:
     seed: int = 0
     weights: str | None = None  # local encoder checkpoint (offline foundation models)
     encoder: str | None = None  # refused unless it is the model's encoder
+    level: float = DEFAULT_LEVEL  # coverage of layers lower/upper
 
 
 @dataclass
@@ -107,6 +118,11 @@ class DeployedModel:
             raise input_error(self.dir, f"expects {dep.feature_dim} features, encoder "
                               f"'{dep.encoder}' gives {self.encoder.feature_dim}",
                               "use the encoder checkpoint the model was trained with")
+        self.calibration = load_calibration(self.dir)
+        if self.calibration is None:
+            log.warning("%s has no interval calibration (trained by an older stflow): the "
+                        "slides are predicted without intervals or shift flag. Fix: %s",
+                        self.dir, RECALIBRATE)
 
     def identity(self) -> dict[str, Any]:
         """The model's identity, for ``uns["stflow"]``."""
@@ -120,7 +136,8 @@ class DeployedModel:
 
     def sample(self, slide: Slide, n_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray,
                                                                        str]:
-        """(mean, std, what the spread means) of the model's predictions for one slide."""
+        """(mean, std, what the spread means) of the model's predictions for one slide; the
+        spread is the samples' own, not a calibrated uncertainty."""
         genes = len(self.deployment.genes)
         sampler = getattr(self.estimator, "sample_predictions", None)
         n_draws, draws = (self.estimator.distinct_samples(n_samples) if sampler is not None
@@ -128,12 +145,13 @@ class DeployedModel:
         if draws is None:
             mean = np.asarray(self.estimator.predict([slide])[0], dtype=np.float32)
             std = np.zeros_like(mean)
-            meaning = f"none: {self.deployment.model} is deterministic, so std is 0"
+            meaning = f"none: {self.deployment.model} is deterministic, so sample_std is 0"
         else:
             samples = np.asarray(sampler([slide], n_draws, seed=seed)[0], dtype=np.float32)
             mean = samples.mean(0)
             std = samples.std(0, ddof=1) if n_draws > 1 else np.zeros_like(mean)
-            meaning = f"standard deviation (ddof=1) of {draws}"
+            meaning = (f"standard deviation (ddof=1) of {draws}; uncalibrated (see "
+                       "layers lower/upper for calibrated intervals)")
         if mean.shape != (slide.n_spots, genes) or not np.isfinite(mean).all():
             raise StflowError(f"{self.dir}: the model returned predictions of shape "
                               f"{mean.shape} (expected {(slide.n_spots, genes)}) or non-finite "
@@ -258,6 +276,7 @@ def predict_slide(slide_path: str | Path, model: DeployedModel, out_dir: str | P
     name = NAME.sub("_", name or slide_path.stem)
     if options.n_samples < 1:
         raise input_error("--n-samples", f"{options.n_samples}", "draw at least one sample")
+    level = check_level(options.level, "--level")
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
     mpp, mpp_source = slide_mpp(slide_path, um_per_px)
@@ -283,7 +302,13 @@ def predict_slide(slide_path: str | Path, model: DeployedModel, out_dir: str | P
                                             barcodes=np.asarray(barcodes),
                                             neighbors=neighbors),
                                       options.n_samples, options.seed)
+    intervals = None if model.calibration is None else apply_calibration(
+        model.calibration, features, mean, level)
     seconds["sampling"] = time.perf_counter() - clock
+    if intervals is not None:
+        log.info("%s: %.1f %% of spots flagged as unlike the training spots (shift score > "
+                 "%.3g)", name, 100 * float(np.mean(intervals.shifted)),
+                 model.calibration.shift.threshold)
 
     clock = time.perf_counter()
     diameter_um = layout.spot_diameter_um if spots is None else dep.spots.spot_diameter_um
@@ -296,12 +321,13 @@ def predict_slide(slide_path: str | Path, model: DeployedModel, out_dir: str | P
             "pitch_um": layout.pitch_um, "layout": layout.layout,
             "min_tissue": dep.min_tissue if options.min_tissue is None else options.min_tissue,
             "tissue_threshold": threshold, "n_samples": options.n_samples,
-            "seed": options.seed, "uncertainty": meaning, "n_spots": placed.n}
-    adata = slide_anndata(mean, std, dep.genes, placed.centres_px, mpp, obs, spatial, info)
+            "seed": options.seed, "sample_spread": meaning, "n_spots": placed.n}
+    adata = slide_anndata(mean, std, dep.genes, placed.centres_px, mpp, obs, spatial, info,
+                          intervals)
     out_dir = Path(out_dir)
     maps = out_dir / f"{name}_maps"
-    write_maps(maps, genes_to_draw(options.genes, dep.genes), dep.genes, mean, std,
-               placed.centres_px, spatial, name)
+    write_maps(maps, genes_to_draw(options.genes, dep.genes), dep.genes, mean,
+               second_map(std, intervals), placed.centres_px, spatial, name)
     seconds["write"] = time.perf_counter() - clock
     adata.uns["stflow"]["seconds"] = {k: round(v, 3) for k, v in seconds.items()}
     h5ad = out_dir / f"{name}.h5ad"
@@ -311,6 +337,15 @@ def predict_slide(slide_path: str | Path, model: DeployedModel, out_dir: str | P
         shutil.rmtree(maps, ignore_errors=True)
         raise
     return SlideResult(name, h5ad, maps, placed.n, seconds)
+
+
+def second_map(std: np.ndarray, intervals: SpotIntervals | None) -> tuple[np.ndarray, str]:
+    """What the maps draw beside the mean: the calibrated interval's width, or, for a model
+    saved without calibration, the samples' spread labelled as uncalibrated."""
+    if intervals is None:
+        return std, "sample spread (uncalibrated std)"
+    level = intervals.info["level"]
+    return intervals.upper - intervals.lower, f"{level:.0%} interval width (conformal)"
 
 
 def _spot_names(name: str, placed: VirtualSpots, given: Sequence[str] | None) -> list[str]:
@@ -337,6 +372,7 @@ def predict_slides(slides: Sequence[str | Path], model_dir: str | Path, out_dir:
     if spots_file is not None and len(slides) != 1:
         raise input_error("--spots", f"one spots file for {len(slides)} slides",
                           "predict one slide per call when giving its spots")
+    check_level(options.level, "--level")
     for path in slides:  # refuse a missing file before loading anything
         if not Path(path).is_file():
             raise input_error(path, "slide file not found", "check the path")

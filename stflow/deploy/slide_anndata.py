@@ -64,19 +64,24 @@ def image_thumbnail(image_path: str | Path, max_side: int) -> tuple[Image.Image,
         return reader.thumbnail(max_side)
 
 
-def slide_anndata(mean: np.ndarray, std: np.ndarray, genes: Sequence[str],
+def slide_anndata(mean: np.ndarray, sample_std: np.ndarray, genes: Sequence[str],
                   centres_px: np.ndarray, mpp: float, obs: pd.DataFrame,
-                  spatial: dict[str, Any], info: dict[str, Any]):
-    """Mean in ``X``, spread in ``layers["std"]``, level-0 and micron coordinates, identity."""
+                  spatial: dict[str, Any], info: dict[str, Any], intervals: Any = None):
+    """Mean in ``X``, the samples' uncalibrated spread in ``layers["sample_std"]``, the
+    calibrated intervals and shift flag when the model has them, level-0 and micron
+    coordinates, identity."""
     import anndata as ad
 
     adata = ad.AnnData(X=np.asarray(mean, dtype=np.float32), obs=obs,
                        var=pd.DataFrame(index=pd.Index([str(g) for g in genes])))
-    adata.layers["std"] = np.asarray(std, dtype=np.float32)
+    adata.layers["sample_std"] = np.asarray(sample_std, dtype=np.float32)
     adata.obsm["spatial"] = np.asarray(centres_px, dtype=np.float64)
     adata.obsm["spatial_um"] = adata.obsm["spatial"] * mpp
     adata.uns["spatial"] = spatial
-    adata.uns["stflow"] = info
+    adata.uns["stflow"] = {**info, "intervals": {"method": "none", "reason": "the model "
+                                                 "folder has no calibration"}}
+    if intervals is not None:
+        intervals.attach(adata)
     return adata
 
 
@@ -108,9 +113,11 @@ def _spots_panel(ax, image: np.ndarray, image_scale: float, centres: np.ndarray,
 
 
 def write_maps(out_dir: str | Path, genes: Sequence[str], all_genes: Sequence[str],
-               mean: np.ndarray, std: np.ndarray, centres_px: np.ndarray,
+               mean: np.ndarray, second: tuple[np.ndarray, str], centres_px: np.ndarray,
                spatial: dict[str, Any], slide: str) -> list[Path]:
-    """One PNG per gene (mean | spread over the H&E) into ``out_dir``, written atomically."""
+    """One PNG per gene (mean | ``second``, e.g. the interval width, over the H&E) into
+    ``out_dir``, written atomically; ``second`` is (values, what they are)."""
+    values, label = second
     library = next(iter(spatial.values()))
     image = library["images"]["hires"]
     image_scale = library["scalefactors"]["tissue_hires_scalef"]
@@ -125,8 +132,8 @@ def write_maps(out_dir: str | Path, genes: Sequence[str], all_genes: Sequence[st
             fig, axes = plt.subplots(1, 2, figsize=(10, 5 * aspect + 0.6), squeeze=False)
             _spots_panel(axes[0, 0], image, image_scale, centres_px, mean[:, j], diameter,
                          f"{slide} {gene}: predicted log1p (mean)", "viridis")
-            _spots_panel(axes[0, 1], image, image_scale, centres_px, std[:, j], diameter,
-                         f"{slide} {gene}: spread (std of samples)", "magma")
+            _spots_panel(axes[0, 1], image, image_scale, centres_px, values[:, j], diameter,
+                         f"{slide} {gene}: {label}", "magma")
             fig.tight_layout()
             file = f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', gene)}.png"
             fig.savefig(tmp / file, dpi=120)

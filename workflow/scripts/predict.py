@@ -8,4 +8,4 @@ with stage(snakemake):
     predict_fold(snakemake.input.model, snakemake.input.splits, snakemake.wildcards.fold,
                  snakemake.input.genes, snakemake.params.st_dir, snakemake.params.features_dir,
                  snakemake.params.graph_dir, snakemake.output[0], snakemake.wildcards.encoder,
-                 device())
+                 device(), snakemake.params.level)
