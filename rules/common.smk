@@ -328,10 +328,12 @@ def all_targets():
     for dataset in DATASETS:
         targets.append(res(dataset, "raw/DOWNLOAD_DONE"))  # see rules/download.smk
         targets += [res(dataset, f"tables/{t}") for t in
-                    ("metrics.tsv", "summary.tsv", "summary.md", "genes.tsv")]
+                    ("metrics.tsv", "summary.tsv", "summary.md", "genes.tsv", "coverage.tsv",
+                     "coverage.md", "risk_coverage.tsv")]
         targets += [res(dataset, f"tables/{t}.{ext}") for t in PAPER_TABLES
                     for ext in ("tsv", "md")]
         targets += [res(dataset, "figures/comparison.png"),
+                    res(dataset, "figures/risk_coverage.png"),
                     res(dataset, "figures/training_curves.png"),
                     res(dataset, "figures/biomarkers")]
         targets += [res(dataset, f"figures/qc/{s}.png") for s in samples(dataset)]

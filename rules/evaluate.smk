@@ -51,6 +51,37 @@ rule aggregate:
         "../workflow/scripts/aggregate.py"
 
 
+rule coverage:
+    input:
+        predictions=prediction_dirs,
+        splits=res("{dataset}", "splits.json"),
+    output:
+        tsv=report(res("{dataset}", "tables/coverage.tsv"),
+                   caption="../workflow/report/coverage.rst", category="Results",
+                   subcategory="{dataset}",
+                   labels={"dataset": "{dataset}", "table": "coverage"}),
+        markdown=res("{dataset}", "tables/coverage.md"),
+        risk=res("{dataset}", "tables/risk_coverage.tsv"),
+        figure=report(res("{dataset}", "figures/risk_coverage.png"),
+                      caption="../workflow/report/risk_coverage.rst", category="Figures",
+                      subcategory="{dataset}",
+                      labels={"dataset": "{dataset}", "figure": "risk against coverage"}),
+    params:
+        out_dir=lambda wc: res(wc.dataset, "tables"),
+    log:
+        res("{dataset}", "logs/coverage.log"),
+    benchmark:
+        res("{dataset}", "benchmarks/coverage.tsv")
+    resources:
+        mem_mb=grows(4000),
+        runtime=20,
+        **CLUSTER,
+    conda:
+        ENV
+    script:
+        "../workflow/scripts/coverage.py"
+
+
 rule paper_tables:
     input:
         metrics=res("{dataset}", "tables/metrics.tsv"),

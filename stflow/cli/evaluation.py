@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from stflow.evaluation.coverage import write_coverage
 from stflow.evaluation.figures import make_figures
 from stflow.evaluation.fold_scores import write_fold_scores
 from stflow.evaluation.paper_tables import write_paper_tables_of_run
@@ -36,6 +37,23 @@ def _register_scores(subparsers: argparse._SubParsersAction) -> None:
     a.add_argument("--metrics", nargs="+", required=True, help="fold metrics JSONs")
     a.add_argument("--out-dir", required=True, help="folder for the tables")
     a.set_defaults(func=_run_aggregate)
+
+
+def _run_coverage(args: argparse.Namespace) -> None:
+    write_coverage(args.predictions, args.splits, args.out_dir, args.figure)
+
+
+def _register_coverage(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``stflow coverage``."""
+    p = subparsers.add_parser("coverage", help="coverage of the calibrated intervals and the "
+                              "shift flag's AUROC, from the fold prediction folders")
+    p.add_argument("--predictions", nargs="+", required=True,
+                   help="predictions/{encoder}/{model}/seed{seed}/{fold} folders")
+    p.add_argument("--splits", required=True, help="splits.json (the scheme column)")
+    p.add_argument("--out-dir", required=True,
+                   help="folder for coverage.tsv, coverage.md and risk_coverage.tsv")
+    p.add_argument("--figure", required=True, help="risk-coverage PNG to write")
+    p.set_defaults(func=_run_coverage)
 
 
 def _run_tables(args: argparse.Namespace) -> None:
@@ -75,6 +93,6 @@ def _register_figures(subparsers: argparse._SubParsersAction) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``evaluate``, ``aggregate``, ``tables`` and ``figures``."""
-    for add in (_register_scores, _register_tables, _register_figures):
+    """Add ``evaluate``, ``aggregate``, ``coverage``, ``tables`` and ``figures``."""
+    for add in (_register_scores, _register_coverage, _register_tables, _register_figures):
         add(subparsers)

@@ -1,0 +1,9 @@
+"""Rule coverage: stflow.evaluation.coverage.write_coverage."""
+
+from _job import stage
+
+with stage(snakemake):
+    from stflow.evaluation.coverage import write_coverage
+
+    write_coverage(list(snakemake.input.predictions), snakemake.input.splits,
+                   snakemake.params.out_dir, snakemake.output.figure)
