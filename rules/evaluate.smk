@@ -79,7 +79,7 @@ rule coverage:
     conda:
         ENV
     script:
-        "../workflow/scripts/coverage.py"
+        "../workflow/scripts/interval_coverage.py"
 
 
 rule paper_tables:

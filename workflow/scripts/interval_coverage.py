@@ -1,4 +1,5 @@
-"""Rule coverage: stflow.evaluation.coverage.write_coverage."""
+"""Rule coverage: stflow.evaluation.coverage.write_coverage (not named coverage.py, which
+would shadow the coverage package numba imports)."""
 
 from _job import stage
 
