@@ -82,6 +82,16 @@ def test_trained_models(tiny_run):
 
     assert isinstance(torch.load(stflow / "model.pt", weights_only=True), dict)
     assert (stflow / "config.json").exists()
+    for model in ("stflow", "ridge"):  # every model is calibrated on its validation spots
+        folder = tiny_run.results / "models" / ENCODER / model / "seed0" / "fold0"
+        record = json.loads((folder / "calibration.json").read_text())
+        assert record["difficulty"] in {"constant", "shift"} and record["n_spots"] > 0
+        assert {c["difficulty"] for c in record["candidates"]} == {"constant", "shift"}
+        with np.load(folder / "calibration.npz", allow_pickle=False) as arrays:
+            assert arrays["scores"].shape[0] == record["n_spots"]
+            assert arrays["shift_reference"].shape[1] == arrays["shift_components"].shape[0]
+        params = json.loads((folder / "params.json").read_text())
+        assert {"params", "chosen", "refit"} <= set(params)
 
 
 def test_predictions(tiny_run):
@@ -96,6 +106,28 @@ def test_predictions(tiny_run):
         assert {"spatial", "spatial_um"} <= set(pred.obsm)
         assert (pred.uns["model"], pred.uns["encoder"], pred.uns["fold"]) == (
             "stflow", ENCODER, fold["name"])
+        assert (pred.layers["lower"] <= pred.X).all() and (pred.X <= pred.layers["upper"]).all()
+        intervals = pred.uns["stflow"]["intervals"]
+        assert intervals["level"] == 0.9 and list(intervals["levels"]) == [0.5, 0.8, 0.9, 0.95]
+        j = list(intervals["levels"]).index(0.9)  # another level from the stored quantiles
+        half = pred.varm["conformal_quantile"][:, j][None, :] * \
+            pred.obs["interval_scale"].to_numpy()[:, None]
+        np.testing.assert_allclose(pred.X + half, pred.layers["upper"], rtol=1e-5, atol=1e-5)
+        assert pred.obs["shifted"].dtype == bool
+
+
+def test_coverage_tables(tiny_run):
+    tables = tiny_run.results / "tables"
+    coverage = pd.read_csv(tables / "coverage.tsv", sep="\t")
+    assert {"scheme", "encoder", "model", "seed", "fold", "level", "slide", "coverage",
+            "gene_coverage_p10", "gene_coverage_median", "width_log1p", "width_sd",
+            "width_error_spearman", "shift_auroc", "share_shifted"} <= set(coverage.columns)
+    assert sorted(set(coverage["level"])) == [0.5, 0.8, 0.9, 0.95]
+    assert "all" in set(coverage["slide"]) and coverage["coverage"].between(0, 1).all()
+    risk = pd.read_csv(tables / "risk_coverage.tsv", sep="\t")
+    assert sorted(set(risk["fraction"])) == [round(0.1 * i, 1) for i in range(1, 11)]
+    assert "| " in (tables / "coverage.md").read_text()
+    assert (tiny_run.results / "figures" / "risk_coverage.png").stat().st_size > 0
 
 
 def test_metrics_and_tables(tiny_run):
