@@ -85,8 +85,8 @@ def test_trained_models(tiny_run):
     for model in ("stflow", "ridge"):  # every model is calibrated on its validation spots
         folder = tiny_run.results / "models" / ENCODER / model / "seed0" / "fold0"
         record = json.loads((folder / "calibration.json").read_text())
-        assert record["difficulty"] in {"constant", "shift"} and record["n_spots"] > 0
-        assert {c["difficulty"] for c in record["candidates"]} == {"constant", "shift"}
+        assert record["difficulty"] in {"constant", "shift", "level"} and record["n_spots"] > 0
+        assert {c["difficulty"] for c in record["candidates"]} == {"constant", "shift", "level"}
         with np.load(folder / "calibration.npz", allow_pickle=False) as arrays:
             assert arrays["scores"].shape[0] == record["n_spots"]
             assert arrays["shift_reference"].shape[1] == arrays["shift_components"].shape[0]
@@ -110,8 +110,9 @@ def test_predictions(tiny_run):
         intervals = pred.uns["stflow"]["intervals"]
         assert intervals["level"] == 0.9 and list(intervals["levels"]) == [0.5, 0.8, 0.9, 0.95]
         j = list(intervals["levels"]).index(0.9)  # another level from the stored quantiles
-        half = pred.varm["conformal_quantile"][:, j][None, :] * \
-            pred.obs["interval_scale"].to_numpy()[:, None]
+        scale = pred.layers["interval_scale"] if "interval_scale" in pred.layers else \
+            pred.obs["interval_scale"].to_numpy()[:, None]  # per spot and gene, or per spot
+        half = pred.varm["conformal_quantile"][:, j][None, :] * scale
         np.testing.assert_allclose(pred.X + half, pred.layers["upper"], rtol=1e-5, atol=1e-5)
         assert pred.obs["shifted"].dtype == bool
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from stflow.evaluation.coverage import coverage_markdown, coverage_tables, write_coverage
-from stflow.intervals.calibration import Calibration, apply_calibration
+from stflow.intervals.calibration import Calibration, LevelCurve, apply_calibration
 from stflow.intervals.shift import ShiftReference
 
 GENES = ["G1", "G2", "G3"]
@@ -30,8 +30,9 @@ def write_fold(folder: Path, rng: np.random.Generator, difficulty: str = "shift"
     median = float(np.median(cal_shift))
     cal_scale = cal_shift / median if difficulty == "shift" else np.ones(300)
     errors = rng.normal(size=(300, 3)) * (cal_shift / median)[:, None]
+    flat = LevelCurve(np.tile(np.arange(4.0), (3, 1)), np.ones((3, 4)))
     calibration = Calibration(np.abs(errors) / cal_scale[:, None], difficulty, reference,
-                              median, "validation", "the kept model")
+                              median, flat, "validation", "the kept model")
     for sample, offset in (("A", 0.0), ("B", 1.5)):
         features = rng.normal(size=(200, 6)) + offset  # B lies away from the training spots
         prediction = rng.normal(size=(200, 3))
@@ -74,6 +75,15 @@ def test_coverage_is_counted_per_level_pooled_and_per_slide(tmp_path, splits):
     # the narrowest half of the spots is predicted better than all of them
     curve = risk.set_index("fraction")["pearson"]
     assert curve.loc[0.5] > curve.loc[1.0] + 0.03
+
+
+def test_per_gene_scales_are_read_from_their_layer(tmp_path, splits):
+    folder = write_fold(tmp_path / "p" / "enc" / "stflow" / "seed0" / "fold0",
+                        np.random.default_rng(4), difficulty="level")
+    adata = ad.read_h5ad(folder / "A.h5ad")
+    assert adata.layers["interval_scale"].shape == adata.shape
+    coverage, _ = coverage_tables([folder], splits)
+    assert set(coverage["difficulty"]) == {"level"} and coverage["coverage"].between(0, 1).all()
 
 
 def test_plain_intervals_have_no_ranking_and_old_predictions_are_left_out(tmp_path, splits,

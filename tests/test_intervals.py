@@ -10,6 +10,7 @@ import pytest
 from stflow.errors import StflowError
 from stflow.intervals.calibration import (
     Calibration,
+    LevelCurve,
     apply_calibration,
     choose_difficulty,
     load_calibration,
@@ -52,12 +53,28 @@ def test_normalised_intervals_cover_exchangeable_spots_at_the_nominal_rate():
 def test_the_difficulty_is_chosen_by_width_on_held_back_calibration_spots():
     rng = np.random.default_rng(1)
     shift = rng.uniform(0.5, 4.0, size=600)
-    truth = rng.normal(size=(600, 3)) * shift[:, None]
-    chosen, rows = choose_difficulty(truth, np.zeros_like(truth), shift, 1.0, seed=0)
+    level = rng.uniform(0, 3, size=(600, 3))  # predicted log1p levels
+    flat = LevelCurve.fit(level, level + rng.normal(size=(600, 3)))  # training: no trend
+    truth = level + rng.normal(size=(600, 3)) * shift[:, None]
+    chosen, rows = choose_difficulty(truth, level, shift, flat, seed=0)
     assert chosen == "shift"  # the errors grow with the shift score
-    chosen, _ = choose_difficulty(rng.normal(size=(600, 3)), np.zeros((600, 3)), shift, 1.0, 0)
-    assert chosen == "constant"  # they do not
     assert all(0.8 <= row["coverage"] <= 1.0 for row in rows)
+    assert [row["difficulty"] for row in rows] == ["constant", "shift", "level"]
+    steep = LevelCurve.fit(level, level + rng.normal(size=(600, 3)) * level)
+    truth = level + rng.normal(size=(600, 3)) * level
+    assert choose_difficulty(truth, level, shift, steep, seed=0)[0] == "level"
+    truth = level + rng.normal(size=(600, 3))
+    assert choose_difficulty(truth, level, shift, flat, seed=0)[0] in {"constant", "level"}
+
+
+def test_the_level_curve_follows_the_training_error_at_each_predicted_level():
+    rng = np.random.default_rng(5)
+    prediction = rng.uniform(0, 4, size=(4000, 2))
+    truth = prediction + rng.normal(size=(4000, 2)) * (0.1 + prediction)
+    curve = LevelCurve.fit(prediction, truth)
+    expected = (0.1 + np.array([[0.5, 3.5]])) * np.sqrt(2 / np.pi)  # E|N(0, s²)| = s·√(2/π)
+    np.testing.assert_allclose(curve(np.array([[0.5, 3.5]])), expected, rtol=0.15)
+    assert (curve(np.zeros((1, 2))) > 0).all()
 
 
 def test_the_shift_flag_marks_spots_unlike_the_training_spots():
@@ -76,8 +93,10 @@ def _calibration(rng: np.random.Generator) -> Calibration:
     features = rng.normal(size=(200, 12))
     reference = ShiftReference.fit(features, seed=0)
     reference.set_threshold(reference.score(rng.normal(size=(50, 12))))
+    level = rng.uniform(0, 2, size=(200, 4))
+    curve = LevelCurve.fit(level, level + rng.normal(size=(200, 4)))
     return Calibration(np.abs(rng.normal(size=(50, 4))).astype(np.float32), "shift",
-                       reference, 2.5, "the validation samples ['V']", "the kept model",
+                       reference, 2.5, curve, "the validation samples ['V']", "the kept model",
                        [{"difficulty": "shift", "width_sd": 1.0, "coverage": 0.9}])
 
 
@@ -103,6 +122,8 @@ def test_a_calibration_survives_its_folder_and_a_damaged_one_is_refused(tmp_path
     features = rng.normal(size=(10, 12))
     assert np.array_equal(loaded.scores, calibration.scores)
     assert np.allclose(loaded.shift.score(features), calibration.shift.score(features))
+    levels = rng.uniform(0, 2, size=(10, 4))
+    assert np.allclose(loaded.level_curve(levels), calibration.level_curve(levels))
     assert loaded.shift.threshold == calibration.shift.threshold
     (tmp_path / "calibration.npz").write_bytes(b"not an npz")
     with pytest.raises(StflowError, match="calibration is incomplete or damaged.*Fix: re-run"):

@@ -106,8 +106,8 @@ def test_calibration_uses_the_validation_samples_or_the_held_out_region(study, c
     assert a.n_spots == 10 and "P1S2" in a.spots  # every spot of the validation sample
     assert b.n_spots == 2 and "held-out region" in b.spots  # 20 % of P2S1's 10 spots
     assert a.scores.shape == (10, 2) and np.isfinite(a.scores).all()
-    assert a.difficulty in {"constant", "shift"}
-    assert {row["difficulty"] for row in a.candidates} == {"constant", "shift"}
+    assert a.difficulty in {"constant", "shift", "level"}
+    assert {row["difficulty"] for row in a.candidates} == {"constant", "shift", "level"}
 
 
 def test_a_model_that_fits_on_validation_is_calibrated_by_a_twin_that_did_not(study):

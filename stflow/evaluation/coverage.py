@@ -51,7 +51,7 @@ class IntervalSlide:
     prediction: np.ndarray  # (N, G)
     quantiles: np.ndarray  # (G, L)
     levels: tuple[float, ...]
-    scale: np.ndarray  # (N,)
+    scale: np.ndarray  # (N, 1) per spot, or (N, G) per spot and gene
     shift_score: np.ndarray  # (N,)
     shifted: np.ndarray  # (N,)
     difficulty: str
@@ -71,10 +71,17 @@ def read_interval_slide(path: str | Path) -> IntervalSlide | None:
                          _dense(adata.layers["truth"]), _dense(adata.X),
                          np.asarray(adata.varm["conformal_quantile"], np.float64),
                          tuple(float(v) for v in info["levels"]),
-                         adata.obs["interval_scale"].to_numpy(np.float64),
+                         _interval_scale(adata),
                          adata.obs["shift_score"].to_numpy(np.float64),
                          adata.obs["shifted"].to_numpy(bool), str(info["difficulty"]),
                          int(info["n_calibration_spots"]))
+
+
+def _interval_scale(adata: object) -> np.ndarray:
+    """The interval scale as (N, 1) (per spot, in obs) or (N, G) (per spot and gene)."""
+    if "interval_scale" in adata.layers:
+        return _dense(adata.layers["interval_scale"])
+    return adata.obs["interval_scale"].to_numpy(np.float64)[:, None]
 
 
 def _dense(matrix: object) -> np.ndarray:
@@ -86,7 +93,7 @@ def _dense(matrix: object) -> np.ndarray:
 def half_widths(slide: IntervalSlide, level: float) -> np.ndarray:
     """(N, G) half-width of each spot's interval at ``level``."""
     index = slide.levels.index(level)
-    return slide.scale[:, None] * slide.quantiles[None, :, index]
+    return slide.scale * slide.quantiles[None, :, index]
 
 
 def width_error_spearman(width: np.ndarray, error: np.ndarray) -> float:

@@ -13,8 +13,11 @@ The difficulty that scales each spot's interval is chosen on the calibration spo
 themselves: each candidate is calibrated on one random half and its interval width at
 90 % measured on the other (both ways round); the narrowest wins, since every candidate
 covers exchangeable spots at the nominal rate. Candidates: ``constant`` (plain split
-conformal) and ``shift`` (the spot's distance from the training features,
-:mod:`stflow.intervals.shift`).
+conformal), ``shift`` (the spot's distance from the training features,
+:mod:`stflow.intervals.shift`) and ``level`` (per gene, the mean absolute training error at
+the predicted expression level: log1p counts are noisier at some levels than at others).
+Both non-constant difficulties are fitted on training spots only, so the calibration
+scores stay exchangeable with new spots' scores.
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ log = logging.getLogger(__name__)
 CALIBRATION_NPZ = "calibration.npz"
 CALIBRATION_JSON = "calibration.json"
 METHOD = "normalised split-conformal, per gene"
-DIFFICULTIES = ("constant", "shift")
+DIFFICULTIES = ("constant", "shift", "level")
+LEVEL_BINS = 10
 VAL_FRACTION = 0.2  # the held-out share when a fold has no validation samples (as trained)
 RECALIBRATE = ("re-run the train stage (or train_final) with this version of stflow, which "
                "calibrates the model on its validation spots")
@@ -59,6 +63,7 @@ class Calibration:
     difficulty: str
     shift: ShiftReference
     shift_median: float  # median shift score of the calibration spots: the difficulty's unit
+    level_curve: LevelCurve
     spots: str  # where the calibration spots came from
     predictor: str  # which fit predicted them
     candidates: list[dict[str, Any]] = field(default_factory=list)
@@ -67,9 +72,10 @@ class Calibration:
     def n_spots(self) -> int:
         return int(self.scores.shape[0])
 
-    def difficulty_of(self, shift_scores: np.ndarray) -> np.ndarray:
-        """(N,) each spot's interval scale under the chosen difficulty."""
-        return spot_difficulty(self.difficulty, shift_scores, self.shift_median)
+    def difficulty_of(self, shift_scores: np.ndarray, prediction: np.ndarray) -> np.ndarray:
+        """Each spot's (N,) or spot and gene's (N, G) interval scale."""
+        return difficulty(self.difficulty, shift_scores / max(self.shift_median, 1e-12),
+                          self.level_curve, prediction)
 
     def quantiles(self, levels: tuple[float, ...]) -> np.ndarray:
         """(G, L) the score quantile of each gene at each level."""
@@ -91,7 +97,7 @@ class SpotIntervals:
 
     lower: np.ndarray  # (N, G)
     upper: np.ndarray  # (N, G)
-    scale: np.ndarray  # (N,) the difficulty each interval was scaled by
+    scale: np.ndarray  # (N,) or (N, G): the difficulty each interval was scaled by
     quantiles: np.ndarray  # (G, L)
     levels: tuple[float, ...]
     shift_score: np.ndarray  # (N,)
@@ -99,10 +105,14 @@ class SpotIntervals:
     info: dict[str, Any]
 
     def attach(self, adata: Any) -> None:
-        """Write into an AnnData: layers lower/upper, obs scale and shift, varm quantiles."""
+        """Write into an AnnData: layers lower/upper, the scale (obs when per spot, a layer
+        when per spot and gene), the shift score and flag in obs, varm quantiles."""
         adata.layers["lower"] = self.lower
         adata.layers["upper"] = self.upper
-        adata.obs["interval_scale"] = self.scale.astype(np.float32)
+        if self.scale.ndim == 1:
+            adata.obs["interval_scale"] = self.scale.astype(np.float32)
+        else:
+            adata.layers["interval_scale"] = self.scale.astype(np.float32)
         adata.obs["shift_score"] = self.shift_score.astype(np.float32)
         adata.obs["shifted"] = self.shifted
         adata.varm["conformal_quantile"] = self.quantiles.astype(np.float64)
@@ -112,13 +122,53 @@ class SpotIntervals:
         adata.uns["stflow"] = stflow
 
 
-def spot_difficulty(name: str, shift_scores: np.ndarray, shift_median: float) -> np.ndarray:
-    """A candidate difficulty per spot: 1, or the shift score in units of its median."""
-    shift_scores = np.asarray(shift_scores, dtype=np.float64)
+@dataclass
+class LevelCurve:
+    """Per gene, the mean absolute training error as a function of the predicted level.
+
+    Fitted on the training spots (whose errors are smaller than new spots', which does not
+    matter: only the curve's shape scales the intervals, the conformal quantile sets their
+    size), read between bin centres by linear interpolation.
+    """
+
+    centres: np.ndarray  # (G, B) mean prediction of each quantile bin
+    values: np.ndarray  # (G, B) mean |error| in it, floored above 0
+
+    @classmethod
+    def fit(cls, prediction: np.ndarray, truth: np.ndarray, bins: int = LEVEL_BINS
+            ) -> LevelCurve:
+        prediction = np.asarray(prediction, np.float64)
+        error = np.abs(np.asarray(truth, np.float64) - prediction)
+        centres = np.empty((prediction.shape[1], bins))
+        values = np.empty_like(centres)
+        for g in range(prediction.shape[1]):
+            order = np.argsort(prediction[:, g], kind="stable")
+            groups = [part for part in np.array_split(order, bins) if len(part)]
+            c = [prediction[part, g].mean() for part in groups]
+            v = [error[part, g].mean() for part in groups]
+            c += [c[-1]] * (bins - len(c))
+            v += [v[-1]] * (bins - len(v))
+            floor = 0.05 * error[:, g].mean() + 1e-6
+            centres[g], values[g] = c, np.maximum(v, floor)
+        return cls(centres, values)
+
+    def __call__(self, prediction: np.ndarray) -> np.ndarray:
+        """(N, G) expected |error| at each predicted value."""
+        prediction = np.asarray(prediction, np.float64)
+        return np.stack([np.interp(prediction[:, g], self.centres[g], self.values[g])
+                         for g in range(prediction.shape[1])], axis=1)
+
+
+def difficulty(name: str, relative_shift: np.ndarray, curve: LevelCurve,
+               prediction: np.ndarray) -> np.ndarray:
+    """A candidate difficulty: 1 per spot, the shift score in units of its calibration
+    median per spot, or the level curve per spot and gene."""
     if name == "constant":
-        return np.ones(len(shift_scores))
+        return np.ones(len(relative_shift))
     if name == "shift":
-        return shift_scores / max(shift_median, 1e-12)
+        return np.asarray(relative_shift, dtype=np.float64)
+    if name == "level":
+        return curve(prediction)
     raise StflowError(f"unknown interval difficulty '{name}'. Fix: use one of {DIFFICULTIES}")
 
 
@@ -133,7 +183,7 @@ def apply_calibration(calibration: Calibration, features: np.ndarray, prediction
     level = check_level(level)
     levels = interval_levels(level)
     shift_scores = calibration.shift.score(features)
-    scale = calibration.difficulty_of(shift_scores)
+    scale = calibration.difficulty_of(shift_scores, prediction)
     quantiles = calibration.quantiles(levels)
     lower, upper = interval(prediction, scale, quantiles[:, levels.index(level)])
     return SpotIntervals(lower, upper, scale.astype(np.float32), quantiles, levels,
@@ -141,8 +191,8 @@ def apply_calibration(calibration: Calibration, features: np.ndarray, prediction
                          calibration.describe(level, levels))
 
 
-def choose_difficulty(truth: np.ndarray, prediction: np.ndarray, shift_scores: np.ndarray,
-                      shift_median: float, seed: int) -> tuple[str, list[dict[str, Any]]]:
+def choose_difficulty(truth: np.ndarray, prediction: np.ndarray, relative_shift: np.ndarray,
+                      curve: LevelCurve, seed: int) -> tuple[str, list[dict[str, Any]]]:
     """The candidate whose 90 % intervals are narrowest on held-back calibration spots.
 
     Width is in units of each gene's standard deviation on the calibration spots, averaged
@@ -155,12 +205,13 @@ def choose_difficulty(truth: np.ndarray, prediction: np.ndarray, shift_scores: n
     spread = np.maximum(np.asarray(truth, np.float64).std(0), 1e-6)
     rows = []
     for name in DIFFICULTIES:
-        scale = spot_difficulty(name, shift_scores, shift_median)
+        scale = difficulty(name, relative_shift, curve, prediction)
         scores = nonconformity(truth, prediction, scale)
+        scale = scale if scale.ndim == 2 else scale[:, None]
         widths, covered = [], []
         for fit, held in (halves, halves[::-1]):
             q = conformal_quantile(scores[fit], DEFAULT_LEVEL)
-            half = q[None, :] * scale[held, None]
+            half = q[None, :] * scale[held]
             widths.append(np.mean(2 * half / spread))
             covered.append(np.mean(scores[held] <= q[None, :]))
         rows.append({"difficulty": name, "width_sd": float(np.mean(widths)),
@@ -193,30 +244,31 @@ def calibrate(predictor: Any, train: list[Slide], val: list[Slide], seed: int,
                     "model is saved without intervals")
         return None
     masks, spots = calibration_spots(train, val, val_fraction, seed)
+    on_train = predictor.predict(train)
     if masks is None:
-        fitted_on = np.concatenate([s.features for s in train])
-        held = val
-        predicted = predictor.predict(val)
-        truth = np.concatenate([s.targets for s in val])
+        masks = [np.zeros(s.n_spots, bool) for s in train]
+        held, predicted = val, predictor.predict(val)
     else:
-        fitted_on = np.concatenate([s.features[~m] for s, m in zip(train, masks, strict=True)])
         held = [s.subset(m) for s, m in zip(train, masks, strict=True)]
-        predicted = [p[m] for p, m in zip(predictor.predict(train), masks, strict=True)]
-        truth = np.concatenate([s.targets for s in held])
+        predicted = [p[m] for p, m in zip(on_train, masks, strict=True)]
+    fitted = [(s.features[~m], s.targets[~m], p[~m]) for s, m, p in
+              zip(train, masks, on_train, strict=True)]
+    shift = ShiftReference.fit(np.concatenate([f[0] for f in fitted]), seed=seed)
+    curve = LevelCurve.fit(np.concatenate([f[2] for f in fitted]),
+                           np.concatenate([f[1] for f in fitted]))
+    truth = np.concatenate([s.targets for s in held])
     prediction = np.concatenate(predicted)
-    features = np.concatenate([s.features for s in held])
-    shift = ShiftReference.fit(fitted_on, seed=seed)
-    shift_scores = shift.score(features)
+    shift_scores = shift.score(np.concatenate([s.features for s in held]))
     shift.set_threshold(shift_scores)
     shift_median = float(np.median(shift_scores))
-    difficulty, candidates = choose_difficulty(truth, prediction, shift_scores, shift_median,
-                                               seed)
-    scores = nonconformity(truth, prediction,
-                           spot_difficulty(difficulty, shift_scores, shift_median))
+    relative_shift = shift_scores / max(shift_median, 1e-12)
+    chosen, candidates = choose_difficulty(truth, prediction, relative_shift, curve, seed)
+    scores = nonconformity(truth, prediction, difficulty(chosen, relative_shift, curve,
+                                                         prediction))
     log.info("calibrated on %d spots (%s) with %s: difficulty '%s' (%s)", len(truth), spots,
-             predictor_name, difficulty,
+             predictor_name, chosen,
              ", ".join(f"{r['difficulty']} {r['width_sd']:.3f} sd" for r in candidates))
-    return Calibration(scores.astype(np.float32), difficulty, shift, shift_median, spots,
+    return Calibration(scores.astype(np.float32), chosen, shift, shift_median, curve, spots,
                        predictor_name, candidates)
 
 
@@ -227,7 +279,8 @@ def save_calibration(calibration: Calibration | None, directory: str | Path) -> 
         return
     directory = Path(directory)
     with atomic_output(directory / CALIBRATION_NPZ) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, scores=calibration.scores, **calibration.shift.arrays())
+        np.savez(handle, scores=calibration.scores, level_centres=calibration.level_curve.centres,
+                 level_values=calibration.level_curve.values, **calibration.shift.arrays())
     write_json({"method": METHOD, "difficulty": calibration.difficulty,
                 "shift_median": calibration.shift_median, "n_spots": calibration.n_spots,
                 "spots": calibration.spots, "predictor": calibration.predictor,
@@ -247,9 +300,12 @@ def load_calibration(directory: str | Path) -> Calibration | None:
             arrays = {key: data[key] for key in data.files}
         calibration = Calibration(arrays["scores"], str(record["difficulty"]),
                                   ShiftReference.from_arrays(arrays),
-                                  float(record["shift_median"]), str(record["spots"]),
-                                  str(record["predictor"]), list(record.get("candidates", [])))
-        spot_difficulty(calibration.difficulty, np.ones(1), 1.0)
+                                  float(record["shift_median"]),
+                                  LevelCurve(arrays["level_centres"], arrays["level_values"]),
+                                  str(record["spots"]), str(record["predictor"]),
+                                  list(record.get("candidates", [])))
+        if calibration.difficulty not in DIFFICULTIES:
+            raise ValueError(f"unknown difficulty '{calibration.difficulty}'")
     except (OSError, KeyError, TypeError, ValueError) as err:
         raise input_error(directory, f"its interval calibration is incomplete or damaged "
                           f"({err})", RECALIBRATE) from err
