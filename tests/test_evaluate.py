@@ -85,11 +85,23 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _write_prediction(path, sample, truth, pred, genes):
+def _lattice_um(n_spots, pitch_um=100.0):
+    """Spot centres five to a row, ``pitch_um`` apart."""
+    return np.stack([np.arange(n_spots) % 5, np.arange(n_spots) // 5], axis=1) * pitch_um
+
+
+def _write_prediction(path, sample, truth, pred, genes, mpp=None):
+    """A prediction h5ad as predict writes it; with ``mpp``, pixel coordinates and uns["mpp"]
+    instead of obsm["spatial_um"]."""
     adata = ad.AnnData(X=pred.astype(np.float32), var=pd.DataFrame(index=genes),
                        obs=pd.DataFrame(index=[f"{sample}_{i}" for i in range(len(pred))]))
     adata.layers["truth"] = truth.astype(np.float32)
     adata.uns["sample"] = sample
+    if mpp is None:
+        adata.obsm["spatial_um"] = _lattice_um(len(pred))
+    else:
+        adata.obsm["spatial"] = _lattice_um(len(pred)) / mpp
+        adata.uns["mpp"] = mpp
     adata.write_h5ad(path)
 
 
@@ -102,7 +114,8 @@ def _splits(tmp_path, scheme="patient", test=("s1", "s2")):
     return path
 
 
-def _fold_json(tmp_path, model, fold, seed, noise, train_seed=0):
+def _fold_json(tmp_path, model, fold, seed, noise, train_seed=0, options=()):
+    """Evaluate a fold of two test samples through the CLI; ``seed`` draws truth and noise."""
     rng = np.random.default_rng(seed)
     paths = []
     for sample in ("s1", "s2"):
@@ -115,7 +128,7 @@ def _fold_json(tmp_path, model, fold, seed, noise, train_seed=0):
     out = tmp_path / "metrics" / "uni" / model / f"seed{train_seed}" / f"{fold}.json"
     assert main(["evaluate", "--predictions", *paths, "--encoder", "uni", "--model", model,
                  "--seed", str(train_seed), "--fold", fold, "--splits", str(_splits(tmp_path)),
-                 "--out", str(out)]) == 0
+                 "--out", str(out), *options]) == 0
     return out
 
 
@@ -128,6 +141,31 @@ def test_evaluate_cli_writes_the_fold_json(tmp_path):
     assert set(data["pearson_per_gene"]) == {"G1", "G2", "G3", "G4"}
     assert set(data["pearson_per_sample"]) == {"s1", "s2"}
     assert data["pearson_mean"] == pytest.approx(np.mean(list(data["pearson_per_gene"].values())))
+    # 4 x the 100 µm spot spacing: each 5 x 4 sample is cut into a 400 µm square and the rest
+    boot = data["bootstrap"]
+    assert {"n": 1000, "seed": 0, "block_um": {"s1": 400.0, "s2": 400.0},
+            "n_blocks": {"s1": 2, "s2": 2}}.items() <= boot.items()
+    assert len(boot["replicates"]) == 1000
+
+
+def test_the_cli_sets_the_bootstrap_and_refuses_too_few_replicates(tmp_path):
+    options = ["--bootstrap", "200", "--block-um", "150", "--bootstrap-seed", "3"]
+    boot = json.loads(_fold_json(tmp_path, "stflow", "fold0", 0, 0.5,
+                                 options=options).read_text())["bootstrap"]
+    assert (boot["n"], boot["seed"], boot["block_um"]) == (200, 3, {"s1": 150.0, "s2": 150.0})
+    assert len(boot["replicates"]) == 200 and boot["n_blocks"] == {"s1": 9, "s2": 9}
+    with pytest.raises(StflowError, match="evaluation.bootstrap .* 99 replicates are too few"):
+        _fold_json(tmp_path, "stflow", "fold0", 0, 0.5, options=["--bootstrap", "99"])
+
+
+def test_pixel_coordinates_are_read_through_the_microns_per_pixel(tmp_path):
+    truth = np.log1p(np.random.default_rng(0).poisson(3, size=(20, 2)).astype(float))
+    _write_prediction(tmp_path / "um.h5ad", "s1", truth, truth + 0.5, ["G1", "G2"])
+    _write_prediction(tmp_path / "px.h5ad", "s1", truth, truth + 0.5, ["G1", "G2"], mpp=0.5)
+    in_um, in_px = (evaluate_predictions([tmp_path / f"{name}.h5ad"], "uni", "m", "fold0")
+                    for name in ("um", "px"))
+    assert in_px["bootstrap"] == in_um["bootstrap"]
+    assert in_px["bootstrap"]["block_um"] == {"s1": 400.0}
 
 
 def test_predictions_with_different_genes_are_refused(tmp_path):
