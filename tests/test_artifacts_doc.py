@@ -146,6 +146,15 @@ def test_metrics_and_tables(tiny_run):
     assert np.isclose(row["fold_std"], per_fold.std(ddof=0))
     per_seed = ridge.groupby("seed")["pearson_mean"].mean()  # fold-averaged seed scores
     assert np.isclose(row["seed_std"], per_seed.std(ddof=0))
+    assert list(summary.columns[8:]) == ["ci_low", "ci_high", "reference", "diff", "diff_low",
+                                         "diff_high", "n_bootstrap"]
+    assert row["ci_low"] < row["ci_high"] and row["n_bootstrap"] == 1000
+    assert set(summary["reference"]) == {"ridge"} and row["diff"] == 0  # the only baseline
+    fold_json = json.loads((tiny_run.results / "metrics" / ENCODER / "ridge" / "seed0" /
+                            "fold0.json").read_text())
+    boot = fold_json["bootstrap"]
+    assert (boot["n"], boot["seed"], len(boot["replicates"])) == (1000, 0, 1000)
+    assert set(boot["block_um"]) == set(boot["n_blocks"]) == set(fold_json["pearson_per_sample"])
     assert "| " in (tables / "summary.md").read_text()
     genes = pd.read_csv(tables / "genes.tsv", sep="\t")
     assert {"scheme", "encoder", "model", "seed", "fold", "gene",

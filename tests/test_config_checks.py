@@ -31,6 +31,8 @@ def refused(result) -> str:
      {"refit": True, "dataset": {"name": "1", "mirror": None, "samples": ["7"]}}),
     ({"splits": {"folds": [{"train": ["1"], "test": ["2"]}], "n_folds": "3"}},
      {"splits": {"folds": [{"train": ["1"], "test": ["2"]}], "n_folds": 3}}),
+    ({"evaluation": {"bootstrap": "500", "block_um": "null", "seed": "2"}},
+     {"evaluation": {"bootstrap": 500, "block_um": None, "seed": 2}}),
 ])
 def test_strings_become_the_scalars_the_schema_wants_and_only_those(written, typed):
     assert typed_like_schema(written, SCHEMA) == typed
@@ -71,6 +73,17 @@ def test_a_command_line_value_of_the_wrong_kind_is_refused_naming_it(tmp_path):
     config = write_config(tmp_path / "tiny.yaml")
     output = refused(snakemake(tmp_path, config, "-n", "--config", "genes={n_top: fifty}"))
     assert "'fifty' is not of type 'integer'" in output and "['genes']['n_top']" in output
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("evaluation={bootstrap: 50}", "50 is less than the minimum of 100"),
+    ("evaluation={block_um: 0}", "0 is less than or equal to the minimum of 0"),
+])
+def test_too_few_bootstrap_replicates_or_a_block_side_of_zero_stop_the_run(tmp_path, value,
+                                                                           expected):
+    config = write_config(tmp_path / "tiny.yaml")
+    output = refused(snakemake(tmp_path, config, "-n", "--config", value))
+    assert expected in output and "['evaluation']" in output
 
 
 @pytest.mark.parametrize(("changes", "expected"), [

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import re
 import warnings
 
 import anndata as ad
@@ -85,11 +87,23 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _write_prediction(path, sample, truth, pred, genes):
+def _lattice_um(n_spots, pitch_um=100.0):
+    """Spot centres five to a row, ``pitch_um`` apart."""
+    return np.stack([np.arange(n_spots) % 5, np.arange(n_spots) // 5], axis=1) * pitch_um
+
+
+def _write_prediction(path, sample, truth, pred, genes, mpp=None):
+    """A prediction h5ad as predict writes it; with ``mpp``, pixel coordinates and uns["mpp"]
+    instead of obsm["spatial_um"]."""
     adata = ad.AnnData(X=pred.astype(np.float32), var=pd.DataFrame(index=genes),
                        obs=pd.DataFrame(index=[f"{sample}_{i}" for i in range(len(pred))]))
     adata.layers["truth"] = truth.astype(np.float32)
     adata.uns["sample"] = sample
+    if mpp is None:
+        adata.obsm["spatial_um"] = _lattice_um(len(pred))
+    else:
+        adata.obsm["spatial"] = _lattice_um(len(pred)) / mpp
+        adata.uns["mpp"] = mpp
     adata.write_h5ad(path)
 
 
@@ -102,7 +116,8 @@ def _splits(tmp_path, scheme="patient", test=("s1", "s2")):
     return path
 
 
-def _fold_json(tmp_path, model, fold, seed, noise, train_seed=0):
+def _fold_json(tmp_path, model, fold, seed, noise, train_seed=0, options=()):
+    """Evaluate a fold of two test samples through the CLI; ``seed`` draws truth and noise."""
     rng = np.random.default_rng(seed)
     paths = []
     for sample in ("s1", "s2"):
@@ -115,7 +130,7 @@ def _fold_json(tmp_path, model, fold, seed, noise, train_seed=0):
     out = tmp_path / "metrics" / "uni" / model / f"seed{train_seed}" / f"{fold}.json"
     assert main(["evaluate", "--predictions", *paths, "--encoder", "uni", "--model", model,
                  "--seed", str(train_seed), "--fold", fold, "--splits", str(_splits(tmp_path)),
-                 "--out", str(out)]) == 0
+                 "--out", str(out), *options]) == 0
     return out
 
 
@@ -128,6 +143,31 @@ def test_evaluate_cli_writes_the_fold_json(tmp_path):
     assert set(data["pearson_per_gene"]) == {"G1", "G2", "G3", "G4"}
     assert set(data["pearson_per_sample"]) == {"s1", "s2"}
     assert data["pearson_mean"] == pytest.approx(np.mean(list(data["pearson_per_gene"].values())))
+    # 4 x the 100 µm spot spacing: each 5 x 4 sample is cut into a 400 µm square and the rest
+    boot = data["bootstrap"]
+    assert {"n": 1000, "seed": 0, "block_um": {"s1": 400.0, "s2": 400.0},
+            "n_blocks": {"s1": 2, "s2": 2}}.items() <= boot.items()
+    assert len(boot["replicates"]) == 1000
+
+
+def test_the_cli_sets_the_bootstrap_and_refuses_too_few_replicates(tmp_path):
+    options = ["--bootstrap", "200", "--block-um", "150", "--bootstrap-seed", "3"]
+    boot = json.loads(_fold_json(tmp_path, "stflow", "fold0", 0, 0.5,
+                                 options=options).read_text())["bootstrap"]
+    assert (boot["n"], boot["seed"], boot["block_um"]) == (200, 3, {"s1": 150.0, "s2": 150.0})
+    assert len(boot["replicates"]) == 200 and boot["n_blocks"] == {"s1": 9, "s2": 9}
+    with pytest.raises(StflowError, match="evaluation.bootstrap .* 99 replicates are too few"):
+        _fold_json(tmp_path, "stflow", "fold0", 0, 0.5, options=["--bootstrap", "99"])
+
+
+def test_pixel_coordinates_are_read_through_the_microns_per_pixel(tmp_path):
+    truth = np.log1p(np.random.default_rng(0).poisson(3, size=(20, 2)).astype(float))
+    _write_prediction(tmp_path / "um.h5ad", "s1", truth, truth + 0.5, ["G1", "G2"])
+    _write_prediction(tmp_path / "px.h5ad", "s1", truth, truth + 0.5, ["G1", "G2"], mpp=0.5)
+    in_um, in_px = (evaluate_predictions([tmp_path / f"{name}.h5ad"], "uni", "m", "fold0")
+                    for name in ("um", "px"))
+    assert in_px["bootstrap"] == in_um["bootstrap"]
+    assert in_px["bootstrap"]["block_um"] == {"s1": 400.0}
 
 
 def test_predictions_with_different_genes_are_refused(tmp_path):
@@ -160,18 +200,71 @@ def test_aggregate_reports_population_std_and_the_papers_table(tmp_path):
         "scheme", "encoder", "model", "seed", "fold", "gene", "pearson"]
     assert list(pd.read_csv(out / "summary.tsv", sep="\t").columns) == [
         "scheme", "encoder", "model", "pearson_mean", "fold_std", "seed_std", "n_folds",
-        "n_seeds"]
+        "n_seeds", "ci_low", "ci_high", "reference", "diff", "diff_low", "diff_high",
+        "n_bootstrap"]
     markdown = (out / "summary.md").read_text()
-    assert markdown.splitlines()[0] == "| scheme | model | uni |"
-    assert f"| patient | stflow | {np.mean(folds):.3f} ± {np.std(folds):.3f} |" in markdown
+    assert markdown.splitlines()[0] == "| scheme | model | uni | Δ uni |"
+    assert (f"| patient | stflow | {np.mean(folds):.3f} [{row['ci_low']:.2f}, "
+            f"{row['ci_high']:.2f}] ± {np.std(folds):.3f} | {row['diff']:+.3f} "
+            f"[{row['diff_low']:+.3f}, {row['diff_high']:+.3f}] vs ridge |") in markdown
+    assert "| patient | ridge |" in markdown and markdown.rstrip().count("| reference |") == 1
+    assert "spatial block bootstrap of the test spots" in markdown
+    assert "1000 replicates" in markdown and "paired difference" in markdown
     assert "Warning" not in markdown and "seed ±" not in markdown
     assert markdown == summary_markdown(tables["summary"])
 
 
-def test_aggregate_refuses_a_fold_given_twice(tmp_path):
-    metric = _fold_json(tmp_path, "stflow", "fold0", 0, 0.5)
-    with pytest.raises(StflowError, match="given twice"):
-        aggregate([metric, metric])
+def _replicates(path):
+    return np.array(json.loads(path.read_text())["bootstrap"]["replicates"], dtype=float)
+
+
+def test_each_model_is_compared_with_the_best_baseline_over_the_same_replicates(tmp_path):
+    noise = {"stflow": 0.5, "stflow_nofm": 0.1, "ridge": 0.7, "rf": 1.5}
+    paths = {(model, k, seed): _fold_json(tmp_path, model, f"fold{k}", k, level + 0.1 * seed,
+                                          train_seed=seed)
+             for model, level in noise.items() for k in range(2) for seed in (0, 1)}
+    summary = aggregate(list(paths.values()))["summary"].set_index("model")
+    # the best model outside the STFlow family, although stflow_nofm scores higher still
+    assert set(summary["reference"]) == {"ridge"}
+    assert summary.loc["stflow_nofm", "pearson_mean"] > summary.loc["ridge", "pearson_mean"]
+
+    def model_replicates(model):  # replicate b: mean over folds and seeds of each fold's b
+        return np.mean([_replicates(p) for (m, _, _), p in paths.items() if m == model], axis=0)
+
+    stflow, ridge = model_replicates("stflow"), model_replicates("ridge")
+    row = summary.loc["stflow"]
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(tuple(np.percentile(stflow,
+                                                                                [2.5, 97.5])))
+    assert row["ci_low"] <= row["pearson_mean"] <= row["ci_high"]
+    assert row["diff"] == pytest.approx(row["pearson_mean"] - summary.loc["ridge",
+                                                                          "pearson_mean"])
+    assert (row["diff_low"], row["diff_high"]) == pytest.approx(
+        tuple(np.percentile(stflow - ridge, [2.5, 97.5])))
+    assert row["n_bootstrap"] == 1000
+    reference = summary.loc["ridge"]
+    assert reference["diff"] == 0.0
+    assert np.isnan(reference["diff_low"]) and np.isnan(reference["diff_high"])
+
+
+def test_perfect_predictions_have_an_interval_collapsed_at_one(tmp_path):
+    paths = [_fold_json(tmp_path, "ridge", f"fold{k}", k, 0.0) for k in range(2)]
+    row = aggregate(paths)["summary"].iloc[0]
+    assert (row["pearson_mean"], row["ci_low"], row["ci_high"]) == pytest.approx((1, 1, 1))
+    assert "| patient | ridge | 1.000 [1.00, 1.00] ± 0.000 | reference |" in summary_markdown(
+        aggregate(paths)["summary"])
+
+
+@pytest.mark.parametrize(("options", "settings"), [
+    (["--bootstrap-seed", "1"], "1000 replicates, seed 1"),
+    (["--block-um", "150"], 'blocks of {"s1": 150.0, "s2": 150.0} µm'),
+])
+def test_runs_bootstrapped_with_other_settings_are_not_compared(tmp_path, options, settings):
+    paths = [_fold_json(tmp_path, "stflow", "fold0", 0, 0.5),
+             _fold_json(tmp_path, "ridge", "fold0", 0, 1.0, options=options)]
+    with pytest.raises(StflowError, match=re.escape(f"ridge/seed0/fold0.json: bootstrapped "
+                                                    f"with {settings}, but ") +
+                       r".*stflow/seed0/fold0.json with .*: their replicates are not paired"):
+        aggregate(paths)
 
 
 def _metric(tmp_path, model, seed, fold, score, scheme="patient"):
@@ -198,8 +291,23 @@ def test_the_fold_spread_and_the_seed_spread_are_reported_separately(tmp_path):
     assert row["seed_std"] == pytest.approx(np.std([0.3, 0.6]))  # fold-averaged seeds
     assert (row["n_folds"], row["n_seeds"]) == (2, 2)
     markdown = summary_markdown(tables["summary"])
-    assert "| patient | stflow | 0.450 ± 0.250 (seed ± 0.150) |" in markdown
+    assert "| patient | stflow | 0.450 ± 0.250 (seed ± 0.150) | – |" in markdown
     assert "population std over seeds" in markdown
+
+
+def test_metrics_written_before_the_bootstrap_aggregate_with_nan_intervals(tmp_path, caplog):
+    paths = [_metric(tmp_path, model, 0, f"fold{k}", score + k / 10)
+             for model, score in (("stflow", 0.5), ("ridge", 0.4)) for k in range(2)]
+    with caplog.at_level(logging.WARNING, logger="stflow.evaluation.summary"):
+        summary = aggregate(paths)["summary"].set_index("model")
+    assert summary[["ci_low", "ci_high", "diff_low", "diff_high"]].isna().all().all()
+    assert list(summary["n_bootstrap"]) == [0, 0]
+    assert summary.loc["stflow", "diff"] == pytest.approx(0.1)  # the point difference stays
+    assert "no bootstrap replicates in some metrics of patient/uni/stflow, patient/uni/ridge" \
+        in caplog.text and "re-run `stflow evaluate`" in caplog.text
+    markdown = summary_markdown(summary.reset_index())
+    assert "| patient | stflow | 0.550 ± 0.050 | +0.100 vs ridge |" in markdown
+    assert "In brackets" not in markdown
 
 
 def test_a_missing_fold_of_one_seed_is_refused(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from stflow.evaluation.bootstrap import BootstrapSettings
 from stflow.evaluation.coverage import write_coverage
 from stflow.evaluation.figures import make_figures
 from stflow.evaluation.fold_scores import write_fold_scores
@@ -13,7 +14,8 @@ from stflow.evaluation.summary import write_summary
 
 def _run_evaluate(args: argparse.Namespace) -> None:
     write_fold_scores(args.predictions, args.splits, args.encoder, args.model, args.fold,
-                      args.seed, args.out)
+                      args.seed, args.out,
+                      BootstrapSettings(args.bootstrap, args.block_um, args.bootstrap_seed))
 
 
 def _run_aggregate(args: argparse.Namespace) -> None:
@@ -31,6 +33,12 @@ def _register_scores(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--splits", required=True, help="splits.json: the fold's test samples "
                    "and the split scheme (a table column)")
     p.add_argument("--out", required=True, help="metrics JSON to write")
+    p.add_argument("--bootstrap", type=int, default=1000,
+                   help="spatial block bootstrap replicates of the fold score (>= 100)")
+    p.add_argument("--block-um", type=float, default=None,
+                   help="block side in microns (default: 4 x each slide's median spot distance)")
+    p.add_argument("--bootstrap-seed", type=int, default=0,
+                   help="seed of the block draws (the same for every model of a fold)")
     p.set_defaults(func=_run_evaluate)
 
     a = subparsers.add_parser("aggregate", help="fold metrics → tables/*.tsv and summary.md")

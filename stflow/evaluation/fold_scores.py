@@ -1,10 +1,12 @@
 """The evaluate stage: one fold's prediction files scored with the HEST metric
-(:mod:`stflow.evaluation.metrics`), with the fold's split scheme recorded."""
+(:mod:`stflow.evaluation.metrics`), with the fold's split scheme recorded and the score of
+every spatial block bootstrap replicate (:mod:`stflow.evaluation.bootstrap`)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +14,45 @@ import numpy as np
 from stflow.atomic import write_json
 from stflow.data.splits import fold_of, read_splits
 from stflow.errors import check_finite, input_error
+from stflow.evaluation.bootstrap import (
+    DEFAULT_BOOTSTRAP,
+    BootstrapSettings,
+    fold_bootstrap,
+    percentile_interval,
+)
 from stflow.evaluation.metrics import fold_metrics
 
 log = logging.getLogger(__name__)
 
 
-def read_prediction(path: str | Path) -> tuple[str, np.ndarray, np.ndarray, list[str]]:
-    """(sample, truth, prediction, genes) from a prediction h5ad (docs/artifacts.md)."""
+@dataclass(frozen=True)
+class Prediction:
+    """One test sample's prediction file: measured and predicted log1p expression (spots ×
+    genes), the genes, and the spot centres in microns (the bootstrap's blocks)."""
+
+    sample: str
+    truth: np.ndarray
+    pred: np.ndarray
+    genes: list[str]
+    coords_um: np.ndarray
+
+
+def spot_coordinates_um(adata: object, path: Path) -> np.ndarray:
+    """obsm["spatial_um"], else obsm["spatial"] (pixels) × uns["mpp"] (µm per pixel)."""
+    if "spatial_um" in adata.obsm:
+        coords = np.asarray(adata.obsm["spatial_um"], dtype=np.float64)
+    elif "spatial" in adata.obsm and "mpp" in adata.uns:
+        coords = np.asarray(adata.obsm["spatial"], dtype=np.float64) * float(adata.uns["mpp"])
+    else:
+        raise input_error(path, "has no spot coordinates (obsm['spatial_um'], or "
+                          "obsm['spatial'] with uns['mpp']) to cut the test spots into blocks",
+                          "re-run the predict stage, which copies them from the ingested sample")
+    check_finite(coords, "spot coordinates (µm)", path)
+    return coords
+
+
+def read_prediction(path: str | Path) -> Prediction:
+    """A prediction h5ad (docs/artifacts.md) as the evaluate stage reads it."""
     import anndata as ad
     import scipy.sparse as sp
 
@@ -37,45 +71,47 @@ def read_prediction(path: str | Path) -> tuple[str, np.ndarray, np.ndarray, list
     pred, truth = dense(adata.X), dense(adata.layers["truth"])
     check_finite(pred, "X (prediction)", path)
     check_finite(truth, "layers['truth']", path)
-    sample = str(adata.uns.get("sample", path.stem))
-    return sample, truth, pred, [str(g) for g in adata.var_names]
+    return Prediction(str(adata.uns.get("sample", path.stem)), truth, pred,
+                      [str(g) for g in adata.var_names], spot_coordinates_um(adata, path))
 
 
 def evaluate_predictions(paths: Sequence[str | Path], encoder: str, model: str,
-                         fold: str, *, seed: int = 0, scheme: str = "unknown") -> dict:
+                         fold: str, *, seed: int = 0, scheme: str = "unknown",
+                         bootstrap: BootstrapSettings = DEFAULT_BOOTSTRAP) -> dict:
     """Score a fold from its prediction files; every file must share the same genes.
 
-    ``seed`` and ``scheme`` (of the splits.json) are recorded to label the tables' rows.
+    ``seed`` and ``scheme`` (of the splits.json) are recorded to label the tables' rows;
+    ``bootstrap`` sets the replicates of the fold score stored under "bootstrap".
     """
     if not paths:
         raise input_error("--predictions", "no prediction files given",
                           "pass the test samples' prediction h5ad files of the fold")
-    truths, preds, samples = [], [], []
-    genes: list[str] | None = None
-    for path in paths:
-        sample, truth, pred, file_genes = read_prediction(path)
-        if genes is None:
-            genes = file_genes
-        elif file_genes != genes:
+    predictions = [read_prediction(path) for path in paths]
+    genes = predictions[0].genes
+    for path, prediction in zip(paths, predictions, strict=True):
+        if prediction.genes != genes:
             raise input_error(path, "its genes differ from those of the other predictions",
                               "predict every test sample with the same genes.json")
-        truths.append(truth)
-        preds.append(pred)
-        samples.append(sample)
+    truths = [p.truth for p in predictions]
+    preds = [p.pred for p in predictions]
+    samples = [p.sample for p in predictions]
     result = {"scheme": scheme, "encoder": encoder, "model": model, "seed": int(seed),
               "fold": fold}
-    result.update(fold_metrics(truths, preds, genes or [], samples))
+    result.update(fold_metrics(truths, preds, genes, samples))
+    result["bootstrap"] = fold_bootstrap(truths, preds, [p.coords_um for p in predictions],
+                                         samples, fold, bootstrap)
     return result
 
 
 def evaluate_fold(paths: Sequence[str | Path], splits_path: str | Path, encoder: str,
-                  model: str, fold: str, seed: int = 0) -> dict:
+                  model: str, fold: str, seed: int = 0,
+                  bootstrap: BootstrapSettings = DEFAULT_BOOTSTRAP) -> dict:
     """Score a fold whose predictions must be exactly its test samples in ``splits_path``;
     the splits' scheme labels the result."""
     splits = read_splits(splits_path)
     test = sorted(str(s) for s in fold_of(splits, fold, splits_path).get("test") or [])
     result = evaluate_predictions(paths, encoder, model, fold, seed=seed,
-                                  scheme=splits["scheme"])
+                                  scheme=splits["scheme"], bootstrap=bootstrap)
     predicted = sorted(result["pearson_per_sample"])
     if predicted != test:
         raise input_error(splits_path, f"fold {fold} tests {test}, but the predictions are of "
@@ -85,14 +121,17 @@ def evaluate_fold(paths: Sequence[str | Path], splits_path: str | Path, encoder:
 
 
 def write_fold_scores(predictions: Sequence[str | Path], splits: str | Path, encoder: str,
-                      model: str, fold: str, seed: int, out: str | Path) -> dict:
+                      model: str, fold: str, seed: int, out: str | Path,
+                      bootstrap: BootstrapSettings = DEFAULT_BOOTSTRAP) -> dict:
     """The evaluate stage: :func:`evaluate_fold` written to ``out`` (metrics JSON)."""
-    result = evaluate_fold(predictions, splits, encoder, model, fold, seed)
+    result = evaluate_fold(predictions, splits, encoder, model, fold, seed, bootstrap)
     write_json(result, out)
-    log.info("%s/%s seed %d %s (%s): Pearson %.4f over %d genes (%d constant), %d spots",
-             encoder, model, seed, fold, result["scheme"],
-             result["pearson_mean"] or float("nan"), result["n_genes"],
-             result["n_constant_genes"], result["n_test_spots"])
+    low, high = percentile_interval(np.array(result["bootstrap"]["replicates"], dtype=float))
+    log.info("%s/%s seed %d %s (%s): Pearson %.4f [%.4f, %.4f] over %d genes (%d constant), "
+             "%d spots in %s blocks", encoder, model, seed, fold, result["scheme"],
+             result["pearson_mean"] or float("nan"), low, high, result["n_genes"],
+             result["n_constant_genes"], result["n_test_spots"],
+             result["bootstrap"]["n_blocks"])
     return result
 
 

@@ -50,16 +50,27 @@ def pearson_per_gene(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
         return np.full(truth.shape[1], np.nan)
     dt = truth - truth.mean(axis=0)
     dp = pred - pred.mean(axis=0)
-    # Centre first, then compare the spread to the data scale: a column whose deviations
-    # are only floating-point noise counts as constant.
-    nt = np.sqrt((dt * dt).sum(axis=0))
-    npd = np.sqrt((dp * dp).sum(axis=0))
-    scale_t = np.abs(truth).max(axis=0) * np.sqrt(truth.shape[0]) * 1e-12
-    scale_p = np.abs(pred).max(axis=0) * np.sqrt(pred.shape[0]) * 1e-12
-    varies_t = (nt > scale_t) & (nt > 0)
-    ok = varies_t & (npd > scale_p) & (npd > 0)
+    return correlation_from_moments((dt * dt).sum(axis=0), (dp * dp).sum(axis=0),
+                                    (dt * dp).sum(axis=0), np.abs(truth).max(axis=0),
+                                    np.abs(pred).max(axis=0), truth.shape[0])
+
+
+def correlation_from_moments(ss_truth: np.ndarray, ss_pred: np.ndarray, cross: np.ndarray,
+                             absmax_truth: np.ndarray, absmax_pred: np.ndarray,
+                             n_spots: int | np.ndarray) -> np.ndarray:
+    """Pearson r from centred sums of squares and cross-products (any matching shapes), with
+    the rules of :func:`pearson_per_gene`; the bootstrap combines the sums of its blocks and
+    scores each replicate with this same function.
+
+    A column whose spread is only floating-point noise next to its scale (``absmax`` over
+    its spots) counts as constant: NaN for the truth, 0 for the prediction.
+    """
+    nt, npd = np.sqrt(ss_truth), np.sqrt(ss_pred)
+    root_n = np.sqrt(n_spots)
+    varies_t = (nt > absmax_truth * root_n * 1e-12) & (nt > 0)
+    ok = varies_t & (npd > absmax_pred * root_n * 1e-12) & (npd > 0)
     out = np.where(varies_t, 0.0, np.nan)
-    out[ok] = (dt[:, ok] * dp[:, ok]).sum(axis=0) / (nt[ok] * npd[ok])
+    out[ok] = cross[ok] / (nt[ok] * npd[ok])
     return np.clip(out, -1.0, 1.0)
 
 

@@ -1,9 +1,11 @@
 """The aggregate stage: every run's fold scores as tables — metrics.tsv (one row per encoder ×
-model × seed × fold), summary.tsv/.md (mean ± population std over folds and seeds) and
+model × seed × fold), summary.tsv/.md (mean ± population std over folds and seeds, with the
+95 % bootstrap interval of the mean and the paired difference to the best baseline) and
 genes.tsv (per-gene Pearson)."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +14,7 @@ import numpy as np
 
 from stflow.atomic import atomic_output, read_json
 from stflow.errors import input_error
+from stflow.evaluation.bootstrap import percentile_interval
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,17 @@ GROUP_KEYS = ["scheme", "encoder", "model"]
 
 
 SUMMARY_COLUMNS = GROUP_KEYS + ["pearson_mean", "fold_std", "seed_std", "n_folds", "n_seeds"]
+
+
+INTERVAL_COLUMNS = ["ci_low", "ci_high", "reference", "diff", "diff_low", "diff_high",
+                    "n_bootstrap"]
+
+
+COMPARISON_KEYS = ["scheme", "encoder"]
+
+
+RERUN_EVALUATE = ("re-run `stflow evaluate` (the evaluate rule) for every run with the same "
+                  "evaluation: settings (bootstrap, block_um, seed)")
 
 
 SCHEME_NOTES = {
@@ -78,6 +92,85 @@ def summarize(metrics: object) -> object:
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
+def fold_replicates(records: Sequence[dict], paths: Sequence[str | Path]) -> dict[tuple, object]:
+    """Run (RUN_KEYS values) → its replicate fold scores, for the metrics JSONs that hold them.
+
+    Runs compared with each other must share the resamples: the same number of replicates
+    and seed within a scheme × encoder, and the same blocks within a fold.
+    """
+    import pandas as pd
+
+    rows = [{"scheme": r["scheme"], "encoder": r["encoder"], "fold": r["fold"],
+             "path": str(p), "draws": f"{r['bootstrap']['n']} replicates, seed "
+             f"{r['bootstrap']['seed']}",
+             "blocks": f"blocks of {json.dumps(r['bootstrap']['block_um'], sort_keys=True)} µm"}
+            for r, p in zip(records, paths, strict=True) if r.get("bootstrap")]
+    frame = pd.DataFrame(rows, columns=["scheme", "encoder", "fold", "path", "draws", "blocks"])
+    for keys, column in ((COMPARISON_KEYS, "draws"), (COMPARISON_KEYS + ["fold"], "blocks")):
+        for _, group in frame.groupby(keys):
+            first, *others = group.drop_duplicates(column).itertuples()
+            if others:
+                raise input_error(others[0].path, f"bootstrapped with "
+                                  f"{getattr(others[0], column)}, but {first.path} with "
+                                  f"{getattr(first, column)}: their replicates are not paired",
+                                  RERUN_EVALUATE)
+    return {tuple(r[k] for k in RUN_KEYS): np.array(r["bootstrap"]["replicates"], dtype=float)
+            for r in records if r.get("bootstrap")}
+
+
+def model_replicates(metrics: object, replicates: dict[tuple, object]) -> dict[tuple, object]:
+    """Scheme × encoder × model → replicate b's score: the mean over its folds and seeds of each
+    fold's replicate b, as ``pearson_mean`` averages the fold scores. Models with a run
+    without replicates (metrics written before the bootstrap) are left out, with a warning."""
+    out, missing = {}, []
+    for key, group in metrics.groupby(GROUP_KEYS, sort=False):
+        runs = [replicates.get(run)
+                for run in group[RUN_KEYS].itertuples(index=False, name=None)]
+        if any(r is None for r in runs):
+            missing.append("/".join(key))
+        else:
+            out[key] = np.mean(runs, axis=0)
+    if missing:
+        log.warning("no bootstrap replicates in some metrics of %s (written before evaluate "
+                    "stored them): their intervals are NaN. Fix: %s", ", ".join(missing),
+                    RERUN_EVALUATE)
+    return out
+
+
+def reference_models(summary: object) -> dict[tuple, str]:
+    """Scheme × encoder → the best model outside the STFlow family (highest pearson_mean):
+    the baseline every model of the comparison is measured against."""
+    baselines = summary[~summary["model"].str.startswith("stflow")
+                        & summary["pearson_mean"].notna()]
+    best = baselines.loc[baselines.groupby(COMPARISON_KEYS, sort=False)["pearson_mean"].idxmax()]
+    return {(s, e): m for s, e, m in zip(best["scheme"], best["encoder"], best["model"],
+                                         strict=True)}
+
+
+def with_intervals(summary: object, replicates: dict[tuple, object]) -> object:
+    """``summary`` with INTERVAL_COLUMNS: the 95 % percentile interval of the mean, and the
+    paired difference to the comparison's reference model over the same replicates."""
+    import pandas as pd
+
+    references = reference_models(summary)
+    means = dict(zip(summary[GROUP_KEYS].itertuples(index=False, name=None),
+                     summary["pearson_mean"], strict=True))
+    rows = []
+    for key in summary[GROUP_KEYS].itertuples(index=False, name=None):
+        reference = references.get(key[:2], "")
+        reps = replicates.get(key)
+        ref_reps = replicates.get((*key[:2], reference))
+        diff, diff_ci = float("nan"), (float("nan"), float("nan"))
+        if reference:
+            diff = means[key] - means[(*key[:2], reference)]
+            if reference != key[2] and reps is not None and ref_reps is not None:
+                diff_ci = percentile_interval(reps - ref_reps)
+        ci = percentile_interval(reps) if reps is not None else (float("nan"), float("nan"))
+        rows.append([*ci, reference, diff, *diff_ci, 0 if reps is None else len(reps)])
+    return pd.concat([summary, pd.DataFrame(rows, columns=INTERVAL_COLUMNS,
+                                            index=summary.index)], axis=1)
+
+
 def aggregate(metric_paths: Sequence[str | Path]) -> dict[str, object]:
     """Fold JSONs → the metrics, summary and per-gene tables as pandas DataFrames."""
     import pandas as pd
@@ -94,15 +187,31 @@ def aggregate(metric_paths: Sequence[str | Path]) -> dict[str, object]:
         {**{k: r[k] for k in RUN_KEYS}, "gene": g, "pearson": v}
         for r in records for g, v in r["pearson_per_gene"].items()
     ], columns=RUN_KEYS + ["gene", "pearson"])
-    return {"metrics": metrics, "summary": summarize(metrics), "genes": genes}
+    summary = summarize(metrics)
+    replicates = model_replicates(metrics, fold_replicates(records, metric_paths))
+    return {"metrics": metrics, "summary": with_intervals(summary, replicates), "genes": genes}
 
 
 def score_cell(row: object, with_seeds: bool) -> str:
-    """"mean ± fold std", plus "(seed ± std)" when the table has several seeds."""
+    """"mean [95 % interval] ± fold std" (no interval where the row has none), plus
+    "(seed ± std)" when the table has several seeds."""
     if not np.isfinite(row.pearson_mean):
         return "n/a"
-    cell = f"{row.pearson_mean:.3f} ± {row.fold_std:.3f}"
+    low, high = getattr(row, "ci_low", np.nan), getattr(row, "ci_high", np.nan)
+    interval = f" [{low:.2f}, {high:.2f}]" if np.isfinite(low) else ""
+    cell = f"{row.pearson_mean:.3f}{interval} ± {row.fold_std:.3f}"
     return f"{cell} (seed ± {row.seed_std:.3f})" if with_seeds else cell
+
+
+def diff_cell(row: object) -> str:
+    """"+diff [95 % interval] vs reference", "reference" on the reference's own row."""
+    if not isinstance(row.reference, str) or not row.reference:
+        return "–"
+    if row.reference == row.model:
+        return "reference"
+    interval = (f" [{row.diff_low:+.3f}, {row.diff_high:+.3f}]"
+                if np.isfinite(row.diff_low) else "")
+    return f"{row.diff:+.3f}{interval} vs {row.reference}"
 
 
 def score_notes(summary: object) -> list[str]:
@@ -112,7 +221,26 @@ def score_notes(summary: object) -> list[str]:
              "(of the seed-averaged fold scores)" +
              ("; seed ± = population std over seeds (of the fold-averaged scores)."
               if with_seeds else ".")]
-    return notes + scheme_warnings(summary["scheme"])
+    return notes + interval_notes(summary) + scheme_warnings(summary["scheme"])
+
+
+def interval_notes(summary: object) -> list[str]:
+    """What the bracketed interval and the Δ columns are, where the summary has them."""
+    notes = []
+    if "ci_low" in summary and summary["ci_low"].notna().any():
+        notes.append(
+            "In brackets: 95 % percentile interval of the mean, from a spatial block bootstrap "
+            "of the test spots (square blocks resampled with replacement within each test "
+            "slide; the same draws for every model of a fold; each replicate averaged over "
+            f"folds and seeds like the mean; {int(summary['n_bootstrap'].max())} replicates). "
+            "It covers the sampling of test spots only, not training randomness (the seed "
+            "spread) or the choice of test slides.")
+    if "diff" in summary:
+        notes.append(
+            "Δ: paired difference to the best non-STFlow model of the same scheme and encoder "
+            "(highest mean), with its 95 % interval over the same bootstrap replicates; an "
+            "interval that excludes 0 separates the two models on these test spots.")
+    return notes
 
 
 def scheme_warnings(schemes: Sequence[str]) -> list[str]:
@@ -123,17 +251,21 @@ def scheme_warnings(schemes: Sequence[str]) -> list[str]:
 
 def markdown_grid(summary: object, label: str, labels: dict[str, str] | None = None) -> str:
     """Rows scheme × model (shown as ``labels[model]`` in a ``label`` column when given), one
-    column per encoder, cells "mean ± fold std"; notes below the table."""
+    column per encoder, cells "mean ± fold std" (and a "Δ encoder" column beside each when
+    the summary has the paired differences); notes below the table."""
     encoders = list(dict.fromkeys(summary["encoder"]))
     with_seeds = bool((summary["n_seeds"] > 1).any()) if len(summary) else False
-    cells = {(r.scheme, r.model, r.encoder): score_cell(r, with_seeds)
-             for r in summary.itertuples()}
+    with_diff = "diff" in summary
+    cells = {(r.scheme, r.model, r.encoder): [score_cell(r, with_seeds)] +
+             ([diff_cell(r)] if with_diff else []) for r in summary.itertuples()}
+    absent = ["–", "–"] if with_diff else ["–"]
+    columns = [c for enc in encoders for c in ([enc, f"Δ {enc}"] if with_diff else [enc])]
     head = ["scheme", label] + (["model"] if labels else [])
-    lines = ["| " + " | ".join(head + encoders) + " |",
-             "|" + "---|" * (len(head) + len(encoders))]
+    lines = ["| " + " | ".join(head + columns) + " |",
+             "|" + "---|" * (len(head) + len(columns))]
     for scheme, model in dict.fromkeys(zip(summary["scheme"], summary["model"], strict=True)):
         first = [scheme, labels[model], model] if labels else [scheme, model]
-        row = first + [cells.get((scheme, model, enc), "–") for enc in encoders]
+        row = first + [c for enc in encoders for c in cells.get((scheme, model, enc), absent)]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines + [""] + score_notes(summary)) + "\n"
 

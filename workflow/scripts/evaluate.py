@@ -3,8 +3,10 @@
 from _job import stage
 
 with stage(snakemake):
+    from stflow.evaluation.bootstrap import BootstrapSettings
     from stflow.evaluation.fold_scores import prediction_files, write_fold_scores
 
     wc = snakemake.wildcards
     write_fold_scores(prediction_files(snakemake.input.predictions), snakemake.input.splits,
-                      wc.encoder, wc.model, wc.fold, int(wc.seed), snakemake.output[0])
+                      wc.encoder, wc.model, wc.fold, int(wc.seed), snakemake.output[0],
+                      BootstrapSettings(**snakemake.params.bootstrap))
