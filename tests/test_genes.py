@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -12,6 +17,7 @@ import pytest
 import scipy.sparse as sp
 
 from stflow.cli.data import register
+from stflow.crossval.inputs import read_fold
 from stflow.data.genes import check_gene_list, expressed_genes, hest_genes, select_fold_genes
 from stflow.errors import StflowError
 
@@ -106,7 +112,8 @@ def test_included_biomarkers_are_appended_once_and_checked(samples, tmp_path):
 @pytest.fixture(scope="module")
 def rare_in_c(tmp_path_factory):
     """Samples A, B, C; RARE, the most variable gene, is expressed in under 10 % of C's spots."""
-    folder = tmp_path_factory.mktemp("fold_st")
+    folder = tmp_path_factory.mktemp("results") / "st"  # a results folder's st/
+    folder.mkdir()
     rng = np.random.default_rng(1)
     return {name: write_sample(folder / f"{name}.h5ad", rng, rare_fraction=fraction)
             for name, fraction in (("A", 0.5), ("B", 0.5), ("C", 0.05))}
@@ -163,3 +170,32 @@ def test_cli_chooses_one_fold_s_genes_with_splits_and_fold(rare_in_c, splits, tm
                                           r"fold.* Fix: drop --splits and --fold"):
         run_cli(["genes", "--st", *st, "--list", "VAR1", "--splits", str(splits), "--fold",
                  "fold0", "--out", str(out)])
+
+
+REPO = Path(__file__).resolve().parents[1]
+HER2ST_STUDY = REPO / "benchmarks" / "her2st_study.py"
+
+
+def test_the_her2st_benchmark_takes_the_genes_scope():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    shown = subprocess.run([sys.executable, str(HER2ST_STUDY), "--help"], capture_output=True,
+                           text=True, env=env, timeout=300)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "--genes-scope {study,fold}" in shown.stdout
+
+
+def test_the_her2st_benchmark_chooses_each_fold_s_genes_as_the_workflow_does(rare_in_c, splits):
+    spec = importlib.util.spec_from_file_location("her2st_study", HER2ST_STUDY)
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    results = rare_in_c["A"].parents[1]
+    parts = {fold: read_fold(splits, fold) for fold in ("fold0", "fold1")}
+    everywhere = study.genes_per_fold(results, "hest", "study", ["A", "B", "C"], parts)
+    assert everywhere["fold0"] == everywhere["fold1"] and "RARE" not in everywhere["fold0"]
+    per_fold = study.genes_per_fold(results, "hest", "fold", ["A", "B", "C"], parts)
+    assert "RARE" in per_fold["fold0"] and "RARE" not in per_fold["fold1"]  # C trains fold1
+    # --genes json reads the workflow's genes/{fold}.json
+    for fold in parts:
+        select_fold_genes(list(rare_in_c.values()), splits, fold,
+                          results / "genes" / f"{fold}.json", n_top=50)
+    assert study.genes_per_fold(results, "json", "fold", ["A", "B", "C"], parts) == per_fold
