@@ -10,6 +10,8 @@ fold. It is how the figures in docs/results.md were measured:
 
 ``--params MODEL='{"epochs": 50}'`` sets a model's parameters; ``--genes hest`` (default)
 scores HEST's 50 highly variable genes without the biomarkers added by ``genes.include``.
+``--genes-scope fold`` chooses them per fold from its training and validation samples only
+(the workflow's ``genes.scope: fold``; with ``--genes json`` it reads ``genes/{fold}.json``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from stflow.crossval.inputs import read_fold
+from stflow.data.dataset import Slide
 from stflow.data.genes import hest_genes as hest_top_genes
 from stflow.data.loading import load_slides, read_genes
 from stflow.evaluation.metrics import fold_metrics
@@ -40,6 +43,33 @@ def hest_genes(results: Path, samples: list[str]) -> list[str]:
     return list(hest_top_genes([results / "st" / f"{s}.h5ad" for s in samples], n_top=50))
 
 
+def genes_per_fold(results: Path, source: str, scope: str, samples: list[str],
+                   parts: dict[str, dict[str, list[str]]]) -> dict[str, list[str]]:
+    """fold → its target genes: one list from all the study's ``samples`` (``scope`` study,
+    as HEST does), or each fold's own from its training and validation samples only
+    (``scope`` fold). ``source`` hest runs HEST's protocol here, json reads the workflow's
+    genes.json or genes/{fold}.json."""
+    if scope == "study":
+        genes = (hest_genes(results, samples) if source == "hest"
+                 else read_genes(results / "genes.json"))
+        return dict.fromkeys(parts, genes)
+    if source == "json":
+        return {fold: read_genes(results / "genes" / f"{fold}.json") for fold in parts}
+    return {fold: hest_genes(results, sorted(p["train"] + p["val"])) for fold, p in parts.items()}
+
+
+def load_study_slides(results: Path, encoder: str, samples: list[str], genes: list[str],
+                      slide_norm: bool) -> dict[str, Slide]:
+    """sample → Slide with ``genes`` as targets, features standardised per slide if asked."""
+    slides = {s.sample: s for s in load_slides(
+        samples, genes, results / "st", results / "features" / encoder, results / "graph")}
+    if slide_norm:
+        for slide in slides.values():
+            mean, std = slide.features.mean(0), slide.features.std(0) + 1e-6
+            slide.features = ((slide.features - mean) / std).astype(np.float32)
+    return slides
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=Path("results/her2st"))
@@ -52,6 +82,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--folds", nargs="+", default=None)
     parser.add_argument("--genes", choices=["hest", "json"], default="hest")
+    parser.add_argument("--genes-scope", choices=["study", "fold"], default="study",
+                        help="study: one gene list from every sample; fold: each fold's from "
+                        "its training and validation samples only")
     parser.add_argument("--tag", default="", help="label printed with each row")
     parser.add_argument("--refit", action="store_true",
                         help="retrain on train + validation with the validated choice fixed")
@@ -65,24 +98,22 @@ def main() -> None:
     all_folds = [f["name"] for f in json.loads(splits.read_text())["folds"]]
     samples = sorted({s for f in json.loads(splits.read_text())["folds"]
                       for part in ("train", "val", "test") for s in f[part]})
-    genes = (hest_genes(args.results, samples) if args.genes == "hest"
-             else read_genes(args.results / "genes.json"))
-    slides = {s.sample: s for s in load_slides(
-        samples, genes, args.results / "st", args.results / "features" / args.encoder,
-        args.results / "graph")}
-    if args.slide_norm:
-        for slide in slides.values():
-            mean, std = slide.features.mean(0), slide.features.std(0) + 1e-6
-            slide.features = ((slide.features - mean) / std).astype(np.float32)
+    parts = {fold: read_fold(splits, fold) for fold in args.folds or all_folds}
+    genes_of = genes_per_fold(args.results, args.genes, args.genes_scope, samples, parts)
+    loaded: dict[tuple[str, ...], dict[str, Slide]] = {}
+    for genes in genes_of.values():
+        if tuple(genes) not in loaded:
+            loaded[tuple(genes)] = load_study_slides(args.results, args.encoder, samples, genes,
+                                                     args.slide_norm)
     for model in args.model:
         scores = []
         for seed in args.seeds:
             per_fold = []
-            for fold in args.folds or all_folds:
-                parts = read_fold(splits, fold)
+            for fold in parts:
+                genes, slides = genes_of[fold], loaded[tuple(genes_of[fold])]
                 start = time.perf_counter()
-                train = [slides[s] for s in parts["train"]]
-                val = [slides[s] for s in parts["val"]]
+                train = [slides[s] for s in parts[fold]["train"]]
+                val = [slides[s] for s in parts[fold]["val"]]
                 estimator, rows, result = fit_or_search(
                     model, params.get(model), searches.get(model), train, val, seed, "cpu")
                 validated = round(validation_score(rows), 4)
@@ -94,7 +125,7 @@ def main() -> None:
                                                      if k != "val_pearson"}},
                         train + val, seed, "cpu")
                     chosen = {**(chosen or {}), "refit": fixed}
-                test = [slides[s] for s in parts["test"]]
+                test = [slides[s] for s in parts[fold]["test"]]
                 preds = estimator.predict(test)
                 metrics = fold_metrics([s.targets for s in test], preds, genes,
                                        [s.sample for s in test])

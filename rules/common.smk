@@ -133,6 +133,26 @@ def _check_sample_maps():
 _check_sample_maps()
 
 
+def _check_genes_scope():
+    """genes.scope fold runs HEST's protocol per fold; a fixed list would be the same list in
+    every fold, so asking for it per fold is a mistake worth naming."""
+    genes = config["genes"]
+    if genes["scope"] != "fold":
+        return
+    fixed = ("genes.source hest-bench" if genes["source"] == "hest-bench"
+             else "genes.list" if genes["list"] else None)
+    if fixed:
+        undo = "set genes.source: config" if genes["source"] == "hest-bench" else \
+            "set genes.list: null"
+        raise ValueError(f"config: genes.scope fold chooses each fold's genes by HEST's "
+                         f"protocol from its training samples, but {fixed} fixes one list "
+                         f"for every fold. Fix: set genes.scope: study (the fixed list, the "
+                         f"same in every fold), or {undo} to choose the genes per fold")
+
+
+_check_genes_scope()
+
+
 def _check_before_any_job():
     """What would otherwise fail only when its job runs, after hours of other jobs: her2st
     section names (the download knows only its checksum list's) and the mirror folder.
@@ -297,13 +317,14 @@ def fold_samples(wc, parts):
 
 
 def fold_files(pattern, parts, graph_only=False):
-    """Input function: ``pattern`` (under results/{dataset}/) for the fold's ``parts``
-    samples; none for a model that does not read the graph when ``graph_only``."""
+    """Input function: ``pattern`` (under results/{dataset}/, filled with the job's wildcards
+    and each sample) for the fold's ``parts`` samples; none for a model that does not read
+    the graph when ``graph_only``."""
 
     def files(wc):
         if graph_only and wc.model not in GRAPH_MODELS:
             return []
-        return [res(wc.dataset, pattern.format(sample=s, encoder=wc.encoder))
+        return [res(wc.dataset, pattern.format(sample=s, **dict(wc.items())))
                 for s in fold_samples(wc, parts)]
 
     return files
@@ -435,6 +456,20 @@ def genes_settings(wc):
         return {"bench_dir": bench_dir(wc.dataset)}
     return {"n_top": config["genes"]["n_top"], "listed": config["genes"]["list"] or None,
             "include": config["genes"]["include"] or []}
+
+
+def fold_genes_settings(wc):
+    """Keyword arguments of stflow.data.genes.select_fold_genes (genes.scope fold, which
+    the config allows with HEST's protocol only)."""
+    return {"n_top": config["genes"]["n_top"], "include": config["genes"]["include"] or []}
+
+
+def genes_file(wc):
+    """The genes a fold trains, predicts and is scored on: the study's genes.json, or under
+    genes.scope fold the fold's own genes/{fold}.json, chosen without its test samples."""
+    if config["genes"]["scope"] == "fold":
+        return res(wc.dataset, f"genes/{wc.fold}.json")
+    return res(wc.dataset, "genes.json")
 
 
 # --- evaluate ---

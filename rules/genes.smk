@@ -1,3 +1,4 @@
+# The study's genes, from every sample (genes.scope study, and always for the final model).
 rule genes:
     input:
         st=st_files,
@@ -19,3 +20,27 @@ rule genes:
         ENV
     script:
         "../workflow/scripts/genes.py"
+
+
+# genes.scope fold: each fold's genes by the same protocol from its training and validation
+# samples only (a checkpoint's fold lists), so its test samples never choose its targets.
+rule fold_genes:
+    input:
+        splits=res("{dataset}", "splits.json"),
+        st=fold_files("st/{sample}.h5ad", ("train", "val")),
+    output:
+        res("{dataset}", "genes/{fold}.json"),
+    params:
+        settings=fold_genes_settings,
+    log:
+        res("{dataset}", "logs/genes/{fold}.log"),
+    benchmark:
+        res("{dataset}", "benchmarks/genes/{fold}.tsv")
+    resources:
+        mem_mb=grows(8000),
+        runtime=30,
+        **CLUSTER,
+    conda:
+        ENV
+    script:
+        "../workflow/scripts/fold_genes.py"

@@ -13,6 +13,8 @@ include: "common_slides.smk"
 rule train_final:
     input:
         samples=res("{dataset}", "samples.tsv"),
+        # the study-wide genes.json under either genes.scope: this model trains on every
+        # sample, so genes chosen from all of them leave nothing out it is tested on
         genes=res("{dataset}", "genes.json"),
         st=st_files,
         features=feature_stores,

@@ -1,7 +1,8 @@
 rule train:
     input:
         splits=res("{dataset}", "splits.json"),
-        genes=res("{dataset}", "genes.json"),
+        # genes.json, or the fold's own genes/{fold}.json under genes.scope fold
+        genes=genes_file,
         # the fold's training and validation samples only (and the graph only where read)
         st=fold_files("st/{sample}.h5ad", ("train", "val")),
         features=fold_files("features/{encoder}/{sample}.zarr", ("train", "val")),
@@ -35,7 +36,7 @@ rule predict:
     input:
         model=res("{dataset}", "models/{encoder}/{model}/seed{seed}/{fold}"),
         splits=res("{dataset}", "splits.json"),
-        genes=res("{dataset}", "genes.json"),
+        genes=genes_file,
         # the fold's test samples only (and the graph only where read)
         st=fold_files("st/{sample}.h5ad", ("test",)),
         features=fold_files("features/{encoder}/{sample}.zarr", ("test",)),

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -12,7 +17,8 @@ import pytest
 import scipy.sparse as sp
 
 from stflow.cli.data import register
-from stflow.data.genes import check_gene_list, expressed_genes, hest_genes
+from stflow.crossval.inputs import read_fold
+from stflow.data.genes import check_gene_list, expressed_genes, hest_genes, select_fold_genes
 from stflow.errors import StflowError
 
 BACKGROUND = [f"BG{i:03d}" for i in range(200)]
@@ -99,3 +105,97 @@ def test_included_biomarkers_are_appended_once_and_checked(samples, tmp_path):
                                            "protocol": "hest-hvg+include", "n_top": 3}
     with pytest.raises(StflowError, match=r"NOPE \(missing in A, B\)"):
         run_cli(["genes", "--st", *map(str, samples), "--include", "NOPE", "--out", str(out)])
+
+
+# genes.scope fold: each fold's genes come from its training and validation samples only.
+
+@pytest.fixture(scope="module")
+def rare_in_c(tmp_path_factory):
+    """Samples A, B, C; RARE, the most variable gene, is expressed in under 10 % of C's spots."""
+    folder = tmp_path_factory.mktemp("results") / "st"  # a results folder's st/
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    return {name: write_sample(folder / f"{name}.h5ad", rng, rare_fraction=fraction)
+            for name, fraction in (("A", 0.5), ("B", 0.5), ("C", 0.05))}
+
+
+@pytest.fixture(scope="module")
+def splits(tmp_path_factory):
+    """fold0 tests on C (trains on A, validates on B); fold1 tests on A and validates on C."""
+    path = tmp_path_factory.mktemp("splits") / "splits.json"
+    path.write_text(json.dumps({"scheme": "section", "folds": [
+        {"name": "fold0", "train": ["A"], "val": ["B"], "test": ["C"]},
+        {"name": "fold1", "train": ["B"], "val": ["C"], "test": ["A"]}]}))
+    return path
+
+
+def test_a_fold_s_genes_are_chosen_without_its_test_samples(rare_in_c, splits, tmp_path):
+    paths = list(rare_in_c.values())
+    # the study-wide choice sees C, where RARE is too sparse: RARE is not a target anywhere
+    assert "RARE" not in hest_genes(paths, n_top=4)
+    # fold0 never looks at its test sample C, so RARE is chosen for it
+    out = tmp_path / "genes" / "fold0.json"
+    assert set(select_fold_genes(paths, splits, "fold0", out, n_top=4)) == {"RARE", *VARIABLE}
+    written = json.loads(out.read_text())
+    assert written["fold"] == "fold0" and written["samples"] == ["A", "B"]
+    assert (written["protocol"], written["n_top"]) == ("hest-hvg", 4)
+    # fold1 validates on C: its training samples do count
+    assert "RARE" not in select_fold_genes(paths, splits, "fold1", tmp_path / "f1.json", n_top=4)
+
+
+def test_a_fold_s_test_sample_is_not_even_opened(rare_in_c, splits, tmp_path):
+    with_c = select_fold_genes(list(rare_in_c.values()), splits, "fold0", tmp_path / "a.json",
+                               n_top=4)
+    unreadable = [rare_in_c["A"], rare_in_c["B"], tmp_path / "elsewhere" / "C.h5ad"]
+    assert select_fold_genes(unreadable, splits, "fold0", tmp_path / "b.json", n_top=4) == with_c
+
+
+def test_a_fold_s_training_sample_must_be_given(rare_in_c, splits, tmp_path):
+    with pytest.raises(StflowError, match=r"fold 'fold0' trains on \['B'\], whose st files are "
+                                          r"not given. Fix: pass the st/\{sample\}.h5ad file"):
+        select_fold_genes([rare_in_c["A"], rare_in_c["C"]], splits, "fold0", tmp_path / "x.json")
+
+
+def test_cli_chooses_one_fold_s_genes_with_splits_and_fold(rare_in_c, splits, tmp_path):
+    out = tmp_path / "fold0.json"
+    st = [str(p) for p in rare_in_c.values()]
+    run_cli(["genes", "--st", *st, "--n-top", "4", "--include", "BG010", "--splits", str(splits),
+             "--fold", "fold0", "--out", str(out)])
+    assert json.loads(out.read_text()) == {
+        "genes": [*sorted(["RARE", *VARIABLE]), "BG010"], "protocol": "hest-hvg+include",
+        "n_top": 4, "fold": "fold0", "samples": ["A", "B"]}
+    with pytest.raises(StflowError, match=r"--splits/--fold: only one of the two is given"):
+        run_cli(["genes", "--st", *st, "--fold", "fold0", "--out", str(out)])
+    with pytest.raises(StflowError, match=r"--list: a listed gene set is the same for every "
+                                          r"fold.* Fix: drop --splits and --fold"):
+        run_cli(["genes", "--st", *st, "--list", "VAR1", "--splits", str(splits), "--fold",
+                 "fold0", "--out", str(out)])
+
+
+REPO = Path(__file__).resolve().parents[1]
+HER2ST_STUDY = REPO / "benchmarks" / "her2st_study.py"
+
+
+def test_the_her2st_benchmark_takes_the_genes_scope():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    shown = subprocess.run([sys.executable, str(HER2ST_STUDY), "--help"], capture_output=True,
+                           text=True, env=env, timeout=300)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "--genes-scope {study,fold}" in shown.stdout
+
+
+def test_the_her2st_benchmark_chooses_each_fold_s_genes_as_the_workflow_does(rare_in_c, splits):
+    spec = importlib.util.spec_from_file_location("her2st_study", HER2ST_STUDY)
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    results = rare_in_c["A"].parents[1]
+    parts = {fold: read_fold(splits, fold) for fold in ("fold0", "fold1")}
+    everywhere = study.genes_per_fold(results, "hest", "study", ["A", "B", "C"], parts)
+    assert everywhere["fold0"] == everywhere["fold1"] and "RARE" not in everywhere["fold0"]
+    per_fold = study.genes_per_fold(results, "hest", "fold", ["A", "B", "C"], parts)
+    assert "RARE" in per_fold["fold0"] and "RARE" not in per_fold["fold1"]  # C trains fold1
+    # --genes json reads the workflow's genes/{fold}.json
+    for fold in parts:
+        select_fold_genes(list(rare_in_c.values()), splits, fold,
+                          results / "genes" / f"{fold}.json", n_top=50)
+    assert study.genes_per_fold(results, "json", "fold", ["A", "B", "C"], parts) == per_fold

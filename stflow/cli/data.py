@@ -10,11 +10,17 @@ from pathlib import Path
 from stflow.data import embedding, patches, simulator
 from stflow.data.download import HEST_REPO, download_source
 from stflow.data.encoders import describe_encoders
-from stflow.data.genes import MIN_FRACTION, write_bench_genes, write_target_genes
+from stflow.data.genes import (
+    MIN_FRACTION,
+    select_fold_genes,
+    write_bench_genes,
+    write_target_genes,
+)
 from stflow.data.graph import write_graph
 from stflow.data.ingest import ingest_sample, write_samples_tsv
 from stflow.data.sources import SOURCES
 from stflow.data.splits import SCHEMES, read_folds_json, write_splits
+from stflow.errors import input_error
 
 
 def _run_download(args: argparse.Namespace) -> None:
@@ -86,8 +92,19 @@ def _register_splits(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_genes(args: argparse.Namespace) -> None:
-    write_target_genes(args.st, args.out, n_top=args.n_top, min_fraction=args.min_fraction,
-                       listed=args.list, include=args.include or ())
+    if (args.splits is None) != (args.fold is None):
+        raise input_error("--splits/--fold", "only one of the two is given",
+                          "give both to choose one fold's genes from its training samples, "
+                          "or neither for the whole study")
+    if args.fold is None:
+        write_target_genes(args.st, args.out, n_top=args.n_top, min_fraction=args.min_fraction,
+                           listed=args.list, include=args.include or ())
+        return
+    if args.list:
+        raise input_error("--list", f"a listed gene set is the same for every fold, so --fold "
+                          f"{args.fold} would change nothing", "drop --splits and --fold")
+    select_fold_genes(args.st, args.splits, args.fold, args.out, n_top=args.n_top,
+                      min_fraction=args.min_fraction, include=args.include or ())
 
 
 def _register_genes(subparsers: argparse._SubParsersAction) -> None:
@@ -99,7 +116,10 @@ def _register_genes(subparsers: argparse._SubParsersAction) -> None:
                    help="a gene must be expressed in this fraction of spots of every sample")
     p.add_argument("--list", nargs="+", help="explicit genes instead of the HEST protocol")
     p.add_argument("--include", nargs="+", help="genes added to the targets (e.g. biomarkers)")
-    p.add_argument("--out", required=True, help="genes.json to write")
+    p.add_argument("--splits", help="splits.json: with --fold, choose from that fold's "
+                   "training and validation samples among --st only (genes.scope: fold)")
+    p.add_argument("--fold", help="the fold whose genes to choose (with --splits)")
+    p.add_argument("--out", required=True, help="genes.json (or genes/{fold}.json) to write")
     p.set_defaults(func=_run_genes)
 
 

@@ -104,7 +104,9 @@ def read_target_counts(path: str | Path, barcodes: np.ndarray, genes: Sequence[s
     if missing_genes:
         raise input_error(path, f"{len(missing_genes)} target genes are missing, e.g. "
                           f"{missing_genes[:5]}", "choose genes present in every sample "
-                          "(the genes stage does this) or fix genes.list in the config")
+                          "(the genes stage does this; under genes.scope fold it sees a fold's "
+                          "training samples only, so set genes.scope: study where samples "
+                          "measure different genes) or fix genes.list in the config")
     index = adata.obs_names.get_indexer(barcodes)
     if (index < 0).any():
         lost = np.asarray(barcodes)[index < 0][:5].tolist()

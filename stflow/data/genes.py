@@ -6,6 +6,10 @@ min_cells_pct=0.10)``) keeps the genes with a non-zero count in at least
 ``Control`` (Xenium probes; it excludes no mitochondrial or ribosomal genes), stacks the
 samples' raw counts, applies log1p and takes scanpy's ``highly_variable_genes(n_top_genes=k)``
 (Seurat flavour) — returned in the common genes' sorted order, as HEST does.
+
+HEST chooses the genes once from all samples, test samples included (``genes.scope: study``).
+``genes.scope: fold`` runs the same protocol per fold on its training and validation samples
+only (:func:`select_fold_genes`), so no fold's targets depend on the counts it is tested on.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import scipy.sparse as sp
 from tqdm import tqdm
 
 from stflow.atomic import write_json
+from stflow.data.splits import fold_of, read_splits
 from stflow.errors import StflowError, input_error
 
 log = logging.getLogger(__name__)
@@ -120,12 +125,6 @@ def check_gene_list(genes: Sequence[str], st_paths: Sequence[str | Path]) -> lis
     return genes
 
 
-def write_genes(genes: Sequence[str], protocol: str, n_top: int, out: str | Path) -> None:
-    """Write genes.json as docs/artifacts.md specifies."""
-    data = {"genes": list(genes), "protocol": protocol, "n_top": int(n_top)}
-    write_json(data, out)
-
-
 def with_included(genes: Sequence[str], include: Sequence[str],
                   st_paths: Sequence[str | Path]) -> list[str]:
     """``genes`` plus the ``include`` genes not already there (checked in every sample).
@@ -161,11 +160,11 @@ def write_bench_genes(bench_dir: str | Path, st_paths: Sequence[str | Path],
     return list(genes["genes"])
 
 
-def write_target_genes(st_paths: Sequence[str | Path], out: str | Path, *, n_top: int = 50,
-                       min_fraction: float = MIN_FRACTION, listed: Sequence[str] | None = None,
-                       include: Sequence[str] = ()) -> list[str]:
-    """The genes stage: HEST's ``n_top`` highly variable genes (or the ``listed`` ones, checked
-    in every sample) plus ``include``, written to ``out`` (genes.json)."""
+def target_genes(st_paths: Sequence[str | Path], *, n_top: int = 50,
+                 min_fraction: float = MIN_FRACTION, listed: Sequence[str] | None = None,
+                 include: Sequence[str] = ()) -> dict:
+    """genes.json's content (docs/artifacts.md): HEST's ``n_top`` highly variable genes of
+    ``st_paths`` (or the ``listed`` ones, checked in every sample) plus ``include``."""
     if listed:
         genes = check_gene_list(listed, st_paths)
         protocol, n_top = "list", len(genes)
@@ -173,9 +172,52 @@ def write_target_genes(st_paths: Sequence[str | Path], out: str | Path, *, n_top
         genes = hest_genes(st_paths, n_top, min_fraction)
         protocol = "hest-hvg"
     genes = with_included(genes, include or [], st_paths)
-    write_genes(genes, protocol if len(genes) == n_top else f"{protocol}+include", n_top, out)
-    log.info("%d target genes → %s", len(genes), out)
-    return genes
+    return {"genes": genes, "protocol": protocol if len(genes) == n_top else f"{protocol}+include",
+            "n_top": int(n_top)}
+
+
+def write_target_genes(st_paths: Sequence[str | Path], out: str | Path, *, n_top: int = 50,
+                       min_fraction: float = MIN_FRACTION, listed: Sequence[str] | None = None,
+                       include: Sequence[str] = ()) -> list[str]:
+    """The genes stage: :func:`target_genes` of every sample, written to ``out`` (genes.json)."""
+    data = target_genes(st_paths, n_top=n_top, min_fraction=min_fraction, listed=listed,
+                        include=include)
+    write_json(data, out)
+    log.info("%d target genes → %s", len(data["genes"]), out)
+    return data["genes"]
+
+
+def fold_training_paths(st_paths: Sequence[str | Path], splits_path: str | Path,
+                        fold: str) -> list[Path]:
+    """The st files of ``fold``'s training and validation samples among ``st_paths``, sorted
+    by sample: what its genes may be chosen from. Its test samples' files are left out
+    unopened, even when given."""
+    entry = fold_of(read_splits(splits_path), fold, splits_path)
+    chosen_from = sorted({str(s) for part in ("train", "val") for s in entry.get(part) or []})
+    if not chosen_from:
+        raise input_error(splits_path, f"fold '{fold}' has no training samples",
+                          "re-create the splits with `stflow splits`")
+    by_sample = {Path(p).stem: Path(p) for p in st_paths}
+    missing = [s for s in chosen_from if s not in by_sample]
+    if missing:
+        raise input_error("--st", f"fold '{fold}' trains on {missing}, whose st files are not "
+                          "given", "pass the st/{sample}.h5ad file of every training and "
+                          "validation sample of the fold")
+    return [by_sample[s] for s in chosen_from]
+
+
+def select_fold_genes(st_paths: Sequence[str | Path], splits_path: str | Path, fold: str,
+                      out: str | Path, *, n_top: int = 50, min_fraction: float = MIN_FRACTION,
+                      include: Sequence[str] = ()) -> list[str]:
+    """genes.scope fold: HEST's protocol on ``fold``'s training and validation samples only,
+    written to ``out`` (genes/{fold}.json) with the fold and those samples, so the genes a
+    fold is scored on were chosen without the counts of its test samples."""
+    paths = fold_training_paths(st_paths, splits_path, fold)
+    data = target_genes(paths, n_top=n_top, min_fraction=min_fraction, include=include)
+    write_json({**data, "fold": fold, "samples": [p.stem for p in paths]}, out)
+    log.info("%s: %d target genes from %s → %s", fold, len(data["genes"]),
+             ", ".join(p.stem for p in paths), out)
+    return data["genes"]
 
 
 def select_target_genes(st_paths: Sequence[str | Path], out: str | Path, *,
