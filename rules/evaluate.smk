@@ -56,7 +56,7 @@ rule aggregate:
         "../workflow/scripts/aggregate.py"
 
 
-rule coverage:
+rule interval_coverage:
     input:
         predictions=prediction_dirs,
         splits=res("{dataset}", "splits.json"),
@@ -74,9 +74,9 @@ rule coverage:
     params:
         out_dir=lambda wc: res(wc.dataset, "tables"),
     log:
-        res("{dataset}", "logs/coverage.log"),
+        res("{dataset}", "logs/interval_coverage.log"),
     benchmark:
-        res("{dataset}", "benchmarks/coverage.tsv")
+        res("{dataset}", "benchmarks/interval_coverage.tsv")
     resources:
         mem_mb=grows(4000),
         runtime=20,

@@ -1,5 +1,5 @@
-"""Rule coverage: stflow.evaluation.coverage.write_coverage (not named coverage.py, which
-would shadow the coverage package numba imports)."""
+"""Rule interval_coverage: stflow.evaluation.coverage.write_coverage (a script named
+coverage.py would shadow the coverage package that numba imports)."""
 
 from _job import stage
 
