@@ -67,6 +67,18 @@ def test_the_difficulty_is_chosen_by_width_on_held_back_calibration_spots():
     assert choose_difficulty(truth, level, shift, flat, seed=0)[0] in {"constant", "level"}
 
 
+def test_a_gene_constant_on_the_calibration_spots_does_not_decide_the_difficulty():
+    rng = np.random.default_rng(6)
+    shift = rng.uniform(0.5, 4.0, size=60)
+    level = rng.uniform(0, 3, size=(60, 3))
+    flat = LevelCurve.fit(level, level + rng.normal(size=(60, 3)))
+    truth = level + rng.normal(size=(60, 3)) * shift[:, None]
+    truth[:, 2] = 0.0  # silent on this small held-out region; predicted non-zero
+    chosen, rows = choose_difficulty(truth, level, shift, flat, seed=0)
+    assert chosen == "shift" and all(np.isfinite(row["width_sd"]) for row in rows)
+    assert max(row["width_sd"] for row in rows) < 100
+
+
 def test_the_level_curve_follows_the_training_error_at_each_predicted_level():
     rng = np.random.default_rng(5)
     prediction = rng.uniform(0, 4, size=(4000, 2))

@@ -196,13 +196,15 @@ def choose_difficulty(truth: np.ndarray, prediction: np.ndarray, relative_shift:
     """The candidate whose 90 % intervals are narrowest on held-back calibration spots.
 
     Width is in units of each gene's standard deviation on the calibration spots, averaged
-    over genes; each candidate is calibrated on one random half and measured on the other,
-    both ways round. Ties go to ``constant``, the simplest.
+    over the genes that vary there (a gene constant on a small held-out region would
+    otherwise weigh without bound); each candidate is calibrated on one random half and
+    measured on the other, both ways round. Ties go to ``constant``, the simplest.
     """
     n = len(truth)
     order = np.random.default_rng(seed).permutation(n)
     halves = (order[: n // 2], order[n // 2:])
-    spread = np.maximum(np.asarray(truth, np.float64).std(0), 1e-6)
+    spread = np.asarray(truth, np.float64).std(0)
+    varies = spread > 1e-6
     rows = []
     for name in DIFFICULTIES:
         scale = difficulty(name, relative_shift, curve, prediction)
@@ -212,7 +214,8 @@ def choose_difficulty(truth: np.ndarray, prediction: np.ndarray, relative_shift:
         for fit, held in (halves, halves[::-1]):
             q = conformal_quantile(scores[fit], DEFAULT_LEVEL)
             half = q[None, :] * scale[held]
-            widths.append(np.mean(2 * half / spread))
+            widths.append(np.mean(2 * half[:, varies] / spread[varies]) if varies.any()
+                          else 0.0)
             covered.append(np.mean(scores[held] <= q[None, :]))
         rows.append({"difficulty": name, "width_sd": float(np.mean(widths)),
                      "coverage": float(np.mean(covered))})
