@@ -1,4 +1,5 @@
-"""Does predict-slide's spread mean something? Each fold's test sections as new slides.
+"""Do predict-slide's spread and intervals mean something? Each fold's test sections as new
+slides.
 
     .venv/bin/python benchmarks/slide_uncertainty.py --results results/her2st \\
         [--model stflow] [--encoder efficientnet_lite0] [--n-samples 8] [--at real grid]
@@ -10,8 +11,10 @@ and lattice, matched to the measured spots by mutual nearest neighbours within h
 pitch). It prints, per fold and mode: the Pearson of the flow-sample mean against the truth
 (HEST metric, pooled over the fold's test spots), next to the fold's own score (its metric
 file, and the fold's prediction on the same spots), and Spearman's rho between the spread
-(std of the samples) and the absolute error per gene: median over genes and the share of
-genes where it is positive.
+(std of the samples, uncalibrated) and the absolute error per gene: median over genes and
+the share of genes where it is positive; and the coverage of the calibrated intervals
+(``layers["lower"]``/``["upper"]``, at predict-slide's default level) with the share of
+spots flagged as shifted.
 
 A model folder trained before deploy.json existed is copied to a temporary folder and given
 one, rebuilt from the results folder's artifacts (the results folder is only read).
@@ -91,8 +94,8 @@ def run(args: argparse.Namespace) -> list[dict]:
             pitch_um = model.deployment.pitch_um
             metric = json.loads((results / "metrics" / args.encoder / args.model /
                                  f"{name}.json").read_text())["pearson_mean"]
-            collected = {mode: {"truth": [], "mean": [], "std": [], "fold": []}
-                         for mode in args.at}
+            collected = {mode: {"truth": [], "mean": [], "std": [], "fold": [], "inside": [],
+                                "shifted": []} for mode in args.at}
             for sample in fold["test"]:
                 image, mpp = section(results, sample)
                 scored = ad.read_h5ad(results / "predictions" / args.encoder / args.model /
@@ -115,7 +118,11 @@ def run(args: argparse.Namespace) -> list[dict]:
                     bag = collected[mode]
                     bag["truth"].append(scored.layers["truth"][theirs])
                     bag["mean"].append(new.X[ours])
-                    bag["std"].append(new.layers["std"][ours])
+                    bag["std"].append(new.layers["sample_std"][ours])
+                    truth = scored.layers["truth"][theirs]
+                    bag["inside"].append((new.layers["lower"][ours] <= truth)
+                                         & (truth <= new.layers["upper"][ours]))
+                    bag["shifted"].append(new.obs["shifted"].to_numpy()[ours])
                     bag["fold"].append(np.asarray(scored.X)[theirs])
                     log.info("%s %s %s: %d of %d measured spots matched", name, sample, mode,
                              len(theirs), scored.n_obs)
@@ -125,6 +132,8 @@ def run(args: argparse.Namespace) -> list[dict]:
                 report = uncertainty_report(truth, mean, std)
                 rows.append({"fold": name, "mode": mode, "test": fold["test"],
                              "n_samples": args.n_samples, **report,
+                             "interval_coverage": float(np.concatenate(bag["inside"]).mean()),
+                             "share_shifted": float(np.concatenate(bag["shifted"]).mean()),
                              "fold_metric_pearson": metric,
                              "fold_prediction_pearson_same_spots": mean_pearson(truth, own)})
     return rows
@@ -146,14 +155,15 @@ def main() -> None:
     rows = run(args)
     header = (f"{'fold':<7}{'mode':<6}{'spots':>6}  {'pearson':>8}  {'fold metric':>11}  "
               f"{'fold same spots':>15}  {'rho(std,|err|) median':>21}  {'rho>0':>6}  "
-              f"{'mean std':>8}  {'mean |err|':>10}")
+              f"{'mean std':>8}  {'mean |err|':>10}  {'coverage':>8}  {'shifted':>7}")
     print(header)
     for r in rows:
         print(f"{r['fold']:<7}{r['mode']:<6}{r['n_spots']:>6}  {r['pearson_mean']:>8.3f}  "
               f"{r['fold_metric_pearson']:>11.3f}  {r['fold_prediction_pearson_same_spots']:>15.3f}"
               f"  {r['spread_error_spearman_median']:>21.3f}  "
               f"{r['spread_error_spearman_positive']:>6.2f}  {r['spread_mean']:>8.4f}  "
-              f"{r['abs_error_mean']:>10.4f}")
+              f"{r['abs_error_mean']:>10.4f}  {r['interval_coverage']:>8.3f}  "
+              f"{r['share_shifted']:>7.1%}")
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
 
