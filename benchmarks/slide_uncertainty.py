@@ -41,13 +41,15 @@ from stflow.evaluation.metrics import mean_pearson
 log = logging.getLogger("slide_uncertainty")
 
 
-def model_folder(results: Path, encoder: str, model: str, fold: str) -> Path:
-    """models/{encoder}/{model}/{fold}, or the first seed folder's (…/seed{s}/{fold})."""
-    base = results / "models" / encoder / model
-    for candidate in [base / fold, *sorted(base.glob(f"seed*/{fold}"))]:
-        if (candidate / "manifest.json").is_file():
+def run_path(results: Path, kind: str, encoder: str, model: str, fold: str) -> Path:
+    """{kind}/{encoder}/{model}/{fold}, or the first seed's (…/seed{s}/{fold}); a metrics
+    file ends in .json."""
+    base = results / kind / encoder / model
+    name = f"{fold}.json" if kind == "metrics" else fold
+    for candidate in [base / name, *sorted(base.glob(f"seed*/{name}"))]:
+        if candidate.exists():
             return candidate
-    raise SystemExit(f"{base}: no trained model for {fold}. Fix: let the run train it first")
+    raise SystemExit(f"{base}: nothing for {fold}. Fix: let the run finish it first")
 
 
 def deployable(folder: Path, results: Path, encoder: str, scratch: Path) -> Path:
@@ -87,19 +89,19 @@ def run(args: argparse.Namespace) -> list[dict]:
         scratch = Path(tmp)
         for fold in splits:
             name = fold["name"]
-            folder = deployable(model_folder(results, args.encoder, args.model, name), results,
-                                args.encoder, scratch / name)
+            folder = deployable(run_path(results, "models", args.encoder, args.model, name),
+                                results, args.encoder, scratch / name)
             model = DeployedModel(folder, SlideOptions(n_samples=args.n_samples,
                                                        device=args.device))
             pitch_um = model.deployment.pitch_um
-            metric = json.loads((results / "metrics" / args.encoder / args.model /
-                                 f"{name}.json").read_text())["pearson_mean"]
+            metric = json.loads(run_path(results, "metrics", args.encoder, args.model,
+                                         name).read_text())["pearson_mean"]
+            predictions = run_path(results, "predictions", args.encoder, args.model, name)
             collected = {mode: {"truth": [], "mean": [], "std": [], "fold": [], "inside": [],
                                 "shifted": []} for mode in args.at}
             for sample in fold["test"]:
                 image, mpp = section(results, sample)
-                scored = ad.read_h5ad(results / "predictions" / args.encoder / args.model /
-                                      name / f"{sample}.h5ad")
+                scored = ad.read_h5ad(predictions / f"{sample}.h5ad")
                 for mode in args.at:
                     options = SlideOptions(n_samples=args.n_samples, device=args.device,
                                            seed=args.seed)
