@@ -235,21 +235,29 @@ def _cell(value: float) -> str:
 
 
 def risk_figure(risk: object, path: str | Path) -> None:
-    """Mean Pearson on the narrowest x % of spots, one line per encoder × model."""
+    """Mean Pearson on the narrowest x % of spots, one line per encoder × model, averaged
+    over the runs (seed × fold) whose widths vary; the legend counts them."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(6, 4))
     ax = figure.subplots()
     for (encoder, model), group in risk.groupby(["encoder", "model"], sort=False):
-        curve = group.groupby("fraction")["pearson"].mean()
-        if curve.notna().sum() > 1:
-            ax.plot(curve.index * 100, curve.values, marker="o", label=f"{model} ({encoder})")
+        curves = group.pivot_table(index=["seed", "fold"], columns="fraction",
+                                   values="pearson", dropna=False)
+        ranked = curves.dropna()
+        if len(ranked):
+            mean = ranked.mean()
+            ax.plot(mean.index * 100, mean.values, marker="o",
+                    label=f"{model} ({encoder}): {len(ranked)} of {len(curves)} runs")
     ax.set_xlabel(f"spots kept: the narrowest {REPORTED_LEVEL:.0%} intervals first (%)")
     ax.set_ylabel("mean per-gene Pearson")
     ax.set_title("risk against coverage")
     ax.grid(alpha=0.3)
     if ax.lines:
         ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "interval widths vary in no run (constant difficulty):\nnothing "
+                "to rank", ha="center", va="center", transform=ax.transAxes)
     figure.tight_layout()
     with atomic_output(path) as tmp:
         figure.savefig(tmp, dpi=120, format="png")
