@@ -67,7 +67,8 @@ def test_a_fold_model_predicts_its_held_out_sections_from_their_images(tiny_run,
         new = ad.read_h5ad(result.h5ad)
         ours, theirs = match_spots(new.obsm["spatial"], scored.obsm["spatial"], 50 / mpp)
         assert len(theirs) >= 0.9 * scored.n_obs
-        assert (new.layers["std"][ours] > 0).all()
+        assert (new.layers["sample_std"][ours] > 0).all()
+        assert (new.layers["lower"] <= new.X).all() and (new.X <= new.layers["upper"]).all()
         truths.append(scored.layers["truth"][theirs])
         preds.append(new.X[ours])
     slide_score = mean_pearson(np.concatenate(truths), np.concatenate(preds))
@@ -127,7 +128,9 @@ def test_the_predict_section_trains_a_final_model_and_predicts_each_slide(tiny_r
     assert sorted(json.loads((final / "deploy.json").read_text())["trained_on"]) == SAMPLES
     adata = ad.read_h5ad(tiny_run.results / "slides" / "newP1.h5ad")
     assert adata.uns["stflow"]["n_samples"] == 3 and adata.uns["stflow"]["fold"] == "final"
-    assert (adata.layers["std"] > 0).any() and "newP1" in adata.uns["spatial"]
+    assert (adata.layers["sample_std"] > 0).any() and "newP1" in adata.uns["spatial"]
+    assert (adata.layers["upper"] > adata.layers["lower"]).all()
+    assert adata.uns["stflow"]["intervals"]["n_calibration_spots"] > 0
     assert (tiny_run.results / "slides" / "newP1_maps").is_dir()
     again = tiny_run.snakemake("-n", configfile=config)
     assert "Nothing to be done" in again.stdout + again.stderr
