@@ -38,9 +38,11 @@ def parse_assignment(item: str) -> tuple[str, dict]:
     return name, json.loads(text)
 
 
-def hest_genes(results: Path, samples: list[str]) -> list[str]:
-    """HEST's top-50 genes of these samples (genes.json may carry extra biomarkers)."""
-    return list(hest_top_genes([results / "st" / f"{s}.h5ad" for s in samples], n_top=50))
+def hest_genes(results: Path, samples: list[str], measured_in: list[str] = ()) -> list[str]:
+    """HEST's top-50 genes of these samples (genes.json may carry extra biomarkers), among
+    those ``measured_in`` samples measure too."""
+    return list(hest_top_genes([results / "st" / f"{s}.h5ad" for s in samples], n_top=50,
+                               measured_in=[results / "st" / f"{s}.h5ad" for s in measured_in]))
 
 
 def genes_per_fold(results: Path, source: str, scope: str, samples: list[str],
@@ -55,7 +57,8 @@ def genes_per_fold(results: Path, source: str, scope: str, samples: list[str],
         return dict.fromkeys(parts, genes)
     if source == "json":
         return {fold: read_genes(results / "genes" / f"{fold}.json") for fold in parts}
-    return {fold: hest_genes(results, sorted(p["train"] + p["val"])) for fold, p in parts.items()}
+    return {fold: hest_genes(results, sorted(p["train"] + p["val"]), sorted(p["test"]))
+            for fold, p in parts.items()}
 
 
 def load_study_slides(results: Path, encoder: str, samples: list[str], genes: list[str],

@@ -22,12 +22,13 @@ rule genes:
         "../workflow/scripts/genes.py"
 
 
-# genes.scope fold: each fold's genes by the same protocol from its training and validation
-# samples only (a checkpoint's fold lists), so its test samples never choose its targets.
+# genes.scope fold: each fold's genes by the same protocol from the counts of its training
+# and validation samples only (a checkpoint's fold lists), so its test samples never choose
+# its targets; every sample's gene names are read, so a target is measured everywhere.
 rule fold_genes:
     input:
         splits=res("{dataset}", "splits.json"),
-        st=fold_files("st/{sample}.h5ad", ("train", "val")),
+        st=st_files,
     output:
         res("{dataset}", "genes/{fold}.json"),
     params:

@@ -143,11 +143,23 @@ def test_a_fold_s_genes_are_chosen_without_its_test_samples(rare_in_c, splits, t
     assert "RARE" not in select_fold_genes(paths, splits, "fold1", tmp_path / "f1.json", n_top=4)
 
 
-def test_a_fold_s_test_sample_is_not_even_opened(rare_in_c, splits, tmp_path):
+def test_a_fold_s_test_counts_do_not_choose_its_genes_but_its_gene_names_do(rare_in_c, splits,
+                                                                             tmp_path):
     with_c = select_fold_genes(list(rare_in_c.values()), splits, "fold0", tmp_path / "a.json",
                                n_top=4)
-    unreadable = [rare_in_c["A"], rare_in_c["B"], tmp_path / "elsewhere" / "C.h5ad"]
-    assert select_fold_genes(unreadable, splits, "fold0", tmp_path / "b.json", n_top=4) == with_c
+    c = ad.read_h5ad(rare_in_c["C"])
+    c.X = c.X[::-1]  # other counts, the same genes measured
+    other = tmp_path / "other" / "C.h5ad"
+    other.parent.mkdir()
+    c.write_h5ad(other)
+    changed = [rare_in_c["A"], rare_in_c["B"], other]
+    assert select_fold_genes(changed, splits, "fold0", tmp_path / "b.json", n_top=4) == with_c
+    # a gene the test sample does not measure at all cannot be a target it is scored on
+    unmeasured = tmp_path / "panel" / "C.h5ad"
+    unmeasured.parent.mkdir()
+    c[:, [g for g in c.var_names if g != "RARE"]].copy().write_h5ad(unmeasured)
+    panel = [rare_in_c["A"], rare_in_c["B"], unmeasured]
+    assert "RARE" not in select_fold_genes(panel, splits, "fold0", tmp_path / "c.json", n_top=4)
 
 
 def test_a_fold_s_training_sample_must_be_given(rare_in_c, splits, tmp_path):

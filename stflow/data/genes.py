@@ -9,7 +9,8 @@ samples' raw counts, applies log1p and takes scanpy's ``highly_variable_genes(n_
 
 HEST chooses the genes once from all samples, test samples included (``genes.scope: study``).
 ``genes.scope: fold`` runs the same protocol per fold on its training and validation samples
-only (:func:`select_fold_genes`), so no fold's targets depend on the counts it is tested on.
+only (:func:`select_fold_genes`), so no fold's targets depend on the counts it is tested on;
+the test samples' gene names still keep out genes they do not measure.
 """
 
 from __future__ import annotations
@@ -70,8 +71,10 @@ def expressed_genes(counts: sp.csr_matrix, genes: np.ndarray,
 
 
 def hest_genes(st_paths: Sequence[str | Path], n_top: int = 50,
-               min_fraction: float = MIN_FRACTION) -> list[str]:
-    """HEST's top-``n_top`` highly variable genes among those expressed in every sample."""
+               min_fraction: float = MIN_FRACTION,
+               measured_in: Sequence[str | Path] = ()) -> list[str]:
+    """HEST's top-``n_top`` highly variable genes among those expressed in every sample,
+    and measured (present among the genes, whatever their counts) in ``measured_in`` too."""
     import anndata as ad
     import scanpy as sc
 
@@ -85,6 +88,8 @@ def hest_genes(st_paths: Sequence[str | Path], n_top: int = 50,
         counts, genes = _read_counts(path)
         kept = expressed_genes(counts, genes, min_fraction)
         common = kept if common is None else np.intersect1d(common, kept)
+    for path in map(Path, measured_in):  # their gene names only, never their counts
+        common = np.intersect1d(common, sorted(_gene_names(path)))
     common = np.array([g for g in np.unique(common)
                        if not any(s in g for s in EXCLUDED_SUBSTRINGS)], dtype=str)
     if len(common) < n_top:
@@ -162,14 +167,15 @@ def write_bench_genes(bench_dir: str | Path, st_paths: Sequence[str | Path],
 
 def target_genes(st_paths: Sequence[str | Path], *, n_top: int = 50,
                  min_fraction: float = MIN_FRACTION, listed: Sequence[str] | None = None,
-                 include: Sequence[str] = ()) -> dict:
+                 include: Sequence[str] = (), measured_in: Sequence[str | Path] = ()) -> dict:
     """genes.json's content (docs/artifacts.md): HEST's ``n_top`` highly variable genes of
-    ``st_paths`` (or the ``listed`` ones, checked in every sample) plus ``include``."""
+    ``st_paths`` that ``measured_in`` also measure (or the ``listed`` ones, checked in every
+    sample) plus ``include``."""
     if listed:
         genes = check_gene_list(listed, st_paths)
         protocol, n_top = "list", len(genes)
     else:
-        genes = hest_genes(st_paths, n_top, min_fraction)
+        genes = hest_genes(st_paths, n_top, min_fraction, measured_in)
         protocol = "hest-hvg"
     genes = with_included(genes, include or [], st_paths)
     return {"genes": genes, "protocol": protocol if len(genes) == n_top else f"{protocol}+include",
@@ -190,8 +196,8 @@ def write_target_genes(st_paths: Sequence[str | Path], out: str | Path, *, n_top
 def fold_training_paths(st_paths: Sequence[str | Path], splits_path: str | Path,
                         fold: str) -> list[Path]:
     """The st files of ``fold``'s training and validation samples among ``st_paths``, sorted
-    by sample: what its genes may be chosen from. Its test samples' files are left out
-    unopened, even when given."""
+    by sample: what its genes may be chosen from (their counts; the test samples give their
+    gene names alone)."""
     entry = fold_of(read_splits(splits_path), fold, splits_path)
     chosen_from = sorted({str(s) for part in ("train", "val") for s in entry.get(part) or []})
     if not chosen_from:
@@ -211,9 +217,13 @@ def select_fold_genes(st_paths: Sequence[str | Path], splits_path: str | Path, f
                       include: Sequence[str] = ()) -> list[str]:
     """genes.scope fold: HEST's protocol on ``fold``'s training and validation samples only,
     written to ``out`` (genes/{fold}.json) with the fold and those samples, so the genes a
-    fold is scored on were chosen without the counts of its test samples."""
+    fold is scored on were chosen without the counts of its test samples. The other samples
+    of ``st_paths`` (its test samples) are read for their gene names alone: a gene they do
+    not measure cannot be a target (her2st's sections measure different gene sets)."""
     paths = fold_training_paths(st_paths, splits_path, fold)
-    data = target_genes(paths, n_top=n_top, min_fraction=min_fraction, include=include)
+    others = [Path(p) for p in st_paths if Path(p) not in paths]
+    data = target_genes(paths, n_top=n_top, min_fraction=min_fraction, include=include,
+                        measured_in=others)
     write_json({**data, "fold": fold, "samples": [p.stem for p in paths]}, out)
     log.info("%s: %d target genes from %s → %s", fold, len(data["genes"]),
              ", ".join(p.stem for p in paths), out)
