@@ -302,9 +302,11 @@ def predict_slide(slide_path: str | Path, model: DeployedModel, out_dir: str | P
                                             barcodes=np.asarray(barcodes),
                                             neighbors=neighbors),
                                       options.n_samples, options.seed)
+    seconds["sampling"] = time.perf_counter() - clock
+    clock = time.perf_counter()
     intervals = None if model.calibration is None else apply_calibration(
         model.calibration, features, mean, level)
-    seconds["sampling"] = time.perf_counter() - clock
+    seconds["intervals"] = time.perf_counter() - clock
     if intervals is not None:
         log.info("%s: %.1f %% of spots flagged as unlike the training spots (shift score > "
                  "%.3g)", name, 100 * float(np.mean(intervals.shifted)),
