@@ -10,6 +10,8 @@ import numpy as np
 
 from stflow.errors import input_error
 
+VAL_FRACTION = 0.2  # the share held out of a training slide when a fold has no validation one
+
 
 def nearest_spots(coords: np.ndarray, centre: int, n: int) -> np.ndarray:
     """Indices of the ``n`` spots nearest spot ``centre`` (a contiguous region), sorted."""

@@ -31,7 +31,7 @@ import numpy as np
 
 from stflow.atomic import atomic_output, read_json, write_json
 from stflow.data.dataset import Slide
-from stflow.data.holdout import holdout_masks
+from stflow.data.holdout import VAL_FRACTION, holdout_masks
 from stflow.errors import StflowError, input_error
 from stflow.intervals.conformal import (
     DEFAULT_LEVEL,
@@ -50,7 +50,6 @@ CALIBRATION_JSON = "calibration.json"
 METHOD = "normalised split-conformal, per gene"
 DIFFICULTIES = ("constant", "shift", "level")
 LEVEL_BINS = 10
-VAL_FRACTION = 0.2  # the held-out share when a fold has no validation samples (as trained)
 RECALIBRATE = ("re-run the train stage (or train_final) with this version of stflow, which "
                "calibrates the model on its validation spots")
 

@@ -12,12 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from stflow.data.dataset import Slide
-from stflow.intervals.calibration import (
-    VAL_FRACTION,
-    Calibration,
-    calibrate,
-    calibration_spots,
-)
+from stflow.data.holdout import VAL_FRACTION
+from stflow.intervals.calibration import Calibration, calibrate, calibration_spots
 from stflow.models.registry import Estimator, build_estimator
 from stflow.models.search import SearchResult, check_space, search_fit
 

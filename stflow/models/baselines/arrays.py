@@ -8,7 +8,7 @@ import numpy as np
 
 from stflow.atomic import atomic_output, read_json
 from stflow.data.dataset import Slide
-from stflow.data.holdout import holdout_masks
+from stflow.data.holdout import VAL_FRACTION, holdout_masks
 from stflow.errors import input_error
 
 
@@ -64,5 +64,3 @@ def read_config(path: Path) -> dict:
 def mse(y: np.ndarray, p: np.ndarray) -> float:
     return float(np.mean((y - p) ** 2))
 
-
-VAL_FRACTION = 0.2

@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from stflow.data.holdout import VAL_FRACTION
 from stflow.errors import StflowError
 from stflow.models.stflow.networks import DENOISERS
 from stflow.models.stflow.priors import PRIOR_NAMES
@@ -44,7 +45,7 @@ class STFlowSettings:
     n_samples: int = 1  # flow samples averaged per prediction
     regions_per_slide: int = 8  # regions drawn from each training slide per epoch
     regions_per_step: int = 4  # regions padded into one batch
-    val_fraction: float = 0.2  # held-out region when a fold has no validation sample
+    val_fraction: float = VAL_FRACTION  # held-out region when a fold has no validation sample
     length_scale_um: float = 100.0
     chunk_size: int | None = 8192
     target_scaling: str = "standard"  # standard: per-gene standardised log1p targets
