@@ -33,7 +33,7 @@ RULES = {"ingest": len(SAMPLES), "samples_table": 1, "splits": 1, "genes": 1,
          "patches": len(SAMPLES), "embed": len(SAMPLES), "graph": len(SAMPLES),
          "train": N_TRAIN + 1,  # one killed, run again
          "predict": N_TRAIN, "evaluate": N_TRAIN, "aggregate": 1, "paper_tables": 1,
-         "figures": 1}
+         "figures": 1, "interval_coverage": 1}
 SNAKEMAKE_TIMEOUT = 1500  # s; the plugin can wait forever when status checks fail
 TRAIN_MEM_MB = 16000  # rules/train.smk; the retry asks for twice as much
 
