@@ -2,6 +2,7 @@
 #   snakemake --profile profiles/local                       # offline synthetic default
 #   snakemake --profile profiles/local --configfile config/her2st.yaml
 #   snakemake --report results/report.html                   # figures and tables as HTML
+import os
 import sys
 
 from snakemake.utils import min_version, validate
@@ -9,7 +10,10 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 # the workflow's own library (also when used as a module, or with --directory elsewhere)
 sys.path.insert(0, str(workflow.current_basedir))
+from snakemake.exceptions import WorkflowError
+
 from stflow.config import load_schema, replace_search_spaces, typed_like_schema
+from stflow.config_checks import check_config, her2st_sections, problems_message
 
 
 configfile: "config/config.yaml"
@@ -19,9 +23,15 @@ configfile: "config/config.yaml"
 replace_search_spaces(config, workflow.config_settings.overwrite_config)
 
 # --config 'genes={n_top: 50}' gives '50': read such values as the schema types them first
-config.update(typed_like_schema(dict(config),
-                                load_schema(workflow.current_basedir.join("config/schema.yaml"))))
-validate(config, "config/schema.yaml")
+SCHEMA = load_schema(workflow.current_basedir.join("config/schema.yaml"))
+config.update(typed_like_schema(dict(config), SCHEMA))
+# every mistake at once (schema, cross-field rules, model parameters, search spaces, files),
+# before any job: one message, no traceback (stflow/config_checks.py)
+CONFIG_PROBLEMS = check_config(config, SCHEMA, cwd=os.getcwd(), remote=workflow.remote_exec,
+                               her2st=her2st_sections(str(workflow.current_basedir)))
+if CONFIG_PROBLEMS:
+    raise WorkflowError(problems_message(CONFIG_PROBLEMS))
+validate(config, "config/schema.yaml")  # passes now; fills in the schema's defaults
 
 
 report: "workflow/report/workflow.rst"

@@ -8,6 +8,11 @@ import os
 import re
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
+
+from stflow.config import Problem
+from stflow.config_checks import fold_count_problems, her2st_sections, problems_message, run_seeds
+
 # Rules run the library through workflow/scripts/<rule>.py (`script:`), which puts this
 # repository first on sys.path (workflow/scripts/_job.py): a job finds the library whatever its
 # working directory, with PYTHONPATH cleared (as --use-conda does), without the project
@@ -29,8 +34,7 @@ wildcard_constraints:
 
 
 # The her2st sections the package can fetch: those of its committed checksum list.
-HER2ST_SAMPLES = re.findall(r"data/ST-cnts/([^/.]+)\.tsv\.gz",
-                            (REPO / "stflow" / "data" / "sources" / "her2st_sha256.tsv").read_text())
+HER2ST_SAMPLES = her2st_sections(REPO)
 ENV = "../envs/stflow.yaml"
 
 
@@ -81,100 +85,10 @@ DATASETS = _datasets()
 SCHEME = config["splits"]["scheme"]
 
 
-def _seeds():
-    """config seeds, or [seed] where an older config gives the single-seed shorthand (it
-    wins over the default seeds: [0], which a merged config/config.yaml may bring along)."""
-    seeds = list(config["seeds"])
-    if config.get("seed") is not None:
-        if seeds not in ([0], [config["seed"]]):
-            raise ValueError(f"config: both seed ({config['seed']}) and seeds ({seeds}) are "
-                             "set. Fix: keep seeds only (seed is the shorthand for seeds: "
-                             "[seed])")
-        return [config["seed"]]
-    return seeds
-
-
-SEEDS = _seeds()
-
-
-def _check_sample_maps():
-    """dataset.patients / dataset.images apply to the sources whose ingest takes them."""
-    source = config["dataset"]["source"]
-    if config["dataset"].get("patients") and source not in ("visium", "hest"):
-        raise ValueError(f"config: dataset.patients does not apply to source '{source}' "
-                         "(it knows its patients). Fix: remove dataset.patients")
-    if config["dataset"].get("images") and source != "visium":
-        raise ValueError(f"config: dataset.images does not apply to source '{source}'. "
-                         "Fix: remove dataset.images (only visium takes full-res images)")
-    if config["genes"]["source"] == "hest-bench" and source != "hest":
-        raise ValueError(f"config: genes.source hest-bench needs dataset.source hest, not "
-                         f"'{source}'. Fix: set genes.source: config")
-    if config["splits"]["source"] == "hest-bench" and (
-            config["splits"]["folds"] or any(t.get("folds") for t in config["tasks"])):
-        raise ValueError("config: splits.source hest-bench takes the folds from HEST-bench, "
-                         "but folds are listed too. Fix: remove the folds, or set "
-                         "splits.source: config")
-    if config["splits"]["source"] == "hest-bench" and source != "hest":
-        raise ValueError(f"config: splits.source hest-bench needs dataset.source hest, not "
-                         f"'{source}'. Fix: set splits.source: config")
-    if SCHEME == "section":
-        given = [key for key, on in (
-            ("splits.folds", config["splits"]["folds"]),
-            ("splits.n_folds", config["splits"]["n_folds"]),
-            ("splits.source: hest-bench", config["splits"]["source"] == "hest-bench"),
-            ("tasks[].folds", any(t.get("folds") for t in config["tasks"])),
-            ("tasks[].n_folds", any(t.get("n_folds") for t in config["tasks"]))) if on]
-        if given:
-            raise ValueError(f"config: splits.scheme section leaves one section out (one fold "
-                             f"per sample), but {', '.join(given)} set. Fix: remove them, or "
-                             "use splits.scheme: patient")
-
-
-_check_sample_maps()
-
-
-def _check_genes_scope():
-    """genes.scope fold runs HEST's protocol per fold; a fixed list would be the same list in
-    every fold, so asking for it per fold is a mistake worth naming."""
-    genes = config["genes"]
-    if genes["scope"] != "fold":
-        return
-    fixed = ("genes.source hest-bench" if genes["source"] == "hest-bench"
-             else "genes.list" if genes["list"] else None)
-    if fixed:
-        undo = "set genes.source: config" if genes["source"] == "hest-bench" else \
-            "set genes.list: null"
-        raise ValueError(f"config: genes.scope fold chooses each fold's genes by HEST's "
-                         f"protocol from its training samples, but {fixed} fixes one list "
-                         f"for every fold. Fix: set genes.scope: study (the fixed list, the "
-                         f"same in every fold), or {undo} to choose the genes per fold")
-
-
-_check_genes_scope()
-
-
-def _check_before_any_job():
-    """What would otherwise fail only when its job runs, after hours of other jobs: her2st
-    section names (the download knows only its checksum list's) and the mirror folder.
-    Encoder and model names are checked by the schema. Not repeated inside cluster jobs,
-    whose nodes need not see the mirror (the download runs on the submit host)."""
-    entry = config["dataset"]
-    if entry["source"] == "her2st" and entry["samples"]:
-        unknown = sorted(set(entry["samples"]) - set(HER2ST_SAMPLES))
-        if unknown:
-            raise ValueError(f"config: dataset.samples lists her2st sections {unknown} that "
-                             f"the download does not know. Fix: choose among "
-                             f"{HER2ST_SAMPLES} (or set samples: null for all of them)")
-    mirror = entry.get("mirror")
-    if mirror and not workflow.remote_exec and not Path(mirror).is_dir():
-        state = "does not exist" if not Path(mirror).exists() else "is not a folder"
-        raise ValueError(f"config: dataset.mirror {mirror!r} {state} (a relative path is "
-                         f"read from the working directory, {os.getcwd()}). Fix: give the "
-                         "folder that holds the pre-downloaded files, or mirror: null to "
-                         "download them")
-
-
-_check_before_any_job()
+# The config's own rules (seeds, sample maps, genes scope, her2st sections, the mirror, one k,
+# fold names, model parameters, search spaces, encoder weights) were checked by the
+# Snakefile before this file (stflow/config_checks.py); here only what needs the samples.
+SEEDS = run_seeds(config)
 
 
 def uses_bench_files():
@@ -226,41 +140,32 @@ def _patient(source, sample):
     return None
 
 
+def _fold_problems(dataset):
+    """What stops the folds of ``dataset`` being counted before ingest (one message)."""
+    entry = DATASETS[dataset]
+    if entry["source"] not in ("synthetic", "her2st") and not entry["samples"]:
+        return [Problem("dataset.samples", None, f"null for source '{entry['source']}'",
+                        "list the sample ids in dataset.samples (or tasks[].samples)")]
+    names = samples(dataset)
+    return fold_count_problems(
+        dataset, entry["source"], names, {s: _patient(entry["source"], s) for s in names},
+        scheme=SCHEME, explicit=explicit_folds(dataset), n_folds=entry["n_folds"])
+
+
 def n_folds(dataset):
     """Explicit folds, else n_folds, else one fold per patient (leave one patient out);
     splits.scheme section: one fold per sample (leave one section out)."""
     entry = DATASETS[dataset]
+    problems = _fold_problems(dataset)
+    if problems:
+        raise WorkflowError(problems_message(problems))
     if SCHEME == "section":
-        if len(samples(dataset)) < 2:
-            raise ValueError(f"config: dataset '{dataset}' has one sample; leave-one-section-"
-                             "out needs two. Fix: add samples")
         return len(samples(dataset))
     if entry["folds"]:
         return len(entry["folds"])
-    if bench_splits(dataset):
-        if not entry["n_folds"]:
-            raise ValueError(f"config: splits.source hest-bench needs the fold count of "
-                             f"dataset '{dataset}' before download. Fix: set n_folds of the "
-                             "task (HEST-bench's number of train_k/test_k files)")
-        return entry["n_folds"]
-    unmapped = [s for s in samples(dataset) if _patient(entry["source"], s) is None]
-    if entry["source"] == "visium" and unmapped:
-        raise ValueError(f"config: visium samples {unmapped} of dataset '{dataset}' have no "
-                         "patient, so two sections of one patient could land in train and "
-                         "test. Fix: map each sample to its patient in dataset.patients "
-                         "({sample: patient}), or list explicit splits.folds")
     if entry["n_folds"]:
         return entry["n_folds"]
-    patients = {_patient(entry["source"], s) for s in samples(dataset)}
-    if None in patients:
-        raise ValueError(f"config: cannot tell the patients of dataset '{dataset}' "
-                         f"(source {entry['source']}) before ingest. Fix: map each sample "
-                         "to its patient in dataset.patients, set splits.n_folds, or list "
-                         "splits.folds")
-    if len(patients) < 2:
-        raise ValueError(f"config: dataset '{dataset}' has one patient; patient-stratified "
-                         "folds need two. Fix: add samples of another patient")
-    return len(patients)
+    return len({_patient(entry["source"], s) for s in samples(dataset)})
 
 
 def folds(dataset):
@@ -268,11 +173,13 @@ def folds(dataset):
     explicit = DATASETS[dataset]["folds"]
     if not explicit:
         return [f"fold{i}" for i in range(n_folds(dataset))]
-    names = [f.get("name", f"fold{i}") for i, f in enumerate(explicit)]
-    if len(set(names)) != len(names):
-        raise ValueError(f"config: the folds of dataset '{dataset}' repeat a name ({names}). "
-                         "Fix: give each fold a unique name fold0, fold1, ...")
-    return names
+    return [f.get("name", f"fold{i}") for i, f in enumerate(explicit)]  # unique: checked
+
+
+# every dataset's fold problems in one message, before any job (not one per input function)
+_FOLD_PROBLEMS = [problem for dataset in DATASETS for problem in _fold_problems(dataset)]
+if _FOLD_PROBLEMS:
+    raise WorkflowError(problems_message(_FOLD_PROBLEMS))
 
 
 def res(dataset, path):
@@ -288,19 +195,6 @@ def st_files(wc):
 # agree and changing graph.k retrains these models only (tests/test_reruns.py).
 GRAPH_MODELS = {"stflow", "stflow_zinb_fitted", "stflow_zero", "stflow_gaussian",
                 "stflow_nofm", "stflow_nofa", "stflow_egnn", "spatial_ridge"}
-
-
-def _check_one_k():
-    """One setting for one thing: the neighbour count is graph.k, not also model_params.k."""
-    doubled = sorted(m for m, p in config["model_params"].items() if "k" in (p or {}))
-    if doubled:
-        raise ValueError(f"config: model_params of {doubled} set k beside graph.k "
-                         f"({config['graph']['k']}). Fix: remove k from model_params; set "
-                         "graph.k, which the graph stage and every model that reads the "
-                         "graph use")
-
-
-_check_one_k()
 
 
 def fold_samples(wc, parts):
@@ -438,6 +332,14 @@ def splits_settings(wc):
         return {"n_folds": n_folds(wc.dataset)}
     n_folds(wc.dataset)  # refuses a dataset whose patients are unknown or single
     return {}  # leave one patient out: as many folds as n_folds() counted
+
+
+# --- embed ---
+def encoder_weights_input(wc):
+    """The encoder's local checkpoint (encoder_weights), if one is configured: an input, so
+    a checkpoint replaced at the same path re-embeds; none for the published weights."""
+    path = config["encoder_weights"].get(wc.encoder)
+    return [path] if path else []
 
 
 # --- genes ---

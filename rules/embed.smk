@@ -1,6 +1,8 @@
 rule embed:
     input:
         res("{dataset}", "patches/{sample}.h5"),
+        # a local checkpoint is an input: replacing it (a newer file) re-embeds
+        weights=encoder_weights_input,
     output:
         directory(res("{dataset}", "features/{encoder}/{sample}.zarr")),
     params:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +99,17 @@ def replace_search_spaces(config: dict, command_line: Mapping[str, Any]) -> None
                   **{model: copy.deepcopy(entry) for model, entry in declared.items()}}
         config["search"] = {model: entry for model, entry in search.items()
                             if entry is not None}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One mistake in the config: where (a dotted key path), what was given, why it is
+    wrong, and how to fix it; a run stops on all of them at once."""
+
+    key: str
+    value: Any
+    problem: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.problem}. Fix: {self.fix}"

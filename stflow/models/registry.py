@@ -2,15 +2,13 @@
 
 STFlow, its ablations and the baselines all take lists of :class:`stflow.data.dataset.Slide`
 and return one (N, G) log1p prediction per slide, so training, prediction and evaluation
-treat them alike. Adding a model is one entry here.
+treat them alike. Adding a model is one entry in :mod:`stflow.models.catalogue` (its
+registry entry and parameters, light enough for the workflow to check a config with).
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,6 +17,10 @@ import numpy as np
 from stflow.atomic import read_json, write_json
 from stflow.data.dataset import Slide
 from stflow.errors import StflowError, input_error
+from stflow.models.catalogue import MODELS, ModelSpec, Param, coerce, parameters
+
+__all__ = ["MODELS", "Estimator", "ModelSpec", "build_estimator", "check_params", "get_spec",
+           "init_parameters", "load_estimator", "save_estimator", "trained_model_name"]
 
 
 class Estimator(Protocol):
@@ -34,75 +36,10 @@ class Estimator(Protocol):
         """Write everything ``load`` needs into ``directory``."""
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """Where an estimator class lives and the parameters this registry entry fixes."""
-
-    target: str  # "module:Class"
-    fixed: dict[str, Any] = field(default_factory=dict)
-    summary: str = ""
-
-    def load_class(self) -> Callable[..., Estimator]:
-        module, _, name = self.target.partition(":")
-        return getattr(importlib.import_module(module), name)
-
-
-_STFLOW = "stflow.models.stflow.estimator:STFlowEstimator"
-_BASE = "stflow.models.baselines"
-
-MODELS: dict[str, ModelSpec] = {
-    "stflow": ModelSpec(_STFLOW, {}, "STFlow: flow matching, ZINB prior, frame averaging"),
-    "stflow_zinb_fitted": ModelSpec(_STFLOW, {"prior": "zinb-fitted"},
-                                    "STFlow with a per-gene ZINB prior fitted by MLE"),
-    "stflow_zero": ModelSpec(_STFLOW, {"prior": "zero"}, "STFlow with the zero prior"),
-    "stflow_gaussian": ModelSpec(_STFLOW, {"prior": "gaussian"}, "STFlow, Gaussian prior"),
-    "stflow_nofm": ModelSpec(_STFLOW, {"flow_matching": False},
-                             "ablation: one-step regression (no flow matching)"),
-    "stflow_nofa": ModelSpec(_STFLOW, {"frame_averaging": False},
-                             "ablation: raw offsets (no frame averaging)"),
-    "stflow_egnn": ModelSpec(_STFLOW, {"denoiser": "egnn"}, "flow matching with an EGNN"),
-    "ridge_hest": ModelSpec(f"{_BASE}.ridge:PCARidge", {"alpha": "hest"},
-                            "HEST: StandardScaler, PCA(256), Ridge with HEST's fixed alpha"),
-    "ridge": ModelSpec(f"{_BASE}.ridge:PCARidge", {"alpha": "validation"},
-                       "PCA + Ridge, alpha chosen on the validation split"),
-    "rf": ModelSpec(f"{_BASE}.forest:RandomForest", {}, "random forest, 70 trees (paper)"),
-    "mlp": ModelSpec(f"{_BASE}.mlp:MLPRegressor", {}, "two-layer MLP on the features"),
-    "spatial_ridge": ModelSpec(f"{_BASE}.spatial_ridge:SpatialRidge", {},
-                               "ridge on [own features ‖ mean of k neighbours' features]"),
-}
-
-
 def get_spec(name: str) -> ModelSpec:
     if name not in MODELS:
         raise StflowError(f"unknown model '{name}'. Fix: use one of {sorted(MODELS)}")
     return MODELS[name]
-
-
-def _coerce(model: str, key: str, value: Any, default: Any) -> Any:
-    """``value`` as the type of ``default`` (bool, int or float); other parameters pass as is.
-
-    Snakemake's ``--config`` hands nested values over as strings ("100"), so a string that
-    spells a value of the right type is converted; anything else is refused by name.
-    """
-    kind = type(default)
-    if value is None or kind not in (bool, int, float):
-        return value
-    if isinstance(value, str):
-        text = value.strip().lower()
-        try:
-            if kind is bool and text in ("true", "false"):
-                return text == "true"
-            if kind is int:
-                return int(text)
-            if kind is float:
-                return float(text)
-        except ValueError:
-            pass
-    elif isinstance(value, bool) == (kind is bool) and (
-            isinstance(value, kind) or (kind is float and isinstance(value, int))):
-        return kind(value)
-    raise StflowError(f"model '{model}': parameter {key}={value!r} should be {kind.__name__}. "
-                      f"Fix: give {key} as a {kind.__name__} (default {default!r})")
 
 
 def init_parameters(cls: type) -> dict[str, Any]:
@@ -125,7 +62,19 @@ def check_params(model: str, cls: type, params: dict[str, Any]) -> dict[str, Any
     if unknown:
         raise StflowError(f"model '{model}': unknown parameters {unknown}. "
                           f"Fix: use only {sorted(accepted)} in model_params.{model}")
-    return {k: _coerce(model, k, v, accepted[k]) for k, v in params.items()}
+    known = parameters(model) if model in MODELS else {}
+    checked = {}
+    for key, value in params.items():
+        param = known.get(key)
+        if param is None and type(accepted[key]) not in (bool, int, float):
+            checked[key] = value  # outside the catalogue, of no scalar type: as given
+            continue
+        try:
+            checked[key] = coerce(key, value, param or Param(accepted[key],
+                                                             (type(accepted[key]),)))
+        except ValueError as err:
+            raise StflowError(f"model '{model}': {err}") from err
+    return checked
 
 
 def build_estimator(name: str, params: dict[str, Any] | None = None, seed: int = 0,

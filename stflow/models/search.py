@@ -29,7 +29,8 @@ import numpy as np
 
 from stflow.data.dataset import Slide
 from stflow.errors import StflowError
-from stflow.models.registry import Estimator, build_estimator, get_spec, init_parameters
+from stflow.models.param_checks import space_problems
+from stflow.models.registry import Estimator, build_estimator, get_spec
 
 log = logging.getLogger(__name__)
 
@@ -45,34 +46,13 @@ class SearchResult:
 
 
 def check_space(model: str, space: Mapping[str, Any]) -> dict[str, Any]:
-    """Refuse parameters the model does not take and malformed ranges, naming the key."""
-    accepted = init_parameters(get_spec(model).load_class())
-    fixed = get_spec(model).fixed
-    checked = {}
-    for name, spec in space.items():
-        where = f"search.{model}.space.{name}"
-        if name not in accepted or name == "device":
-            raise StflowError(f"{where}: model '{model}' has no parameter '{name}'. "
-                              f"Fix: search only {sorted(set(accepted) - {'device'})}")
-        if name in fixed:
-            raise StflowError(f"{where}: '{name}' is fixed by the registry entry '{model}' "
-                              f"({fixed[name]!r}). Fix: remove it from the space")
-        if isinstance(spec, list):
-            if not spec:
-                raise StflowError(f"{where}: an empty list of choices. Fix: list the values")
-        elif isinstance(spec, Mapping):
-            low, high = spec.get("low"), spec.get("high")
-            if not all(isinstance(v, int | float) and not isinstance(v, bool)
-                       for v in (low, high)) or low >= high:
-                raise StflowError(f"{where}: needs numbers low < high, got {dict(spec)}. "
-                                  "Fix: e.g. {low: 1e-4, high: 1e-3, log: true}")
-            if spec.get("log") and low <= 0:
-                raise StflowError(f"{where}: a log range needs low > 0. Fix: raise low")
-        else:
-            raise StflowError(f"{where}: {spec!r} is neither a list of choices nor a range. "
-                              "Fix: [a, b, c] or {low: x, high: y, log: false}")
-        checked[name] = spec
-    return checked
+    """Refuse parameters the model does not take and malformed ranges, naming each key
+    (the same check the workflow runs on the config before any job)."""
+    get_spec(model)
+    problems = space_problems(model, space)
+    if problems:
+        raise StflowError("\n".join(str(p) for p in problems))
+    return dict(space)
 
 
 def suggest(trial: Any, name: str, spec: Any) -> Any:

@@ -12,8 +12,7 @@ import numpy as np
 import torch
 
 from stflow.errors import StflowError, check_finite, input_error
-
-PRIOR_NAMES = ("zinb", "zinb-fitted", "zero", "gaussian")
+from stflow.models.catalogue import PRIOR_NAMES
 _LOG_CLAMP = 20.0  # bounds of the unconstrained parameters, so all-zero genes stay finite
 
 

@@ -3,7 +3,8 @@
 The estimator is built from it, the trainer reads it, the registry checks ``model_params``
 against its fields (and converts them to their types), and ``config.json`` saves it as
 ``params``. The names are the ``model_params`` keys of the config; the defaults are the
-paper's where the paper gives one.
+paper's where the paper gives one. :mod:`stflow.models.catalogue` describes the same
+parameters without torch, for the workflow's config check (a test keeps the two equal).
 """
 
 from __future__ import annotations
@@ -14,11 +15,9 @@ from typing import Any
 
 from stflow.data.holdout import VAL_FRACTION
 from stflow.errors import StflowError
-from stflow.models.stflow.networks import DENOISERS
-from stflow.models.stflow.priors import PRIOR_NAMES
+from stflow.models.catalogue import DENOISERS, PRIOR_NAMES, RESIDUAL_BASES, TARGET_SCALINGS
 
-TARGET_SCALINGS = ("none", "standard")
-RESIDUAL_BASES = ("none", "spatial_ridge")
+__all__ = ["DENOISERS", "PRIOR_NAMES", "RESIDUAL_BASES", "TARGET_SCALINGS", "STFlowSettings"]
 
 
 @dataclass(frozen=True)
