@@ -54,7 +54,7 @@ def _alternatives(pattern: str) -> list[str] | None:
 
 def _near(name: Any, names: Sequence[str]) -> str:
     near = difflib.get_close_matches(str(name), [str(n) for n in names], n=1)
-    return f" (did you mean '{near[0]}'?)" if near else ""
+    return f" (the nearest: '{near[0]}')" if near else ""
 
 
 def _schema_problems(error: ValidationError) -> list[Problem]:
@@ -78,7 +78,7 @@ def _schema_problems(error: ValidationError) -> list[Problem]:
     if kind == "enum":
         fix = f"use one of {error.validator_value}{_near(error.instance, error.validator_value)}"
     elif kind == "type":
-        fix = f"give {key} as {' or '.join(_as_list(error.validator_value))}"
+        fix = f"give {key} a value of type {' or '.join(_as_list(error.validator_value))}"
     elif kind == "required":
         fix = f"add it under {key}" if key != "config" else "add it to the config"
     elif kind == "pattern" and _alternatives(error.validator_value):

@@ -19,9 +19,9 @@ from stflow.models.catalogue import MODELS, Param, check_value, parameters
 def _unknown(where: str, name: str, value: Any, model: str, names: list[str]) -> Problem:
     """A parameter the model does not take, with the nearest spelling it does."""
     near = difflib.get_close_matches(name, names, n=1)
-    hint = f" (did you mean '{near[0]}'?)" if near else ""
+    hint = f"write '{near[0]}' (the nearest name); " if near else ""
     return Problem(where, value, f"model '{model}' has no parameter '{name}'",
-                   f"use only {names}{hint}")
+                   f"{hint}use only {names}")
 
 
 def model_param_problems(model: str, params: Mapping[str, Any],
