@@ -2,7 +2,8 @@
 # common.smk so the two files change independently.
 
 
-PLAIN_IMAGES = {".jpg", ".jpeg", ".png"}  # never carry a usable microns-per-pixel
+# The predict section's own rules (its dataset and encoder, um_per_px for plain images) were
+# checked with the rest of the config before any job (stflow/config_checks.py).
 
 
 def feature_stores(wc):
@@ -22,20 +23,12 @@ def patch_files(wc):
 
 def predict_dataset():
     """Whose final model predicts the slides: predict.dataset, else the first dataset."""
-    name = config["predict"]["dataset"] or next(iter(DATASETS))
-    if name not in DATASETS:
-        raise ValueError(f"config: predict.dataset '{name}' is not a dataset of this run "
-                         f"({sorted(DATASETS)}). Fix: name one of them or leave it null")
-    return name
+    return config["predict"]["dataset"] or next(iter(DATASETS))
 
 
 def predict_encoder():
     """The encoder of the predicting model: predict.encoder, else the first encoder."""
-    encoder = config["predict"]["encoder"] or config["encoders"][0]
-    if encoder not in config["encoders"]:
-        raise ValueError(f"config: predict.encoder '{encoder}' is not among encoders "
-                         f"{config['encoders']}. Fix: add it there or leave it null")
-    return encoder
+    return config["predict"]["encoder"] or config["encoders"][0]
 
 
 def final_model_dir(dataset=None):
@@ -49,17 +42,6 @@ def slide_targets():
     slides = config["predict"]["slides"]
     if not slides:
         return []
-    unknown = sorted(set(config["predict"]["um_per_px"]) - set(slides))
-    if unknown:
-        raise ValueError(f"config: predict.um_per_px names slides {unknown} that are not in "
-                         "predict.slides. Fix: add them to predict.slides or remove them")
-    plain = sorted(name for name, path in slides.items()
-                   if Path(path).suffix.lower() in PLAIN_IMAGES
-                   and name not in config["predict"]["um_per_px"])
-    if plain:
-        raise ValueError(f"config: predict.slides {plain} are plain images, which record no "
-                         "reliable scale. Fix: give their microns per pixel in "
-                         "predict.um_per_px ({name: value})")
     dataset = predict_dataset()
     return [res(dataset, f"slides/{name}{suffix}") for name in slides
             for suffix in (".h5ad", "_maps")]

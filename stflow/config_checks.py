@@ -295,10 +295,42 @@ def bench_fold_count_problems(config: Mapping[str, Any]) -> list[Problem]:
             for i, task in enumerate(tasks) if not task.get("n_folds")]
 
 
+PLAIN_IMAGES = (".jpg", ".jpeg", ".png")  # never carry a usable microns-per-pixel
+
+
+def predict_problems(config: Mapping[str, Any]) -> list[Problem]:
+    """New slides to predict: whose final model (a dataset and encoder of this run), and a
+    scale for every plain image (it records none) but for no slide that is not listed."""
+    predict, problems = config["predict"], []
+    datasets = [t["name"] for t in config["tasks"]] or [config["dataset"]["name"]]
+    if predict["dataset"] is not None and predict["dataset"] not in datasets:
+        problems.append(Problem("predict.dataset", predict["dataset"], f"'{predict['dataset']}'"
+                                f" is not a dataset of this run ({sorted(datasets)})",
+                                "name one of them or leave it null"))
+    if predict["encoder"] is not None and predict["encoder"] not in config["encoders"]:
+        problems.append(Problem("predict.encoder", predict["encoder"], f"'{predict['encoder']}'"
+                                f" is not among encoders {config['encoders']}",
+                                "add it there or leave it null"))
+    slides, scales = predict["slides"], predict["um_per_px"]
+    unknown = sorted(set(scales) - set(slides))
+    if unknown:
+        problems.append(Problem("predict.um_per_px", scales, f"names slides {unknown} that "
+                                "are not in predict.slides",
+                                "add them to predict.slides or remove them"))
+    plain = sorted(name for name, path in slides.items()
+                   if Path(path).suffix.lower() in PLAIN_IMAGES and name not in scales)
+    if plain:
+        problems.append(Problem("predict.slides", slides, f"{plain} are plain images, which "
+                                "record no reliable scale", "give their microns per pixel in "
+                                "predict.um_per_px ({name: value})"))
+    return problems
+
+
 Check = Callable[[Mapping[str, Any]], list[Problem]]
 CROSS_FIELD: tuple[Check, ...] = (
     seed_problems, sample_map_problems, genes_scope_problems, one_k_problems,
-    fold_name_problems, bench_fold_count_problems, model_params_problems, search_problems)
+    fold_name_problems, bench_fold_count_problems, model_params_problems, search_problems,
+    predict_problems)
 
 
 def check_config(config: Mapping[str, Any], schema: Mapping[str, Any], *, cwd: str | Path,

@@ -277,6 +277,22 @@ def test_folds_that_cannot_be_counted_before_ingest_are_named(source, samples, p
                                explicit=True, n_folds=None) == []
 
 
+@pytest.mark.parametrize(("predict", "expected"), [
+    ({"slide": {"a": "x.svs"}}, "predict.slide: unknown key. Fix: correct the spelling (the "
+                                "nearest: 'slides')"),
+    ({"slides": {"a": "x.svs"}, "um_per_px": {"b": 0.5}},
+     "predict.um_per_px: names slides ['b'] that are not in predict.slides"),
+    ({"slides": {"a": "he.jpg"}}, "predict.slides: ['a'] are plain images, which record no "
+                                  "reliable scale. Fix: give their microns per pixel"),
+    ({"encoder": "uni"}, "predict.encoder: 'uni' is not among encoders ['efficientnet_lite0']"),
+    ({"dataset": "other"}, "predict.dataset: 'other' is not a dataset of this run (['tiny'])"),
+])
+def test_a_bad_predict_section_is_refused_naming_it(tmp_path, predict, expected):
+    found = problems(tmp_path, predict=predict)
+    assert len(found) == 1 and found[0].startswith(expected), found
+    assert problems(tmp_path, predict={"slides": {"a": "he.jpg"}, "um_per_px": {"a": 0.5}}) == []
+
+
 # --- model parameters and search spaces, against the models' catalogue ----------------------
 
 @pytest.mark.parametrize(("params", "expected"), [

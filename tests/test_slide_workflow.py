@@ -10,7 +10,7 @@ import anndata as ad
 import matplotlib
 import numpy as np
 import pytest
-from workflow_fixtures import SAMPLES, SEEDS, snakemake, write_config
+from workflow_fixtures import SAMPLES, SEEDS, write_config
 
 from stflow.deploy.predict_slide import DeployedModel, SlideOptions, predict_slide
 from stflow.deploy.uncertainty import match_spots
@@ -134,19 +134,3 @@ def test_the_predict_section_trains_a_final_model_and_predicts_each_slide(tiny_r
     assert (tiny_run.results / "slides" / "newP1_maps").is_dir()
     again = tiny_run.snakemake("-n", configfile=config)
     assert "Nothing to be done" in again.stdout + again.stderr
-
-
-def test_a_bad_predict_section_is_refused_naming_it(tiny_run):
-    typo = write_config(tiny_run.workdir / "typo.yaml", predict={"slide": {"a": "x.svs"}})
-    result = snakemake(tiny_run.workdir, typo, "-n")
-    assert result.returncode != 0 and "'slide' was unexpected" in result.stdout + result.stderr
-    stray = write_config(tiny_run.workdir / "stray.yaml",
-                         predict={"slides": {"a": "x.svs"}, "um_per_px": {"b": 0.5}})
-    result = snakemake(tiny_run.workdir, stray, "-n")
-    assert result.returncode != 0
-    assert "predict.um_per_px names slides ['b']" in result.stdout + result.stderr
-    unscaled = write_config(tiny_run.workdir / "unscaled.yaml",
-                            predict={"slides": {"a": "he.jpg"}})
-    result = snakemake(tiny_run.workdir, unscaled, "-n")
-    assert result.returncode != 0
-    assert "predict.slides ['a'] are plain images" in result.stdout + result.stderr
