@@ -87,8 +87,7 @@ def test_a_fold_s_genes_job_reads_its_training_and_validation_samples_only(tiny,
 
 def test_a_bad_scope_is_refused_before_any_job_naming_it(tiny, tmp_path):
     output = refused(snakemake(tmp_path, tiny, "-n", "--config", "genes={scope: folds}"))
-    assert "'folds' is not one of ['study', 'fold']" in output
-    assert "['genes']['scope']" in output
+    assert "genes.scope: 'folds' is not one of ['study', 'fold']" in output
 
 
 @pytest.mark.parametrize(("genes", "fixed", "undo"), [
@@ -101,7 +100,7 @@ def test_a_fixed_gene_list_per_fold_is_refused_saying_what_to_do(tmp_path, genes
     config = write_config(tmp_path / "fixed.yaml", genes={"n_top": 12, **genes},
                           **({"dataset": dataset} if "source" in genes else {}))
     output = refused(snakemake(tmp_path, config, "-n"))
-    assert (f"config: genes.scope fold chooses each fold's genes by HEST's protocol from its "
+    assert (f"genes.scope: fold chooses each fold's genes by HEST's protocol from its "
             f"training samples, but {fixed} fixes one list for every fold. Fix: set "
             f"genes.scope: study (the fixed list, the same in every fold), or {undo} to "
             f"choose the genes per fold") in " ".join(output.split())

@@ -146,7 +146,7 @@ def test_the_neighbour_count_is_one_setting(tmp_path):
     result = snakemake(tmp_path, config, "-n")
     output = result.stdout + result.stderr
     assert result.returncode != 0 and "Job stats" not in output
-    assert "model_params of ['stflow'] set k beside graph.k (4). Fix: remove k" in output
+    assert "model_params.stflow.k: k is set beside graph.k (4). Fix: remove k" in output
 
 
 def test_the_graph_models_are_exactly_the_registry_models_whose_estimator_takes_k():
