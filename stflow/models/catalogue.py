@@ -12,7 +12,7 @@ Standard library only.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +70,7 @@ class Param:
     """One keyword parameter: its default, the types it takes, and its allowed values.
 
     ``choices`` are the strings a parameter takes (beside numbers where ``types`` has them);
+    no ``types`` takes anything (a model outside the catalogue, such as a test's);
     ``low``/``high`` bound numbers, inclusively unless ``low_open``/``high_open``.
     """
 
@@ -198,6 +199,8 @@ def coerce(key: str, value: Any, param: Param) -> Any:
     spells a value of the right type is converted; an int is taken where a float is wanted.
     """
     types = param.types
+    if not types:
+        return value  # a parameter of any type (outside the catalogue)
     if value is None and type(None) in types:
         return None
     if isinstance(value, bool):
@@ -253,7 +256,3 @@ def check_value(key: str, value: Any, param: Param) -> tuple[Any, tuple[str, str
         return value, (problem, f"use {param.allowed} (default {param.default!r})")
     return value, None
 
-
-def defaults(model: str) -> Mapping[str, Any]:
-    """Parameter name -> default of registry model ``model``."""
-    return {name: param.default for name, param in parameters(model).items()}

@@ -17,10 +17,10 @@ import numpy as np
 from stflow.atomic import read_json, write_json
 from stflow.data.dataset import Slide
 from stflow.errors import StflowError, input_error
-from stflow.models.catalogue import MODELS, ModelSpec, Param, coerce, parameters
+from stflow.models.catalogue import MODELS, PARAMETERS, ModelSpec, Param, coerce, parameters
 
 __all__ = ["MODELS", "Estimator", "ModelSpec", "build_estimator", "check_params", "get_spec",
-           "init_parameters", "load_estimator", "save_estimator", "trained_model_name"]
+           "init_parameters", "load_estimator", "model_parameters", "save_estimator", "trained_model_name"]
 
 
 class Estimator(Protocol):
@@ -55,6 +55,17 @@ def init_parameters(cls: type) -> dict[str, Any]:
                                                           p.KEYWORD_ONLY)}
 
 
+def model_parameters(model: str, cls: type | None = None) -> dict[str, Param]:
+    """The catalogue's parameters of ``model``; for a model outside it (a test's), ones made
+    from its class's defaults, typed where the default is a bool, int or float."""
+    spec = get_spec(model)
+    if spec.target in PARAMETERS:
+        return parameters(model)
+    defaults = init_parameters(cls or spec.load_class())
+    return {name: Param(default, (type(default),) if type(default) in (bool, int, float)
+                        else ()) for name, default in defaults.items()}
+
+
 def check_params(model: str, cls: type, params: dict[str, Any]) -> dict[str, Any]:
     """Refuse parameters ``cls`` does not take; convert the rest to the defaults' types."""
     accepted = init_parameters(cls)
@@ -62,16 +73,11 @@ def check_params(model: str, cls: type, params: dict[str, Any]) -> dict[str, Any
     if unknown:
         raise StflowError(f"model '{model}': unknown parameters {unknown}. "
                           f"Fix: use only {sorted(accepted)} in model_params.{model}")
-    known = parameters(model) if model in MODELS else {}
+    known = model_parameters(model, cls)
     checked = {}
     for key, value in params.items():
-        param = known.get(key)
-        if param is None and type(accepted[key]) not in (bool, int, float):
-            checked[key] = value  # outside the catalogue, of no scalar type: as given
-            continue
         try:
-            checked[key] = coerce(key, value, param or Param(accepted[key],
-                                                             (type(accepted[key]),)))
+            checked[key] = coerce(key, value, known[key])
         except ValueError as err:
             raise StflowError(f"model '{model}': {err}") from err
     return checked

@@ -30,7 +30,7 @@ import numpy as np
 from stflow.data.dataset import Slide
 from stflow.errors import StflowError
 from stflow.models.param_checks import space_problems
-from stflow.models.registry import Estimator, build_estimator, get_spec
+from stflow.models.registry import Estimator, build_estimator, model_parameters
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,7 @@ class SearchResult:
 def check_space(model: str, space: Mapping[str, Any]) -> dict[str, Any]:
     """Refuse parameters the model does not take and malformed ranges, naming each key
     (the same check the workflow runs on the config before any job)."""
-    get_spec(model)
-    problems = space_problems(model, space)
+    problems = space_problems(model, space, params=model_parameters(model))
     if problems:
         raise StflowError("\n".join(str(p) for p in problems))
     return dict(space)
