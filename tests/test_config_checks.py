@@ -1,6 +1,6 @@
 """A bad config stops the run before any job starts, listing every mistake at once, each
 naming the key, the problem and the fix; values written on the command line are read as the
-schema types them. The checks are called directly; two Snakemake runs show the workflow
+schema types them. The checks are called directly; three Snakemake runs show the workflow
 stops (or plans) as they say."""
 
 from __future__ import annotations
