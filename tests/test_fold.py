@@ -184,12 +184,12 @@ def test_cli_parses_params_json(fold_inputs, registry):
     out = fold_inputs["root"] / "cli" / "fold0"
     args = parser.parse_args([
         "train", "--splits", str(fold_inputs["splits"]), "--fold", "fold0",
-        "--genes", str(fold_inputs["genes"]), "--st-dir", str(fold_inputs["st"]),
+        "--genes-json", str(fold_inputs["genes"]), "--st-dir", str(fold_inputs["st"]),
         "--features-dir", str(fold_inputs["features"]), "--graph-dir", str(fold_inputs["graph"]),
         "--model", registry, "--params", '{"offset": 1.0, "epochs": 1}', "--out", str(out)])
     args.func(args)
     assert len(pd.read_csv(out / "history.tsv", sep="\t")) == 1
-    bad = parser.parse_args(["train", "--splits", "s", "--fold", "f", "--genes", "g",
+    bad = parser.parse_args(["train", "--splits", "s", "--fold", "f", "--genes-json", "g",
                              "--st-dir", "s", "--features-dir", "f", "--model", "m",
                              "--params", "[1, 2]", "--out", "o"])
     with pytest.raises(StflowError, match="--params"):
@@ -261,10 +261,10 @@ def test_cli_takes_a_device(registry):
 
     parser = argparse.ArgumentParser()
     fold.register(parser.add_subparsers())
-    common = ["--splits", "s", "--fold", "f", "--genes", "g", "--st-dir", "s",
+    common = ["--splits", "s", "--fold", "f", "--genes-json", "g", "--st-dir", "s",
               "--features-dir", "f"]
     args = parser.parse_args(["predict", "--model-dir", "m", *common, "--device", "cpu",
-                              "--out-dir", "o"])
+                              "--out", "o"])
     assert args.device == "cpu"
     with pytest.raises(SystemExit):
         parser.parse_args(["train", *common, "--model", "m", "--device", "tpu", "--out", "o"])
