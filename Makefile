@@ -33,7 +33,7 @@ lint: venv
 	$(BIN)/snakemake --lint
 
 dryrun: venv
-	$(BIN)/snakemake -n --cores 1 --quiet
+	$(BIN)/snakemake -n --cores 1 --quiet rules host  # the job-count table, not every job
 
 ## Lint, dry run, then the tests (the tiny end-to-end pipeline run is one of them).
 test: venv lint dryrun

@@ -6,8 +6,10 @@ Every message names the file (or object), the problem, and the fix.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where arrays are checked: `stflow --help` needs none
+    import numpy as np
 
 
 class StflowError(ValueError):
@@ -21,6 +23,8 @@ def input_error(where: str | Path, problem: str, fix: str) -> StflowError:
 
 def check_finite(array: np.ndarray, name: str, where: str | Path = "input") -> None:
     """Refuse NaN or inf, naming how many and where the first one is."""
+    import numpy as np
+
     array = np.asarray(array)
     if array.dtype.kind not in "fc":
         return
@@ -36,6 +40,8 @@ def check_finite(array: np.ndarray, name: str, where: str | Path = "input") -> N
 
 def check_shape(array: np.ndarray, name: str, shape: tuple, where: str | Path = "input") -> None:
     """Check ``array.shape`` against ``shape``, where ``None`` matches any length."""
+    import numpy as np
+
     actual = np.shape(array)
     ok = len(actual) == len(shape) and all(
         want is None or want == got for want, got in zip(shape, actual, strict=True)

@@ -44,7 +44,7 @@ def test_fetch_verifies_the_hash_and_renames_only_on_success(tmp_path: Path) -> 
 
 def test_unreachable_address_names_the_url_and_the_mirror_fix(tmp_path: Path) -> None:
     url = (tmp_path / "absent.bin").as_uri()
-    with pytest.raises(StflowError, match="absent.bin: download failed.*--mirror"):
+    with pytest.raises(StflowError, match="absent.bin: download failed.*--mirror-dir"):
         dl.fetch_url(url, tmp_path / "raw" / "x.bin", "0" * 64, attempts=1)
 
 
@@ -159,13 +159,13 @@ def test_synthetic_download_ingest_and_samples_on_the_command_line(tmp_path: Pat
     import pandas as pd
 
     raw = tmp_path / "raw"
-    run_cli("download", "--source", "synthetic", "--out", str(raw), "--patients", "2",
-            "--sections", "1", "--grid", "8", "--genes", "80", "--mpp", "2.0")
+    run_cli("download", "--source", "synthetic", "--out", str(raw), "--n-patients", "2",
+            "--n-sections", "1", "--grid", "8", "--n-genes", "80", "--um-per-px", "2.0")
     manifest = pd.read_csv(raw / dl.MANIFEST, sep="\t")
     assert "data/ST-cnts/P1S1.tsv.gz" in set(manifest["path"])
     assert manifest["sha256"].str.fullmatch("[0-9a-f]{64}").all()
     for sample in ("P1S1", "P2S1"):
-        run_cli("ingest", "--source", "synthetic", "--raw", str(raw), "--sample", sample,
+        run_cli("ingest", "--source", "synthetic", "--raw-dir", str(raw), "--sample", sample,
                 "--out", str(tmp_path / "st" / f"{sample}.h5ad"))
     adata = ad.read_h5ad(tmp_path / "st" / "P2S1.h5ad")
     assert adata.uns["patient"] == "P2" and adata.uns["source"] == "synthetic"
@@ -177,8 +177,8 @@ def test_synthetic_download_ingest_and_samples_on_the_command_line(tmp_path: Pat
 
 
 def test_ingest_refuses_options_that_do_not_apply(tmp_path: Path) -> None:
-    with pytest.raises(StflowError, match="--image/--patient/--mpp do not apply to her2st"):
-        run_cli("ingest", "--source", "her2st", "--raw", str(tmp_path), "--sample", "B4",
+    with pytest.raises(StflowError, match="--image/--patient/--um-per-px do not apply to her2st"):
+        run_cli("ingest", "--source", "her2st", "--raw-dir", str(tmp_path), "--sample", "B4",
                 "--out", str(tmp_path / "B4.h5ad"), "--image", "x.jpg")
 
 

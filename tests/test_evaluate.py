@@ -192,7 +192,7 @@ def test_aggregate_reports_population_std_and_the_papers_table(tmp_path):
     assert len(tables["genes"]) == 6 * 4
 
     out = tmp_path / "tables"
-    assert main(["aggregate", "--metrics", *map(str, metrics), "--out-dir", str(out)]) == 0
+    assert main(["aggregate", "--metrics", *map(str, metrics), "--out", str(out)]) == 0
     assert list(pd.read_csv(out / "metrics.tsv", sep="\t").columns) == [
         "scheme", "encoder", "model", "seed", "fold", "n_test_spots", "n_genes",
         "n_constant_genes", "pearson_mean"]

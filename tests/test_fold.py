@@ -184,12 +184,12 @@ def test_cli_parses_params_json(fold_inputs, registry):
     out = fold_inputs["root"] / "cli" / "fold0"
     args = parser.parse_args([
         "train", "--splits", str(fold_inputs["splits"]), "--fold", "fold0",
-        "--genes", str(fold_inputs["genes"]), "--st-dir", str(fold_inputs["st"]),
+        "--genes-json", str(fold_inputs["genes"]), "--st-dir", str(fold_inputs["st"]),
         "--features-dir", str(fold_inputs["features"]), "--graph-dir", str(fold_inputs["graph"]),
         "--model", registry, "--params", '{"offset": 1.0, "epochs": 1}', "--out", str(out)])
     args.func(args)
     assert len(pd.read_csv(out / "history.tsv", sep="\t")) == 1
-    bad = parser.parse_args(["train", "--splits", "s", "--fold", "f", "--genes", "g",
+    bad = parser.parse_args(["train", "--splits", "s", "--fold", "f", "--genes-json", "g",
                              "--st-dir", "s", "--features-dir", "f", "--model", "m",
                              "--params", "[1, 2]", "--out", "o"])
     with pytest.raises(StflowError, match="--params"):
@@ -261,10 +261,10 @@ def test_cli_takes_a_device(registry):
 
     parser = argparse.ArgumentParser()
     fold.register(parser.add_subparsers())
-    common = ["--splits", "s", "--fold", "f", "--genes", "g", "--st-dir", "s",
+    common = ["--splits", "s", "--fold", "f", "--genes-json", "g", "--st-dir", "s",
               "--features-dir", "f"]
     args = parser.parse_args(["predict", "--model-dir", "m", *common, "--device", "cpu",
-                              "--out-dir", "o"])
+                              "--out", "o"])
     assert args.device == "cpu"
     with pytest.raises(SystemExit):
         parser.parse_args(["train", *common, "--model", "m", "--device", "tpu", "--out", "o"])
@@ -317,3 +317,72 @@ def test_a_search_records_the_chosen_values_and_every_trial(fold_inputs, registr
         train_fold(fold_inputs["splits"], "fold0", fold_inputs["genes"], fold_inputs["st"],
                    fold_inputs["features"], fold_inputs["graph"], "mean", out, seed=3,
                    search={"space": {"layers": [1]}})
+
+
+STFLOW_TINY = {"hidden": 16, "layers": 1, "heads": 2, "dropout": 0.0, "k": 4, "epochs": 3,
+               "patience": 3, "regions_per_slide": 2, "regions_per_step": 2}
+
+
+def _train_cli(inputs: dict[str, Path], model: str, params: dict, out: Path) -> int:
+    from stflow.cli import main
+
+    return main(["train", "--splits", str(inputs["splits"]), "--fold", "fold0",
+                 "--genes-json", str(inputs["genes"]), "--st-dir", str(inputs["st"]),
+                 "--features-dir", str(inputs["features"]), "--graph-dir", str(inputs["graph"]),
+                 "--model", model, "--params", json.dumps(params), "--device", "cpu",
+                 "--out", str(out)])
+
+
+def test_train_reports_each_epoch_as_it_ends_and_history_tsv_keeps_the_rows(
+        fold_inputs, monkeypatch, caplog):
+    """`stflow train` logs every epoch (loss, validation Pearson, the best so far) and appends
+    its row to {out}.progress.tsv when the epoch ends, so a long run can be followed before
+    the model folder appears; the folder's history.tsv then holds the same rows."""
+    import logging
+    import re
+
+    from stflow.models import progress
+    from stflow.models.progress import HISTORY_COLUMNS
+
+    out = fold_inputs["root"] / "models" / "fold0"
+    seen: list[tuple[dict, int]] = []  # (row, rows in the progress file as the epoch ended)
+    stage = progress.ProgressFile.stage
+
+    def watched(self, name):
+        write = stage(self, name)
+
+        def on_epoch(row):
+            write(row)
+            seen.append((dict(row), len(pd.read_csv(self.path, sep="\t"))))
+        return on_epoch
+
+    monkeypatch.setattr(progress.ProgressFile, "stage", watched)
+    with caplog.at_level(logging.INFO):
+        assert _train_cli(fold_inputs, "stflow", STFLOW_TINY, out) == 0
+
+    assert [row["epoch"] for row, _ in seen] == [1, 2, 3]
+    assert [rows for _, rows in seen] == [1, 2, 3]  # the file grew as each epoch ended
+    assert not list(out.glob("*progress*"))  # beside the atomically written folder, not in it
+    rows = pd.read_csv(out.parent / "fold0.progress.tsv", sep="\t")
+    history = pd.read_csv(out / "history.tsv", sep="\t")
+    assert list(history.columns) == HISTORY_COLUMNS  # history.tsv as before
+    assert list(rows["stage"]) == ["fit"] * 3 and (rows["seconds"] >= 0).all()
+    pd.testing.assert_frame_equal(rows[HISTORY_COLUMNS], history, rtol=1e-5)
+    pd.testing.assert_frame_equal(pd.DataFrame([row for row, _ in seen])[HISTORY_COLUMNS],
+                                  history, rtol=1e-5)
+    for epoch in (1, 2, 3):
+        assert re.search(rf"epoch {epoch}/3 train_loss \d+\.\d{{4}} val_pearson -?\d\.\d{{4}} "
+                         rf"\(best -?\d\.\d{{4}} @[1-3]\) \d+\.\d s", caplog.text), caplog.text
+
+
+def test_a_model_without_epochs_logs_one_line_and_its_rows_end_the_progress_file(
+        fold_inputs, registry, caplog):
+    import logging
+
+    out = fold_inputs["root"] / "models" / "mean"
+    with caplog.at_level(logging.INFO):
+        assert _train_cli(fold_inputs, registry, {"epochs": 2}, out) == 0
+    assert len([r for r in caplog.records if r.getMessage().startswith("fitted ")]) == 1
+    rows = pd.read_csv(f"{out}.progress.tsv", sep="\t")
+    history = pd.read_csv(out / "history.tsv", sep="\t")
+    pd.testing.assert_frame_equal(rows[list(history.columns)], history)

@@ -217,10 +217,10 @@ def test_patients_differ_by_a_batch_shift(sim: tuple[Path, list]) -> None:
 
 @pytest.mark.parametrize(("kwargs", "words"), [
     (dict(grid=4), "--grid"),
-    (dict(n_genes=20), "--genes"),
-    (dict(mpp=0.0), "--mpp"),
-    (dict(mpp=-1.0), "--mpp"),
-    (dict(mpp=float("nan")), "--mpp"),
+    (dict(n_genes=20), "--n-genes"),
+    (dict(mpp=0.0), "--um-per-px"),
+    (dict(mpp=-1.0), "--um-per-px"),
+    (dict(mpp=float("nan")), "--um-per-px"),
     (dict(n_patients=0), "patient"),
 ])
 def test_bad_arguments_are_refused(tmp_path: Path, kwargs: dict, words: str) -> None:
@@ -239,8 +239,9 @@ def test_a_folder_with_other_files_is_not_replaced(tmp_path: Path) -> None:
 def test_cli_subcommand_writes_the_dataset(tmp_path: Path) -> None:
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["simulate", "--out", str(tmp_path / "syn"), "--patients", "1",
-                              "--sections", "1", "--grid", "8", "--genes", "46", "--mpp", "2.0",
+    args = parser.parse_args(["simulate", "--out", str(tmp_path / "syn"), "--n-patients", "1",
+                              "--n-sections", "1", "--grid", "8", "--n-genes", "46",
+                              "--um-per-px", "2.0",
                               "--seed", "1"])
     args.func(args)
     assert (tmp_path / "syn" / "data" / "ST-cnts" / "P1S1.tsv.gz").is_file()

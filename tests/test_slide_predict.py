@@ -158,7 +158,7 @@ def test_a_model_saved_before_calibration_still_predicts_and_says_it_has_no_inte
 
 
 def test_a_level_outside_zero_one_is_refused_before_any_output(model_dir, tmp_path, capsys):
-    message = refuse(capsys, tmp_path / "out", str(aperio_slide()), "--model", str(model_dir),
+    message = refuse(capsys, tmp_path / "out", str(aperio_slide()), "--model-dir", str(model_dir),
                      "--level", "1.5")
     assert "--level: 1.5 is not a coverage level in (0, 1)" in message
     assert finished_outputs(tmp_path / "out") == []
@@ -179,7 +179,7 @@ def refuse(capsys, out: Path, *args: str) -> str:
 def test_a_slide_without_tissue_is_refused(model_dir, tmp_path, capsys):
     blank = tmp_path / "blank.png"
     Image.new("RGB", (2000, 1500), (246, 246, 244)).save(blank)
-    err = refuse(capsys, tmp_path / "out", str(blank), "--model", str(model_dir),
+    err = refuse(capsys, tmp_path / "out", str(blank), "--model-dir", str(model_dir),
                  "--um-per-px", "0.5")
     assert "blank.png" in err and "no tissue was detected" in err
 
@@ -187,9 +187,9 @@ def test_a_slide_without_tissue_is_refused(model_dir, tmp_path, capsys):
 def test_an_unreadable_file_is_refused(model_dir, tmp_path, capsys):
     broken = tmp_path / "broken.svs"
     broken.write_bytes(b"not a slide at all" * 100)
-    err = refuse(capsys, tmp_path / "out", str(broken), "--model", str(model_dir))
+    err = refuse(capsys, tmp_path / "out", str(broken), "--model-dir", str(model_dir))
     assert "broken.svs" in err and "neither a whole-slide image" in err
-    err = refuse(capsys, tmp_path / "out", str(broken), "--model", str(model_dir),
+    err = refuse(capsys, tmp_path / "out", str(broken), "--model-dir", str(model_dir),
                  "--um-per-px", "0.5")
     assert "broken.svs" in err and "cannot decode this image" in err
 
@@ -197,7 +197,7 @@ def test_an_unreadable_file_is_refused(model_dir, tmp_path, capsys):
 def test_a_plain_image_without_its_scale_is_refused(model_dir, tmp_path, capsys):
     image = tmp_path / "he.jpg"
     Image.fromarray(tissue_like(800, 900)).save(image)
-    err = refuse(capsys, tmp_path / "out", str(image), "--model", str(model_dir))
+    err = refuse(capsys, tmp_path / "out", str(image), "--model-dir", str(model_dir))
     assert "he.jpg" in err and "plain image" in err and "--um-per-px" in err
 
 
@@ -212,20 +212,20 @@ def test_a_model_folder_from_an_older_version_or_incomplete_is_refused(model_dir
                                                                        capsys):
     slide = str(aperio_slide())
     old = broken_copy(model_dir, tmp_path / "a", lambda d: (d / "deploy.json").unlink())
-    err = refuse(capsys, tmp_path / "out", slide, "--model", str(old))
+    err = refuse(capsys, tmp_path / "out", slide, "--model-dir", str(old))
     assert "has no deploy.json" in err and "older stflow" in err and "re-run" in err
 
     def future(d: Path) -> None:
         record = json.loads((d / "deploy.json").read_text())
         (d / "deploy.json").write_text(json.dumps({**record, "version": 99}))
 
-    err = refuse(capsys, tmp_path / "out", slide, "--model",
+    err = refuse(capsys, tmp_path / "out", slide, "--model-dir",
                  str(broken_copy(model_dir, tmp_path / "b", future)))
     assert "format version 99" in err
     lost = broken_copy(model_dir, tmp_path / "c", lambda d: (d / "model.pt").unlink())
-    err = refuse(capsys, tmp_path / "out", slide, "--model", str(lost))
+    err = refuse(capsys, tmp_path / "out", slide, "--model-dir", str(lost))
     assert "lacks model.pt" in err
-    err = refuse(capsys, tmp_path / "out", slide, "--model", str(tmp_path / "nowhere"))
+    err = refuse(capsys, tmp_path / "out", slide, "--model-dir", str(tmp_path / "nowhere"))
     assert "model folder does not exist" in err
 
 
@@ -234,10 +234,10 @@ def test_other_encoder_weights_or_another_encoder_are_refused(model_dir, tmp_pat
         record = json.loads((d / "deploy.json").read_text())
         (d / "deploy.json").write_text(json.dumps({**record, "weights_sha256": "0" * 64}))
 
-    err = refuse(capsys, tmp_path / "out", str(aperio_slide()), "--model",
+    err = refuse(capsys, tmp_path / "out", str(aperio_slide()), "--model-dir",
                  str(broken_copy(model_dir, tmp_path / "a", other_weights)))
     assert "are not the ones the model was trained with" in err
-    err = refuse(capsys, tmp_path / "out", str(aperio_slide()), "--model", str(model_dir),
+    err = refuse(capsys, tmp_path / "out", str(aperio_slide()), "--model-dir", str(model_dir),
                  "--encoder", "uni")
     assert "was trained on 'efficientnet_lite0' features, not on 'uni'" in err
 
@@ -251,7 +251,7 @@ def test_an_encoder_whose_weights_are_not_available_offline_is_refused(model_dir
     out = tmp_path / "out"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     result = subprocess.run([sys.executable, "-m", "stflow", "predict-slide",
-                             str(aperio_slide()), "--model", str(folder), "--out", str(out)],
+                             str(aperio_slide()), "--model-dir", str(folder), "--out", str(out)],
                             capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 2, result.stderr
     assert "encoder 'uni': cannot load weights" in result.stderr

@@ -167,7 +167,7 @@ def test_command_line_download_of_one_section_writes_the_manifest_last(
     from test_download import run_cli
 
     raw = tmp_path / "raw"
-    run_cli("download", "--source", "her2st", "--out", str(raw), "--mirror", str(her2st_mirror),
+    run_cli("download", "--source", "her2st", "--out", str(raw), "--mirror-dir", str(her2st_mirror),
             "--samples", "C4")
     listed = pd.read_csv(raw / MANIFEST, sep="\t")
     assert sorted(listed["path"]) == ["data/ST-cnts/C4.tsv.gz", "data/ST-imgs/C/C4/5714_HE_BT_D2.jpg",

@@ -99,7 +99,7 @@ def test_cli_writes_splits_json(tmp_path):
     parser = argparse.ArgumentParser(prog="stflow")
     register(parser.add_subparsers(dest="command", required=True))
     out = tmp_path / "splits.json"
-    args = parser.parse_args(["splits", "--samples", str(samples), "--out", str(out)])
+    args = parser.parse_args(["splits", "--samples-tsv", str(samples), "--out", str(out)])
     args.func(args)
     data = json.loads(out.read_text())
     assert data["scheme"] == "patient" and len(data["folds"]) == 4
@@ -107,7 +107,7 @@ def test_cli_writes_splits_json(tmp_path):
 
     explicit = tmp_path / "folds.json"
     explicit.write_text(json.dumps({"folds": [{"train": ["A1"], "test": ["D1"]}]}))
-    args = parser.parse_args(["splits", "--samples", str(samples), "--out", str(out),
+    args = parser.parse_args(["splits", "--samples-tsv", str(samples), "--out", str(out),
                               "--folds-json", str(explicit)])
     args.func(args)
     assert json.loads(out.read_text()) == {"scheme": "explicit", "folds": [
@@ -192,7 +192,7 @@ def test_cli_writes_section_splits(tmp_path):
     parser = argparse.ArgumentParser(prog="stflow")
     register(parser.add_subparsers(dest="command", required=True))
     out = tmp_path / "splits.json"
-    args = parser.parse_args(["splits", "--samples", str(samples), "--out", str(out),
+    args = parser.parse_args(["splits", "--samples-tsv", str(samples), "--out", str(out),
                               "--scheme", "section", "--seed", "2"])
     args.func(args)
     assert json.loads(out.read_text()) == {"scheme": "section",

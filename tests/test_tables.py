@@ -134,8 +134,8 @@ def test_cli_writes_every_table_as_tsv_and_markdown(tmp_path):
     parser = argparse.ArgumentParser(prog="stflow")
     register(parser.add_subparsers(dest="command", required=True))
     out = tmp_path / "tables"
-    args = parser.parse_args(["tables", "--metrics", str(metrics), "--splits", str(splits),
-                              "--benchmarks", str(benchmarks), "--out-dir", str(out)])
+    args = parser.parse_args(["tables", "--metrics-tsv", str(metrics), "--splits", str(splits),
+                              "--benchmarks-dir", str(benchmarks), "--out", str(out)])
     args.func(args)
     for name in TABLE_NAMES:
         assert "scheme" in pd.read_csv(out / f"{name}.tsv", sep="\t").columns, name

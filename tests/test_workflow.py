@@ -76,6 +76,22 @@ def test_each_seed_trains_predicts_and_scores_every_fold(tiny_run):
                                                               abs=1e-5)
 
 
+def test_each_training_job_appended_its_epochs_beside_its_log(tiny_run):
+    """A train job's rows reach logs/train/.../{fold}.progress.tsv as each epoch ends (the
+    model folder appears only at the end); the kept fit's rows are its history.tsv."""
+    for seed in SEEDS:
+        for fold in FOLDS:
+            where = f"efficientnet_lite0/stflow/seed{seed}/{fold}"
+            rows = pd.read_csv(tiny_run.results / "logs" / "train" / f"{where}.progress.tsv",
+                               sep="\t")
+            history = pd.read_csv(tiny_run.results / "models" / where / "history.tsv",
+                                  sep="\t")
+            fits = [list(fit["epoch"]) for _, fit in rows.groupby("stage", sort=False)]
+            assert list(history["epoch"]) in fits, (seed, fold)  # the kept fit, or trial
+            assert "epoch 1/" in (tiny_run.results / "logs" / "train" /
+                                  f"{where}.log").read_text()
+
+
 def test_the_paper_tables_are_written(tiny_run):
     tables = tiny_run.results / "tables"
     for name in PAPER_TABLES:

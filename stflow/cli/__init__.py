@@ -2,6 +2,16 @@
 
 Each module of this package registers its subcommands with ``register(subparsers)``; a
 subcommand parses its options and calls one library function, nothing else.
+
+Naming: one option name per concept in every subcommand. ``--out`` is every output path
+(file or folder); an input folder is ``--<thing>-dir`` (``--model-dir``, ``--st-dir``); a
+file named after its format is ``--<thing>-<format>`` where the bare name means something
+else (``--samples-tsv`` vs ``--samples`` ids, ``--genes-json`` vs ``--genes`` names); a plural
+is a list of names (``--samples``, ``--genes``, ``--models``); a count is ``--n-<things>``;
+parallel readers, threads or processes, are ``--threads`` (what a Snakemake job's
+``threads:`` grants); microns per pixel is ``--um-per-px``. Modules import only
+argparse-level code at import time; their command functions import the library, so
+``stflow --help`` is quick.
 """
 
 from __future__ import annotations
@@ -12,22 +22,27 @@ import logging
 import sys
 
 from stflow import __version__
+from stflow.cli.common import Commands
 from stflow.errors import StflowError
 
 COMMAND_MODULES = [
     "stflow.cli.data",        # simulate, download, ingest, samples, splits, genes,
                               # bench-genes, patches, embed, encoders, graph
     "stflow.cli.models",      # train, predict
-    "stflow.cli.evaluation",  # evaluate, aggregate, tables, figures
+    "stflow.cli.evaluation",  # evaluate, aggregate, coverage, tables, figures
     "stflow.cli.deploy",      # train-final, predict-slide
 ]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="stflow", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="stflow", description="Predict spatial gene expression from H&E histology with "
+        "STFlow. Each subcommand is one stage of the pipeline; `stflow COMMAND --help` shows "
+        "its options and their defaults.")
     parser.add_argument("--version", action="version", version=f"stflow {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    subparsers = parser.add_subparsers(dest="command", required=True)
+    parser.register("action", "parsers", Commands)  # every subcommand shows its defaults
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
     return parser

@@ -4,52 +4,51 @@ from __future__ import annotations
 
 import argparse
 
-from stflow import deploy
-from stflow.cli.models import DEVICES, json_object
-from stflow.deploy import final_model
-from stflow.deploy.predict_slide import SlideOptions, predict_slides
+from stflow.cli.common import add_device, json_object
+from stflow.cli.models import add_training, progress_path
 
 
 def _run_train_final(args: argparse.Namespace) -> None:
-    final_model.train_final(args.samples_tsv, args.genes, args.st_dir, args.features_dir,
+    from stflow.deploy import final_model
+
+    final_model.train_final(args.samples_tsv, args.genes_json, args.st_dir, args.features_dir,
                             args.graph_dir, args.model, args.out, json_object(args.params),
                             args.seed, args.device, args.patches_dir,
                             search=json_object(args.search, "--search") or None,
-                            refit=args.refit)
+                            refit=args.refit, progress=progress_path(args.out, args.progress))
 
 
 def _register_train_final(subparsers: argparse._SubParsersAction) -> None:
     """Add ``stflow train-final``."""
-    parser = subparsers.add_parser("train-final", help="fit a deployable model on all samples",
-                                   description=final_model.__doc__)
+    parser = subparsers.add_parser(
+        "train-final", help="fit a deployable model on all samples",
+        description="Fit the deployable model on every sample of the study (validation "
+        "from a held-out share of the training patients), with its calibration and the "
+        "record predict-slide reads.")
     parser.add_argument("--samples-tsv", required=True,
                         help="samples.tsv: every sample of the study and its patient")
-    parser.add_argument("--genes", required=True, help="genes.json")
+    parser.add_argument("--genes-json", required=True, help="genes.json")
     parser.add_argument("--st-dir", required=True, help="folder of st/{sample}.h5ad")
     parser.add_argument("--features-dir", required=True,
                         help="folder of features/{encoder}/{sample}.zarr")
     parser.add_argument("--graph-dir", default=None, help="folder of graph/{sample}.npz")
     parser.add_argument("--patches-dir", default=None,
                         help="folder of patches/{sample}.h5 (default: beside features/)")
-    parser.add_argument("--model", required=True, help="registry name, e.g. stflow, ridge")
-    parser.add_argument("--params", default=None, help="model parameters as a JSON object")
-    parser.add_argument("--search", default=None, help="the study's search as JSON, run on "
-                        "the final model's own validation split (as `stflow train --search`)")
-    parser.add_argument("--refit", action="store_true",
-                        help="retrain on train + validation with the validated choice fixed")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", choices=DEVICES, default="auto")
+    add_training(parser)
+    add_device(parser)
     parser.add_argument("--out", required=True, help="models/{encoder}/{model}/final")
     parser.set_defaults(func=_run_train_final)
 
 
 def _run_predict_slide(args: argparse.Namespace) -> None:
+    from stflow.deploy.predict_slide import SlideOptions, predict_slides
+
     options = SlideOptions(n_samples=args.n_samples, pitch_um=args.pitch_um, layout=args.layout,
                            min_tissue=args.min_tissue, genes=tuple(args.genes or ()),
-                           batch_size=args.batch_size, workers=args.workers, device=args.device,
+                           batch_size=args.batch_size, workers=args.threads, device=args.device,
                            seed=args.seed, weights=args.weights, encoder=args.encoder,
                            level=args.level)
-    predict_slides(args.slides, args.model, args.out, names=args.name,
+    predict_slides(args.slides, args.model_dir, args.out, names=args.name,
                    um_per_px=args.um_per_px, spots_file=args.spots, options=options)
 
 
@@ -57,10 +56,13 @@ def _register_predict_slide(subparsers: argparse._SubParsersAction) -> None:
     """Add ``stflow predict-slide``."""
     parser = subparsers.add_parser(
         "predict-slide", help="predict expression maps with calibrated intervals for new H&E slides",
-        description=deploy.__doc__)
+        description="Predict spatial expression for new H&E slides with a trained model "
+        "folder: patches on a virtual spot lattice (or given spots), the model's encoder, "
+        "flow samples, calibrated intervals and a shift score, into one h5ad per slide and "
+        "PNG maps.")
     parser.add_argument("slides", nargs="+", help="slide files: any OpenSlide format, or a plain "
                         "JPEG/PNG/TIFF with --um-per-px")
-    parser.add_argument("--model", required=True,
+    parser.add_argument("--model-dir", required=True,
                         help="a trained model folder, e.g. models/{encoder}/{model}/final")
     parser.add_argument("--out", required=True, help="output folder ({name}.h5ad, {name}_maps/)")
     parser.add_argument("--um-per-px", type=float, default=None,
@@ -84,8 +86,9 @@ def _register_predict_slide(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--genes", nargs="+", default=None,
                         help="genes to draw as PNG maps (default ERBB2 GATA3, else the first two)")
     parser.add_argument("--batch-size", type=int, default=32, help="patches per encoder batch")
-    parser.add_argument("--workers", type=int, default=None, help="patch reader threads")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="patch reader threads (default: up to 4, from the CPUs)")
+    add_device(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the flow samples")
     parser.add_argument("--weights", default=None,
                         help="local encoder checkpoint (offline foundation models)")

@@ -1,34 +1,36 @@
-"""Commands of the evaluation stages: evaluate, aggregate, tables, figures."""
+"""Commands of the evaluation stages: evaluate, aggregate, coverage, tables, figures."""
 
 from __future__ import annotations
 
 import argparse
 
-from stflow.evaluation.bootstrap import BootstrapSettings
-from stflow.evaluation.coverage import write_coverage
-from stflow.evaluation.figures import make_figures
-from stflow.evaluation.fold_scores import write_fold_scores
-from stflow.evaluation.paper_tables import write_paper_tables_of_run
-from stflow.evaluation.summary import write_summary
-
 
 def _run_evaluate(args: argparse.Namespace) -> None:
+    from stflow.evaluation.bootstrap import BootstrapSettings
+    from stflow.evaluation.fold_scores import write_fold_scores
+
     write_fold_scores(args.predictions, args.splits, args.encoder, args.model, args.fold,
                       args.seed, args.out,
                       BootstrapSettings(args.bootstrap, args.block_um, args.bootstrap_seed))
 
 
 def _run_aggregate(args: argparse.Namespace) -> None:
-    write_summary(args.metrics, args.out_dir)
+    from stflow.evaluation.summary import write_summary
+
+    write_summary(args.metrics, args.out)
 
 
 def _register_scores(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``evaluate`` and ``aggregate`` subcommands."""
-    p = subparsers.add_parser("evaluate", help="score one fold's predictions (HEST metric)")
+    p = subparsers.add_parser(
+        "evaluate", help="score one fold's predictions (HEST metric)",
+        description="Score one fold's test predictions: Pearson per gene and sample (the "
+        "HEST metric), with a spatial block bootstrap interval of the fold score, into a "
+        "metrics JSON.")
     p.add_argument("--predictions", nargs="+", required=True, help="prediction h5ad files")
-    p.add_argument("--encoder", required=True)
-    p.add_argument("--model", required=True)
-    p.add_argument("--fold", required=True)
+    p.add_argument("--encoder", required=True, help="encoder name (a table column)")
+    p.add_argument("--model", required=True, help="registry model name (a table column)")
+    p.add_argument("--fold", required=True, help="fold name, e.g. fold0")
     p.add_argument("--seed", type=int, default=0, help="the training seed (a table column)")
     p.add_argument("--splits", required=True, help="splits.json: the fold's test samples "
                    "and the split scheme (a table column)")
@@ -41,56 +43,74 @@ def _register_scores(subparsers: argparse._SubParsersAction) -> None:
                    help="seed of the block draws (the same for every model of a fold)")
     p.set_defaults(func=_run_evaluate)
 
-    a = subparsers.add_parser("aggregate", help="fold metrics → tables/*.tsv and summary.md")
+    a = subparsers.add_parser(
+        "aggregate", help="fold metrics → tables/*.tsv and summary.md",
+        description="Gather the fold metrics JSONs into tables (per gene, sample, fold) and "
+        "a summary of mean ± std over folds and seeds, with differences to the baselines.")
     a.add_argument("--metrics", nargs="+", required=True, help="fold metrics JSONs")
-    a.add_argument("--out-dir", required=True, help="folder for the tables")
+    a.add_argument("--out", required=True, help="folder for the tables")
     a.set_defaults(func=_run_aggregate)
 
 
 def _run_coverage(args: argparse.Namespace) -> None:
-    write_coverage(args.predictions, args.splits, args.out_dir, args.figure)
+    from stflow.evaluation.coverage import write_coverage
+
+    write_coverage(args.predictions_dir, args.splits, args.out, args.figure)
 
 
 def _register_coverage(subparsers: argparse._SubParsersAction) -> None:
     """Add ``stflow coverage``."""
-    p = subparsers.add_parser("coverage", help="coverage of the calibrated intervals and the "
-                              "shift flag's AUROC, from the fold prediction folders")
-    p.add_argument("--predictions", nargs="+", required=True,
+    p = subparsers.add_parser(
+        "coverage", help="coverage of the calibrated intervals and the shift flag's AUROC",
+        description="From the fold prediction folders: how often the calibrated intervals "
+        "hold the truth, and how well the shift score flags the spots predicted worst "
+        "(AUROC and a risk-coverage curve).")
+    p.add_argument("--predictions-dir", nargs="+", required=True,
                    help="predictions/{encoder}/{model}/seed{seed}/{fold} folders")
     p.add_argument("--splits", required=True, help="splits.json (the scheme column)")
-    p.add_argument("--out-dir", required=True,
+    p.add_argument("--out", required=True,
                    help="folder for coverage.tsv, coverage.md and risk_coverage.tsv")
     p.add_argument("--figure", required=True, help="risk-coverage PNG to write")
     p.set_defaults(func=_run_coverage)
 
 
 def _run_tables(args: argparse.Namespace) -> None:
-    write_paper_tables_of_run(args.metrics, args.splits, args.benchmarks, args.out_dir)
+    from stflow.evaluation.paper_tables import write_paper_tables_of_run
+
+    write_paper_tables_of_run(args.metrics_tsv, args.splits, args.benchmarks_dir, args.out)
 
 
 def _register_tables(subparsers: argparse._SubParsersAction) -> None:
     """Add ``stflow tables``."""
-    p = subparsers.add_parser("tables", help="the paper's tables (methods, priors, denoisers, "
-                              "ablations, inference time) from a run's metrics")
-    p.add_argument("--metrics", required=True, help="tables/metrics.tsv of the run")
+    p = subparsers.add_parser(
+        "tables", help="the paper's tables from a run's metrics",
+        description="The paper's tables (methods, priors, denoisers, ablations, inference "
+        "time) from a run's metrics and job times, as TSV and Markdown.")
+    p.add_argument("--metrics-tsv", required=True, help="tables/metrics.tsv of the run")
     p.add_argument("--splits", required=True, help="splits.json (each fold's test samples)")
-    p.add_argument("--benchmarks", required=True,
+    p.add_argument("--benchmarks-dir", required=True,
                    help="the run's benchmarks/ folder (predict/ and embed/ job times)")
-    p.add_argument("--out-dir", required=True, help="folder for {name}.tsv and {name}.md")
+    p.add_argument("--out", required=True, help="folder for {name}.tsv and {name}.md")
     p.set_defaults(func=_run_tables)
 
 
 def _run_figures(args: argparse.Namespace) -> None:
-    make_figures(args.results, args.encoders, args.models, args.folds, args.genes, args.seeds)
+    from stflow.evaluation.figures import make_figures
+
+    make_figures(args.results_dir, args.encoders, args.models, args.folds, args.genes,
+                 args.seeds)
 
 
 def _register_figures(subparsers: argparse._SubParsersAction) -> None:
     """Add ``stflow figures``."""
-    parser = subparsers.add_parser("figures", help="biomarker maps, training curves, "
-                                   "model comparison of a finished run")
-    parser.add_argument("--results", required=True, help="results/{dataset} folder")
-    parser.add_argument("--encoders", nargs="+", required=True)
-    parser.add_argument("--models", nargs="+", required=True)
+    parser = subparsers.add_parser(
+        "figures", help="biomarker maps, training curves, model comparison of a finished run",
+        description="Draw a finished run's figures into its figures/ folder: biomarker maps "
+        "(truth beside prediction), training curves from history.tsv, and the model "
+        "comparison.")
+    parser.add_argument("--results-dir", required=True, help="results/{dataset} folder")
+    parser.add_argument("--encoders", nargs="+", required=True, help="encoder names")
+    parser.add_argument("--models", nargs="+", required=True, help="registry model names")
     parser.add_argument("--folds", nargs="+", required=True, help="e.g. fold0 fold1")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0],
                         help="training seeds (models/{encoder}/{model}/seed{seed}/{fold}); "

@@ -17,6 +17,7 @@ from typing import Any
 from stflow.crossval.inputs import read_fold
 from stflow.data.loading import features_identity, load_slides, read_genes
 from stflow.deploy.deployment import describe_training, write_deployment
+from stflow.models.progress import ProgressFile
 from stflow.training.fit import check_request, train_validated
 from stflow.training.folder import write_model_folder
 
@@ -27,7 +28,7 @@ def train_fold(splits: str | Path, fold: str, genes: str | Path, st_dir: str | P
                features_dir: str | Path, graph_dir: str | Path | None, model: str,
                out: str | Path, params: dict[str, Any] | None = None, seed: int = 0,
                device: str = "auto", search: dict[str, Any] | None = None,
-               refit: bool = False) -> Path:
+               refit: bool = False, progress: str | Path | None = None) -> Path:
     """Fit ``model`` on the fold's train (+val) slides and write its folder atomically.
 
     ``device`` is where to run, not a model parameter: it goes to the estimators that take
@@ -37,6 +38,8 @@ def train_fold(splits: str | Path, fold: str, genes: str | Path, st_dir: str | P
     ``refit`` then retrains the selected model on train + validation with what validation
     chose fixed (STFlow: the epoch count; ridge: alpha), for every model that selects
     something; models that select nothing already fit on train + validation.
+    ``progress``: a TSV to which every epoch's row is appended as it ends (the folder
+    itself appears only when training is done).
     """
     parts = read_fold(splits, fold)
     gene_list = read_genes(genes)
@@ -45,8 +48,9 @@ def train_fold(splits: str | Path, fold: str, genes: str | Path, st_dir: str | P
     train = load_slides(parts["train"], gene_list, st_dir, features_dir, graph_dir)
     val = load_slides(parts["val"], gene_list, st_dir, features_dir, graph_dir)
     log.info("training %s on %s: %d train, %d val slides", model, fold, len(train), len(val))
+    stages = ProgressFile(progress).stage if progress is not None else None
     trained = train_validated(model, train, val, params=params, search=search, refit=refit,
-                              seed=seed, device=device)
+                              seed=seed, device=device, stages=stages)
     # the deployment record holds the settings the kept model was trained with
     deployment = describe_training(model, gene_list, features, train + val, features_dir,
                                    graph_dir, trained.effective_params, fold)

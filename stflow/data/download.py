@@ -7,12 +7,12 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from stflow.choices import HEST_REPO
 from stflow.data.sources.download import copy_tree, write_manifest
 from stflow.errors import input_error
 
 log = logging.getLogger(__name__)
 
-HEST_REPO = "MahmoodLab/hest"
 
 
 def download_source(source: str, out: str | Path, *, mirror: str | Path | None = None,
@@ -38,8 +38,8 @@ def download_source(source: str, out: str | Path, *, mirror: str | Path | None =
                            mpp=mpp, seed=seed)
     else:
         if mirror is None:
-            raise input_error("--mirror", "visium has no public download",
-                              "pass --mirror DIR holding one Space Ranger outs/ folder per sample")
+            raise input_error("--mirror-dir", "visium has no public download",
+                              "pass --mirror-dir DIR holding one Space Ranger outs/ folder per sample")
         copy_tree(Path(mirror), out, [f"{s}/*" for s in samples or []] or None,
                   "one Space Ranger outs/ folder per sample")
     manifest = write_manifest(out)

@@ -24,12 +24,12 @@ import scipy.sparse as sp
 from tqdm import tqdm
 
 from stflow.atomic import write_json
+from stflow.choices import MIN_FRACTION
 from stflow.data.splits import fold_of, read_splits
 from stflow.errors import StflowError, input_error
 
 log = logging.getLogger(__name__)
 
-MIN_FRACTION = 0.10
 EXCLUDED_SUBSTRINGS = ("BLANK", "Control")
 
 

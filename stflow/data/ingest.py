@@ -35,6 +35,6 @@ def ingest_sample(source: str, raw: str | Path, sample: str, out: str | Path, *,
                               "patients": {sample: patient} if patient else {},
                               "require_patient": require_patient}}
     elif image or patient or mpp:
-        raise input_error("stflow ingest", f"--image/--patient/--mpp do not apply to {source}",
+        raise input_error("stflow ingest", f"--image/--patient/--um-per-px do not apply to {source}",
                           "drop them; this source knows its image, patient and µm/px")
     return write_st(get_source(source).read_sample(Path(raw), sample, **options), out)

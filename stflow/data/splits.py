@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from stflow.atomic import read_json, write_json
+from stflow.choices import SCHEMES
 from stflow.errors import StflowError, input_error
 
 log = logging.getLogger(__name__)
@@ -197,9 +198,6 @@ def bench_folds(bench_dir: str | Path, patients: dict[str, str], n_folds: int | 
         raise input_error(where, f"holds {len(folds)} folds, the config expects {n_folds}",
                           f"set the task's n_folds to {len(folds)}")
     return {"scheme": "hest-bench", "folds": folds}
-
-
-SCHEMES = ("patient", "section")
 
 
 def make_splits(samples_tsv: str | Path, n_folds: int | None = None,

@@ -1,4 +1,4 @@
-"""Apply a trained model to new H&E slides: ``stflow predict-slide SLIDE... --model DIR --out DIR``.
+"""Apply a trained model to new H&E slides: ``stflow predict-slide SLIDE... --model-dir DIR --out DIR``.
 
 Virtual spots over the detected tissue (the training pitch and lattice), patches with the
 training window, features from the model's own encoder, a kNN graph and several flow samples:

@@ -23,6 +23,7 @@ from stflow.data.loading import features_identity, load_slides, read_genes
 from stflow.data.splits import choose_val, read_samples
 from stflow.deploy.deployment import Deployment, describe_training, write_deployment
 from stflow.errors import input_error
+from stflow.models.progress import ProgressFile
 from stflow.training.fit import check_request, train_validated
 from stflow.training.folder import write_model_folder
 
@@ -35,9 +36,11 @@ def train_final(samples_tsv: str | Path, genes: str | Path, st_dir: str | Path,
                 features_dir: str | Path, graph_dir: str | Path | None, model: str,
                 out: str | Path, params: dict[str, Any] | None = None, seed: int = 0,
                 device: str = "auto", patches_dir: str | Path | None = None,
-                search: dict[str, Any] | None = None, refit: bool = False) -> Path:
+                search: dict[str, Any] | None = None, refit: bool = False,
+                progress: str | Path | None = None) -> Path:
     """Fit ``model`` on every sample of ``samples_tsv`` as each fold was fitted (``search``,
-    ``refit``) and write a deployable folder atomically."""
+    ``refit``) and write a deployable folder atomically; ``progress`` is the TSV each
+    epoch's row is appended to as it ends."""
     patients = read_samples(samples_tsv)
     val_samples = choose_val(list(patients), patients, np.random.default_rng(seed))
     samples = [s for s in patients if s not in val_samples]
@@ -61,7 +64,8 @@ def train_final(samples_tsv: str | Path, genes: str | Path, st_dir: str | Path,
     log.info("training the final %s on %d samples, validating on %s", model, len(train),
              val_samples or "a held-out region of the sample")
     trained = train_validated(model, train, val, params=params, search=search, refit=refit,
-                              seed=seed, device=device)
+                              seed=seed, device=device,
+                              stages=ProgressFile(progress).stage if progress else None)
     deployment = deployment_of(trained.effective_params)
     record = {"seed": seed, "fold": FINAL, "train": samples, "val": val_samples,
               "genes": gene_list, "features": features}

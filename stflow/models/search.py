@@ -30,6 +30,7 @@ import numpy as np
 from stflow.data.dataset import Slide
 from stflow.errors import StflowError
 from stflow.models.param_checks import space_problems
+from stflow.models.progress import Stages, fit_following, stage_callback
 from stflow.models.registry import Estimator, build_estimator, model_parameters
 
 log = logging.getLogger(__name__)
@@ -95,8 +96,11 @@ def validation_score(history: list[dict[str, float]]) -> float:
 
 def search_fit(model: str, params: dict[str, Any], space: Mapping[str, Any], trials: int,
                train: list[Slide], val: list[Slide], seed: int = 0,
-               device: str | None = None) -> SearchResult:
-    """Search ``space`` around ``params`` on the validation split; return the best fit."""
+               device: str | None = None, stages: Stages | None = None) -> SearchResult:
+    """Search ``space`` around ``params`` on the validation split; return the best fit.
+
+    ``stages(name)`` gives the callback that follows each trial's epochs (a progress file).
+    """
     import optuna
 
     space = check_space(model, space)
@@ -110,14 +114,20 @@ def search_fit(model: str, params: dict[str, Any], space: Mapping[str, Any], tri
     def objective(trial: optuna.Trial) -> float:
         values = {name: suggest(trial, name, spec) for name, spec in space.items()}
         estimator = build_estimator(model, {**params, **values}, seed, device=device)
-        fit_kwargs = {}
-        if "on_epoch" in inspect.signature(estimator.fit).parameters:
-            def on_epoch(epoch: int, score: float) -> None:
-                trial.report(score if math.isfinite(score) else -1.0, epoch)
-                if trial.should_prune():
-                    raise optuna.TrialPruned()
-            fit_kwargs["on_epoch"] = on_epoch
-        history = estimator.fit(train, val, **fit_kwargs)
+        follow = stage_callback(stages, f"trial {trial.number}")
+        live = "on_epoch" in inspect.signature(estimator.fit).parameters
+
+        def on_epoch(row: dict[str, float]) -> None:
+            if follow is not None:
+                follow(row)
+            if not live or row.get("member", 0):
+                return  # the pruner follows the first member's epochs as they end
+            score = row.get("val_pearson", float("nan"))
+            trial.report(score if math.isfinite(score) else -1.0, int(row["epoch"]))
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        history = fit_following(estimator, train, val, on_epoch)
         score = validation_score(history)
         if not best or score > best["score"]:
             best.update(score=score, estimator=estimator, history=history, values=values)

@@ -14,6 +14,7 @@ from typing import Any
 from stflow.data.dataset import Slide
 from stflow.data.holdout import VAL_FRACTION
 from stflow.intervals.calibration import Calibration, calibrate, calibration_spots
+from stflow.models.progress import Stages, fit_following, stage_callback
 from stflow.models.registry import Estimator, build_estimator
 from stflow.models.search import SearchResult, check_space, search_fit
 
@@ -43,20 +44,24 @@ class TrainedModel:
 
 
 def fit_or_search(model: str, params: dict[str, Any] | None, search: dict[str, Any] | None,
-                  train: list[Slide], val: list[Slide], seed: int, device: str
+                  train: list[Slide], val: list[Slide], seed: int, device: str,
+                  stages: Stages | None = None
                   ) -> tuple[Any, list[dict[str, float]], SearchResult | None]:
     """Fit ``model`` on ``train`` (selecting on ``val``), or first search ``search["space"]``
-    on ``val`` and keep the best trial's fit. Returns (estimator, log rows, search result)."""
+    on ``val`` and keep the best trial's fit. Returns (estimator, log rows, search result).
+    ``stages(name)`` follows each fit's epochs as they end (a progress file)."""
     if search:
         result = search_fit(model, params or {}, search["space"],
-                            int(search.get("trials", DEFAULT_TRIALS)), train, val, seed, device)
+                            int(search.get("trials", DEFAULT_TRIALS)), train, val, seed, device,
+                            stages)
         return result.estimator, result.history, result
     estimator = build_estimator(model, params, seed, device=device)
-    return estimator, estimator.fit(train, val), None
+    return estimator, fit_following(estimator, train, val, stage_callback(stages, "fit")), None
 
 
 def refit_estimator(model: str, estimator: Any, rows: list[dict[str, float]],
-                    params: dict[str, Any], slides: list[Slide], seed: int, device: str
+                    params: dict[str, Any], slides: list[Slide], seed: int, device: str,
+                    stages: Stages | None = None
                     ) -> tuple[Any, list[dict[str, float]], dict[str, Any] | None]:
     """Retrain on ``slides`` (train + validation) with the validated choice fixed.
 
@@ -71,7 +76,7 @@ def refit_estimator(model: str, estimator: Any, rows: list[dict[str, float]],
         return estimator, rows, None
     log.info("refit: %s on train + validation with %s", model, fixed)
     refitted = build_estimator(model, {**params, **fixed}, seed, device=device)
-    return refitted, refitted.fit(slides, []), fixed
+    return refitted, fit_following(refitted, slides, [], stage_callback(stages, "refit")), fixed
 
 
 def check_request(model: str, params: dict[str, Any] | None, search: dict[str, Any] | None,
@@ -84,22 +89,25 @@ def check_request(model: str, params: dict[str, Any] | None, search: dict[str, A
 
 def train_validated(model: str, train: list[Slide], val: list[Slide], *,
                     params: dict[str, Any] | None = None, search: dict[str, Any] | None = None,
-                    refit: bool = False, seed: int = 0, device: str = "auto") -> TrainedModel:
+                    refit: bool = False, seed: int = 0, device: str = "auto",
+                    stages: Stages | None = None) -> TrainedModel:
     """Search (when asked) and fit on ``train`` selecting on ``val``, refit on both (when
-    asked), and calibrate the intervals with a fit that never saw the validation spots."""
+    asked), and calibrate the intervals with a fit that never saw the validation spots.
+    ``stages(name)`` follows every fit's epochs as they end ("trial N", "fit", "refit")."""
     params = dict(params or {})
-    estimator, rows, result = fit_or_search(model, params, search, train, val, seed, device)
+    estimator, rows, result = fit_or_search(model, params, search, train, val, seed, device,
+                                            stages)
     chosen = {k: v for k, v in result.chosen.items() if k != "val_pearson"} if result else {}
     selected = {**params, **chosen}
     val_fraction = float(selected.get("val_fraction", VAL_FRACTION))
     predictor, predictor_name = estimator, "the kept model"
     if getattr(estimator, "fits_on_validation", False):
         predictor, predictor_name = calibration_twin(model, selected, train, val,
-                                                     val_fraction, seed, device)
+                                                     val_fraction, seed, device, stages)
     refit_with = None
     if refit:
         kept, rows, refit_with = refit_estimator(model, estimator, rows, selected,
-                                                 train + val, seed, device)
+                                                 train + val, seed, device, stages)
         if refit_with is not None:
             predictor_name = "the model before its refit on train + validation"
         estimator = kept
@@ -109,12 +117,13 @@ def train_validated(model: str, train: list[Slide], val: list[Slide], *,
 
 
 def calibration_twin(model: str, params: dict[str, Any], train: list[Slide], val: list[Slide],
-                     val_fraction: float, seed: int, device: str) -> tuple[Estimator, str]:
+                     val_fraction: float, seed: int, device: str,
+                     stages: Stages | None = None) -> tuple[Estimator, str]:
     """The model with the same settings fitted without the validation spots, for a model
     that fits on them (nothing to select): it predicts the calibration spots unseen."""
     masks, _ = calibration_spots(train, val, val_fraction, seed)
     spots = train if masks is None else [s.subset(~m) for s, m in
                                          zip(train, masks, strict=True)]
     twin = build_estimator(model, params, seed, device=device)
-    twin.fit(spots, [])
+    fit_following(twin, spots, [], stage_callback(stages, "calibration twin"))
     return twin, "a twin with the same settings fitted on the training spots alone"

@@ -13,10 +13,9 @@ import pandas as pd
 
 from stflow.atomic import atomic_output
 from stflow.intervals.calibration import save_calibration
+from stflow.models.progress import HISTORY_COLUMNS
 from stflow.models.registry import save_estimator
 from stflow.training.fit import TrainedModel
-
-HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_pearson"]
 
 
 def history_frame(rows: list[dict[str, float]]) -> pd.DataFrame:

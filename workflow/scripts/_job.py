@@ -47,3 +47,9 @@ def device() -> str:
     """Where torch runs: the config's device, handed over by rules/common.smk in the
     environment so that switching cpu and cuda reruns no job (params are rerun triggers)."""
     return os.environ["STFLOW_DEVICE"]
+
+
+def progress_file(snakemake: Any) -> Path:
+    """Where a training job appends each epoch's row as it ends: beside its log
+    (``logs/train/.../{fold}.progress.tsv``), since the model folder appears only when done."""
+    return Path(snakemake.log[0]).with_suffix(".progress.tsv")

@@ -71,14 +71,14 @@ def check_arguments(n_patients: int, sections_per_patient: int, grid: int, n_gen
     if n_genes < need:
         raise input_error("simulate", f"{n_genes} genes cannot hold the gene programme "
                           f"({programme_size()} structured + {MIN_NOISE_GENES} noise genes)",
-                          f"use --genes {need} or more")
+                          f"use --n-genes {need} or more")
     if not (isinstance(mpp, int | float) and math.isfinite(mpp) and mpp > 0):
         raise input_error("simulate", f"microns per pixel is {mpp!r}",
-                          "use a positive --mpp such as 2.0")
+                          "use a positive --um-per-px such as 2.0")
     side = (grid + 1) * GRID_UM / mpp
     if side > MAX_IMAGE_PX:
         raise input_error("simulate", f"images would be {side:.0f} px wide (grid {grid} at "
-                          f"{mpp} µm/px)", f"raise --mpp or lower --grid to stay under "
+                          f"{mpp} µm/px)", f"raise --um-per-px or lower --grid to stay under "
                           f"{MAX_IMAGE_PX} px")
 
 

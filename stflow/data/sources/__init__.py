@@ -10,10 +10,9 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from stflow.choices import SOURCES
 from stflow.data.sources.common import IngestedSample, write_samples_tsv, write_st
 from stflow.errors import input_error
-
-SOURCES = ("her2st", "hest", "visium", "synthetic")
 
 
 @dataclass(frozen=True)

@@ -99,13 +99,13 @@ def fetch_url(url: str, dest: str | Path, expected: str, attempts: int = 3,
             if actual != expected:
                 raise checksum_mismatch(url, expected, actual,
                                         "the published file changed or the transfer was "
-                                        "corrupted; retry, or use --mirror with a verified copy")
+                                        "corrupted; retry, or use --mirror-dir with a verified copy")
             os.replace(tmp, dest)
             return dest
         except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
             if attempt == attempts:
                 raise input_error(url, f"download failed after {attempts} attempts ({err})",
-                                  "check the network, or pass --mirror DIR with a local copy "
+                                  "check the network, or pass --mirror-dir DIR with a local copy "
                                   "of the files") from err
             log.warning("download of %s failed (%s), retrying", url, err)
             time.sleep(2 * attempt)
@@ -126,7 +126,7 @@ def copy_from_mirror(mirror: str | Path, rel: str, raw_dir: str | Path, expected
     source = Path(mirror) / rel
     dest = Path(raw_dir) / rel
     verify_file(source, expected, f"replace the mirror's copy of {rel} with the published file "
-                "(or drop --mirror to download it)")
+                "(or drop --mirror-dir to download it)")
     if dest.is_file() and not dest.is_symlink() and sha256_file(dest) == expected:
         return dest
     return copy_file(source, dest, expected)
@@ -180,7 +180,7 @@ def place_files(checksums: dict[str, str], raw_dir: str | Path, mirror: str | Pa
     """Place every listed file in ``raw_dir``, from ``mirror`` or by ``url_for(rel)``."""
     if mirror is None and url_for is None:
         raise input_error(raw_dir, "no mirror and no download address",
-                          "pass --mirror DIR or use a source that can download")
+                          "pass --mirror-dir DIR or use a source that can download")
     if mirror is not None:
         check_mirror(mirror, layout)
     placed = []

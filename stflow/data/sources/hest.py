@@ -24,13 +24,13 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from stflow.choices import HEST_REPO
 from stflow.data.sources.common import IngestedSample
 from stflow.data.sources.download import copy_tree
 from stflow.errors import input_error
 
 log = logging.getLogger(__name__)
 
-HEST_REPO = "MahmoodLab/hest"
 BENCH_REPO = "MahmoodLab/hest-bench"
 DEFAULT_INTER_SPOT_UM = 100.0  # Visium centre-to-centre distance, for bench slides without metadata
 GENES_FILE = "var_50genes.json"
@@ -90,7 +90,7 @@ def download(raw_dir: str | Path, repo_id: str = HEST_REPO, samples: list[str] |
     except Exception as err:  # hub errors come in many types; all mean the same to the user
         raise input_error(repo_id, f"download failed ({type(err).__name__}: {err})",
                           "accept the dataset terms on huggingface.co, export HF_TOKEN, check the "
-                          "network, or pass --mirror with a pre-downloaded copy") from err
+                          "network, or pass --mirror-dir with a pre-downloaded copy") from err
     return raw_dir
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from stflow.data.graph import check_coords
 from stflow.device import resolve_device
 from stflow.errors import StflowError, input_error
 from stflow.models.baselines.spatial_ridge import SpatialRidge
+from stflow.models.progress import EpochCallback, member_callback
 from stflow.models.stflow.networks import build_denoiser
 from stflow.models.stflow.priors import Prior, make_prior
 from stflow.models.stflow.settings import STFlowSettings
@@ -142,10 +142,12 @@ class STFlowEstimator:
                            targets, neighbors, offset)
 
     def fit(self, train: list[Slide], val: list[Slide],
-            on_epoch: Callable[[int, float], None] | None = None) -> list[dict[str, float]]:
+            on_epoch: EpochCallback | None = None) -> list[dict[str, float]]:
         """Train on ``train``; select the checkpoint on ``val`` (or a held-out region).
 
-        ``on_epoch(epoch, val_pearson)`` follows the training (a search prunes through it).
+        ``on_epoch(row)`` receives each epoch's history row as it ends (a progress file
+        follows the training, a search prunes through it); an ensemble's later members'
+        rows carry ``member``, as the returned history does.
         """
         if not train:
             raise StflowError("STFlow fit: no training slides. Fix: check the fold's splits")
@@ -176,7 +178,7 @@ class STFlowEstimator:
                 torch.manual_seed(seed)
                 network = self._build()
                 rows = train_denoiser(network, self.prior, member_train, member_val, config,
-                                      self.device, on_epoch if member == 0 else None)
+                                      self.device, member_callback(on_epoch, member))
             self.members.append(network)
             self.gates.append(None if self.base is None else correction_gate(
                 network, self.prior, member_val, self.n_genes, config, self.device))

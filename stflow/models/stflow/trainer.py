@@ -12,16 +12,16 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-from collections.abc import Callable
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from stflow.data.graph import knn_graph
 from stflow.data.holdout import holdout_index, nearest_spots
 from stflow.evaluation.metrics import mean_pearson
+from stflow.models.progress import EpochCallback
 from stflow.models.stflow.flow import flow_matching_loss, sample
 from stflow.models.stflow.networks.geometry import Geometry, prepare_geometry
 from stflow.models.stflow.priors import Prior
@@ -201,12 +201,12 @@ def weight_average(model: torch.nn.Module, decay: float
 
 def train_denoiser(model: torch.nn.Module, prior: Prior, train: list[SlideArrays],
                    val: list[SlideArrays], config: STFlowSettings, device: torch.device,
-                   on_epoch: Callable[[int, float], None] | None = None
-                   ) -> list[dict[str, float]]:
+                   on_epoch: EpochCallback | None = None) -> list[dict[str, float]]:
     """Train ``model`` in place, leave it at the best validation checkpoint; return history.
 
-    ``on_epoch(epoch, val_pearson)`` is called after each epoch's validation (a search uses
-    it to stop unpromising trials by raising).
+    Each epoch is logged (loss, validation Pearson, the best so far) and its history row
+    passed to ``on_epoch(row)`` as it ends: a progress file follows the run through it, and a
+    search stops unpromising trials by raising from it.
 
     With no ``val`` slides, a contiguous ``val_fraction`` of each training slide is held out
     (and never trained on): :func:`validation_split`. With no ``val`` and
@@ -226,8 +226,9 @@ def train_denoiser(model: torch.nn.Module, prior: Prior, train: list[SlideArrays
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     history: list[dict[str, float]] = []
     best_score, best_state, stale = -np.inf, None, 0
-    progress = tqdm(range(1, config.epochs + 1), desc="train", unit="epoch", leave=False)
-    for epoch in progress:
+    best_epoch = 0
+    for epoch in range(1, config.epochs + 1):
+        started = time.monotonic()
         per_slide = max(config.regions_per_slide, -(-config.min_steps_per_epoch
                                                     * config.regions_per_step // len(train)))
         order = [i for i in range(len(train)) for _ in range(per_slide)]
@@ -261,19 +262,29 @@ def train_denoiser(model: torch.nn.Module, prior: Prior, train: list[SlideArrays
                 averaged.update_parameters(model)
             losses.append(float(loss.detach()))
         if not val:
-            history.append({"epoch": epoch, "train_loss": float(np.mean(losses)),
-                            "val_loss": float("nan"), "val_pearson": float("nan")})
+            row = {"epoch": epoch, "train_loss": float(np.mean(losses)),
+                   "val_loss": float("nan"), "val_pearson": float("nan")}
+            history.append(row)
+            log.info("epoch %d/%d train_loss %.4f (nothing validated) %.1f s", epoch,
+                     config.epochs, row["train_loss"], time.monotonic() - started)
+            if on_epoch is not None:
+                on_epoch(row)
             continue
         val_loss, val_pearson = validate(evaluated, prior, val, n_genes, config, device)
         row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss,
                "val_pearson": val_pearson}
         history.append(row)
-        progress.set_postfix(loss=f"{row['train_loss']:.4f}", val_pearson=f"{val_pearson:.4f}")
-        if on_epoch is not None:
-            on_epoch(epoch, val_pearson)
         score = val_pearson if np.isfinite(val_pearson) else -np.inf
-        if best_state is None or score > best_score:
-            best_score, stale = score, 0
+        improved = best_state is None or score > best_score
+        if improved:
+            best_score, best_epoch = score, epoch
+        log.info("epoch %d/%d train_loss %.4f val_pearson %.4f (best %.4f @%d) %.1f s", epoch,
+                 config.epochs, row["train_loss"], val_pearson, best_score, best_epoch,
+                 time.monotonic() - started)
+        if on_epoch is not None:
+            on_epoch(row)
+        if improved:
+            stale = 0
             best_state = copy.deepcopy({k: v.detach().cpu()
                                         for k, v in evaluated.state_dict().items()})
         else:
