@@ -1,4 +1,6 @@
-"""The visium source on a tiny Space Ranger outs/ folder written by the test."""
+"""The visium source on a tiny Space Ranger outs/ folder written by the test: read by
+spatialdata-io, in-tissue spots, µm/px from the spot diameter, gene ids and array positions
+kept, and a clear refusal for each missing piece."""
 
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ def write_10x_h5(path: Path, counts: np.ndarray, barcodes: list[str], genes: lis
 
 
 def make_outs(root: Path, positions: str = "csv") -> Path:
-    """raw/{sample}/outs with matrix, positions (csv | list | parquet), scale factors, image."""
+    """raw/{sample}/outs with matrix, positions (csv | list), scale factors, image."""
     outs = root / "S1" / "outs"
     spatial = outs / "spatial"
     spatial.mkdir(parents=True)
@@ -84,7 +86,10 @@ def test_written_h5ad_follows_the_ingest_contract(tmp_path: Path) -> None:
     assert sp.isspmatrix_csr(adata.X) and adata.X.dtype == np.int32
     np.testing.assert_array_equal(adata.X.toarray(), COUNTS[[0, 1, 3]])
     assert list(adata.var_names) == ["GENE1", "GENE2", "GENE2-1", "GENE3"]
+    assert list(adata.var["gene_ids"]) == [f"ENSG{i:05d}" for i in range(4)]
+    assert set(adata.var["feature_types"]) == {"Gene Expression"}
     assert adata.obs["in_tissue"].dtype == bool and adata.obs["in_tissue"].all()
+    assert list(adata.obs["array_row"]) == [0, 1, 3] and list(adata.obs["array_col"]) == [0, 2, 6]
     np.testing.assert_allclose(adata.obsm["spatial_um"], adata.obsm["spatial"] * 0.5)
     assert adata.uns["source"] == "visium" and adata.uns["mpp"] == pytest.approx(0.5)
     assert Path(adata.uns["image_path"]).is_absolute()
@@ -132,12 +137,23 @@ def test_unreadable_image_is_refused(tmp_path: Path) -> None:
 def test_unknown_spot_diameter_is_refused(tmp_path: Path) -> None:
     outs = make_outs(tmp_path)
     (outs / "spatial" / "scalefactors_json.json").write_text(json.dumps({"tissue_hires_scalef": 1}))
-    with pytest.raises(StflowError, match="spot_diameter_fullres is None, so µm/px is unknown"):
+    with pytest.raises(StflowError, match="spot_diameter_fullres is missing or not positive, "
+                       "so µm/px is unknown"):
+        visium.read_sample(tmp_path, "S1")
+
+
+@pytest.mark.parametrize("lost", ["tissue_positions.csv", "scalefactors_json.json"])
+def test_a_folder_without_positions_or_scale_factors_is_refused_naming_the_file(
+        tmp_path: Path, lost: str) -> None:
+    outs = make_outs(tmp_path)
+    (outs / "spatial" / lost).unlink()
+    with pytest.raises(StflowError, match=f"spatial: no .*{lost.split('_')[0]}.*Fix: copy the "
+                       "whole outs/spatial"):
         visium.read_sample(tmp_path, "S1")
 
 
 def test_corrupt_matrix_is_refused(tmp_path: Path) -> None:
     outs = make_outs(tmp_path)
     (outs / "filtered_feature_bc_matrix.h5").write_bytes(b"not hdf5")
-    with pytest.raises(StflowError, match="cannot read the 10x matrix"):
+    with pytest.raises(StflowError, match="cannot read the Space Ranger folder"):
         visium.read_sample(tmp_path, "S1")
