@@ -8,6 +8,8 @@ import os
 import re
 from pathlib import Path
 
+from stflow.data.sheet import check_dataset, sheet_patients, sheet_row, sheet_samples
+
 # Rules run the library through workflow/scripts/<rule>.py (`script:`), which puts this
 # repository first on sys.path (workflow/scripts/_job.py): a job finds the library whatever its
 # working directory, with PYTHONPATH cleared (as --use-conda does), without the project
@@ -131,6 +133,7 @@ def _check_sample_maps():
 
 
 _check_sample_maps()
+check_dataset(config["dataset"])  # source sheet: dataset.sheet, and the sheet itself
 
 
 def _check_genes_scope():
@@ -201,6 +204,8 @@ def bench_dir(dataset):
 def samples(dataset):
     """Sample ids of a dataset: from the config, else the source's defaults."""
     entry = DATASETS[dataset]
+    if entry["source"] == "sheet":
+        return sheet_samples(entry["sheet"], entry["samples"])
     if entry["samples"]:
         return list(entry["samples"])
     if entry["source"] == "synthetic":
@@ -223,6 +228,8 @@ def _patient(source, sample):
         return match.group(1) if match else None
     if source == "her2st":
         return sample[0]
+    if source == "sheet":
+        return sheet_patients(config["dataset"]["sheet"]).get(sample)
     return None
 
 
@@ -367,6 +374,13 @@ def all_targets():
 
 
 # --- download ---
+def download_inputs(wc):
+    """The sample sheet of source sheet: editing it redoes raw/sheet.tsv (a changed row
+    reruns that sample's ingest through its params, ingest_options)."""
+    entry = DATASETS[wc.dataset]
+    return [entry["sheet"]] if entry["source"] == "sheet" else []
+
+
 def download_settings(wc):
     """Keyword arguments of stflow.data.download.download_source; only these (not model
     settings) rerun the download."""
@@ -378,6 +392,8 @@ def download_settings(wc):
                         genes=sim["genes"], seed=sim["seed"])
     else:
         settings["samples"] = samples(wc.dataset)
+    if entry["source"] == "sheet":
+        settings["sheet"] = entry["sheet"]
     if entry["source"] == "hest" and uses_bench_files():
         # the published splits and gene lists live in hest-bench's task folders, not in
         # HEST-1k: fetch the task folders (their patches are the bench samples' images)
@@ -401,6 +417,8 @@ def ingest_options(wc):
     patient / image of the sample, and require_patient where patient-stratified folds are
     built from the ingested patients (hest; visium is checked when the DAG is built)."""
     entry = DATASETS[wc.dataset]
+    if entry["source"] == "sheet":  # the row itself: a changed row reruns this ingest only
+        return {"row": sheet_row(entry["sheet"], wc.sample).to_params()}
     options = {"task": entry["task"],
                "patient": (config["dataset"].get("patients") or {}).get(wc.sample),
                "image": (config["dataset"].get("images") or {}).get(wc.sample),

@@ -8,11 +8,11 @@ import json
 from pathlib import Path
 
 import anndata as ad
-import h5py
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from PIL import Image
+from spaceranger_layout import write_10x_h5
 
 from stflow.data.sources import get_source, visium, write_st
 from stflow.errors import StflowError
@@ -24,23 +24,6 @@ ROWS = [10.0, 20.0, 30.0, 40.0]  # pxl_row_in_fullres (y)
 COLS = [50.0, 60.0, 70.0, 80.0]  # pxl_col_in_fullres (x)
 DIAMETER_PX = 110.0
 COUNTS = np.array([[1, 0, 2, 0], [0, 3, 0, 1], [5, 5, 5, 5], [0, 0, 7, 1]], dtype=np.int32)
-
-
-def write_10x_h5(path: Path, counts: np.ndarray, barcodes: list[str], genes: list[str]) -> None:
-    """A filtered_feature_bc_matrix.h5 in the 10x v3 layout (genes x barcodes, CSC)."""
-    matrix = sp.csc_matrix(counts.T)
-    with h5py.File(path, "w") as f:
-        group = f.create_group("matrix")
-        group["barcodes"] = np.array(barcodes, dtype="S")
-        group["data"] = matrix.data.astype(np.int32)
-        group["indices"] = matrix.indices.astype(np.int64)
-        group["indptr"] = matrix.indptr.astype(np.int64)
-        group["shape"] = np.array(matrix.shape, dtype=np.int32)
-        features = group.create_group("features")
-        features["id"] = np.array([f"ENSG{i:05d}" for i in range(len(genes))], dtype="S")
-        features["name"] = np.array(genes, dtype="S")
-        features["feature_type"] = np.array(["Gene Expression"] * len(genes), dtype="S")
-        features["genome"] = np.array(["GRCh38"] * len(genes), dtype="S")
 
 
 def make_outs(root: Path, positions: str = "csv") -> Path:

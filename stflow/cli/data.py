@@ -27,7 +27,7 @@ def _run_download(args: argparse.Namespace) -> None:
     download_source(args.source, args.out, mirror=args.mirror, samples=args.samples,
                     repo_id=args.repo_id, task=args.task, patients=args.patients,
                     sections=args.sections, grid=args.grid, genes=args.genes, mpp=args.mpp,
-                    seed=args.seed)
+                    seed=args.seed, sheet=args.sheet)
 
 
 def _run_ingest(args: argparse.Namespace) -> None:
@@ -194,6 +194,8 @@ def _register_sources(subparsers: argparse._SubParsersAction) -> None:
     download.add_argument("--repo-id", default=HEST_REPO,
                           help="hest: HF dataset (MahmoodLab/hest or MahmoodLab/hest-bench)")
     download.add_argument("--task", help="hest-bench: task folder, e.g. IDC")
+    download.add_argument("--sheet", help="sheet: the sample sheet (TSV; README, 'Your own "
+                          "data'); validated and written to RAW_DIR/sheet.tsv")
     simulated = download.add_argument_group("synthetic")
     simulated.add_argument("--patients", type=int, default=3)
     simulated.add_argument("--sections", type=int, default=2, help="sections per patient")

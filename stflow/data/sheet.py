@@ -20,6 +20,7 @@ imported here (the Snakefile reads the sheet while it builds the DAG).
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import re
@@ -54,6 +55,26 @@ class SheetRow:
     positions: Path | None = None
     um_per_px: float | None = None
     line: int = 0
+
+    def to_params(self) -> dict[str, str | float | None]:
+        """The row as plain values (a Snakemake param: a changed row reruns its ingest)."""
+        return {"sample": self.sample, "patient": self.patient, "image": str(self.image),
+                "spaceranger": str(self.spaceranger) if self.spaceranger else None,
+                "counts": str(self.counts) if self.counts else None,
+                "positions": str(self.positions) if self.positions else None,
+                "um_per_px": self.um_per_px}
+
+    @classmethod
+    def from_params(cls, params: dict) -> SheetRow:
+        """The row back from :meth:`to_params`."""
+        def path(key: str) -> Path | None:
+            return Path(params[key]) if params.get(key) else None
+
+        um = params.get("um_per_px")
+        return cls(sample=str(params["sample"]), patient=str(params["patient"]),
+                   image=Path(params["image"]), spaceranger=path("spaceranger"),
+                   counts=path("counts"), positions=path("positions"),
+                   um_per_px=None if um is None else float(um))
 
 
 @dataclass(frozen=True)
@@ -240,8 +261,22 @@ def _row_problems(number: int, row: dict[str, str], base: Path,
 
 
 def read_sheet(path: str | Path) -> list[SheetRow]:
-    """The sheet's rows, validated; one error listing every problem when any."""
+    """The sheet's rows, validated; one error listing every problem when any. Read once per
+    version of the file (the DAG asks for samples and patients many times)."""
     path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError:
+        return _read_sheet(path)
+    return list(_cached(str(path.resolve()), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached(path: str, mtime_ns: int, size: int) -> tuple[SheetRow, ...]:
+    return tuple(_read_sheet(Path(path)))
+
+
+def _read_sheet(path: Path) -> list[SheetRow]:
     header, rows = _read_table(path)
     problems = _header_problems(header)
     if not problems and not rows:
@@ -268,14 +303,42 @@ def _sheet_row(number: int, row: dict[str, str], base: Path) -> SheetRow:
                     um_per_px=_um_per_px(row.get("um_per_px") or "nan"), line=number)
 
 
-def sheet_samples(path: str | Path) -> list[str]:
-    """Sample names in sheet order."""
-    return [row.sample for row in read_sheet(path)]
+def sheet_samples(path: str | Path, wanted: list[str] | None = None) -> list[str]:
+    """Sample names in sheet order (only ``wanted`` when given; one not in the sheet is
+    refused)."""
+    names = [row.sample for row in read_sheet(path)]
+    if wanted:
+        unknown = sorted(set(wanted) - set(names))
+        if unknown:
+            raise input_error(path, f"no rows for samples {unknown} (it has {names})",
+                              "add their rows, or set dataset.samples: null to run every row")
+        return [name for name in names if name in wanted]
+    return names
 
 
 def sheet_patients(path: str | Path) -> dict[str, str]:
     """sample -> patient."""
     return {row.sample: row.patient for row in read_sheet(path)}
+
+
+def check_dataset(dataset: dict) -> None:
+    """The config's ``dataset`` entry and its sheet agree: source sheet needs dataset.sheet
+    (and only then), and the sheet replaces mirror, patients and images."""
+    sheet, source = dataset.get("sheet"), dataset.get("source")
+    if sheet and source != "sheet":
+        raise input_error("config dataset.sheet", f"given with source {source!r}",
+                          "set dataset.source: sheet, or remove dataset.sheet")
+    if source != "sheet":
+        return
+    if not sheet:
+        raise input_error("config dataset.source: sheet", "dataset.sheet is not set",
+                          "give dataset.sheet: path/to/samples.tsv")
+    given = [key for key in ("mirror", "patients", "images") if dataset.get(key)]
+    if given:
+        raise input_error("config dataset", f"{given} set beside dataset.sheet",
+                          "remove them: the sheet's columns give the data, the patient and "
+                          "the image of each sample")
+    read_sheet(sheet)
 
 
 def sheet_row(path: str | Path, sample: str) -> SheetRow:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from stflow.data.sources.common import IngestedSample, write_samples_tsv, write_st
 from stflow.errors import input_error
 
-SOURCES = ("her2st", "hest", "visium", "synthetic")
+SOURCES = ("her2st", "hest", "visium", "sheet", "synthetic")
 
 
 @dataclass(frozen=True)
