@@ -375,8 +375,9 @@ def all_targets():
 
 # --- download ---
 def download_inputs(wc):
-    """The sample sheet of source sheet: editing it redoes raw/sheet.tsv (a changed row
-    reruns that sample's ingest through its params, ingest_options)."""
+    """The sample sheet of source sheet: editing it redoes raw/sheet.tsv, the record of the
+    rows read. Ingest reads each row's files directly (ingest_manifest), and a changed row
+    reruns that sample's ingest only (its params, ingest_options)."""
     entry = DATASETS[wc.dataset]
     return [entry["sheet"]] if entry["source"] == "sheet" else []
 
@@ -402,10 +403,14 @@ def download_settings(wc):
 
 
 def ingest_manifest(wc):
-    """The download's manifest, ancient once the sample is ingested: a new download (one more
+    """The download's manifest (source sheet: the row's own files, which stay in place),
+    ancient once the sample is ingested: a new download (one more
     sample, hence new --samples) must not redo the samples already ingested and all their
     patches, features and graphs. Only there: Snakemake skips an ancient input's missing
     outputs downstream of a job that reruns, so a sample still to ingest waits normally."""
+    entry = DATASETS[wc.dataset]
+    if entry["source"] == "sheet":  # the data stay where the sheet says: read them directly
+        return [str(p) for p in sheet_row(entry["sheet"], wc.sample).files()]
     manifest = res(wc.dataset, "raw/MANIFEST.tsv")
     if Path(res(wc.dataset, f"st/{wc.sample}.h5ad")).exists():
         return ancient(manifest)

@@ -64,6 +64,14 @@ class SheetRow:
                 "positions": str(self.positions) if self.positions else None,
                 "um_per_px": self.um_per_px}
 
+    def files(self) -> list[Path]:
+        """The files ingest reads for this row (a newer one reruns the sample's ingest)."""
+        if self.spaceranger is not None:
+            found = [self.spaceranger / MATRIX, positions_file(self.spaceranger),
+                     self.spaceranger / "spatial" / SCALEFACTORS]
+            return [self.image] + [p for p in found if p is not None]
+        return [p for p in (self.image, self.counts, self.positions) if p is not None]
+
     @classmethod
     def from_params(cls, params: dict) -> SheetRow:
         """The row back from :meth:`to_params`."""
