@@ -13,6 +13,7 @@ import anndata as ad
 import numpy as np
 import pytest
 from spaceranger_layout import build_section, write_sheet
+from test_download import run_cli
 from test_sources_visium import make_outs
 
 from stflow.data.sheet import check_dataset, read_sheet, sheet_patients, sheet_samples
@@ -143,6 +144,23 @@ def test_a_counts_and_positions_row_ingests(data: Path, tmp_path: Path) -> None:
     np.testing.assert_allclose(adata.obsm["spatial"], [[10, 20], [30, 40]])
     assert adata.uns["patient"] == "P2" and adata.uns["mpp"] == 0.5
     assert adata.uns["source"] == "sheet"
+
+
+def test_the_command_line_downloads_a_sheet_and_ingests_its_rows(data: Path,
+                                                                tmp_path: Path) -> None:
+    path = sheet(data, "A\tP1\tS1\tS1/image.png\t\t\t0.25")
+    raw = tmp_path / "raw"
+    run_cli("download", "--source", "sheet", "--sheet", str(path), "--out", str(raw))
+    assert (raw / "MANIFEST.tsv").read_text().count("\n") == 2  # header and sheet.tsv
+    run_cli("ingest", "--source", "sheet", "--raw", str(raw), "--sample", "A",
+            "--out", str(tmp_path / "A.h5ad"))
+    adata = ad.read_h5ad(tmp_path / "A.h5ad")
+    assert adata.uns["patient"] == "P1" and adata.uns["mpp"] == 0.25 and adata.n_obs == 3
+    with pytest.raises(StflowError, match="do not apply to sheet.*patient"):
+        run_cli("ingest", "--source", "sheet", "--raw", str(raw), "--sample", "A",
+                "--patient", "P9", "--out", str(tmp_path / "B.h5ad"))
+    with pytest.raises(StflowError, match="pass --sheet"):
+        run_cli("download", "--source", "sheet", "--out", str(raw))
 
 
 @pytest.fixture(scope="module")
