@@ -163,8 +163,9 @@ def _um_per_px(cell: str) -> float | None:
     return value if math.isfinite(value) and value > 0 else None
 
 
-def _read_table(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
-    """Header and (line number, row) pairs; blank lines and ``#`` comments skipped."""
+def _read_table(path: Path) -> tuple[int, list[str], list[tuple[int, dict[str, str]]]]:
+    """The header's line number, the header and (line number, row) pairs; blank lines and
+    ``#`` comments skipped, quotes kept as they are (plain TSV)."""
     if not path.is_file():
         raise input_error(path, "sample sheet does not exist" if not path.exists()
                           else "sample sheet is not a file",
@@ -174,7 +175,7 @@ def _read_table(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]
              if line.strip() and not line.lstrip().startswith("#")]
     if not lines:
         raise input_error(path, "sample sheet is empty", f"write a header and rows: {FORMAT}")
-    reader = csv.reader((line for _, line in lines), delimiter="\t")
+    reader = csv.reader((line for _, line in lines), delimiter="\t", quoting=csv.QUOTE_NONE)
     header = [h.strip() for h in next(reader)]
     rows = []
     for (number, _), cells in zip(lines[1:], reader, strict=True):
@@ -183,19 +184,19 @@ def _read_table(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]
                                       strict=False))))
         if len(cells) > len(header):
             rows[-1][1][EXTRA] = "\t".join(cells[len(header):])
-    return header, rows
+    return lines[0][0], header, rows
 
 
-def _header_problems(header: list[str]) -> list[Problem]:
-    problems = [Problem(1, "", c, "column is missing", f"add it: {FORMAT}")
+def _header_problems(line: int, header: list[str]) -> list[Problem]:
+    problems = [Problem(line, "", c, "column is missing", f"add it: {FORMAT}")
                 for c in REQUIRED if c not in header]
-    problems += [Problem(1, "", c, "unknown column", f"use only {list(COLUMNS)}")
+    problems += [Problem(line, "", c, "unknown column", f"use only {list(COLUMNS)}")
                  for c in header if c not in COLUMNS]
-    problems += [Problem(1, "", c, "column appears twice", "keep one")
+    problems += [Problem(line, "", c, "column appears twice", "keep one")
                  for c in sorted({c for c in header if header.count(c) > 1})]
     if "spaceranger" not in header and not all(c in header for c in TABLE_COLUMNS):
         missing = [c for c in TABLE_COLUMNS if c not in header]
-        problems.append(Problem(1, "", "spaceranger", "column is missing, and so are "
+        problems.append(Problem(line, "", "spaceranger", "column is missing, and so are "
                                 f"{missing}: the sheet does not say where the data are",
                                 "add a spaceranger column (Space Ranger outs/ folders) or "
                                 "the columns image, counts and positions"))
@@ -285,10 +286,10 @@ def _cached(path: str, mtime_ns: int, size: int) -> tuple[SheetRow, ...]:
 
 
 def _read_sheet(path: Path) -> list[SheetRow]:
-    header, rows = _read_table(path)
-    problems = _header_problems(header)
+    line, header, rows = _read_table(path)
+    problems = _header_problems(line, header)
     if not problems and not rows:
-        problems.append(Problem(2, "", "-", "no sample rows", "add one row per section"))
+        problems.append(Problem(line + 1, "", "-", "no sample rows", "add one row per section"))
     seen: dict[str, int] = {}
     if not any(p.column in REQUIRED for p in problems):
         for number, row in rows:
