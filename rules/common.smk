@@ -12,6 +12,7 @@ from snakemake.exceptions import WorkflowError
 
 from stflow.config import Problem
 from stflow.config_checks import fold_count_problems, her2st_sections, problems_message, run_seeds
+from stflow.data.sheet import sheet_patients, sheet_row, sheet_samples
 
 # Rules run the library through workflow/scripts/<rule>.py (`script:`), which puts this
 # repository first on sys.path (workflow/scripts/_job.py): a job finds the library whatever its
@@ -115,6 +116,8 @@ def bench_dir(dataset):
 def samples(dataset):
     """Sample ids of a dataset: from the config, else the source's defaults."""
     entry = DATASETS[dataset]
+    if entry["source"] == "sheet":
+        return sheet_samples(entry["sheet"], entry["samples"])
     if entry["samples"]:
         return list(entry["samples"])
     if entry["source"] == "synthetic":
@@ -137,6 +140,8 @@ def _patient(source, sample):
         return match.group(1) if match else None
     if source == "her2st":
         return sample[0]
+    if source == "sheet":
+        return sheet_patients(config["dataset"]["sheet"]).get(sample)
     return None
 
 
@@ -261,6 +266,14 @@ def all_targets():
 
 
 # --- download ---
+def download_inputs(wc):
+    """The sample sheet of source sheet: editing it redoes raw/sheet.tsv, the record of the
+    rows read. Ingest reads each row's files directly (ingest_manifest), and a changed row
+    reruns that sample's ingest only (its params, ingest_options)."""
+    entry = DATASETS[wc.dataset]
+    return [entry["sheet"]] if entry["source"] == "sheet" else []
+
+
 def download_settings(wc):
     """Keyword arguments of stflow.data.download.download_source; only these (not model
     settings) rerun the download."""
@@ -272,6 +285,8 @@ def download_settings(wc):
                         genes=sim["genes"], seed=sim["seed"])
     else:
         settings["samples"] = samples(wc.dataset)
+    if entry["source"] == "sheet":
+        settings["sheet"] = entry["sheet"]
     if entry["source"] == "hest" and uses_bench_files():
         # the published splits and gene lists live in hest-bench's task folders, not in
         # HEST-1k: fetch the task folders (their patches are the bench samples' images)
@@ -280,10 +295,14 @@ def download_settings(wc):
 
 
 def ingest_manifest(wc):
-    """The download's manifest, ancient once the sample is ingested: a new download (one more
+    """The download's manifest (source sheet: the row's own files, which stay in place),
+    ancient once the sample is ingested: a new download (one more
     sample, hence new --samples) must not redo the samples already ingested and all their
     patches, features and graphs. Only there: Snakemake skips an ancient input's missing
     outputs downstream of a job that reruns, so a sample still to ingest waits normally."""
+    entry = DATASETS[wc.dataset]
+    if entry["source"] == "sheet":  # the data stay where the sheet says: read them directly
+        return [str(p) for p in sheet_row(entry["sheet"], wc.sample).files()]
     manifest = res(wc.dataset, "raw/MANIFEST.tsv")
     if Path(res(wc.dataset, f"st/{wc.sample}.h5ad")).exists():
         return ancient(manifest)
@@ -295,6 +314,8 @@ def ingest_options(wc):
     patient / image of the sample, and require_patient where patient-stratified folds are
     built from the ingested patients (hest; visium is checked when the DAG is built)."""
     entry = DATASETS[wc.dataset]
+    if entry["source"] == "sheet":  # the row itself: a changed row reruns this ingest only
+        return {"row": sheet_row(entry["sheet"], wc.sample).to_params()}
     options = {"task": entry["task"],
                "patient": (config["dataset"].get("patients") or {}).get(wc.sample),
                "image": (config["dataset"].get("images") or {}).get(wc.sample),

@@ -11,6 +11,8 @@ localrules:
 # ordinary output that a failed job never leaves (and that `all` asks for), is what plans
 # the download again on the next run.
 rule download:
+    input:
+        download_inputs,
     output:
         manifest=update(res("{dataset}", "raw/MANIFEST.tsv")),
         done=res("{dataset}", "raw/DOWNLOAD_DONE"),

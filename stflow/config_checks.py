@@ -24,6 +24,7 @@ from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 
 from stflow.config import Problem
+from stflow.data.sheet import dataset_problems
 from stflow.models.catalogue import MODELS
 from stflow.models.param_checks import model_param_problems, space_problems, trials_problems
 
@@ -343,7 +344,8 @@ def check_config(config: Mapping[str, Any], schema: Mapping[str, Any], *, cwd: s
     filled = with_defaults(config, schema)
     checks: list[Check] = [*CROSS_FIELD, lambda c: her2st_sample_problems(c, her2st)]
     if not remote:
-        checks += [lambda c: mirror_problems(c, cwd), lambda c: encoder_weight_problems(c, cwd)]
+        checks += [lambda c: mirror_problems(c, cwd), lambda c: encoder_weight_problems(c, cwd),
+                   lambda c: dataset_problems(c["dataset"])]
     for check in checks:
         try:
             problems += check(filled)

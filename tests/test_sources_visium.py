@@ -1,4 +1,6 @@
-"""The visium source on a tiny Space Ranger outs/ folder written by the test."""
+"""The visium source on a tiny Space Ranger outs/ folder written by the test: read by
+spatialdata-io, in-tissue spots, µm/px from the spot diameter, gene ids and array positions
+kept, and a clear refusal for each missing piece."""
 
 from __future__ import annotations
 
@@ -6,11 +8,11 @@ import json
 from pathlib import Path
 
 import anndata as ad
-import h5py
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from PIL import Image
+from spaceranger_layout import write_10x_h5
 
 from stflow.data.sources import get_source, visium, write_st
 from stflow.errors import StflowError
@@ -24,25 +26,8 @@ DIAMETER_PX = 110.0
 COUNTS = np.array([[1, 0, 2, 0], [0, 3, 0, 1], [5, 5, 5, 5], [0, 0, 7, 1]], dtype=np.int32)
 
 
-def write_10x_h5(path: Path, counts: np.ndarray, barcodes: list[str], genes: list[str]) -> None:
-    """A filtered_feature_bc_matrix.h5 in the 10x v3 layout (genes x barcodes, CSC)."""
-    matrix = sp.csc_matrix(counts.T)
-    with h5py.File(path, "w") as f:
-        group = f.create_group("matrix")
-        group["barcodes"] = np.array(barcodes, dtype="S")
-        group["data"] = matrix.data.astype(np.int32)
-        group["indices"] = matrix.indices.astype(np.int64)
-        group["indptr"] = matrix.indptr.astype(np.int64)
-        group["shape"] = np.array(matrix.shape, dtype=np.int32)
-        features = group.create_group("features")
-        features["id"] = np.array([f"ENSG{i:05d}" for i in range(len(genes))], dtype="S")
-        features["name"] = np.array(genes, dtype="S")
-        features["feature_type"] = np.array(["Gene Expression"] * len(genes), dtype="S")
-        features["genome"] = np.array(["GRCh38"] * len(genes), dtype="S")
-
-
 def make_outs(root: Path, positions: str = "csv") -> Path:
-    """raw/{sample}/outs with matrix, positions (csv | list | parquet), scale factors, image."""
+    """raw/{sample}/outs with matrix, positions (csv | list), scale factors, image."""
     outs = root / "S1" / "outs"
     spatial = outs / "spatial"
     spatial.mkdir(parents=True)
@@ -84,7 +69,10 @@ def test_written_h5ad_follows_the_ingest_contract(tmp_path: Path) -> None:
     assert sp.isspmatrix_csr(adata.X) and adata.X.dtype == np.int32
     np.testing.assert_array_equal(adata.X.toarray(), COUNTS[[0, 1, 3]])
     assert list(adata.var_names) == ["GENE1", "GENE2", "GENE2-1", "GENE3"]
+    assert list(adata.var["gene_ids"]) == [f"ENSG{i:05d}" for i in range(4)]
+    assert set(adata.var["feature_types"]) == {"Gene Expression"}
     assert adata.obs["in_tissue"].dtype == bool and adata.obs["in_tissue"].all()
+    assert list(adata.obs["array_row"]) == [0, 1, 3] and list(adata.obs["array_col"]) == [0, 2, 6]
     np.testing.assert_allclose(adata.obsm["spatial_um"], adata.obsm["spatial"] * 0.5)
     assert adata.uns["source"] == "visium" and adata.uns["mpp"] == pytest.approx(0.5)
     assert Path(adata.uns["image_path"]).is_absolute()
@@ -132,12 +120,23 @@ def test_unreadable_image_is_refused(tmp_path: Path) -> None:
 def test_unknown_spot_diameter_is_refused(tmp_path: Path) -> None:
     outs = make_outs(tmp_path)
     (outs / "spatial" / "scalefactors_json.json").write_text(json.dumps({"tissue_hires_scalef": 1}))
-    with pytest.raises(StflowError, match="spot_diameter_fullres is None, so µm/px is unknown"):
+    with pytest.raises(StflowError, match="spot_diameter_fullres is missing or not positive, "
+                       "so µm/px is unknown"):
+        visium.read_sample(tmp_path, "S1")
+
+
+@pytest.mark.parametrize("lost", ["tissue_positions.csv", "scalefactors_json.json"])
+def test_a_folder_without_positions_or_scale_factors_is_refused_naming_the_file(
+        tmp_path: Path, lost: str) -> None:
+    outs = make_outs(tmp_path)
+    (outs / "spatial" / lost).unlink()
+    with pytest.raises(StflowError, match=f"spatial: no .*{lost.split('_')[0]}.*Fix: copy the "
+                       "whole outs/spatial"):
         visium.read_sample(tmp_path, "S1")
 
 
 def test_corrupt_matrix_is_refused(tmp_path: Path) -> None:
     outs = make_outs(tmp_path)
     (outs / "filtered_feature_bc_matrix.h5").write_bytes(b"not hdf5")
-    with pytest.raises(StflowError, match="cannot read the 10x matrix"):
+    with pytest.raises(StflowError, match="cannot read the Space Ranger folder"):
         visium.read_sample(tmp_path, "S1")

@@ -18,7 +18,7 @@ def _run_download(args: argparse.Namespace) -> None:
     download_source(args.source, args.out, mirror=args.mirror_dir, samples=args.samples,
                     repo_id=args.repo_id, task=args.task, patients=args.n_patients,
                     sections=args.n_sections, grid=args.grid, genes=args.n_genes,
-                    mpp=args.um_per_px, seed=args.seed)
+                    mpp=args.um_per_px, seed=args.seed, sheet=args.sheet)
 
 
 def _run_ingest(args: argparse.Namespace) -> None:
@@ -236,6 +236,8 @@ def _register_sources(subparsers: argparse._SubParsersAction) -> None:
     download.add_argument("--repo-id", default=HEST_REPO,
                           help="hest: HF dataset (MahmoodLab/hest or MahmoodLab/hest-bench)")
     download.add_argument("--task", help="hest-bench: task folder, e.g. IDC")
+    download.add_argument("--sheet", help="sheet: the sample sheet (TSV; README, 'Your own "
+                          "data'); validated and written to RAW_DIR/sheet.tsv")
     _add_synthetic(download.add_argument_group("synthetic"))
     download.set_defaults(func=_run_download)
 

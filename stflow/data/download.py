@@ -18,9 +18,11 @@ log = logging.getLogger(__name__)
 def download_source(source: str, out: str | Path, *, mirror: str | Path | None = None,
                     samples: Sequence[str] | None = None, repo_id: str = HEST_REPO,
                     task: str | None = None, patients: int = 3, sections: int = 2,
-                    grid: int = 16, genes: int = 80, mpp: float = 2.0, seed: int = 0) -> Path:
+                    grid: int = 16, genes: int = 80, mpp: float = 2.0, seed: int = 0,
+                    sheet: str | Path | None = None) -> Path:
     """Fill ``out`` with the source's files (from ``mirror`` when given, else the network;
-    synthetic: simulated with ``patients`` .. ``seed``), then write and return the manifest."""
+    synthetic: simulated with ``patients`` .. ``seed``; sheet: the validated ``sheet`` with
+    absolute paths, the data stay in place), then write and return the manifest."""
     out = Path(out)
     samples = list(samples) if samples else None
     if source == "her2st":
@@ -31,6 +33,13 @@ def download_source(source: str, out: str | Path, *, mirror: str | Path | None =
         from stflow.data.sources import hest
 
         hest.download(out, repo_id=repo_id, samples=samples, task=task, mirror=mirror)
+    elif source == "sheet":
+        from stflow.data.sources import sheet as sheet_source
+
+        if sheet is None or mirror is not None:
+            raise input_error("--sheet", "source sheet reads a sample sheet, not a mirror",
+                              "pass --sheet path/to/samples.tsv (and no --mirror)")
+        sheet_source.download(out, sheet, samples)
     elif source == "synthetic":
         from stflow.data.sources import synthetic
 

@@ -14,12 +14,23 @@ __all__ = ["ingest_sample", "write_samples_tsv"]
 def ingest_sample(source: str, raw: str | Path, sample: str, out: str | Path, *,
                   image: str | None = None, patient: str | None = None,
                   require_patient: bool = False, task: str | None = None,
-                  mpp: float | None = None, inter_spot_um: float = 100.0) -> Path:
+                  mpp: float | None = None, inter_spot_um: float = 100.0,
+                  row: dict | None = None) -> Path:
     """Read ``sample`` of ``source`` from ``raw`` and write ``out``. ``image``, ``patient``
     and ``mpp`` apply to the sources that do not know them (visium, hest); with
-    ``require_patient`` a sample of unknown patient is refused (it would leak across folds)."""
+    ``require_patient`` a sample of unknown patient is refused (it would leak across folds).
+    ``row`` is the sample's sheet row (source sheet; default: its row in raw/sheet.tsv)."""
     options: dict = {}
-    if source == "visium":
+    if row is not None and source != "sheet":
+        raise input_error("stflow ingest", f"a sheet row does not apply to {source}",
+                          "use source sheet")
+    if source == "sheet":
+        if image or patient or mpp:
+            raise input_error("stflow ingest", "--image/--patient/--mpp do not apply to sheet",
+                              "give them in the sample sheet's image, patient and um_per_px "
+                              "columns")
+        options = {"row": row}
+    elif source == "visium":
         config = {"patients": {sample: patient}} if patient else None
         options = {"image": image, "config": config}
         if require_patient and not patient:

@@ -23,11 +23,18 @@ log = logging.getLogger(__name__)
 
 SAMPLES_COLUMNS = ["sample", "patient", "image_path", "mpp", "n_spots"]
 PATCH_FILE_SUFFIXES = {".h5", ".hdf5"}  # HEST-bench ships patches, not whole-slide images
+# Optional columns a source may put in ``counts.obs`` / ``counts.var`` (Space Ranger gives
+# them); ``st/`` keeps those present, so a user can join back to the 10x outputs.
+OBS_COLUMNS = ("in_tissue", "array_row", "array_col")
+VAR_COLUMNS = ("gene_ids", "feature_types", "genome")
 
 
 @dataclass
 class IngestedSample:
-    """One section as every source gives it, before it is written to disk."""
+    """One section as every source gives it, before it is written to disk.
+
+    ``counts.obs`` may hold :data:`OBS_COLUMNS` and ``counts.var`` :data:`VAR_COLUMNS`;
+    the other sources leave them absent."""
 
     sample: str
     patient: str
@@ -134,9 +141,14 @@ def build_st(sample: IngestedSample) -> ad.AnnData:
     sample.validate()
     counts = sample.counts
     obs = pd.DataFrame(index=pd.Index(counts.obs_names.astype(str), name=None))
-    if "in_tissue" in counts.obs:
-        obs["in_tissue"] = counts.obs["in_tissue"].astype(bool).to_numpy()
+    for column in OBS_COLUMNS:
+        if column in counts.obs:
+            values = counts.obs[column].to_numpy()
+            obs[column] = values.astype(bool) if column == "in_tissue" else values
     var = pd.DataFrame(index=pd.Index(unique_names(counts.var_names)))
+    for column in VAR_COLUMNS:
+        if column in counts.var:
+            var[column] = counts.var[column].astype(str).to_numpy()
     spatial = np.asarray(sample.spatial_px, dtype=np.float64)
     adata = ad.AnnData(X=counts.X, obs=obs, var=var)
     adata.obsm["spatial"] = spatial

@@ -1,0 +1,391 @@
+"""The sample sheet: a user's own sections, one row each, read when the DAG is built.
+
+A tab-separated file (Snakemake-catalogue style) with the columns
+
+- ``sample`` (``^[A-Za-z0-9_.-]+$``, unique) and ``patient`` (folds never split a patient);
+- where the data are, either ``spaceranger`` (a Space Ranger ``outs/`` folder, or the
+  folder holding ``outs/``) plus ``image`` (the full-resolution H&E Space Ranger was given;
+  ``outs/`` does not include it), or ``image`` + ``counts`` + ``positions``:
+  ``counts`` a TSV (``.gz`` allowed) of raw counts, spots x genes, the first column the spot
+  barcode; ``positions`` a CSV with header ``barcode,x_px,y_px`` (level-0 pixel centres of
+  ``image``, x = column);
+- ``um_per_px`` (optional for Space Ranger, where it defaults to 55 µm over the scale
+  factors' ``spot_diameter_fullres``; required with ``counts``/``positions``).
+
+Relative paths are read from the sheet's folder. Every problem of the sheet is collected
+and reported at once, naming line, sample and column. Only the standard library is
+imported here (the Snakefile reads the sheet while it builds the DAG).
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stflow.config import Problem as ConfigProblem
+from stflow.errors import StflowError, input_error
+
+REQUIRED = ("sample", "patient")
+TABLE_COLUMNS = ("image", "counts", "positions")
+COLUMNS = ("sample", "patient", "spaceranger", "image", "counts", "positions", "um_per_px")
+NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+MATRIX = "filtered_feature_bc_matrix.h5"
+POSITION_FILES = ("tissue_positions.csv", "tissue_positions_list.csv")
+SCALEFACTORS = "scalefactors_json.json"
+EXTRA = "\0extra"  # the cells of a row beyond the header's columns
+VISIUM_SPOT_UM = 55.0  # Visium spots are 55 µm wide: µm/px = 55 / spot_diameter_fullres
+FORMAT = ("columns sample, patient and either spaceranger (+ image) or image + counts + "
+          "positions, optional um_per_px; see README, 'Your own data'")
+
+
+@dataclass(frozen=True)
+class SheetRow:
+    """One validated row: absolute paths, and the µm/px the sheet gives (None: from the
+    Space Ranger scale factors)."""
+
+    sample: str
+    patient: str
+    image: Path
+    spaceranger: Path | None = None  # the outs/ folder itself
+    counts: Path | None = None
+    positions: Path | None = None
+    um_per_px: float | None = None
+    line: int = 0
+
+    def to_params(self) -> dict[str, str | float | None]:
+        """The row as plain values (a Snakemake param: a changed row reruns its ingest)."""
+        return {"sample": self.sample, "patient": self.patient, "image": str(self.image),
+                "spaceranger": str(self.spaceranger) if self.spaceranger else None,
+                "counts": str(self.counts) if self.counts else None,
+                "positions": str(self.positions) if self.positions else None,
+                "um_per_px": self.um_per_px}
+
+    def files(self) -> list[Path]:
+        """The files ingest reads for this row (a newer one reruns the sample's ingest)."""
+        if self.spaceranger is not None:
+            found = [self.spaceranger / MATRIX, positions_file(self.spaceranger),
+                     self.spaceranger / "spatial" / SCALEFACTORS]
+            return [self.image] + [p for p in found if p is not None]
+        return [p for p in (self.image, self.counts, self.positions) if p is not None]
+
+    @classmethod
+    def from_params(cls, params: dict) -> SheetRow:
+        """The row back from :meth:`to_params`."""
+        def path(key: str) -> Path | None:
+            return Path(params[key]) if params.get(key) else None
+
+        um = params.get("um_per_px")
+        return cls(sample=str(params["sample"]), patient=str(params["patient"]),
+                   image=Path(params["image"]), spaceranger=path("spaceranger"),
+                   counts=path("counts"), positions=path("positions"),
+                   um_per_px=None if um is None else float(um))
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One bad cell: where, what, and how to fix it."""
+
+    line: int
+    sample: str
+    column: str
+    problem: str
+    fix: str
+
+    def __str__(self) -> str:
+        if not self.line:
+            return f"{self.problem}. Fix: {self.fix}"
+        row = f"line {self.line}" + (f" (sample {self.sample})" if self.sample else "")
+        return f"{row}, column {self.column}: {self.problem}. Fix: {self.fix}"
+
+
+class SheetError(StflowError):
+    """A sheet that does not read, with every problem it has (the config check lists them
+    beside the config's own)."""
+
+    def __init__(self, path: Path, problems: list[Problem]) -> None:
+        self.problems = problems
+        listed = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{path}: {len(problems)} problem(s) in the sample sheet:\n{listed}\n"
+                         f"Fix: correct each listed cell ({FORMAT})")
+
+
+def find_outs(folder: Path) -> Path | None:
+    """The Space Ranger ``outs/`` folder: ``folder`` itself or ``folder/outs``."""
+    for candidate in (folder, folder / "outs"):
+        if (candidate / MATRIX).is_file():
+            return candidate
+    return None
+
+
+def positions_file(outs: Path) -> Path | None:
+    """The tissue positions CSV (Space Ranger >= 2 or older), if there is one."""
+    return next((outs / "spatial" / name for name in POSITION_FILES
+                 if (outs / "spatial" / name).is_file()), None)
+
+
+def spot_diameter_px(outs: Path) -> float | None:
+    """``spot_diameter_fullres`` of the scale factors, None where absent or not positive."""
+    try:
+        factors = json.loads((outs / "spatial" / SCALEFACTORS).read_text())
+    except (OSError, ValueError):
+        return None
+    diameter = factors.get("spot_diameter_fullres") if isinstance(factors, dict) else None
+    if isinstance(diameter, bool) or not isinstance(diameter, int | float) or not diameter > 0:
+        return None
+    return float(diameter)
+
+
+def _spaceranger_problems(folder: Path, has_um_per_px: bool) -> list[tuple[str, str]]:
+    """What a Space Ranger folder lacks, as (problem, fix) pairs."""
+    if (folder / "binned_outputs").is_dir() or (folder / "outs" / "binned_outputs").is_dir():
+        return [(f"{folder} is a Visium HD output (binned_outputs/), which stflow does not "
+                 "read yet", "give a Visium (55 µm spot) outs/ folder, or the counts and "
+                 "positions of one bin size as counts + positions columns")]
+    outs = find_outs(folder)
+    if outs is None:
+        return [(f"no {MATRIX} in {folder} or {folder}/outs",
+                 "give the Space Ranger outs/ folder of this sample")]
+    problems = []
+    if positions_file(outs) is None:
+        problems.append((f"{outs}/spatial has no {' or '.join(POSITION_FILES)}",
+                         "copy the whole outs/spatial folder Space Ranger wrote"))
+    if not (outs / "spatial" / SCALEFACTORS).is_file():
+        problems.append((f"{outs}/spatial has no {SCALEFACTORS}",
+                         "copy the whole outs/spatial folder Space Ranger wrote"))
+    elif not has_um_per_px and spot_diameter_px(outs) is None:
+        problems.append((f"{outs}/spatial/{SCALEFACTORS} has no positive "
+                         "spot_diameter_fullres, so µm/px is unknown",
+                         "give um_per_px, or the scale factors Space Ranger wrote"))
+    return problems
+
+
+def _path(cell: str, base: Path) -> Path:
+    path = Path(cell).expanduser()
+    return path if path.is_absolute() else (base / path)
+
+
+def _um_per_px(cell: str) -> float | None:
+    try:
+        value = float(cell)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value > 0 else None
+
+
+def _read_table(path: Path) -> tuple[int, list[str], list[tuple[int, dict[str, str]]]]:
+    """The header's line number, the header and (line number, row) pairs; blank lines and
+    ``#`` comments skipped, quotes kept as they are (plain TSV)."""
+    if not path.is_file():
+        raise SheetError(path, [Problem(0, "", "-", "sample sheet does not exist"
+                                        if not path.exists() else "sample sheet is not a file",
+                                        "give dataset.sheet as a TSV file (a relative path "
+                                        "is read from the working directory)")])
+    lines = [(n, line) for n, line in enumerate(path.read_text().splitlines(), start=1)
+             if line.strip() and not line.lstrip().startswith("#")]
+    if not lines:
+        raise SheetError(path, [Problem(0, "", "-", "sample sheet is empty",
+                                        f"write a header and rows: {FORMAT}")])
+    reader = csv.reader((line for _, line in lines), delimiter="\t", quoting=csv.QUOTE_NONE)
+    header = [h.strip() for h in next(reader)]
+    rows = []
+    for (number, _), cells in zip(lines[1:], reader, strict=True):
+        cells = [c.strip() for c in cells]
+        rows.append((number, dict(zip(header, cells + [""] * (len(header) - len(cells)),
+                                      strict=False))))
+        if len(cells) > len(header):
+            rows[-1][1][EXTRA] = "\t".join(cells[len(header):])
+    return lines[0][0], header, rows
+
+
+def _header_problems(line: int, header: list[str]) -> list[Problem]:
+    problems = [Problem(line, "", c, "column is missing", f"add it: {FORMAT}")
+                for c in REQUIRED if c not in header]
+    problems += [Problem(line, "", c, "unknown column", f"use only {list(COLUMNS)}")
+                 for c in header if c not in COLUMNS]
+    problems += [Problem(line, "", c, "column appears twice", "keep one")
+                 for c in sorted({c for c in header if header.count(c) > 1})]
+    if "spaceranger" not in header and not all(c in header for c in TABLE_COLUMNS):
+        missing = [c for c in TABLE_COLUMNS if c not in header]
+        problems.append(Problem(line, "", "spaceranger", "column is missing, and so are "
+                                f"{missing}: the sheet does not say where the data are",
+                                "add a spaceranger column (Space Ranger outs/ folders) or "
+                                "the columns image, counts and positions"))
+    return problems
+
+
+def _row_problems(number: int, row: dict[str, str], base: Path,
+                  seen: dict[str, int]) -> list[Problem]:
+    """Every problem of one row (the samples met so far in ``seen``)."""
+    sample = row.get("sample", "")
+    out: list[Problem] = []
+
+    def bad(column: str, problem: str, fix: str) -> None:
+        out.append(Problem(number, sample, column, problem, fix))
+
+    if EXTRA in row:
+        bad("-", f"more cells than header columns ({row[EXTRA]!r})",
+            "use one tab between cells and name every column in the header")
+    if not sample:
+        bad("sample", "empty", "give the sample a name")
+    elif not NAME.match(sample):
+        bad("sample", f"{sample!r} holds characters other than letters, digits, _ . -",
+            "rename it (it becomes a file name)")
+    elif sample in seen:
+        bad("sample", f"{sample!r} already on line {seen[sample]}",
+            "give each section its own sample name")
+    else:
+        seen[sample] = number
+    if not row.get("patient"):
+        bad("patient", "empty: without a patient, folds could put two sections of one "
+            "patient on both sides of a split", "give the patient id of this section")
+    um_cell = row.get("um_per_px", "")
+    um = _um_per_px(um_cell) if um_cell else None
+    if um_cell and um is None:
+        bad("um_per_px", f"{um_cell!r} is not a positive number",
+            "give microns per level-0 pixel of the image, e.g. 0.5")
+    spaceranger, table = row.get("spaceranger", ""), [row.get(c, "") for c in TABLE_COLUMNS]
+    if spaceranger and (row.get("counts") or row.get("positions")):
+        bad("spaceranger", "given together with counts/positions",
+            "give either a Space Ranger folder or counts + positions, not both")
+    elif not spaceranger and not all(table):
+        missing = [c for c, v in zip(TABLE_COLUMNS, table, strict=True) if not v]
+        bad("spaceranger" if not any(table) else missing[0],
+            f"no data: spaceranger is empty and so are {missing}",
+            "give a Space Ranger outs/ folder (spaceranger + image), or image + counts + "
+            "positions")
+    for column in ("spaceranger", *TABLE_COLUMNS):
+        if not row.get(column):
+            continue
+        path = _path(row[column], base)
+        if not path.exists():
+            bad(column, f"{path} does not exist", "correct the path (relative paths are "
+                "read from the sheet's folder)")
+        elif column == "spaceranger":
+            if not path.is_dir():
+                bad(column, f"{path} is not a folder", "give the Space Ranger outs/ folder")
+            else:
+                for problem, fix in _spaceranger_problems(path, um is not None):
+                    bad(column, problem, fix)
+        elif not path.is_file():
+            bad(column, f"{path} is not a file", "give the file itself")
+    if not spaceranger and row.get("image") and not um_cell:
+        bad("um_per_px", "empty, and an image with counts + positions does not say its µm/px",
+            "give microns per level-0 pixel of the image (from the scanner or the slide "
+            "metadata)")
+    if spaceranger and not row.get("image"):
+        bad("image", "empty: a Space Ranger outs/ folder does not include the full-resolution "
+            "H&E", "give the image Space Ranger was run on (the one its pxl_*_in_fullres "
+            "positions refer to)")
+    return out
+
+
+def read_sheet(path: str | Path) -> list[SheetRow]:
+    """The sheet's rows, validated; one error listing every problem when any. Read once per
+    version of the file (the DAG asks for samples and patients many times)."""
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError:
+        return _read_sheet(path)
+    return list(_cached(str(path.resolve()), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached(path: str, mtime_ns: int, size: int) -> tuple[SheetRow, ...]:
+    return tuple(_read_sheet(Path(path)))
+
+
+def _read_sheet(path: Path) -> list[SheetRow]:
+    line, header, rows = _read_table(path)
+    problems = _header_problems(line, header)
+    if not problems and not rows:
+        problems.append(Problem(line + 1, "", "-", "no sample rows", "add one row per section"))
+    seen: dict[str, int] = {}
+    if not any(p.column in REQUIRED for p in problems):
+        for number, row in rows:
+            problems += _row_problems(number, row, path.parent, seen)
+    if problems:
+        raise SheetError(path, problems)
+    return [_sheet_row(number, row, path.parent) for number, row in rows]
+
+
+def _sheet_row(number: int, row: dict[str, str], base: Path) -> SheetRow:
+    def path_of(column: str) -> Path | None:
+        return _path(row[column], base).resolve() if row.get(column) else None
+
+    spaceranger = path_of("spaceranger")
+    return SheetRow(sample=row["sample"], patient=row["patient"], image=path_of("image"),
+                    spaceranger=find_outs(spaceranger) if spaceranger else None,
+                    counts=path_of("counts"), positions=path_of("positions"),
+                    um_per_px=_um_per_px(row.get("um_per_px") or "nan"), line=number)
+
+
+def sheet_samples(path: str | Path, wanted: list[str] | None = None) -> list[str]:
+    """Sample names in sheet order (only ``wanted`` when given; one not in the sheet is
+    refused)."""
+    names = [row.sample for row in read_sheet(path)]
+    if wanted:
+        unknown = sorted(set(wanted) - set(names))
+        if unknown:
+            raise input_error(path, f"no rows for samples {unknown} (it has {names})",
+                              "add their rows, or set dataset.samples: null to run every row")
+        return [name for name in names if name in wanted]
+    return names
+
+
+def sheet_patients(path: str | Path) -> dict[str, str]:
+    """sample -> patient."""
+    return {row.sample: row.patient for row in read_sheet(path)}
+
+
+def dataset_problems(dataset: Mapping[str, Any]) -> list[ConfigProblem]:
+    """The config's ``dataset`` entry and its sheet agree (source sheet needs dataset.sheet,
+    and only then; the sheet replaces mirror, patients and images), and every problem of
+    the sheet itself, each as a config problem listed with the others before any job."""
+    sheet, source = dataset.get("sheet"), dataset.get("source")
+    if sheet and source != "sheet":
+        return [ConfigProblem("dataset.sheet", sheet, f"given with source {source!r}",
+                              "set dataset.source: sheet, or remove dataset.sheet")]
+    if source != "sheet":
+        return []
+    if not sheet:
+        return [ConfigProblem("dataset.sheet", None, "source sheet needs a sample sheet",
+                              "give dataset.sheet: path/to/samples.tsv")]
+    problems = [ConfigProblem(f"dataset.{key}", dataset[key], "set beside dataset.sheet",
+                              "remove it: the sheet's columns give the data, the patient "
+                              "and the image of each sample")
+                for key in ("mirror", "patients", "images") if dataset.get(key)]
+    try:
+        read_sheet(sheet)
+    except SheetError as err:
+        problems += [ConfigProblem(f"dataset.sheet {sheet}", sheet, str(p).partition(". Fix: ")[0],
+                                   p.fix) for p in err.problems]
+    return problems
+
+
+def sheet_row(path: str | Path, sample: str) -> SheetRow:
+    """The row of ``sample``; refused by name when the sheet has no such sample."""
+    rows = {row.sample: row for row in read_sheet(path)}
+    if sample not in rows:
+        raise input_error(path, f"no sample {sample!r} (it has {sorted(rows)})",
+                          "add a row for it, or drop it from the run")
+    return rows[sample]
+
+
+def write_resolved(rows: list[SheetRow], out: Path) -> None:
+    """The sheet with absolute paths (``raw/sheet.tsv``), so that it reads the same from any
+    folder; written in place by the caller's atomic output."""
+    with open(out, "w", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        writer.writerow(COLUMNS)
+        for row in rows:
+            writer.writerow([row.sample, row.patient, row.spaceranger or "", row.image,
+                             row.counts or "", row.positions or "",
+                             "" if row.um_per_px is None else repr(row.um_per_px)])

@@ -1,0 +1,95 @@
+"""A Space Ranger ``outs/`` folder in the common ingest form, read by spatialdata-io.
+
+``spatialdata_io.visium`` (maintained by scverse) reads the 10x matrix, the tissue positions
+(``tissue_positions.csv`` or the older ``tissue_positions_list.csv``) and the scale factors;
+here are only what it does not do for us: clear errors for a folder that lacks positions or
+scale factors, in-tissue spots only, µm/px, and the columns the ``st/`` file keeps (gene ids,
+feature types, array row/column).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+
+from stflow.data.sheet import (
+    MATRIX,
+    POSITION_FILES,
+    SCALEFACTORS,
+    VISIUM_SPOT_UM,
+    positions_file,
+    spot_diameter_px,
+)
+from stflow.data.sources.common import OBS_COLUMNS, VAR_COLUMNS, IngestedSample
+from stflow.errors import input_error
+
+log = logging.getLogger(__name__)
+
+
+def check_outs(outs: Path, um_per_px: float | None) -> float:
+    """Refuse a folder without matrix, positions or scale factors; return its µm/px."""
+    if not (outs / MATRIX).is_file():
+        raise input_error(outs, f"no {MATRIX}", "give the Space Ranger outs/ folder")
+    if positions_file(outs) is None:
+        raise input_error(outs / "spatial", f"no {' or '.join(POSITION_FILES)}",
+                          "copy the whole outs/spatial folder Space Ranger wrote")
+    if not (outs / "spatial" / SCALEFACTORS).is_file():
+        raise input_error(outs / "spatial", f"no {SCALEFACTORS}",
+                          "copy the whole outs/spatial folder Space Ranger wrote")
+    diameter = spot_diameter_px(outs)
+    if um_per_px is not None:
+        if diameter is not None:
+            log.info("%s: µm/px %.4f as given (the Visium spot diameter would say %.4f)",
+                     outs, um_per_px, VISIUM_SPOT_UM / diameter)
+        return float(um_per_px)
+    if diameter is None:
+        raise input_error(outs / "spatial" / SCALEFACTORS, "spot_diameter_fullres is missing "
+                          "or not positive, so µm/px is unknown",
+                          "use the scale factors Space Ranger wrote for this image, or give "
+                          "um_per_px")
+    return VISIUM_SPOT_UM / diameter
+
+
+def read_table(outs: Path, sample: str) -> ad.AnnData:
+    """The spatialdata-io table: counts, obs (in_tissue, array_row/col), obsm spatial (x, y)."""
+    from spatialdata_io import visium
+
+    try:
+        with warnings.catch_warnings():  # duplicate gene symbols are made unique by the reader
+            warnings.filterwarnings("ignore", message="Variable names are not unique")
+            warnings.filterwarnings("ignore", message="Converting `region_key")
+            sdata = visium(outs, dataset_id=sample, counts_file=MATRIX)
+    except Exception as err:  # any failure of the reader means the folder is damaged
+        raise input_error(outs, f"cannot read the Space Ranger folder ({type(err).__name__}: "
+                          f"{err})", f"copy {MATRIX} and spatial/ from Space Ranger again") from err
+    return sdata.tables["table"]
+
+
+def read_outs(outs: str | Path, *, sample: str, patient: str, image: str | Path,
+              um_per_px: float | None = None, source: str = "sheet") -> IngestedSample:
+    """One Visium section (in-tissue spots only); ``um_per_px`` overrides the 55 µm spot
+    diameter (for slides whose spots are not Visium's)."""
+    outs = Path(outs)
+    mpp = check_outs(outs, um_per_px)
+    table = read_table(outs, sample)
+    unplaced = table.obs["in_tissue"].isna().to_numpy()
+    if unplaced.any():
+        raise input_error(outs / MATRIX, f"{int(unplaced.sum())} barcodes have counts but no "
+                          f"tissue position, e.g. {table.obs_names[unplaced][:5].tolist()}",
+                          "use the spatial/ folder of the same Space Ranger run")
+    in_tissue = table.obs["in_tissue"].astype(int).to_numpy() == 1
+    if not in_tissue.all():
+        log.info("%s: dropped %d spots outside the tissue", sample, int((~in_tissue).sum()))
+    obs = table.obs[[c for c in OBS_COLUMNS if c in table.obs]].copy()
+    obs["in_tissue"] = obs["in_tissue"].astype(bool)
+    for column in ("array_row", "array_col"):
+        obs[column] = obs[column].astype(np.int32)
+    var = table.var[[c for c in VAR_COLUMNS if c in table.var]].copy()
+    counts = ad.AnnData(X=table.X, obs=obs, var=var)[in_tissue].copy()
+    spatial = np.asarray(table.obsm["spatial"], dtype=np.float64)[in_tissue]  # x = column
+    return IngestedSample(sample=sample, patient=patient, counts=counts, spatial_px=spatial,
+                          image_path=Path(image), mpp=mpp, source=source)
