@@ -198,3 +198,30 @@ def test_weights_are_hashed_once_then_read_from_the_cache(tmp_path, monkeypatch)
     monkeypatch.undo()
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert weights.weights_sha256(checkpoint) == hashlib.sha256(b"other weights").hexdigest()
+
+
+def test_xarray_opens_a_features_store_with_labelled_dims_coords_and_attributes(tmp_path,
+                                                                                 lite0):
+    import warnings
+
+    import xarray as xr
+
+    write_patches(tmp_path / "S.h5", n=5)
+    with h5py.File(tmp_path / "S.h5", "a") as h5:
+        h5.attrs.update({"patch_size_um": 32.0, "sample": "S1"})
+    store = embed(tmp_path / "S.h5", lite0, tmp_path / "S.zarr", batch_size=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no consolidated-metadata or dtype warnings
+        ds = xr.open_zarr(store)
+    assert ds["features"].dims == ("spot", "feature") and ds["features"].shape == (5, 1280)
+    assert ds["coords_um"].dims == ("spot", "axis")
+    assert list(ds["axis"].values) == ["x", "y"]
+    assert {"barcode", "axis"} <= set(ds.coords) and ds["barcode"].dims == ("spot",)
+    assert [str(b) for b in ds["barcode"].values] == [f"spot{i}" for i in range(5)]
+    np.testing.assert_allclose(ds["coords_um"].sel(axis="x").values,
+                               read_patch_file(tmp_path / "S.h5").coords[:, 0] * 0.5)
+    assert ds.attrs["sample"] == "S1" and ds.attrs["encoder"] == "efficientnet_lite0"
+    assert ds.attrs["weights_sha256"] == lite0.weights_sha256
+    assert ds.attrs["patch_size_um"] == 32.0 and ds.attrs["patch_size_px"] == 64
+    assert ds.attrs["um_per_px"] == 0.5 and ds.attrs["patch_um_per_px"] == 0.5
+    assert ds.attrs["complete"] is True

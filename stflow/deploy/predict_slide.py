@@ -50,6 +50,7 @@ from stflow.intervals.calibration import (
     load_calibration,
 )
 from stflow.intervals.conformal import DEFAULT_LEVEL, check_level
+from stflow.provenance import X_PREDICTED, stflow_uns
 
 log = logging.getLogger(__name__)
 
@@ -318,14 +319,15 @@ def predict_slide(slide_path: str | Path, model: DeployedModel, out_dir: str | P
     obs = pd.DataFrame({"array_row": placed.array_rc[:, 0], "array_col": placed.array_rc[:, 1],
                         "tissue_fraction": placed.tissue_fraction.astype(np.float32),
                         "in_tissue": True}, index=pd.Index(barcodes))
-    info = {**model.identity(), "slide_path": str(slide_path.resolve()), "mpp": mpp,
+    info = {**stflow_uns("slide_prediction", name, X_PREDICTED, **model.identity()),
+            "slide_path": str(slide_path.resolve()), "mpp": mpp,
             "mpp_source": mpp_source, "spots": "given" if spots is not None else "virtual",
             "pitch_um": layout.pitch_um, "layout": layout.layout,
             "min_tissue": dep.min_tissue if options.min_tissue is None else options.min_tissue,
             "tissue_threshold": threshold, "n_samples": options.n_samples,
             "seed": options.seed, "sample_spread": meaning, "n_spots": placed.n}
     adata = slide_anndata(mean, std, dep.genes, placed.centres_px, mpp, obs, spatial, info,
-                          intervals)
+                          intervals, neighbors)
     out_dir = Path(out_dir)
     maps = out_dir / f"{name}_maps"
     write_maps(maps, genes_to_draw(options.genes, dep.genes), dep.genes, mean,

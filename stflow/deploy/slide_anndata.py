@@ -24,6 +24,8 @@ import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from stflow.atomic import atomic_output  # noqa: E402
+from stflow.data.graph import squidpy_graph  # noqa: E402
+from stflow.provenance import log1p_uns  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +68,12 @@ def image_thumbnail(image_path: str | Path, max_side: int) -> tuple[Image.Image,
 
 def slide_anndata(mean: np.ndarray, sample_std: np.ndarray, genes: Sequence[str],
                   centres_px: np.ndarray, mpp: float, obs: pd.DataFrame,
-                  spatial: dict[str, Any], info: dict[str, Any], intervals: Any = None):
+                  spatial: dict[str, Any], info: dict[str, Any], intervals: Any = None,
+                  neighbors: np.ndarray | None = None):
     """Mean in ``X``, the samples' uncalibrated spread in ``layers["sample_std"]``, the
     calibrated intervals and shift flag when the model has them, level-0 and micron
-    coordinates, identity."""
+    coordinates, identity (``info``: the ``uns["stflow"]`` dict) and the kNN graph the model
+    read (``neighbors``, as squidpy lays a graph out)."""
     import anndata as ad
 
     adata = ad.AnnData(X=np.asarray(mean, dtype=np.float32), obs=obs,
@@ -78,6 +82,11 @@ def slide_anndata(mean: np.ndarray, sample_std: np.ndarray, genes: Sequence[str]
     adata.obsm["spatial"] = np.asarray(centres_px, dtype=np.float64)
     adata.obsm["spatial_um"] = adata.obsm["spatial"] * mpp
     adata.uns["spatial"] = spatial
+    adata.uns["log1p"] = log1p_uns()
+    if neighbors is not None:
+        obsp, graph = squidpy_graph(neighbors, adata.obsm["spatial_um"], "predict-slide kNN")
+        adata.obsp.update(obsp)
+        adata.uns["spatial_neighbors"] = graph
     adata.uns["stflow"] = {**info, "intervals": {"method": "none", "reason": "the model "
                                                  "folder has no calibration"}}
     if intervals is not None:
