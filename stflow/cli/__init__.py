@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "stflow.cli.models",      # train, predict
     "stflow.cli.evaluation",  # evaluate, aggregate, tables, figures
     "stflow.cli.deploy",      # train-final, predict-slide
+    "stflow.cli.export",      # export-features, export-spatialdata
 ]
 
 
