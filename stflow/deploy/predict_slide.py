@@ -6,7 +6,8 @@ microns → several flow samples over the whole slide. Their mean is the predict
 model's split-conformal calibration gives each spot and gene an interval at the chosen
 level, and its shift reference flags spots unlike the training spots. The raw spread of
 the samples is kept too, named as what it is (uncalibrated). All go into
-``{out}/{name}.h5ad`` with PNG maps of chosen genes in ``{out}/{name}_maps/``. Only the
+``{out}/{name}.h5ad`` with PNG maps of chosen genes in ``{out}/{name}_maps/`` (and, when
+asked, the same as SpatialData in ``{out}/{name}.zarr``). Only the
 model folder is needed (``deploy.json``; ``calibration.*`` for the intervals).
 """
 
@@ -75,6 +76,7 @@ class SlideOptions:
     weights: str | None = None  # local encoder checkpoint (offline foundation models)
     encoder: str | None = None  # refused unless it is the model's encoder
     level: float = DEFAULT_LEVEL  # coverage of layers lower/upper
+    spatialdata: bool = False  # also write {name}.zarr (SpatialData: H&E, spots, table)
 
 
 @dataclass
@@ -86,6 +88,7 @@ class SlideResult:
     maps: Path
     n_spots: int
     seconds: dict[str, float] = field(default_factory=dict)
+    spatialdata: Path | None = None
 
 
 class DeployedModel:
@@ -340,7 +343,12 @@ def predict_slide(slide_path: str | Path, model: DeployedModel, out_dir: str | P
     except BaseException:  # the maps alone must not look like a finished slide
         shutil.rmtree(maps, ignore_errors=True)
         raise
-    return SlideResult(name, h5ad, maps, placed.n, seconds)
+    result = SlideResult(name, h5ad, maps, placed.n, seconds)
+    if options.spatialdata:
+        from stflow.deploy.spatialdata_export import export_spatialdata
+
+        result.spatialdata = export_spatialdata(h5ad, out_dir / f"{name}.zarr", slide_path)
+    return result
 
 
 def second_map(std: np.ndarray, intervals: SpotIntervals | None) -> tuple[np.ndarray, str]:
