@@ -15,7 +15,7 @@ from stflow.crossval.inputs import read_fold
 from stflow.data.dataset import Slide
 from stflow.data.graph import squidpy_graph
 from stflow.data.loading import features_identity, load_slides, read_genes
-from stflow.deploy.slide_anndata import sample_spatial
+from stflow.data.spatial_image import sample_spatial
 from stflow.errors import check_finite, check_shape, input_error
 from stflow.intervals.calibration import (
     RECALIBRATE,

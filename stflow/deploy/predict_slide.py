@@ -32,14 +32,9 @@ from stflow.data.dataset import Slide
 from stflow.data.graph import knn_graph
 from stflow.data.patches.readers import SlideReader, open_slide
 from stflow.data.patches.tissue import tissue_mask
+from stflow.data.spatial_image import HIRES_SIDE, spatial_uns
 from stflow.deploy.deployment import Deployment, read_deployment
-from stflow.deploy.slide_anndata import (
-    HIRES_SIDE,
-    slide_anndata,
-    spatial_uns,
-    write_h5ad,
-    write_maps,
-)
+from stflow.deploy.slide_anndata import slide_anndata, write_h5ad, write_maps
 from stflow.deploy.spot_grid import LAYOUTS, SpotLayout, VirtualSpots, given_spots, virtual_spots
 from stflow.deploy.window_embedding import StreamTimes, embed_windows
 from stflow.device import resolve_device

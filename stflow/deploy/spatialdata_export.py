@@ -48,7 +48,7 @@ def he_image(adata: Any, image_path: str | Path | None, max_side: int, where: st
     The given image, else the one the file names (when it is still there), else the
     thumbnail inside the file (``uns["spatial"]``), so a moved results folder still exports.
     """
-    from stflow.deploy.slide_anndata import image_thumbnail
+    from stflow.data.spatial_image import image_thumbnail
 
     library = _library(adata)
     named = image_path or library.get("metadata", {}).get("source_image_path")

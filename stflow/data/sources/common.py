@@ -18,6 +18,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from stflow.atomic import atomic_output
+from stflow.data.spatial_image import sample_spatial
 from stflow.errors import check_finite, input_error
 from stflow.provenance import X_COUNTS, stflow_uns
 
@@ -132,7 +133,7 @@ def unique_names(names: list[str] | pd.Index) -> list[str]:
 
 
 def build_st(sample: IngestedSample) -> ad.AnnData:
-    """The AnnData of docs/artifacts.md for one validated sample."""
+    """The AnnData of docs/artifacts.md for one validated sample, with the H&E inside."""
     sample.validate()
     counts = sample.counts
     obs = pd.DataFrame(index=pd.Index(counts.obs_names.astype(str), name=None))
@@ -150,6 +151,9 @@ def build_st(sample: IngestedSample) -> ad.AnnData:
     adata.uns["source"] = str(sample.source)
     adata.uns["stflow"] = stflow_uns("st", sample.sample, X_COUNTS, patient=str(sample.patient),
                                      source=str(sample.source), mpp=float(sample.mpp))
+    spatial = sample_spatial(sample.image_path, float(sample.mpp), spatial, str(sample.sample))
+    if spatial is not None:  # a downscaled H&E inside: sc.pl.spatial draws the file anywhere
+        adata.uns["spatial"] = spatial
     return adata
 
 
