@@ -29,6 +29,9 @@ def test_ingested_samples(tiny_run):
                                    adata.obsm["spatial"] * adata.uns["mpp"])
         assert adata.uns["sample"] == sample and adata.uns["patient"] == sample[:2]
         assert {"image_path", "source"} <= set(adata.uns)
+        info = adata.uns["stflow"]
+        assert (info["kind"], info["sample"], info["X"]) == ("st", sample, "raw counts")
+        assert info["version"] and info["image_relative_path"]
 
 
 def test_splits_and_genes(tiny_run):
@@ -58,6 +61,8 @@ def test_features_store(tiny_run):
     assert features.dtype == np.float32 and group.attrs["feature_dim"] == dim
     assert group["barcode"].shape == (n,) and group["coords_um"].shape == (n, 2)
     assert group.attrs["complete"] is True and group.attrs["encoder"] == ENCODER
+    assert group["features"].metadata.dimension_names == ("spot", "feature")
+    assert group.attrs["sample"] == "P1S1" and group.attrs["patch_size_px"] == 64
     assert {"weights_sha256", "transform", "precision", "stflow_version"} <= set(group.attrs)
 
 
@@ -104,8 +109,12 @@ def test_predictions(tiny_run):
         assert pred.X.dtype == np.float32 and list(pred.var_names) == genes
         assert pred.layers["truth"].shape == pred.X.shape
         assert {"spatial", "spatial_um"} <= set(pred.obsm)
-        assert (pred.uns["model"], pred.uns["encoder"], pred.uns["fold"]) == (
-            "stflow", ENCODER, fold["name"])
+        info = pred.uns["stflow"]
+        assert (info["kind"], info["model"], info["encoder"], info["fold"], info["seed"]) == (
+            "prediction", "stflow", ENCODER, fold["name"], 0)
+        assert info["X"].startswith("log1p") and len(info["weights_sha256"]) == 64
+        assert "log1p" in pred.uns and pred.uns["spatial_neighbors"]["params"]["n_neighbors"]
+        assert sp.issparse(pred.obsp["spatial_connectivities"])
         assert (pred.layers["lower"] <= pred.X).all() and (pred.X <= pred.layers["upper"]).all()
         intervals = pred.uns["stflow"]["intervals"]
         assert intervals["level"] == 0.9 and list(intervals["levels"]) == [0.5, 0.8, 0.9, 0.95]

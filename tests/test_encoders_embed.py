@@ -198,3 +198,74 @@ def test_weights_are_hashed_once_then_read_from_the_cache(tmp_path, monkeypatch)
     monkeypatch.undo()
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert weights.weights_sha256(checkpoint) == hashlib.sha256(b"other weights").hexdigest()
+
+
+def test_xarray_opens_a_features_store_with_labelled_dims_coords_and_attributes(tmp_path,
+                                                                                 lite0):
+    import warnings
+
+    import xarray as xr
+
+    write_patches(tmp_path / "S.h5", n=5)
+    with h5py.File(tmp_path / "S.h5", "a") as h5:
+        h5.attrs.update({"patch_size_um": 32.0, "sample": "S1"})
+    store = embed(tmp_path / "S.h5", lite0, tmp_path / "S.zarr", batch_size=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no consolidated-metadata or dtype warnings
+        ds = xr.open_zarr(store)
+    assert ds["features"].dims == ("spot", "feature") and ds["features"].shape == (5, 1280)
+    assert ds["coords_um"].dims == ("spot", "axis")
+    assert list(ds["axis"].values) == ["x", "y"]
+    assert {"barcode", "axis"} <= set(ds.coords) and ds["barcode"].dims == ("spot",)
+    assert [str(b) for b in ds["barcode"].values] == [f"spot{i}" for i in range(5)]
+    np.testing.assert_allclose(ds["coords_um"].sel(axis="x").values,
+                               read_patch_file(tmp_path / "S.h5").coords[:, 0] * 0.5)
+    assert ds.attrs["sample"] == "S1" and ds.attrs["encoder"] == "efficientnet_lite0"
+    assert ds.attrs["weights_sha256"] == lite0.weights_sha256
+    assert ds.attrs["patch_size_um"] == 32.0 and ds.attrs["patch_size_px"] == 64
+    assert ds.attrs["um_per_px"] == 0.5 and ds.attrs["patch_um_per_px"] == 0.5
+    assert ds.attrs["complete"] is True
+
+
+def read_hest_embeddings(path):
+    """As HEST-bench reads an embedding h5 (``read_assets_from_h5`` then its probe code)."""
+    assets = {}
+    with h5py.File(path, "r") as f:
+        for key in list(f.keys()):
+            assets[key] = f[key][:]
+    barcodes = assets["barcodes"].flatten().astype(str).tolist()
+    return assets, barcodes
+
+
+def test_export_features_writes_hest_benchs_embedding_layout(tmp_path, lite0):
+    from stflow.cli import main
+
+    write_patches(tmp_path / "S.h5", n=5)
+    store = embed(tmp_path / "S.h5", lite0, tmp_path / "S.zarr", batch_size=4)
+    out = tmp_path / "hest" / "S.h5"
+    assert main(["export-features", str(store), "--format", "hest", "--out", str(out)]) == 0
+    assets, barcodes = read_hest_embeddings(out)
+    assert set(assets) == {"embeddings", "coords", "barcodes"}
+    group = zarr.open_group(store, mode="r")
+    assert assets["embeddings"].dtype == np.float32 and assets["embeddings"].shape == (5, 1280)
+    np.testing.assert_array_equal(assets["embeddings"], group["features"][:])
+    assert assets["barcodes"].shape == (5, 1) and assets["barcodes"].dtype.kind == "S"
+    assert barcodes == [f"spot{i}" for i in range(5)]
+    with h5py.File(tmp_path / "S.h5", "r") as patches:  # level-0 pixels, as HEST's patches
+        np.testing.assert_array_equal(assets["coords"], patches["coords"][:])
+    assert assets["coords"].dtype == np.int64 and sorted(p.name for p in out.parent.iterdir()) \
+        == ["S.h5"]
+
+
+def test_export_features_refuses_a_store_without_its_scale(tmp_path):
+    from stflow.data.export import export_features_hest
+
+    group = zarr.open_group(tmp_path / "old.zarr", mode="w", zarr_format=3)
+    group["features"] = np.zeros((2, 3), np.float32)
+    group["barcode"] = np.array(["a", "b"])
+    group["coords_um"] = np.zeros((2, 2))
+    group.attrs["complete"] = True
+    with pytest.raises(StflowError, match=r"old.zarr: records no um_per_px.*re-run `stflow "
+                                          r"embed`"):
+        export_features_hest(tmp_path / "old.zarr", tmp_path / "old.h5")
+    assert not (tmp_path / "old.h5").exists()

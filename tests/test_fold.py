@@ -145,8 +145,11 @@ def test_predict_writes_one_h5ad_per_test_sample_following_the_contract(fold_inp
     np.testing.assert_allclose(pred.obsm["spatial_um"], st[expected_barcodes].obsm["spatial_um"])
     np.testing.assert_allclose(pred.obsm["spatial"], st[expected_barcodes].obsm["spatial"])
     assert bool(pred.obs["in_tissue"].all())
-    assert (pred.uns["model"], pred.uns["encoder"], pred.uns["fold"]) == ("mean", "features",
-                                                                         "fold0")
+    info = pred.uns["stflow"]
+    assert (info["kind"], info["sample"], info["model"], info["encoder"], info["fold"],
+            info["seed"]) == ("prediction", "P2S1", "mean", "features", "fold0", 3)
+    assert info["X"] == "log1p of raw counts (predicted mean)" and info["version"]
+    assert pred.uns["log1p"] == {"base": None}
 
 
 def test_predict_names_the_encoder_given(fold_inputs, registry):
@@ -154,7 +157,7 @@ def test_predict_names_the_encoder_given(fold_inputs, registry):
     out_dir = fold_inputs["root"] / "p"
     predict_fold(model_dir, fold_inputs["splits"], "fold0", fold_inputs["genes"],
                  fold_inputs["st"], fold_inputs["features"], None, out_dir, encoder="uni")
-    assert ad.read_h5ad(out_dir / "P2S1.h5ad").uns["encoder"] == "uni"
+    assert ad.read_h5ad(out_dir / "P2S1.h5ad").uns["stflow"]["encoder"] == "uni"
 
 
 def test_unknown_fold_and_missing_inputs_are_explained(fold_inputs, registry, tmp_path):

@@ -63,6 +63,16 @@ def test_the_aperio_slide_is_predicted_on_virtual_spots_over_its_tissue(aperio_r
     assert (adata.obs["tissue_fraction"] >= 0.5).all()
     info = adata.uns["stflow"]
     assert info["encoder"] == ENCODER and info["model"] == "stflow"
+    assert (info["kind"], info["sample"], info["X"], info["seed"], info["fold"]) == (
+        "slide_prediction", "cmu_small_region", "log1p of raw counts (predicted mean)", 0,
+        "final")
+    assert len(info["weights_sha256"]) == 64 and info["version"]
+    assert adata.uns["log1p"] == {"base": None}
+    graph = adata.uns["spatial_neighbors"]  # the kNN graph the model read, as squidpy's
+    assert graph["params"]["n_neighbors"] == info["graph_k"]
+    connectivities = adata.obsp[graph["connectivities_key"]]
+    assert (np.asarray(connectivities.sum(1)).ravel() == info["graph_k"]).all()
+    assert adata.obsp[graph["distances_key"]].max() >= 200 * 0.99  # µm: the 200 µm pitch
     assert (info["mpp"], info["mpp_source"]) == (0.499, "slide file")
     assert info["n_samples"] == 4 and "4 independent flow samples" in info["sample_spread"]
     assert "uncalibrated" in info["sample_spread"]
@@ -100,9 +110,16 @@ def test_given_spots_are_predicted_where_they_are(model_dir, tmp_path):
                   "y": [1500.0, 1500.0, 1500.0, 1700.0, 1300.0, 1300.0],
                   "barcode": list("abcdef")}).to_csv(spots, index=False)
     result = predict_slides([aperio_slide()], model_dir, tmp_path / "out", spots_file=spots,
-                            options=SlideOptions(n_samples=2, device="cpu", genes=("ACTB",)))[0]
+                            options=SlideOptions(n_samples=2, device="cpu", genes=("ACTB",),
+                                                 spatialdata=True))[0]
     adata = ad.read_h5ad(result.h5ad)
     assert list(adata.obs_names) == list("abcdef")
+    import spatialdata  # --spatialdata: the same prediction, with the H&E, in microns
+
+    sdata = spatialdata.read_zarr(result.spatialdata)
+    assert result.spatialdata == tmp_path / "out" / "cmu_small_region.zarr"
+    assert list(sdata.tables["table"].obs["spot_id"]) == list("abcdef")
+    np.testing.assert_allclose(sdata.shapes["spots"].geometry.x, adata.obsm["spatial_um"][:, 0])
     np.testing.assert_allclose(adata.obsm["spatial"][:, 0], [800, 1000, 1200, 1000, 900, 1100])
     assert adata.uns["stflow"]["spots"] == "given"
     assert [p.name for p in result.maps.iterdir()] == ["ACTB.png"]

@@ -174,3 +174,27 @@ def test_command_line_download_of_one_section_writes_the_manifest_last(
                                       "data/ST-spotfiles/C4_selection.tsv"]
     assert dict(zip(listed["path"], listed["sha256"], strict=True)) == {
         rel: h for rel, h in her2st.published_checksums().items() if "C4" in rel}
+
+
+def test_an_ingested_file_carries_its_he_and_draws_with_scanpy_after_it_moves(
+        ingested: dict, tmp_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import scanpy as sc
+
+    moved = tmp_path / "B4.h5ad"
+    shutil.copy(ingested["paths"]["B4"], moved)
+    adata = ad.read_h5ad(moved)
+    info = adata.uns["stflow"]
+    assert (info["kind"], info["sample"], info["X"], info["patient"]) == (
+        "st", "B4", "raw counts", "B")
+    assert info["image_relative_path"] == "../raw/data/ST-imgs/B/B4/BT10737_D2_HE.jpg"
+    library = adata.uns["spatial"]["B4"]
+    assert max(library["images"]["hires"].shape[:2]) <= 1000
+    assert library["scalefactors"]["spot_diameter_fullres"] == pytest.approx(
+        100 / adata.uns["mpp"], rel=0.05)  # legacy ST: 100 µm spots
+    axes = sc.pl.spatial(adata, color="ERBB2", show=False)  # raw counts, drawn directly
+    assert len(axes[0].images) == 1  # the H&E from inside the file
+    plt.close("all")

@@ -31,6 +31,7 @@ COMMAND_MODULES = [
     "stflow.cli.models",      # train, predict
     "stflow.cli.evaluation",  # evaluate, aggregate, coverage, tables, figures
     "stflow.cli.deploy",      # train-final, predict-slide
+    "stflow.cli.export",      # export-features, export-spatialdata
 ]
 
 

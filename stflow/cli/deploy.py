@@ -47,7 +47,7 @@ def _run_predict_slide(args: argparse.Namespace) -> None:
                            min_tissue=args.min_tissue, genes=tuple(args.genes or ()),
                            batch_size=args.batch_size, workers=args.threads, device=args.device,
                            seed=args.seed, weights=args.weights, encoder=args.encoder,
-                           level=args.level)
+                           level=args.level, spatialdata=args.spatialdata)
     predict_slides(args.slides, args.model_dir, args.out, names=args.name,
                    um_per_px=args.um_per_px, spots_file=args.spots, options=options)
 
@@ -94,6 +94,8 @@ def _register_predict_slide(subparsers: argparse._SubParsersAction) -> None:
                         help="local encoder checkpoint (offline foundation models)")
     parser.add_argument("--encoder", default=None,
                         help="expected encoder name: refused unless it is the model's")
+    parser.add_argument("--spatialdata", action="store_true",
+                        help="also write {name}.zarr: SpatialData (H&E, spots, table) in µm")
     parser.set_defaults(func=_run_predict_slide)
 
 

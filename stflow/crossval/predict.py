@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -12,8 +13,9 @@ import pandas as pd
 from stflow.atomic import atomic_output, read_json
 from stflow.crossval.inputs import read_fold
 from stflow.data.dataset import Slide
+from stflow.data.graph import squidpy_graph
 from stflow.data.loading import features_identity, load_slides, read_genes
-from stflow.deploy.slide_anndata import sample_spatial
+from stflow.data.spatial_image import sample_spatial
 from stflow.errors import check_finite, check_shape, input_error
 from stflow.intervals.calibration import (
     RECALIBRATE,
@@ -26,18 +28,20 @@ from stflow.models.registry import (
     load_estimator,
     trained_model_name,
 )
+from stflow.provenance import X_PREDICTED, log1p_uns, stflow_uns
 
 log = logging.getLogger(__name__)
 
 
 def prediction_anndata(slide: Slide, prediction: np.ndarray, genes: list[str],
-                       st_path: str | Path, model: str, encoder: str, fold: str,
+                       st_path: str | Path, identity: dict[str, Any],
                        intervals: SpotIntervals | None = None):
-    """Prediction of one slide as AnnData, carrying the ingested obs/obsm of its spots and,
-    when the model is calibrated, its intervals and shift flag."""
+    """Prediction of one slide as AnnData, carrying the ingested obs/obsm of its spots, the
+    graph the model read (squidpy's obsp layout) and, when the model is calibrated, its
+    intervals and shift flag. ``identity``: model, encoder, weights_sha256, seed, fold."""
     import anndata as ad
 
-    where = f"prediction of {model} for sample {slide.sample}"
+    where = f"prediction of {identity.get('model')} for sample {slide.sample}"
     prediction = np.asarray(prediction, dtype=np.float32)
     check_shape(prediction, "prediction", (slide.n_spots, len(genes)), where)
     check_finite(prediction, "prediction", where)
@@ -57,8 +61,13 @@ def prediction_anndata(slide: Slide, prediction: np.ndarray, genes: list[str],
                         obsm=obsm)
     if slide.targets is not None:
         result.layers["truth"] = slide.targets.astype(np.float32)
-    result.uns.update({"model": model, "encoder": encoder, "fold": fold,
-                       "sample": slide.sample})
+    result.uns["sample"] = slide.sample  # read by evaluate and coverage
+    result.uns["stflow"] = stflow_uns("prediction", slide.sample, X_PREDICTED, **identity)
+    result.uns["log1p"] = log1p_uns()
+    if slide.neighbors is not None:  # the graph the model read, as squidpy writes one
+        obsp, graph = squidpy_graph(slide.neighbors, slide.coords_um, "graph/{sample}.npz")
+        result.obsp.update(obsp)
+        result.uns["spatial_neighbors"] = graph
     spatial = sample_spatial(image_path, mpp, obsm.get("spatial", np.zeros((0, 2))), slide.sample)
     if spatial is not None:  # scanpy's layout: sc.pl.spatial draws it over the H&E
         result.uns["spatial"] = spatial
@@ -82,10 +91,13 @@ def predict_fold(model_dir: str | Path, splits: str | Path, fold: str, genes: st
     model_dir = Path(model_dir)
     gene_list = read_genes(genes)
     test_samples = read_fold(splits, fold)["test"]
-    check_trained_with(model_dir, genes, gene_list, features_dir, test_samples)
+    trained = check_trained_with(model_dir, genes, gene_list, features_dir, test_samples)
     estimator = load_estimator(model_dir, device=device)
-    model = trained_model_name(model_dir)
-    encoder = encoder or Path(features_dir).name
+    identity = {"model": trained_model_name(model_dir),
+                "encoder": encoder or Path(features_dir).name,
+                "weights_sha256": features_identity(features_dir, test_samples)[
+                    "weights_sha256"],
+                "seed": trained.get("seed"), "fold": fold}
     calibration = load_calibration(model_dir)
     if calibration is None:
         log.warning("%s has no interval calibration (trained by an older stflow): the "
@@ -102,15 +114,16 @@ def predict_fold(model_dir: str | Path, splits: str | Path, fold: str, genes: st
             st_path = Path(st_dir) / f"{slide.sample}.h5ad"
             intervals = None if calibration is None else apply_calibration(
                 calibration, slide.features, prediction, level)
-            adata = prediction_anndata(slide, prediction, gene_list, st_path, model, encoder,
-                                       fold, intervals)
+            adata = prediction_anndata(slide, prediction, gene_list, st_path, identity,
+                                       intervals)
             adata.write_h5ad(tmp / f"{slide.sample}.h5ad")
     return [out_dir / f"{slide.sample}.h5ad" for slide in test]
 
 
 def check_trained_with(model_dir: Path, genes_path: str | Path, genes: list[str],
-                       features_dir: str | Path, samples: list[str]) -> None:
-    """Refuse to predict with other genes or other features than the model was trained on."""
+                       features_dir: str | Path, samples: list[str]) -> dict[str, Any]:
+    """Refuse to predict with other genes or other features than the model was trained on;
+    return the model's params.json."""
     params_path = model_dir / "params.json"
     trained = read_json(params_path, "model parameters", "re-run the train stage")
     if not isinstance(trained, dict):
@@ -127,3 +140,4 @@ def check_trained_with(model_dir: Path, genes_path: str | Path, genes: list[str]
                               f"trained on {trained['features']} ({params_path})",
                               "re-run train on these features, or predict from the features "
                               "the model was trained on")
+    return trained

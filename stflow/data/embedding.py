@@ -39,6 +39,9 @@ class PatchFile(PatchSpots):
     n: int
     size_px: int
     sha256: str  # of the whole file: features are reused only for these very patches
+    sample: str
+    patch_size_um: float | None  # the patch's side in µm, when the file records it
+    patch_um_per_px: float | None  # µm per patch pixel (HEST's ``pixel_size``)
 
 
 def read_patch_file(path: str | Path) -> PatchFile:
@@ -56,8 +59,24 @@ def read_patch_file(path: str | Path) -> PatchFile:
             raise input_error(path, f"{n} images but {len(spots.coords)} coords and barcodes",
                               PATCHES_FIX)
         size_px = img.shape[1]
+        attrs = h5.attrs
+        pixel_size = _positive(attrs.get("pixel_size"))
+        size_um = _positive(attrs.get("patch_size_um"))
+        if size_um is None and pixel_size is not None:
+            size_um = pixel_size * size_px
+        sample = attrs.get("sample", path.stem)
+        sample = sample.decode() if isinstance(sample, bytes) else str(sample)
     return PatchFile(spots.coords, spots.mpp, spots.barcodes, path, n, size_px,
-                     sha256_file(path))
+                     sha256_file(path), sample, size_um, pixel_size)
+
+
+def _positive(value: object) -> float | None:
+    """A positive finite float attribute, or None when absent or meaningless."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if np.isfinite(number) and number > 0 else None
 
 
 class _Batches(torch.utils.data.Dataset):
@@ -126,6 +145,43 @@ def precision_used(encoder: Encoder, device: torch.device) -> str:
     return encoder.spec.precision if device.type == "cuda" else "fp32"
 
 
+# xarray reads zarr v3 ``dimension_names`` as dims and the group's ``coordinates`` attribute
+# as its coordinate variables: ``xarray.open_zarr(store)`` gives features(spot, feature).
+DIMS = {"features": ("spot", "feature"), "barcode": ("spot",), "coords_um": ("spot", "axis"),
+        "axis": ("axis",)}
+COORDINATES = "barcode axis"
+
+
+def write_spot_arrays(group: zarr.Group, patches: PatchFile) -> None:
+    """``barcode``, ``coords_um`` and the ``axis`` labels (x, y), each with its dims."""
+    barcode = group.create_array("barcode", shape=(patches.n,), dtype=str,
+                                 dimension_names=DIMS["barcode"])
+    barcode[:] = np.array(patches.barcodes, dtype=object)
+    group.create_array("coords_um", data=patches.coords_um, dimension_names=DIMS["coords_um"])
+    axis = group.create_array("axis", shape=(2,), dtype=str, dimension_names=DIMS["axis"])
+    axis[:] = np.array(["x", "y"], dtype=object)
+
+
+def patch_attrs(patches: PatchFile) -> dict[str, object]:
+    """What a user needs to place the features: sample, patch window and scale."""
+    return {"sample": patches.sample, "patch_size_um": patches.patch_size_um,
+            "patch_size_px": patches.size_px, "um_per_px": patches.mpp,
+            "patch_um_per_px": patches.patch_um_per_px, "coordinates": COORDINATES}
+
+
+def consolidate(store: Path) -> None:
+    """Consolidated metadata, so ``xarray.open_zarr`` opens the store without a warning.
+
+    zarr warns that consolidation is not yet in the v3 spec; zarr-python and xarray read it.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata",
+                                category=UserWarning)
+        zarr.consolidate_metadata(str(store))
+
+
 def embed(patches_h5: str | Path, encoder: str | Encoder, out_zarr: str | Path,
           weights: str | Path | None = None, batch_size: int = 64, device: str = "auto",
           num_workers: int | None = None) -> Path:
@@ -150,19 +206,19 @@ def embed(patches_h5: str | Path, encoder: str | Encoder, out_zarr: str | Path,
         group = zarr.open_group(tmp, mode="w", zarr_format=3)
         feats = group.create_array("features", shape=(patches.n, enc.feature_dim),
                                    chunks=(min(max(patches.n, 1), 4096), enc.feature_dim),
-                                   dtype="float32")
+                                   dtype="float32", dimension_names=DIMS["features"])
         start = 0
         for features in iter_features(enc, loader, dev, desc=f"embed {enc.name}"):
             feats[start:start + len(features)] = features
             start += len(features)
-        barcode = group.create_array("barcode", shape=(patches.n,), dtype=str)
-        barcode[:] = np.array(patches.barcodes, dtype=object)
-        group.create_array("coords_um", data=patches.coords_um)
+        write_spot_arrays(group, patches)
         group.attrs.update({"encoder": enc.name, "weights_sha256": enc.weights_sha256,
                             "patches_sha256": patches.sha256,
                             "transform": enc.transform(),
                             "precision": precision_used(enc, dev),
-                            "stflow_version": __version__, "feature_dim": enc.feature_dim})
+                            "stflow_version": __version__, "feature_dim": enc.feature_dim,
+                            **patch_attrs(patches)})
         group.attrs["complete"] = True  # last: only a fully written store carries it
+        consolidate(tmp)
     log.info("%s: %d patches embedded with %s on %s", out, patches.n, enc.name, dev)
     return out

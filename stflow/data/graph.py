@@ -124,3 +124,31 @@ def write_graph(patches_h5: str | Path, out_npz: str | Path, k: int) -> None:
         np.savez(handle, neighbors=neighbors, distances_um=distances, offsets_um=offsets,
                  barcode=barcodes.astype(str), coords_um=coords_um, k=np.int64(k))
     log.info("graph of %d spots (k=%d) written to %s", len(coords_um), k, out_npz)
+
+
+def squidpy_graph(neighbors: np.ndarray, coords_um: np.ndarray, source: str
+                  ) -> tuple[dict[str, object], dict[str, object]]:
+    """Our (N, k) neighbour indices as squidpy lays a graph out: ``obsp`` entries
+    ``spatial_connectivities`` (CSR, binary, one row per spot: its k nearest, no self) and
+    ``spatial_distances`` (CSR, µm), and ``uns["spatial_neighbors"]`` naming them.
+
+    The same as ``squidpy.gr.spatial_neighbors(adata, coord_type="generic", n_neighs=k,
+    spatial_key="spatial_um")`` would write, so squidpy's statistics run on our graph.
+    """
+    import scipy.sparse as sp
+
+    neighbors = np.asarray(neighbors, dtype=np.int64)
+    coords = np.asarray(coords_um, dtype=np.float64)
+    n, k = neighbors.shape
+    rows = np.repeat(np.arange(n), k)
+    cols = neighbors.reshape(-1)
+    distances = np.linalg.norm(coords[rows] - coords[cols], axis=1)
+    connectivities = sp.csr_matrix((np.ones(n * k, np.float32), (rows, cols)), shape=(n, n))
+    spatial_distances = sp.csr_matrix((distances, (rows, cols)), shape=(n, n))
+    for matrix in (connectivities, spatial_distances):
+        matrix.sort_indices()
+    obsp = {"spatial_connectivities": connectivities, "spatial_distances": spatial_distances}
+    uns = {"connectivities_key": "spatial_connectivities", "distances_key": "spatial_distances",
+           "params": {"coord_type": "generic", "n_neighbors": int(k), "transform": None,
+                      "spatial_key": "spatial_um", "distance_unit": "um", "source": source}}
+    return obsp, uns

@@ -6,7 +6,8 @@ microns → several flow samples over the whole slide. Their mean is the predict
 model's split-conformal calibration gives each spot and gene an interval at the chosen
 level, and its shift reference flags spots unlike the training spots. The raw spread of
 the samples is kept too, named as what it is (uncalibrated). All go into
-``{out}/{name}.h5ad`` with PNG maps of chosen genes in ``{out}/{name}_maps/``. Only the
+``{out}/{name}.h5ad`` with PNG maps of chosen genes in ``{out}/{name}_maps/`` (and, when
+asked, the same as SpatialData in ``{out}/{name}.zarr``). Only the
 model folder is needed (``deploy.json``; ``calibration.*`` for the intervals).
 """
 
@@ -31,14 +32,9 @@ from stflow.data.dataset import Slide
 from stflow.data.graph import knn_graph
 from stflow.data.patches.readers import SlideReader, open_slide
 from stflow.data.patches.tissue import tissue_mask
+from stflow.data.spatial_image import HIRES_SIDE, spatial_uns
 from stflow.deploy.deployment import Deployment, read_deployment
-from stflow.deploy.slide_anndata import (
-    HIRES_SIDE,
-    slide_anndata,
-    spatial_uns,
-    write_h5ad,
-    write_maps,
-)
+from stflow.deploy.slide_anndata import slide_anndata, write_h5ad, write_maps
 from stflow.deploy.spot_grid import LAYOUTS, SpotLayout, VirtualSpots, given_spots, virtual_spots
 from stflow.deploy.window_embedding import StreamTimes, embed_windows
 from stflow.device import resolve_device
@@ -50,6 +46,7 @@ from stflow.intervals.calibration import (
     load_calibration,
 )
 from stflow.intervals.conformal import DEFAULT_LEVEL, check_level
+from stflow.provenance import X_PREDICTED, stflow_uns
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +71,7 @@ class SlideOptions:
     weights: str | None = None  # local encoder checkpoint (offline foundation models)
     encoder: str | None = None  # refused unless it is the model's encoder
     level: float = DEFAULT_LEVEL  # coverage of layers lower/upper
+    spatialdata: bool = False  # also write {name}.zarr (SpatialData: H&E, spots, table)
 
 
 @dataclass
@@ -85,6 +83,7 @@ class SlideResult:
     maps: Path
     n_spots: int
     seconds: dict[str, float] = field(default_factory=dict)
+    spatialdata: Path | None = None
 
 
 class DeployedModel:
@@ -318,14 +317,15 @@ def predict_slide(slide_path: str | Path, model: DeployedModel, out_dir: str | P
     obs = pd.DataFrame({"array_row": placed.array_rc[:, 0], "array_col": placed.array_rc[:, 1],
                         "tissue_fraction": placed.tissue_fraction.astype(np.float32),
                         "in_tissue": True}, index=pd.Index(barcodes))
-    info = {**model.identity(), "slide_path": str(slide_path.resolve()), "mpp": mpp,
+    info = {**stflow_uns("slide_prediction", name, X_PREDICTED, **model.identity()),
+            "slide_path": str(slide_path.resolve()), "mpp": mpp,
             "mpp_source": mpp_source, "spots": "given" if spots is not None else "virtual",
             "pitch_um": layout.pitch_um, "layout": layout.layout,
             "min_tissue": dep.min_tissue if options.min_tissue is None else options.min_tissue,
             "tissue_threshold": threshold, "n_samples": options.n_samples,
             "seed": options.seed, "sample_spread": meaning, "n_spots": placed.n}
     adata = slide_anndata(mean, std, dep.genes, placed.centres_px, mpp, obs, spatial, info,
-                          intervals)
+                          intervals, neighbors)
     out_dir = Path(out_dir)
     maps = out_dir / f"{name}_maps"
     write_maps(maps, genes_to_draw(options.genes, dep.genes), dep.genes, mean,
@@ -338,7 +338,12 @@ def predict_slide(slide_path: str | Path, model: DeployedModel, out_dir: str | P
     except BaseException:  # the maps alone must not look like a finished slide
         shutil.rmtree(maps, ignore_errors=True)
         raise
-    return SlideResult(name, h5ad, maps, placed.n, seconds)
+    result = SlideResult(name, h5ad, maps, placed.n, seconds)
+    if options.spatialdata:
+        from stflow.deploy.spatialdata_export import export_spatialdata
+
+        result.spatialdata = export_spatialdata(h5ad, out_dir / f"{name}.zarr", slide_path)
+    return result
 
 
 def second_map(std: np.ndarray, intervals: SpotIntervals | None) -> tuple[np.ndarray, str]:

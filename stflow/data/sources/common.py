@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 from stflow.atomic import atomic_output
+from stflow.data.spatial_image import sample_spatial
 from stflow.errors import check_finite, input_error
+from stflow.provenance import X_COUNTS, stflow_uns
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +140,7 @@ def unique_names(names: list[str] | pd.Index) -> list[str]:
 
 
 def build_st(sample: IngestedSample) -> ad.AnnData:
-    """The AnnData of docs/artifacts.md for one validated sample."""
+    """The AnnData of docs/artifacts.md for one validated sample, with the H&E inside."""
     sample.validate()
     counts = sample.counts
     obs = pd.DataFrame(index=pd.Index(counts.obs_names.astype(str), name=None))
@@ -158,13 +161,24 @@ def build_st(sample: IngestedSample) -> ad.AnnData:
     adata.uns["patient"] = str(sample.patient)
     adata.uns["image_path"] = str(Path(sample.image_path).resolve())
     adata.uns["source"] = str(sample.source)
+    adata.uns["stflow"] = stflow_uns("st", sample.sample, X_COUNTS, patient=str(sample.patient),
+                                     source=str(sample.source), mpp=float(sample.mpp))
+    spatial = sample_spatial(sample.image_path, float(sample.mpp), spatial, str(sample.sample))
+    if spatial is not None:  # a downscaled H&E inside: sc.pl.spatial draws the file anywhere
+        adata.uns["spatial"] = spatial
     return adata
 
 
 def write_st(sample: IngestedSample, out: str | Path) -> Path:
-    """Write ``st/{sample}.h5ad`` atomically; the one writer for every source."""
+    """Write ``st/{sample}.h5ad`` atomically; the one writer for every source.
+
+    Besides the absolute ``uns["image_path"]`` the pipeline reads, the image's path relative
+    to the file's folder is kept, which still holds when ``results/`` moves with ``raw/``.
+    """
     adata = build_st(sample)
     out = Path(out)
+    adata.uns["stflow"]["image_relative_path"] = os.path.relpath(
+        adata.uns["image_path"], out.resolve().parent)
     with atomic_output(out) as tmp:
         adata.write_h5ad(tmp)
     log.info("wrote %s: %d spots x %d genes, %.4f µm/px", out, adata.n_obs, adata.n_vars,
