@@ -148,7 +148,7 @@ def _patient(source, sample):
 def _fold_problems(dataset):
     """What stops the folds of ``dataset`` being counted before ingest (one message)."""
     entry = DATASETS[dataset]
-    if entry["source"] not in ("synthetic", "her2st") and not entry["samples"]:
+    if entry["source"] not in ("synthetic", "her2st", "sheet") and not entry["samples"]:
         return [Problem("dataset.samples", None, f"null for source '{entry['source']}'",
                         "list the sample ids in dataset.samples (or tasks[].samples)")]
     names = samples(dataset)
@@ -161,7 +161,10 @@ def n_folds(dataset):
     """Explicit folds, else n_folds, else one fold per patient (leave one patient out);
     splits.scheme section: one fold per sample (leave one section out)."""
     entry = DATASETS[dataset]
-    problems = _fold_problems(dataset)
+    # every dataset's problems in one message, raised only where folds are asked for (the
+    # DAG of `all`, not a run of one sample's st/ file or of final_models); Snakemake shows
+    # the input function it came through below the message
+    problems = [problem for name in DATASETS for problem in _fold_problems(name)]
     if problems:
         raise WorkflowError(problems_message(problems))
     if SCHEME == "section":
@@ -179,12 +182,6 @@ def folds(dataset):
     if not explicit:
         return [f"fold{i}" for i in range(n_folds(dataset))]
     return [f.get("name", f"fold{i}") for i, f in enumerate(explicit)]  # unique: checked
-
-
-# every dataset's fold problems in one message, before any job (not one per input function)
-_FOLD_PROBLEMS = [problem for dataset in DATASETS for problem in _fold_problems(dataset)]
-if _FOLD_PROBLEMS:
-    raise WorkflowError(problems_message(_FOLD_PROBLEMS))
 
 
 def res(dataset, path):

@@ -54,7 +54,8 @@ def slide_options(wc):
     options = {"n_samples": predict["n_samples"], "seed": SEEDS[0],
                "level": config["intervals"]["level"],
                "batch_size": config["embed"]["batch_size"],
-               "weights": config["encoder_weights"].get(predict_encoder())}
+               "weights": config["encoder_weights"].get(predict_encoder()),
+               "spatialdata": True}  # slides/{slide}.zarr beside the h5ad
     options.update({key: predict[key] for key in ("pitch_um", "layout", "min_tissue")
                     if predict[key] is not None})
     genes = predict["genes"] if predict["genes"] is not None else config["figures"]["genes"]

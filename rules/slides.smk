@@ -54,6 +54,7 @@ rule predict_slide:
     output:
         h5ad=res("{dataset}", "slides/{slide}.h5ad"),
         maps=directory(res("{dataset}", "slides/{slide}_maps")),
+        spatialdata=directory(res("{dataset}", "slides/{slide}.zarr")),
     params:
         out_dir=lambda wc: res(wc.dataset, "slides"),
         um_per_px=lambda wc: config["predict"]["um_per_px"].get(wc.slide),

@@ -10,6 +10,7 @@ import anndata as ad
 import matplotlib
 import numpy as np
 import pytest
+import spatialdata
 from workflow_fixtures import SAMPLES, SEEDS, write_config
 
 from stflow.deploy.predict_slide import DeployedModel, SlideOptions, predict_slide
@@ -132,5 +133,7 @@ def test_the_predict_section_trains_a_final_model_and_predicts_each_slide(tiny_r
     assert (adata.layers["upper"] > adata.layers["lower"]).all()
     assert adata.uns["stflow"]["intervals"]["n_calibration_spots"] > 0
     assert (tiny_run.results / "slides" / "newP1_maps").is_dir()
+    sdata = spatialdata.read_zarr(tiny_run.results / "slides" / "newP1.zarr")
+    assert sdata["table"].n_obs == adata.n_obs  # the spots as SpatialData, beside the h5ad
     again = tiny_run.snakemake("-n", configfile=config)
     assert "Nothing to be done" in again.stdout + again.stderr
