@@ -16,7 +16,6 @@ from test_sources_visium import make_outs
 from visium_hd_layout import GENES, ORIGIN_PX, UM_PER_PX, bin_counts, make_hd
 
 from stflow.data.sheet import default_bin_um, read_sheet
-from stflow.data.sources import sheet as sheet_source
 from stflow.data.sources.spaceranger import read_hd
 from stflow.errors import StflowError
 
@@ -42,12 +41,16 @@ def test_the_default_bin_is_16_um_else_the_largest_below_the_112_um_patch() -> N
     assert default_bin_um([128]) is None
 
 
-def test_the_sheet_accepts_hd_rows_and_records_the_bin_read(hd: Path) -> None:
-    path = sheet(hd.parent.parent, "A\tP1\tHD\tHD/image.png\t\t", "B\tP1\tHD/outs\tHD/image.png\t\t8")
-    a, b = read_sheet(path)
+def test_the_sheet_accepts_hd_rows_and_records_the_bin_read(hd: Path, tmp_path: Path) -> None:
+    make_outs(tmp_path)  # a Visium row beside them keeps its params (no rerun of its ingest)
+    path = sheet(tmp_path, "A\tP1\tHD\tHD/image.png\t\t",
+                 "B\tP1\tHD/outs\tHD/image.png\t\t8", "C\tP2\tS1\tS1/image.png\t\t")
+    a, b, c = read_sheet(path)
+    assert c.bin_um is None and "bin_um" not in c.to_params()
     assert a.spaceranger == hd.resolve() and (a.bin_um, b.bin_um) == (16, 8)
     assert a.um_per_px is None  # from the bin's microns_per_pixel at ingest
-    assert hd.resolve() / "binned_outputs/square_016um/spatial/tissue_positions.parquet" in a.files()
+    assert hd.resolve() / "binned_outputs/square_016um/spatial/tissue_positions.parquet" \
+        in a.files()
     assert type(a).from_params(a.to_params()) == type(a)(**{**a.__dict__, "line": 0})
 
 
@@ -56,15 +59,16 @@ def test_bad_hd_rows_are_refused_by_line_and_column(hd: Path, tmp_path: Path) ->
     broken = make_hd(tmp_path / "HD2", {16: 2})
     (broken / "binned_outputs/square_016um/spatial/tissue_positions.parquet").unlink()
     make_hd(tmp_path / "HD3", {128: 2})
-    with pytest.raises(StflowError) as caught:
+    with pytest.raises(StflowError) as caught:  # the problems of one sheet, listed together
         read_sheet(sheet(tmp_path,
                          "A\tP1\tHD\tHD/image.png\t\t32",       # no 32 µm bins
                          "B\tP1\tS1\tS1/image.png\t0.5\t16",    # bin_um on a Visium row
                          "C\tP1\tHD2\tHD/image.png\t\t",        # bin folder lacks positions
                          "D\tP1\tHD\tHD/image.png\t\tx",        # not a number
-                         "E\tP1\tHD3\tHD/image.png\t\t"))       # no bin below 112 µm
+                         "E\tP1\tHD3\tHD/image.png\t\t",       # no bin below 112 µm
+                         "F\tP1\tgone\tHD/image.png\t\t16"))   # refused once: no such path
     message = str(caught.value)
-    assert "5 problem(s)" in message
+    assert "6 problem(s)" in message and "line 7 (sample F), column spaceranger:" in message
     assert (f"line 2 (sample A), column bin_um: {hd.resolve()}/binned_outputs has no 32 µm "
             "bins (it has 8, 16 µm)") in message
     assert "line 3 (sample B), column bin_um: '16' given for a row that is not a Visium HD" \

@@ -80,7 +80,9 @@ class SheetRow:
                 "spaceranger": str(self.spaceranger) if self.spaceranger else None,
                 "counts": str(self.counts) if self.counts else None,
                 "positions": str(self.positions) if self.positions else None,
-                "um_per_px": self.um_per_px, "bin_um": self.bin_um}
+                "um_per_px": self.um_per_px,
+                # only HD rows carry it: the params of Visium rows, and so their ingests, stay
+                **({"bin_um": self.bin_um} if self.bin_um is not None else {})}
 
     def files(self) -> list[Path]:
         """The files ingest reads for this row (a newer one reruns the sample's ingest)."""
@@ -394,7 +396,7 @@ def _row_problems(number: int, row: dict[str, str], base: Path,
                     bad(column, problem, fix)
         elif not path.is_file():
             bad(column, f"{path} is not a file", "give the file itself")
-    if row.get("bin_um") and not _is_hd_cell(spaceranger, base):
+    if row.get("bin_um") and _not_hd(spaceranger, base):
         bad("bin_um", f"{row['bin_um']!r} given for a row that is not a Visium HD folder",
             f"remove it: bin_um chooses the binned output ({BINNED}/square_NNNum) of a "
             "Visium HD outs/ folder")
@@ -409,10 +411,14 @@ def _row_problems(number: int, row: dict[str, str], base: Path,
     return out
 
 
-def _is_hd_cell(spaceranger: str, base: Path) -> bool:
-    """Whether a spaceranger cell names a Visium HD folder (False when empty or missing)."""
-    outs = find_outs(_path(spaceranger, base)) if spaceranger else None
-    return outs is not None and is_hd(outs)
+def _not_hd(spaceranger: str, base: Path) -> bool:
+    """Whether a spaceranger cell is empty or names an existing folder that is not Visium HD
+    (a missing path is refused as such, not twice)."""
+    if not spaceranger:
+        return True
+    path = _path(spaceranger, base)
+    outs = find_outs(path) if path.is_dir() else None
+    return path.exists() and not (outs is not None and is_hd(outs))
 
 
 def read_sheet(path: str | Path) -> list[SheetRow]:
