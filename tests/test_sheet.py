@@ -69,7 +69,7 @@ def test_every_problem_is_listed_at_once_naming_line_sample_column_and_fix(data:
                  "E\tP2\tS1\t\t\t\t",                       # Space Ranger without image
                  "F\tP2\t\t\t\t\t",                         # no data at all
                  "G\tP2\tS1\tS1/image.png\t\t\t-1",         # µm/px not positive
-                 "H\tP2\tHD\tS1/image.png\t\t\t")           # Visium HD
+                 "H\tP2\tHD\tS1/image.png\t\t\t")           # Visium HD without its files
     message = problems(path)
     expected = [
         "line 3 (sample A), column sample: 'A' already on line 2",
@@ -87,7 +87,7 @@ def test_every_problem_is_listed_at_once_naming_line_sample_column_and_fix(data:
     for line in expected:
         assert line in message, line
     assert "9 problem(s)" in message and message.count("Fix:") == 10
-    assert "Visium HD output" in message
+    assert "Visium HD output that lacks" in message
 
 
 def test_missing_columns_are_named(data: Path) -> None:

@@ -10,7 +10,11 @@ A tab-separated file (Snakemake-catalogue style) with the columns
   barcode; ``positions`` a CSV with header ``barcode,x_px,y_px`` (level-0 pixel centres of
   ``image``, x = column);
 - ``um_per_px`` (optional for Space Ranger, where it defaults to 55 µm over the scale
-  factors' ``spot_diameter_fullres``; required with ``counts``/``positions``).
+  factors' ``spot_diameter_fullres`` (Visium HD: the bin's ``microns_per_pixel``); required
+  with ``counts``/``positions``);
+- ``bin_um`` (Visium HD folders only, those with ``binned_outputs/``): which binned output
+  to read, one of the sizes present; empty means 16 µm when present, else the largest size
+  below 112 µm (the patch width: a bin is predicted from the patch around it).
 
 Relative paths are read from the sheet's folder. Every problem of the sheet is collected
 and reported at once, naming line, sample and column. Only the standard library is
@@ -34,15 +38,25 @@ from stflow.errors import StflowError, input_error
 
 REQUIRED = ("sample", "patient")
 TABLE_COLUMNS = ("image", "counts", "positions")
-COLUMNS = ("sample", "patient", "spaceranger", "image", "counts", "positions", "um_per_px")
+COLUMNS = ("sample", "patient", "spaceranger", "image", "counts", "positions", "um_per_px",
+           "bin_um")
 NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 MATRIX = "filtered_feature_bc_matrix.h5"
 POSITION_FILES = ("tissue_positions.csv", "tissue_positions_list.csv")
 SCALEFACTORS = "scalefactors_json.json"
 EXTRA = "\0extra"  # the cells of a row beyond the header's columns
 VISIUM_SPOT_UM = 55.0  # Visium spots are 55 µm wide: µm/px = 55 / spot_diameter_fullres
+# Visium HD: outs/binned_outputs/square_016um/{MATRIX, spatial/HD_POSITIONS, spatial/SCALEFACTORS}
+# and outs/FEATURE_SLICE (or {prefix}_feature_slice.h5), as spatialdata_io.visium_hd reads them
+BINNED = "binned_outputs"
+BIN_FOLDER = re.compile(r"^square_(\d{3})um$")
+HD_POSITIONS = "tissue_positions.parquet"
+FEATURE_SLICE = "feature_slice.h5"
+HD_DEFAULT_BIN_UM = 16
+PATCH_UM = 112  # the patch a spot is predicted from; a default bin is smaller
+HD_SCALE_KEYS = ("bin_size_um", "spot_diameter_fullres", "microns_per_pixel")  # the reader's
 FORMAT = ("columns sample, patient and either spaceranger (+ image) or image + counts + "
-          "positions, optional um_per_px; see README, 'Your own data'")
+          "positions, optional um_per_px and bin_um; see README, 'Your own data'")
 
 
 @dataclass(frozen=True)
@@ -57,6 +71,7 @@ class SheetRow:
     counts: Path | None = None
     positions: Path | None = None
     um_per_px: float | None = None
+    bin_um: int | None = None  # Visium HD rows: the binned output read (always set for them)
     line: int = 0
 
     def to_params(self) -> dict[str, str | float | None]:
@@ -65,10 +80,15 @@ class SheetRow:
                 "spaceranger": str(self.spaceranger) if self.spaceranger else None,
                 "counts": str(self.counts) if self.counts else None,
                 "positions": str(self.positions) if self.positions else None,
-                "um_per_px": self.um_per_px}
+                "um_per_px": self.um_per_px,
+                # only HD rows carry it: the params of Visium rows, and so their ingests, stay
+                **({"bin_um": self.bin_um} if self.bin_um is not None else {})}
 
     def files(self) -> list[Path]:
         """The files ingest reads for this row (a newer one reruns the sample's ingest)."""
+        if self.spaceranger is not None and self.bin_um is not None:
+            found = [feature_slice(self.spaceranger), *hd_bin_files(self.spaceranger, self.bin_um)]
+            return [self.image] + [p for p in found if p is not None]
         if self.spaceranger is not None:
             found = [self.spaceranger / MATRIX, positions_file(self.spaceranger),
                      self.spaceranger / "spatial" / SCALEFACTORS]
@@ -81,11 +101,12 @@ class SheetRow:
         def path(key: str) -> Path | None:
             return Path(params[key]) if params.get(key) else None
 
-        um = params.get("um_per_px")
+        um, bin_um = params.get("um_per_px"), params.get("bin_um")
         return cls(sample=str(params["sample"]), patient=str(params["patient"]),
                    image=Path(params["image"]), spaceranger=path("spaceranger"),
                    counts=path("counts"), positions=path("positions"),
-                   um_per_px=None if um is None else float(um))
+                   um_per_px=None if um is None else float(um),
+                   bin_um=None if bin_um is None else int(bin_um))
 
 
 @dataclass(frozen=True)
@@ -117,11 +138,112 @@ class SheetError(StflowError):
 
 
 def find_outs(folder: Path) -> Path | None:
-    """The Space Ranger ``outs/`` folder: ``folder`` itself or ``folder/outs``."""
+    """The Space Ranger ``outs/`` folder: ``folder`` itself or ``folder/outs`` (Visium: with
+    the matrix; Visium HD: with ``binned_outputs/``)."""
     for candidate in (folder, folder / "outs"):
-        if (candidate / MATRIX).is_file():
+        if (candidate / MATRIX).is_file() or is_hd(candidate):
             return candidate
     return None
+
+
+def is_hd(outs: Path) -> bool:
+    """A Visium HD ``outs/`` folder: its counts are per bin size under ``binned_outputs/``."""
+    return (outs / BINNED).is_dir()
+
+
+def hd_bin_sizes(outs: Path) -> list[int]:
+    """The bin sizes (µm) of the ``square_NNNum`` folders of a Visium HD folder, ascending."""
+    try:
+        names = [p.name for p in (outs / BINNED).iterdir() if p.is_dir()]
+    except OSError:
+        return []
+    return sorted(int(m.group(1)) for m in map(BIN_FOLDER.match, names) if m)
+
+
+def default_bin_um(sizes: list[int]) -> int | None:
+    """16 µm when present, else the largest size below the 112 µm patch (None: none is)."""
+    if HD_DEFAULT_BIN_UM in sizes:
+        return HD_DEFAULT_BIN_UM
+    return max((s for s in sizes if s < PATCH_UM), default=None)
+
+
+def hd_bin_folder(outs: Path, bin_um: int) -> Path:
+    """``binned_outputs/square_016um`` for 16 µm (three digits, as Space Ranger names them)."""
+    return outs / BINNED / f"square_{bin_um:03d}um"
+
+
+def hd_bin_files(outs: Path, bin_um: int) -> list[Path]:
+    """The files of one bin size the reader needs: matrix, positions, scale factors."""
+    folder = hd_bin_folder(outs, bin_um)
+    return [folder / MATRIX, folder / "spatial" / HD_POSITIONS, folder / "spatial" / SCALEFACTORS]
+
+
+def feature_slice(outs: Path) -> Path | None:
+    """``feature_slice.h5`` (or the one ``{prefix}_feature_slice.h5``): spatialdata-io reads
+    the slide layout from it and refuses a folder without it."""
+    if (outs / FEATURE_SLICE).is_file():
+        return outs / FEATURE_SLICE
+    found = sorted(outs.glob(f"*_{FEATURE_SLICE}"))
+    return found[0] if len(found) == 1 else None
+
+
+def hd_scale_factors(outs: Path, bin_um: int) -> dict[str, float] | None:
+    """The bin's positive :data:`HD_SCALE_KEYS` (None: unreadable or any missing)."""
+    try:
+        factors = json.loads((hd_bin_folder(outs, bin_um) / "spatial" / SCALEFACTORS).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(factors, dict):
+        return None
+    values = {key: factors.get(key) for key in HD_SCALE_KEYS}
+    if any(isinstance(v, bool) or not isinstance(v, int | float) or not v > 0
+           for v in values.values()):
+        return None
+    return {key: float(v) for key, v in values.items()}
+
+
+def _bin_um(cell: str) -> int | None:
+    try:
+        value = float(cell)
+    except ValueError:
+        return None
+    return int(value) if value.is_integer() and value > 0 else None
+
+
+def _hd_problems(outs: Path, bin_cell: str) -> list[tuple[str, str, str]]:
+    """What a Visium HD folder lacks for the chosen bin size, as (column, problem, fix)."""
+    sizes = hd_bin_sizes(outs)
+    if not sizes:
+        return [("spaceranger", f"{outs}/{BINNED} (Visium HD) holds no square_NNNum folder",
+                 f"copy the whole {BINNED} folder Space Ranger wrote")]
+    listed = ", ".join(str(s) for s in sizes)
+    if bin_cell:
+        bin_um = _bin_um(bin_cell)
+        if bin_um is None:
+            return [("bin_um", f"{bin_cell!r} is not a whole number of µm",
+                     f"give one of the bin sizes of {outs}/{BINNED}: {listed}")]
+        if bin_um not in sizes:
+            return [("bin_um", f"{outs}/{BINNED} has no {bin_um} µm bins (it has {listed} µm)",
+                     f"give one of {listed}, or copy {hd_bin_folder(outs, bin_um).name} "
+                     "from Space Ranger")]
+    else:
+        bin_um = default_bin_um(sizes)
+        if bin_um is None:
+            return [("bin_um", f"empty, and {outs}/{BINNED} has no bin size below "
+                     f"{PATCH_UM} µm (it has {listed} µm)", f"give one of {listed}")]
+    missing = [p for p in hd_bin_files(outs, bin_um) if not p.is_file()]
+    names = [str(p.relative_to(outs)) for p in missing]
+    if feature_slice(outs) is None:
+        names.insert(0, f"{FEATURE_SLICE} (or one {{prefix}}_{FEATURE_SLICE})")
+    if names:
+        return [("spaceranger", f"{outs} is a Visium HD output that lacks {names} "
+                 f"(read for its {bin_um} µm bins)", "copy these files from the outs/ "
+                 "folder Space Ranger wrote (spatialdata-io reads them)")]
+    if hd_scale_factors(outs, bin_um) is None:
+        return [("spaceranger", f"{hd_bin_files(outs, bin_um)[2]} lacks a positive "
+                 f"{' or '.join(HD_SCALE_KEYS)}", "use the scale factors Space Ranger "
+                 "wrote (spatialdata-io checks them; um_per_px only overrides the µm/px)")]
+    return []
 
 
 def positions_file(outs: Path) -> Path | None:
@@ -143,11 +265,7 @@ def spot_diameter_px(outs: Path) -> float | None:
 
 
 def _spaceranger_problems(folder: Path, has_um_per_px: bool) -> list[tuple[str, str]]:
-    """What a Space Ranger folder lacks, as (problem, fix) pairs."""
-    if (folder / "binned_outputs").is_dir() or (folder / "outs" / "binned_outputs").is_dir():
-        return [(f"{folder} is a Visium HD output (binned_outputs/), which stflow does not "
-                 "read yet", "give a Visium (55 µm spot) outs/ folder, or the counts and "
-                 "positions of one bin size as counts + positions columns")]
+    """What a Visium (not HD) Space Ranger folder lacks, as (problem, fix) pairs."""
     outs = find_outs(folder)
     if outs is None:
         return [(f"no {MATRIX} in {folder} or {folder}/outs",
@@ -270,11 +388,18 @@ def _row_problems(number: int, row: dict[str, str], base: Path,
         elif column == "spaceranger":
             if not path.is_dir():
                 bad(column, f"{path} is not a folder", "give the Space Ranger outs/ folder")
+            elif (outs := find_outs(path)) is not None and is_hd(outs):
+                for where, problem, fix in _hd_problems(outs, row.get("bin_um", "")):
+                    bad(where, problem, fix)
             else:
                 for problem, fix in _spaceranger_problems(path, um is not None):
                     bad(column, problem, fix)
         elif not path.is_file():
             bad(column, f"{path} is not a file", "give the file itself")
+    if row.get("bin_um") and _not_hd(spaceranger, base):
+        bad("bin_um", f"{row['bin_um']!r} given for a row that is not a Visium HD folder",
+            f"remove it: bin_um chooses the binned output ({BINNED}/square_NNNum) of a "
+            "Visium HD outs/ folder")
     if not spaceranger and row.get("image") and not um_cell:
         bad("um_per_px", "empty, and an image with counts + positions does not say its µm/px",
             "give microns per level-0 pixel of the image (from the scanner or the slide "
@@ -284,6 +409,16 @@ def _row_problems(number: int, row: dict[str, str], base: Path,
             "H&E", "give the image Space Ranger was run on (the one its pxl_*_in_fullres "
             "positions refer to)")
     return out
+
+
+def _not_hd(spaceranger: str, base: Path) -> bool:
+    """Whether a spaceranger cell is empty or names an existing folder that is not Visium HD
+    (a missing path is refused as such, not twice)."""
+    if not spaceranger:
+        return True
+    path = _path(spaceranger, base)
+    outs = find_outs(path) if path.is_dir() else None
+    return path.exists() and not (outs is not None and is_hd(outs))
 
 
 def read_sheet(path: str | Path) -> list[SheetRow]:
@@ -321,10 +456,14 @@ def _sheet_row(number: int, row: dict[str, str], base: Path) -> SheetRow:
         return _path(row[column], base).resolve() if row.get(column) else None
 
     spaceranger = path_of("spaceranger")
+    outs = find_outs(spaceranger) if spaceranger else None
+    bin_um = None
+    if outs is not None and is_hd(outs):
+        bin_um = _bin_um(row.get("bin_um") or "") or default_bin_um(hd_bin_sizes(outs))
     return SheetRow(sample=row["sample"], patient=row["patient"], image=path_of("image"),
-                    spaceranger=find_outs(spaceranger) if spaceranger else None,
-                    counts=path_of("counts"), positions=path_of("positions"),
-                    um_per_px=_um_per_px(row.get("um_per_px") or "nan"), line=number)
+                    spaceranger=outs, counts=path_of("counts"), positions=path_of("positions"),
+                    um_per_px=_um_per_px(row.get("um_per_px") or "nan"), bin_um=bin_um,
+                    line=number)
 
 
 def sheet_samples(path: str | Path, wanted: list[str] | None = None) -> list[str]:
@@ -388,4 +527,5 @@ def write_resolved(rows: list[SheetRow], out: Path) -> None:
         for row in rows:
             writer.writerow([row.sample, row.patient, row.spaceranger or "", row.image,
                              row.counts or "", row.positions or "",
-                             "" if row.um_per_px is None else repr(row.um_per_px)])
+                             "" if row.um_per_px is None else repr(row.um_per_px),
+                             "" if row.bin_um is None else row.bin_um])

@@ -4,8 +4,9 @@
 Nothing is downloaded: :func:`download` validates the sheet and writes ``raw/sheet.tsv``,
 the same rows with absolute paths (a record of what the study read, checksummed in the
 manifest); the data stay where the user keeps them. A row is either a Space Ranger
-``outs/`` folder (read by spatialdata-io, :mod:`stflow.data.sources.spaceranger`) or an image
-with a counts table and spot positions (read here).
+``outs/`` folder, Visium or Visium HD at one bin size (read by spatialdata-io,
+:mod:`stflow.data.sources.spaceranger`), or an image with a counts table and spot positions
+(read here).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import scipy.sparse as sp
 from stflow.atomic import atomic_output
 from stflow.data.sheet import SheetRow, read_sheet, sheet_row, sheet_samples, write_resolved
 from stflow.data.sources.common import IngestedSample
-from stflow.data.sources.spaceranger import read_outs
+from stflow.data.sources.spaceranger import read_hd, read_outs
 from stflow.errors import input_error
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,9 @@ def read_sample(raw_dir: str | Path, sample: str, row: dict | None = None) -> In
     if entry.sample != sample:
         raise input_error(f"sample {sample}", f"was given the sheet row of {entry.sample}",
                           "pass the row of the sample being ingested")
+    if entry.spaceranger is not None and entry.bin_um is not None:  # Visium HD
+        return read_hd(entry.spaceranger, entry.bin_um, sample=sample, patient=entry.patient,
+                       image=entry.image, um_per_px=entry.um_per_px, source="sheet")
     if entry.spaceranger is not None:
         return read_outs(entry.spaceranger, sample=sample, patient=entry.patient,
                          image=entry.image, um_per_px=entry.um_per_px, source="sheet")
