@@ -10,10 +10,8 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 # the workflow's own library (also when used as a module, or with --directory elsewhere)
 sys.path.insert(0, str(workflow.current_basedir))
-from snakemake.exceptions import WorkflowError
-
 from stflow.config import load_schema, replace_search_spaces, typed_like_schema
-from stflow.config_checks import check_config, her2st_sections, problems_message
+from stflow.config_checks import check_config, her2st_sections, stop_on
 
 
 configfile: "config/config.yaml"
@@ -27,10 +25,8 @@ SCHEMA = load_schema(workflow.current_basedir.join("config/schema.yaml"))
 config.update(typed_like_schema(dict(config), SCHEMA))
 # every mistake at once (schema, cross-field rules, model parameters, search spaces, files),
 # before any job: one message, no traceback (stflow/config_checks.py)
-CONFIG_PROBLEMS = check_config(config, SCHEMA, cwd=os.getcwd(), remote=workflow.remote_exec,
-                               her2st=her2st_sections(str(workflow.current_basedir)))
-if CONFIG_PROBLEMS:
-    raise WorkflowError(problems_message(CONFIG_PROBLEMS))
+stop_on(check_config(config, SCHEMA, cwd=os.getcwd(), remote=workflow.remote_exec,
+                     her2st=her2st_sections(str(workflow.current_basedir))))
 validate(config, "config/schema.yaml")  # passes now; fills in the schema's defaults
 
 
@@ -53,7 +49,7 @@ include: "rules/slides.smk"
 
 rule all:
     input:
-        all_targets(),
+        STUDY.targets(),
         slide_targets(),
     default_target: True
 

@@ -24,7 +24,7 @@ rule figures:
         encoders=config["encoders"],
         models=config["models"],
         seeds=SEEDS,
-        folds=lambda wc: folds(wc.dataset),
+        folds=lambda wc: STUDY.folds(wc.dataset),
         genes=config["figures"]["genes"],
     log:
         res("{dataset}", "logs/figures.log"),

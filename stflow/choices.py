@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import re
 
-SOURCES = ("her2st", "hest", "visium", "sheet", "synthetic")  # stflow.data.sources.<name>
+from stflow.catalogue import SOURCES as SOURCES  # the one list (stflow/catalogue.py)
+
 SCHEMES = ("patient", "section")  # how stflow.data.splits builds folds
 MIN_FRACTION = 0.10  # HEST: a target gene is expressed in this share of every sample's spots
 HEST_REPO = "MahmoodLab/hest"  # the Hugging Face dataset HEST downloads come from

@@ -23,18 +23,21 @@ from typing import Any
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 
+from stflow.catalogue import HER2ST_CHECKSUMS
+from stflow.catalogue import her2st_sections as catalogue_sections
 from stflow.config import Problem
 from stflow.data.sheet import dataset_problems
 from stflow.models.catalogue import MODELS
 from stflow.models.param_checks import model_param_problems, space_problems, trials_problems
 
 SCHEMA_FILE = "config/schema.yaml"
+PACKAGE = Path(__file__).parent  # stflow/
 
 
 def her2st_sections(repo: str | Path) -> list[str]:
-    """The her2st sections the download can fetch: those of the package's checksum list."""
-    listing = Path(repo) / "stflow" / "data" / "sources" / "her2st_sha256.tsv"
-    return re.findall(r"data/ST-cnts/([^/.]+)\.tsv\.gz", listing.read_text())
+    """The her2st sections the download of the package in ``repo`` can fetch (those of its
+    checksum list, :func:`stflow.catalogue.her2st_sections`)."""
+    return catalogue_sections(Path(repo) / HER2ST_CHECKSUMS.relative_to(PACKAGE.parent))
 
 
 # --- the schema ---------------------------------------------------------------------------
@@ -370,6 +373,18 @@ def problems_message(problems: Sequence[Problem], source: str = "config") -> str
     count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
     lines = "\n".join(f"  - {problem}" for problem in problems)
     return f"{source}: {count} found before any job ran; nothing was run.\n{lines}"
+
+
+def stop_on(problems: Sequence[Problem], source: str = "config") -> None:
+    """Stop the run with one message listing every problem, if there are any: Snakemake's
+    WorkflowError (shown without a traceback) where Snakemake runs, else ValueError."""
+    if not problems:
+        return
+    try:
+        from snakemake.exceptions import WorkflowError  # only where the workflow runs
+    except ImportError:
+        raise ValueError(problems_message(problems, source)) from None
+    raise WorkflowError(problems_message(problems, source))
 
 
 def fold_count_problems(dataset: str, source: str, samples: Sequence[str],

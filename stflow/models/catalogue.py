@@ -178,6 +178,16 @@ def parameters(model: str) -> dict[str, Param]:
     return PARAMETERS[MODELS[model].target]
 
 
+def reads_graph(model: str) -> bool:
+    """Whether ``model`` reads the kNN spot graph: its estimator takes the neighbour count
+    ``k``. Such a model alone depends on graph/ and gets graph.k as its ``k``, so the graph
+    and the model always agree and changing graph.k retrains these models only."""
+    return "k" in parameters(model)
+
+
+GRAPH_MODELS = frozenset(model for model in MODELS if reads_graph(model))
+
+
 def _parse(text: str, kind: type) -> Any:
     """``text`` as a ``kind`` (bool, int, float), or raise ValueError."""
     lowered = text.strip().lower()

@@ -1,0 +1,352 @@
+"""The study a checked workflow config describes: its datasets, samples and their patients,
+folds, seeds, and the settings each rule hands to its library function.
+
+rules/*.smk are input functions that ask a :class:`Study`; every derivation lives here so it
+is a plain method, unit-tested without Snakemake (tests/test_study.py). Sample and fold names
+are known when the DAG is built: samples from the config or the source's defaults, fold
+names from the config, the number of patients, or (splits.scheme: section) the number of
+samples. Which samples a fold trains and tests on is known once the splits checkpoint has
+run (:func:`fold_members`).
+
+Light on purpose (standard library, PyYAML and jsonschema through the config checks): the
+Snakefile imports it while Snakemake parses the workflow.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from stflow.catalogue import PAPER_TABLES, her2st_sections
+from stflow.config import Problem
+from stflow.config_checks import fold_count_problems, run_seeds, stop_on
+from stflow.data.sheet import sheet_patients, sheet_row, sheet_samples
+from stflow.models.catalogue import reads_graph
+
+RESULTS = "results"
+# the sources whose patients are known before ingest (from the sample names or the sheet)
+PATIENTS_BEFORE_INGEST = ("synthetic", "her2st", "sheet")
+RUN_TABLES = ("metrics.tsv", "summary.tsv", "summary.md", "genes.tsv", "coverage.tsv",
+              "coverage.md", "risk_coverage.tsv")
+RUN_FIGURES = ("comparison.png", "risk_coverage.png", "training_curves.png", "biomarkers")
+HEST_BENCH_REPO = "MahmoodLab/hest-bench"  # the task folders with HEST-bench's splits, genes
+_SYNTHETIC_SAMPLE = re.compile(r"(P\d+)S\d+")
+
+
+def result(dataset: str, path: str) -> str:
+    """``path`` under the dataset's results folder (results/{dataset}/...)."""
+    return f"{RESULTS}/{dataset}/{path}"
+
+
+def synthetic_samples(patients: int, sections: int) -> list[str]:
+    """The simulator's sample names: P{patient}S{section}, patient by patient."""
+    return [f"P{p}S{s}" for p in range(1, patients + 1) for s in range(1, sections + 1)]
+
+
+def fold_members(splits: str | Path, fold: str, parts: Iterable[str]) -> list[str]:
+    """The samples of ``parts`` (train, val, test) of ``fold`` in a splits.json, sorted."""
+    folds = json.loads(Path(splits).read_text())["folds"]
+    entry = next((f for f in folds if f.get("name") == fold), None)
+    if entry is None:
+        raise ValueError(f"{splits}: no fold named {fold} (it has "
+                         f"{[f.get('name') for f in folds]}). Fix: delete it to build the "
+                         "folds again from the config")
+    return sorted({s for part in parts for s in entry.get(part) or []})
+
+
+def datasets(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Dataset name -> settings: the ``dataset`` entry, or one per HEST-style task (with the
+    task's samples and folds, else the splits section's)."""
+    base, splits = config["dataset"], config["splits"]
+    if not config["tasks"]:
+        return {base["name"]: {**base, "task": None, "folds": splits["folds"],
+                               "n_folds": splits["n_folds"]}}
+    return {t["name"]: {**base, "name": t["name"], "task": t["name"], "samples": t["samples"],
+                        "folds": t.get("folds") or splits["folds"],
+                        "n_folds": t.get("n_folds") or splits["n_folds"]}
+            for t in config["tasks"]}
+
+
+class Study:
+    """A checked config (schema defaults filled in) as datasets, samples, folds and settings.
+
+    ``her2st``: the sections the her2st download knows (default: the package's checksum
+    list). Methods take dataset, sample, fold and model names, never Snakemake wildcards.
+    """
+
+    def __init__(self, config: Mapping[str, Any], her2st: Sequence[str] | None = None) -> None:
+        self.config = config
+        self.her2st = list(her2st) if her2st is not None else her2st_sections()
+        self.datasets = datasets(config)
+        self.scheme: str = config["splits"]["scheme"]
+        self.seeds = run_seeds(config)
+
+    # --- samples and patients -------------------------------------------------------------
+
+    def source(self, dataset: str) -> str:
+        return self.datasets[dataset]["source"]
+
+    def samples(self, dataset: str) -> list[str]:
+        """Sample ids of a dataset: from the config, else the source's defaults."""
+        entry = self.datasets[dataset]
+        if entry["source"] == "sheet":
+            return sheet_samples(entry["sheet"], entry["samples"])
+        if entry["samples"]:
+            return list(entry["samples"])
+        if entry["source"] == "synthetic":
+            sim = self.config["simulate"]
+            return synthetic_samples(sim["patients"], sim["sections"])
+        if entry["source"] == "her2st":
+            return list(self.her2st)
+        raise ValueError(f"config: dataset.samples is null for source '{entry['source']}'. "
+                         "Fix: list the sample ids in dataset.samples (or tasks[].samples)")
+
+    def patient(self, dataset: str, sample: str) -> str | None:
+        """The sample's patient as known before ingest (dataset.patients first), else None:
+        synthetic P{p}S{s} is patient P{p}, a her2st section's letter is its patient."""
+        entry = self.datasets[dataset]
+        mapped = (entry.get("patients") or {}).get(sample)
+        if mapped is not None:
+            return str(mapped)
+        if entry["source"] == "synthetic":
+            match = _SYNTHETIC_SAMPLE.fullmatch(sample)
+            return match.group(1) if match else None
+        if entry["source"] == "her2st":
+            return sample[0]
+        if entry["source"] == "sheet":
+            return sheet_patients(entry["sheet"]).get(sample)
+        return None
+
+    def sample_files(self, dataset: str, pattern: str) -> list[str]:
+        """``pattern`` (under results/{dataset}/, with ``{sample}``) for every sample."""
+        return [result(dataset, pattern.format(sample=s)) for s in self.samples(dataset)]
+
+    # --- folds ------------------------------------------------------------------------------
+
+    def bench_splits(self) -> bool:
+        """Whether the folds are HEST-bench's published splits/ files (splits.source)."""
+        return self.config["splits"]["source"] == "hest-bench"
+
+    def bench_genes(self) -> bool:
+        """Whether the genes are HEST-bench's var_50genes.json (genes.source)."""
+        return self.config["genes"]["source"] == "hest-bench"
+
+    def explicit_folds(self, dataset: str) -> bool:
+        """Folds that do not come from patient ids (config folds or HEST-bench's files)."""
+        return bool(self.datasets[dataset]["folds"]) or self.bench_splits()
+
+    def bench_dir(self, dataset: str) -> str:
+        """The HEST-bench task folder in the raw data (raw/{task}, or raw/ without tasks)."""
+        task = self.datasets[dataset]["task"]
+        return result(dataset, f"raw/{task}" if task else "raw")
+
+    def dataset_fold_problems(self, dataset: str) -> list[Problem]:
+        """What stops the folds of ``dataset`` being counted before ingest."""
+        entry = self.datasets[dataset]
+        if entry["source"] not in PATIENTS_BEFORE_INGEST and not entry["samples"]:
+            return [Problem("dataset.samples", None, f"null for source '{entry['source']}'",
+                            "list the sample ids in dataset.samples (or tasks[].samples)")]
+        names = self.samples(dataset)
+        return fold_count_problems(
+            dataset, entry["source"], names, {s: self.patient(dataset, s) for s in names},
+            scheme=self.scheme, explicit=self.explicit_folds(dataset),
+            n_folds=entry["n_folds"])
+
+    def fold_problems(self) -> list[Problem]:
+        """Every dataset's fold problems, to list at once."""
+        return [problem for name in self.datasets for problem in self.dataset_fold_problems(name)]
+
+    def n_folds(self, dataset: str) -> int:
+        """Explicit folds, else n_folds, else one fold per patient (leave one patient out);
+        splits.scheme section: one fold per sample (leave one section out).
+
+        Stops on every dataset's fold problems at once: they are raised only where folds are
+        asked for (the DAG of `all`, not a run of one sample's st/ file or of final_models).
+        """
+        stop_on(self.fold_problems())
+        entry = self.datasets[dataset]
+        if self.scheme == "section":
+            return len(self.samples(dataset))
+        if entry["folds"]:
+            return len(entry["folds"])
+        if entry["n_folds"]:
+            return entry["n_folds"]
+        return len({self.patient(dataset, s) for s in self.samples(dataset)})
+
+    def folds(self, dataset: str) -> list[str]:
+        """Fold names: the configured ones (fold\\d+, by the schema), else fold0..fold{n-1}."""
+        explicit = self.datasets[dataset]["folds"]
+        if not explicit:
+            return [f"fold{i}" for i in range(self.n_folds(dataset))]
+        return [f.get("name", f"fold{i}") for i, f in enumerate(explicit)]  # unique: checked
+
+    def runs(self, dataset: str, pattern: str) -> list[str]:
+        """``pattern`` filled for every encoder x model x seed x fold of the dataset."""
+        config = self.config
+        return [result(dataset, pattern.format(encoder=e, model=m, seed=s, fold=f))
+                for e in config["encoders"] for m in config["models"] for s in self.seeds
+                for f in self.folds(dataset)]
+
+    # --- each rule's settings ---------------------------------------------------------------
+
+    def download_inputs(self, dataset: str) -> list[str]:
+        """The sample sheet of source sheet (editing it redoes raw/sheet.tsv)."""
+        entry = self.datasets[dataset]
+        return [entry["sheet"]] if entry["source"] == "sheet" else []
+
+    def download_settings(self, dataset: str) -> dict[str, Any]:
+        """Keyword arguments of stflow.data.download.download_source; only these (not model
+        settings) rerun the download."""
+        entry = self.datasets[dataset]
+        settings: dict[str, Any] = {"mirror": entry["mirror"], "task": entry["task"]}
+        if entry["source"] == "synthetic":
+            sim = self.config["simulate"]
+            settings.update(patients=sim["patients"], sections=sim["sections"],
+                            grid=sim["grid"], genes=sim["genes"], seed=sim["seed"])
+        else:
+            settings["samples"] = self.samples(dataset)
+        if entry["source"] == "sheet":
+            settings["sheet"] = entry["sheet"]
+        if entry["source"] == "hest" and (self.bench_splits() or self.bench_genes()):
+            # the published splits and gene lists live in hest-bench's task folders, not in
+            # HEST-1k: fetch the task folders (their patches are the bench samples' images)
+            settings["repo_id"] = HEST_BENCH_REPO
+        return settings
+
+    def sheet_files(self, dataset: str, sample: str) -> list[str] | None:
+        """Source sheet: the files of the sample's row, which ingest reads in place; other
+        sources: None (ingest reads the download)."""
+        entry = self.datasets[dataset]
+        if entry["source"] != "sheet":
+            return None
+        return [str(p) for p in sheet_row(entry["sheet"], sample).files()]
+
+    def ingest_options(self, dataset: str, sample: str) -> dict[str, Any]:
+        """Keyword arguments of stflow.data.ingest.ingest_sample: the sheet's row, or the task,
+        the configured patient / image of the sample, and require_patient where
+        patient-stratified folds are built from the ingested patients (hest; visium is
+        checked when the DAG is built)."""
+        entry = self.datasets[dataset]
+        if entry["source"] == "sheet":  # the row itself: a changed row reruns this ingest only
+            return {"row": sheet_row(entry["sheet"], sample).to_params()}
+        patient = (entry.get("patients") or {}).get(sample)
+        return {"task": entry["task"],
+                "patient": None if patient is None else str(patient),
+                "image": (entry.get("images") or {}).get(sample),
+                "require_patient": (entry["source"] in ("visium", "hest")
+                                    and not self.explicit_folds(dataset)
+                                    and self.scheme == "patient")}
+
+    def splits_settings(self, dataset: str) -> dict[str, Any]:
+        """Keyword arguments of stflow.data.splits.write_splits: explicit folds from the
+        config, else HEST-bench's files, else n_folds when configured, else leave one patient
+        out (the fold count the DAG was built with); scheme section leaves one section out.
+        Stops on fold problems, as :meth:`n_folds` does."""
+        entry = self.datasets[dataset]
+        if self.scheme == "section":
+            self.n_folds(dataset)  # refuses a single-sample dataset
+            return {"scheme": "section"}
+        if entry["folds"]:
+            return {"folds": [{"name": f.get("name", f"fold{i}"),
+                               **{k: v for k, v in f.items() if k != "name"}}
+                              for i, f in enumerate(entry["folds"])]}
+        if self.bench_splits():
+            return {"hest_bench": self.bench_dir(dataset), "n_folds": self.n_folds(dataset)}
+        if entry["n_folds"]:
+            return {"n_folds": self.n_folds(dataset)}
+        self.n_folds(dataset)  # refuses a dataset whose patients are unknown or single
+        return {}  # leave one patient out: as many folds as n_folds() counted
+
+    def genes_settings(self, dataset: str) -> dict[str, Any]:
+        """Keyword arguments of stflow.data.genes.select_target_genes: HEST-bench's gene list,
+        a configured list, or HEST's highly variable genes (plus genes.include)."""
+        genes = self.config["genes"]
+        if self.bench_genes():
+            return {"bench_dir": self.bench_dir(dataset)}
+        return {"n_top": genes["n_top"], "listed": genes["list"] or None,
+                "include": genes["include"] or []}
+
+    def fold_genes_settings(self) -> dict[str, Any]:
+        """Keyword arguments of stflow.data.genes.select_fold_genes (genes.scope fold)."""
+        genes = self.config["genes"]
+        return {"n_top": genes["n_top"], "include": genes["include"] or []}
+
+    def genes_file(self, dataset: str, fold: str) -> str:
+        """The genes a fold trains, predicts and is scored on: the study's genes.json, or
+        under genes.scope fold the fold's own genes/{fold}.json."""
+        if self.config["genes"]["scope"] == "fold":
+            return result(dataset, f"genes/{fold}.json")
+        return result(dataset, "genes.json")
+
+    def encoder_weights(self, encoder: str) -> str | None:
+        """The encoder's local checkpoint, None for the published weights."""
+        return self.config["encoder_weights"].get(encoder)
+
+    def model_params(self, model: str) -> dict[str, Any]:
+        """The model's parameters (a change reruns train); the models that read the graph get
+        graph.k as ``k``, so the graph and the model always agree."""
+        params = dict(self.config["model_params"].get(model, {}))
+        if reads_graph(model):
+            params["k"] = self.config["graph"]["k"]
+        return params
+
+    def graph_dir(self, dataset: str, model: str) -> str | None:
+        """The graph folder for the models that read the graph, None for the others."""
+        return result(dataset, "graph") if reads_graph(model) else None
+
+    def targets(self) -> list[str]:
+        """What `all` builds: every dataset's tables and figures, and the per-sample
+        artifacts (deleting one, e.g. a features store, redoes it and what follows)."""
+        targets = []
+        for dataset in self.datasets:
+            targets.append(result(dataset, "raw/DOWNLOAD_DONE"))
+            targets += [result(dataset, f"tables/{t}") for t in RUN_TABLES]
+            targets += [result(dataset, f"tables/{t}.{ext}") for t in PAPER_TABLES
+                        for ext in ("tsv", "md")]
+            targets += [result(dataset, f"figures/{f}") for f in RUN_FIGURES]
+            targets += self.sample_files(dataset, "figures/qc/{sample}.png")
+            targets += self.sample_files(dataset, "graph/{sample}.npz")
+            targets += [path for e in self.config["encoders"]
+                        for path in self.sample_files(dataset, f"features/{e}/{{sample}}.zarr")]
+        return targets
+
+    # --- new slides (the predict section) ---------------------------------------------------
+
+    def predict_dataset(self) -> str:
+        """Whose final model predicts the slides: predict.dataset, else the first dataset."""
+        return self.config["predict"]["dataset"] or next(iter(self.datasets))
+
+    def predict_encoder(self) -> str:
+        """The encoder of the predicting model: predict.encoder, else the first encoder."""
+        return self.config["predict"]["encoder"] or self.config["encoders"][0]
+
+    def final_model_dir(self, dataset: str | None = None) -> str:
+        """models/{encoder}/{model}/final of the model named by the predict section."""
+        return result(dataset or self.predict_dataset(),
+                      f"models/{self.predict_encoder()}/{self.config['predict']['model']}/final")
+
+    def slide_targets(self) -> list[str]:
+        """The h5ad and maps of every configured slide; nothing when predict.slides is empty."""
+        slides = self.config["predict"]["slides"]
+        dataset = self.predict_dataset() if slides else ""
+        return [result(dataset, f"slides/{name}{suffix}") for name in slides
+                for suffix in (".h5ad", "_maps")]
+
+    def slide_options(self) -> dict[str, Any]:
+        """Fields of stflow.deploy.predict_slide.SlideOptions but the device: sampling,
+        interval level, spot lattice, tissue filter, genes drawn as maps and the encoder's
+        local weights."""
+        config, predict = self.config, self.config["predict"]
+        options = {"n_samples": predict["n_samples"], "seed": self.seeds[0],
+                   "level": config["intervals"]["level"],
+                   "batch_size": config["embed"]["batch_size"],
+                   "weights": self.encoder_weights(self.predict_encoder()),
+                   "spatialdata": True}  # slides/{slide}.zarr beside the h5ad
+        options.update({key: predict[key] for key in ("pitch_um", "layout", "min_tissue")
+                        if predict[key] is not None})
+        genes = predict["genes"] if predict["genes"] is not None else config["figures"]["genes"]
+        options["genes"] = tuple(genes or ())
+        return options
