@@ -1,12 +1,28 @@
-"""The models' catalogue (what the workflow checks a config against, without torch) says
-exactly what the estimators themselves take, so the two cannot drift apart."""
+"""The catalogues say what the code does, so no fact drifts: the models' catalogue (what the
+workflow checks a config against, without torch) says exactly what the estimators take, and
+the project's catalogue (sources, encoders, tables, biomarkers, her2st sections) is what the
+schema, the registries and the configs name."""
 
 from __future__ import annotations
 
-import pytest
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
+import yaml
+
+from stflow import catalogue as facts
 from stflow.models import catalogue
-from stflow.models.catalogue import MODELS, Param, check_value, coerce, parameters
+from stflow.models.catalogue import (
+    GRAPH_MODELS,
+    MODELS,
+    Param,
+    check_value,
+    coerce,
+    parameters,
+    reads_graph,
+)
 from stflow.models.registry import build_estimator, init_parameters
 
 
@@ -58,3 +74,73 @@ def test_ranges_are_refused_with_the_allowed_values():
     value, problem = check_value("dropout", "1.0", parameters("stflow")["dropout"])
     assert value == 1.0
     assert problem == ("1.0 is >= 1", "use a number 0 <= x < 1 (default 0.2)")
+
+
+# --- the one catalogue of facts: the schema, the registries and the tables agree with it ---
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+
+
+def test_the_models_that_read_the_graph_are_those_whose_estimator_takes_k():
+    takes_k = {name for name, spec in MODELS.items()
+               if "k" in init_parameters(spec.load_class())}
+    assert GRAPH_MODELS == takes_k
+    assert {name for name in MODELS if reads_graph(name)} == takes_k
+    assert "stflow" in GRAPH_MODELS and "ridge" not in GRAPH_MODELS
+
+
+def test_the_schema_names_exactly_the_catalogue_s_models_encoders_and_sources():
+    definitions = SCHEMA["definitions"]
+    assert definitions["model_name"]["enum"] == list(MODELS)
+    pattern = definitions["encoder_name"]["pattern"]
+    alternatives = pattern.removeprefix("^(").removesuffix(")$").split("|")
+    assert alternatives == [*facts.ENCODERS, f"{facts.TIMM_PREFIX}[A-Za-z0-9_.-]+"]
+    source = SCHEMA["properties"]["dataset"]["properties"]["source"]
+    assert sorted(source["enum"]) == sorted(facts.SOURCES)
+
+
+def test_the_encoder_registry_and_the_sources_hold_exactly_the_catalogue_s_names():
+    from stflow.data.encoders import ENCODERS
+    from stflow.data.sources import get_source
+
+    assert tuple(ENCODERS) == facts.ENCODERS
+    for name in facts.SOURCES:  # each a module stflow.data.sources.<name> that lists and reads
+        source = get_source(name)
+        assert callable(source.list_samples) and callable(source.read_sample)
+
+
+def test_the_paper_tables_are_the_score_tables_then_inference_time():
+    from stflow.evaluation.paper_tables import SCORE_TABLES, TABLE_NAMES
+
+    assert facts.PAPER_TABLES == (*SCORE_TABLES, "inference_time")
+    assert TABLE_NAMES == list(facts.PAPER_TABLES)
+
+
+def test_the_default_biomarkers_are_the_config_s_figure_genes():
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    figures = SCHEMA["properties"]["figures"]["properties"]["genes"]
+    assert tuple(config["figures"]["genes"]) == facts.DEFAULT_BIOMARKERS
+    assert tuple(figures["default"]) == facts.DEFAULT_BIOMARKERS
+
+
+def test_the_her2st_sections_are_the_count_tables_of_the_checksum_list(tmp_path):
+    assert facts.her2st_sections() == ["B4", "C2", "C3", "C4", "C5", "C6"]
+    listing = tmp_path / "sums.tsv"
+    listing.write_text("# a comment naming data/ST-cnts/X1.tsv.gz\n"
+                       "ab12\tdata/ST-cnts/A1.tsv.gz\n"
+                       "cd34\tdata/ST-spotfiles/A1_selection.tsv\n"
+                       "ef56\tdata/ST-cnts/D2.tsv.gz\n")
+    assert facts.her2st_sections(listing) == ["A1", "D2"]
+
+
+def test_the_catalogues_import_only_the_standard_library():
+    script = ("import sys\n"
+              "before = set(sys.modules)\n"
+              "import stflow.catalogue, stflow.models.catalogue\n"
+              "loaded = {m.split('.')[0] for m in set(sys.modules) - before}\n"
+              "outside = loaded - set(sys.stdlib_module_names)\n"
+              "assert outside == {'stflow'}, sorted(outside)\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                            text=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr

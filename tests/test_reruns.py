@@ -9,7 +9,6 @@ would redo.
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import re
@@ -19,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from workflow_fixtures import FOLDS, REPO, SAMPLES, Run, snakemake, write_config
+from workflow_fixtures import FOLDS, SAMPLES, Run, snakemake, write_config
 
 DIRECTORY_OUTPUTS = re.compile(r"(\.zarr|/models/.*|/predictions/.*|/figures/biomarkers)$")
 CONFIG = {"seeds": [0], "models": ["stflow", "ridge"]}
@@ -148,12 +147,3 @@ def test_the_neighbour_count_is_one_setting(tmp_path):
     assert result.returncode != 0 and "Job stats" not in output
     assert "model_params.stflow.k: k is set beside graph.k (4). Fix: remove k" in output
 
-
-def test_the_graph_models_are_exactly_the_registry_models_whose_estimator_takes_k():
-    from stflow.models.registry import MODELS, init_parameters
-
-    literal = re.search(r"^GRAPH_MODELS = (\{.*?\})$",
-                        (REPO / "rules" / "common.smk").read_text(), re.M | re.S).group(1)
-    takes_k = {name for name, spec in MODELS.items()
-               if "k" in init_parameters(spec.load_class())}
-    assert ast.literal_eval(literal) == takes_k

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from stflow import catalogue
+
 REPO = Path(__file__).resolve().parents[1]
 TINY = {
     "dataset": {"name": "tiny", "source": "synthetic", "mirror": None, "samples": None},
@@ -34,7 +36,7 @@ TINY = {
 SAMPLES = ["P1S1", "P1S2", "P2S1", "P2S2"]
 FOLDS = ["fold0", "fold1"]
 SEEDS = [0, 1]
-PAPER_TABLES = ["methods", "priors", "denoisers", "ablations", "inference_time"]
+PAPER_TABLES = list(catalogue.PAPER_TABLES)
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from stflow.catalogue import DEFAULT_BIOMARKERS
 from stflow.cli.common import add_device, json_object
 from stflow.cli.models import add_training, progress_path
 
@@ -84,7 +85,8 @@ def _register_predict_slide(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--min-tissue", type=float, default=None,
                         help="least tissue fraction of a spot's window (default: training's)")
     parser.add_argument("--genes", nargs="+", default=None,
-                        help="genes to draw as PNG maps (default ERBB2 GATA3, else the first two)")
+                        help="genes to draw as PNG maps (default "
+                        f"{' '.join(DEFAULT_BIOMARKERS)}, else the first two)")
     parser.add_argument("--batch-size", type=int, default=32, help="patches per encoder batch")
     parser.add_argument("--threads", type=int, default=None,
                         help="patch reader threads (default: up to 4, from the CPUs)")

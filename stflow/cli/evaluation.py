@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from stflow.catalogue import DEFAULT_BIOMARKERS
+
 
 def _run_evaluate(args: argparse.Namespace) -> None:
     from stflow.evaluation.bootstrap import BootstrapSettings
@@ -115,7 +117,7 @@ def _register_figures(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0],
                         help="training seeds (models/{encoder}/{model}/seed{seed}/{fold}); "
                         "biomarker maps show the first")
-    parser.add_argument("--genes", nargs="+", default=["ERBB2", "GATA3"],
+    parser.add_argument("--genes", nargs="+", default=list(DEFAULT_BIOMARKERS),
                         help="genes to map (those not among the targets are skipped)")
     parser.set_defaults(func=_run_figures)
 

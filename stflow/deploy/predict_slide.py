@@ -28,6 +28,7 @@ import pandas as pd
 from PIL import Image
 
 from stflow import __version__
+from stflow.catalogue import DEFAULT_BIOMARKERS
 from stflow.data.dataset import Slide
 from stflow.data.graph import knn_graph
 from stflow.data.patches.readers import SlideReader, open_slide
@@ -236,7 +237,7 @@ def genes_to_draw(wanted: Sequence[str], genes: Sequence[str]) -> list[str]:
     """Requested genes that the model predicts; default ERBB2/GATA3 if there, else the first two."""
     from stflow.evaluation.figures import choose_genes
 
-    shown, note = choose_genes(list(wanted) or ["ERBB2", "GATA3"], list(genes))
+    shown, note = choose_genes(list(wanted) or list(DEFAULT_BIOMARKERS), list(genes))
     if note and wanted:
         log.info("maps: %s", note)
     return shown
