@@ -10,7 +10,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from stflow.choices import SOURCES
+from stflow.catalogue import SOURCES
 from stflow.data.sources.common import IngestedSample, write_samples_tsv, write_st
 from stflow.errors import input_error
 
