@@ -318,3 +318,14 @@ def test_slide_options_take_the_predict_section_else_the_study_s_settings():
     assert "layout" not in options and options["spatialdata"] is True
     assert options["genes"] == tuple(study_of().config["figures"]["genes"])
     assert study_of(predict={"genes": []}).slide_options()["genes"] == ()
+
+
+# --- the rules only ask the study ----------------------------------------------------------
+
+def test_the_rules_raise_nothing_and_common_smk_stays_input_functions():
+    rules = sorted((REPO / "rules").glob("*.smk")) + [REPO / "Snakefile"]
+    for path in rules:
+        lines = path.read_text().splitlines()
+        assert not [n for n, line in enumerate(lines, 1) if line.lstrip().startswith("raise ")], \
+            f"{path.name}: a check belongs in stflow.study or stflow.config_checks"
+    assert len((REPO / "rules" / "common.smk").read_text().splitlines()) <= 200
