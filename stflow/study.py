@@ -86,9 +86,6 @@ class Study:
 
     # --- samples and patients -------------------------------------------------------------
 
-    def source(self, dataset: str) -> str:
-        return self.datasets[dataset]["source"]
-
     def samples(self, dataset: str) -> list[str]:
         """Sample ids of a dataset: from the config, else the source's defaults."""
         entry = self.datasets[dataset]
@@ -331,7 +328,9 @@ class Study:
     def slide_targets(self) -> list[str]:
         """The h5ad and maps of every configured slide; nothing when predict.slides is empty."""
         slides = self.config["predict"]["slides"]
-        dataset = self.predict_dataset() if slides else ""
+        if not slides:
+            return []
+        dataset = self.predict_dataset()
         return [result(dataset, f"slides/{name}{suffix}") for name in slides
                 for suffix in (".h5ad", "_maps")]
 
