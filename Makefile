@@ -1,4 +1,5 @@
-# One command to set up and run the main job (`make demo`), one for the tests (`make test`).
+# One command to set up and run the main job (`make demo`), one for the tests (`make test`),
+# and a fast loop for while you work (`make test-fast`).
 # Both create .venv on first use; later calls reuse it.
 
 PYTHON ?= python3
@@ -6,9 +7,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
 MIRROR ?= ../shared/data/her2st
+# the test classes the fast loop leaves to `make test` (markers: pyproject.toml, tests/conftest.py)
+FAST := not workflow and not slurm and not data and not slow
 export MPLBACKEND := Agg
 
-.PHONY: venv demo her2st test lint dryrun clean-results
+.PHONY: venv demo her2st test test-fast lint dryrun clean-results
 
 venv: $(VENV)/.installed
 
@@ -38,6 +41,12 @@ dryrun: venv
 ## Lint, dry run, then the tests (the tiny end-to-end pipeline run is one of them).
 test: venv lint dryrun
 	$(BIN)/pytest -q
+
+## While you work: ruff, then the tests that spawn no Snakemake, need no Slurm or ../shared
+## data and take seconds (under 2 minutes on 2 cores). Run `make test` before you push.
+test-fast: venv
+	$(BIN)/ruff check stflow tests benchmarks workflow
+	$(BIN)/pytest -q -m "$(FAST)"
 
 clean-results:
 	rm -rf results .snakemake

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from workflow_fixtures import REPO, snakemake, write_config
 
 GPU_RULES = {"embed", "train", "predict"}
@@ -34,6 +35,7 @@ def dry_run(tmp_path, *config_args: str, **changes) -> list[dict]:
     return jobs
 
 
+@pytest.mark.workflow
 def test_every_rule_that_asks_for_a_gpu_goes_to_the_configured_gpu_partition(tmp_path):
     jobs = dry_run(tmp_path, "slurm={partition: cpu, gpu_partition: a100q, account: lab, "
                    "gpu_model: h100}", device="cuda", threads=3)
@@ -49,12 +51,14 @@ def test_every_rule_that_asks_for_a_gpu_goes_to_the_configured_gpu_partition(tmp
             assert resources["slurm_partition"] == "cpu" and "gpu" not in resources, job
 
 
+@pytest.mark.workflow
 def test_without_cuda_no_job_asks_for_a_gpu_and_all_share_the_cpu_partition(tmp_path):
     jobs = dry_run(tmp_path, "slurm={partition: cpu, gpu_partition: a100q}", device="cpu")
     assert {job["resources"]["slurm_partition"] for job in jobs} == {"cpu"}
     assert not [job for job in jobs if "gpu" in job["resources"]]
 
 
+@pytest.mark.workflow
 def test_no_partition_or_account_is_sent_unless_configured(tmp_path):
     for job in dry_run(tmp_path, "device=cuda"):
         assert not {"slurm_partition", "slurm_account", "gpu_model"} & set(job["resources"])

@@ -365,6 +365,7 @@ def test_the_checks_import_no_torch_numpy_pandas_or_anndata():
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.workflow
 def test_snakemake_stops_before_any_job_listing_every_mistake_without_a_traceback(tmp_path):
     config = write_config(tmp_path / "bad.yaml", **SEVERAL_MISTAKES)
     result = snakemake(tmp_path, config, "-n", "--config", "genes={n_top: fifty}")
@@ -379,6 +380,7 @@ def test_snakemake_stops_before_any_job_listing_every_mistake_without_a_tracebac
     assert "additionalProperties" not in output and "$schema" not in output  # no schema dump
 
 
+@pytest.mark.workflow
 def test_nested_values_on_the_command_line_are_accepted_as_written(tmp_path):
     # a config file may switch off the default search of a model, too
     config = write_config(tmp_path / "tiny.yaml", search={"stflow": None})

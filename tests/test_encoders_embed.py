@@ -36,6 +36,7 @@ def lite0():
     return load_encoder("efficientnet_lite0")
 
 
+@pytest.mark.slow
 def test_efficientnet_lite0_features_are_deterministic_and_round_trip(tmp_path, lite0):
     img = write_patches(tmp_path / "S.h5", n=6)
     first = embed(tmp_path / "S.h5", lite0, tmp_path / "a" / "S.zarr", batch_size=4)
@@ -71,6 +72,7 @@ class Exploding(torch.nn.Module):
         return self.inner(x)
 
 
+@pytest.mark.slow
 def test_finished_store_is_reused_and_partial_store_is_not(tmp_path, lite0):
     from dataclasses import replace
 
@@ -99,6 +101,7 @@ def test_finished_store_is_reused_and_partial_store_is_not(tmp_path, lite0):
     assert other.model.calls == 2
 
 
+@pytest.mark.slow
 def test_patches_recut_with_the_same_spot_count_are_embedded_again(tmp_path, lite0):
     from dataclasses import replace
 
@@ -145,6 +148,7 @@ def test_unknown_encoder_lists_the_registry():
         load_encoder("unii")
 
 
+@pytest.mark.slow
 def test_missing_offline_weights_say_how_to_give_a_path(tmp_path, monkeypatch):
     import huggingface_hub.constants
 

@@ -8,6 +8,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,6 +60,7 @@ def test_every_rule_uses_an_existing_conda_env():
             assert text.count(f"    {keyword}") == n_rules, f"{path.name}: {keyword} missing"
 
 
+@pytest.mark.workflow  # spawns Snakemake (for its --help)
 def test_profiles_use_only_real_snakemake_options():
     help_text = subprocess.run([sys.executable, "-m", "snakemake", "--help"],
                                capture_output=True, text=True, check=True).stdout

@@ -13,7 +13,10 @@ import time
 from pathlib import Path
 
 import anndata as ad
+import pytest
 from workflow_fixtures import REPO, snakemake, write_config
+
+pytestmark = pytest.mark.workflow  # every test here spawns Snakemake
 
 NOTHING = "Nothing to be done"
 

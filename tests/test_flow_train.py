@@ -127,6 +127,7 @@ def test_training_reduces_the_loss_and_learns_the_signal(trained):
     assert mean_pearson(test.targets, pred) > 0.3
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_predictions(trained):
     estimator, history, train, val, test = trained
     again = STFlowEstimator(seed=7, epochs=8, patience=8, **SMALL)
@@ -251,6 +252,7 @@ def test_min_steps_per_epoch_tops_up_small_folds():
     assert len(steps) == 6  # 4 regions per slide would give 2 steps of 2 regions
 
 
+@pytest.mark.slow
 def test_an_ensemble_averages_networks_of_consecutive_seeds_and_round_trips(trained, tmp_path):
     _, _, train, val, test = trained
     pair = STFlowEstimator(seed=7, epochs=3, patience=3, ensemble=2, **SMALL)

@@ -10,6 +10,8 @@ import re
 import pytest
 from workflow_fixtures import FOLDS, snakemake, write_config
 
+pytestmark = pytest.mark.workflow  # every test here spawns Snakemake
+
 FOLD_SCOPE = "genes={scope: fold}"
 
 

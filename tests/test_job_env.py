@@ -16,6 +16,8 @@ import pytest
 import yaml
 from workflow_fixtures import REPO, TINY
 
+pytestmark = pytest.mark.workflow  # every test here spawns Snakemake
+
 DECOY = "raise ImportError('a stflow package of the working directory was imported')\n"
 
 

@@ -33,6 +33,7 @@ def test_zinb_log_prob_is_a_normalised_pmf_matching_eq3():
     assert (probs * y).sum().item() == pytest.approx(dist.mean.item(), rel=1e-9)
 
 
+@pytest.mark.slow
 def test_fit_zinb_recovers_simulated_parameters_and_survives_all_zero_genes():
     truth = ZINB(mu=torch.tensor([4.0, 1.0]), phi=torch.tensor([2.0, 5.0]),
                  pi=torch.tensor([0.3, 0.5]))

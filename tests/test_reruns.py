@@ -93,6 +93,7 @@ def remade(*paths: Path) -> Iterator[None]:
             os.utime(q, (atime, mtime))
 
 
+@pytest.mark.workflow
 def test_re_embedding_one_sample_retrains_and_predicts_only_the_folds_that_see_it(finished):
     with remade(finished.results / "features" / "efficientnet_lite0" / "P1S1.zarr"):
         result = finished.snakemake("-n")
@@ -109,6 +110,7 @@ def test_re_embedding_one_sample_retrains_and_predicts_only_the_folds_that_see_i
     assert not {"embed", "graph", "ingest", "splits"} & set(jobs_of(result.stdout))
 
 
+@pytest.mark.workflow
 def test_a_remade_graph_retrains_only_the_models_that_read_it(finished):
     """What changing graph.k does: the graph jobs rerun (k is their parameter), and of the
     models only STFlow follows; ridge never reads the graph."""
@@ -120,6 +122,7 @@ def test_a_remade_graph_retrains_only_the_models_that_read_it(finished):
     assert jobs_of(result.stdout)["train"] == len(FOLDS)
 
 
+@pytest.mark.workflow
 def test_models_that_do_not_read_the_graph_are_not_given_it(finished):
     """Only the graph models' jobs take the graph (a script job prints no command line: the
     planned jobs' inputs tell), and graph.k is a parameter of their training only."""
@@ -139,6 +142,7 @@ def test_models_that_do_not_read_the_graph_are_not_given_it(finished):
     assert planned(other_k.stdout, "train") == {models.format(fold=f) for f in FOLDS}
 
 
+@pytest.mark.workflow
 def test_the_neighbour_count_is_one_setting(tmp_path):
     config = write_config(tmp_path / "bad.yaml",
                           model_params={"stflow": {"epochs": 2, "patience": 2, "k": 6}})

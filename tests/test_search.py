@@ -19,6 +19,7 @@ def _slide(name: str, seed: int) -> Slide:
     return grid_slide(name, seed, side=8, dim=6, genes=3)
 
 
+@pytest.mark.slow
 def test_the_best_validation_trial_is_kept_and_every_trial_recorded():
     train, val = [_slide("a", 1), _slide("b", 2)], [_slide("v", 3)]
     space = {"dropout": [0.0, 0.5], "lr": {"low": 1e-3, "high": 1e-2, "log": True}}
@@ -49,6 +50,7 @@ def test_a_space_of_few_choices_is_searched_exhaustively():
     assert set(tried) == {("validation", 2), ("validation", 4), (10.0, 2), (10.0, 4)}
 
 
+@pytest.mark.slow
 def test_an_exhaustive_search_trains_every_combination_to_its_own_stop():
     """Halving would judge every value at epoch 5; a grid that is tried whole is not cut."""
     train, val = [_slide("a", 1), _slide("b", 2)], [_slide("v", 3)]

@@ -15,6 +15,8 @@ from spaceranger_layout import build_section, write_sheet
 from test_workflow import jobs_of
 from workflow_fixtures import TINY, snakemake
 
+pytestmark = pytest.mark.workflow  # every test here spawns Snakemake (and reads ../shared)
+
 TARGETS = ["results/mine/tables/summary.tsv", "results/mine/raw/DOWNLOAD_DONE"]
 
 

@@ -45,6 +45,7 @@ def finished_outputs(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
+@pytest.mark.slow
 def test_the_aperio_slide_is_predicted_on_virtual_spots_over_its_tissue(aperio_run):
     result, out = aperio_run
     adata = ad.read_h5ad(result.h5ad)
@@ -87,6 +88,7 @@ def test_the_aperio_slide_is_predicted_on_virtual_spots_over_its_tissue(aperio_r
     assert finished_outputs(out) == ["cmu_small_region.h5ad", "cmu_small_region_maps"]
 
 
+@pytest.mark.slow
 def test_the_h5ad_has_scanpys_spatial_layout_and_sc_pl_spatial_draws_it(aperio_run):
     import scanpy as sc
 
@@ -104,6 +106,7 @@ def test_the_h5ad_has_scanpys_spatial_layout_and_sc_pl_spatial_draws_it(aperio_r
     matplotlib.pyplot.close("all")
 
 
+@pytest.mark.slow
 def test_given_spots_are_predicted_where_they_are(model_dir, tmp_path):
     spots = tmp_path / "spots.csv"
     pd.DataFrame({"x": [800.0, 1000.0, 1200.0, 1000.0, 900.0, 1100.0],
@@ -125,6 +128,7 @@ def test_given_spots_are_predicted_where_they_are(model_dir, tmp_path):
     assert [p.name for p in result.maps.iterdir()] == ["ACTB.png"]
 
 
+@pytest.mark.slow
 def test_a_one_step_model_reports_no_spread_and_its_ensemble_the_networks_disagreement(
         tmp_path):
     for members, spread in ((1, False), (3, True)):
@@ -152,6 +156,7 @@ def test_flow_samples_are_independent_and_their_first_is_what_predict_gives():
     assert not np.allclose(samples, model.sample_predictions(slides[1:], 5, seed=9)[0])
 
 
+@pytest.mark.slow
 def test_a_deterministic_model_reports_zero_spread_and_says_why(tmp_path):
     folder = deployable_model(tmp_path / "ridge", model="ridge")
     result = predict_slides([aperio_slide()], folder, tmp_path / "out",
@@ -163,6 +168,7 @@ def test_a_deterministic_model_reports_zero_spread_and_says_why(tmp_path):
     assert (adata.layers["upper"] > adata.layers["lower"]).all()
 
 
+@pytest.mark.slow
 def test_a_model_saved_before_calibration_still_predicts_and_says_it_has_no_intervals(
         tmp_path, caplog):
     folder = deployable_model(tmp_path / "old", model="ridge", calibrated=False)
@@ -259,6 +265,7 @@ def test_other_encoder_weights_or_another_encoder_are_refused(model_dir, tmp_pat
     assert "was trained on 'efficientnet_lite0' features, not on 'uni'" in err
 
 
+@pytest.mark.slow
 def test_an_encoder_whose_weights_are_not_available_offline_is_refused(model_dir, tmp_path):
     def gated(d: Path) -> None:
         record = json.loads((d / "deploy.json").read_text())
@@ -276,6 +283,7 @@ def test_an_encoder_whose_weights_are_not_available_offline_is_refused(model_dir
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_a_failure_while_sampling_leaves_nothing_that_looks_finished(model_dir, tmp_path,
                                                                       monkeypatch):
     def boom(self, slide, n_samples, seed):

@@ -28,6 +28,8 @@ from conftest import IN_CI
 from slurm_cluster import Cluster, missing_binaries, slurm_cluster
 from workflow_fixtures import FOLDS, REPO, SAMPLES, SEEDS, write_config
 
+pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
+
 N_TRAIN = 2 * len(SEEDS) * len(FOLDS)  # models x seeds x folds
 RULES = {"ingest": len(SAMPLES), "samples_table": 1, "splits": 1, "genes": 1,
          "patches": len(SAMPLES), "embed": len(SAMPLES), "graph": len(SAMPLES),

@@ -16,6 +16,8 @@ from stflow.data.simulator.oracle import gene_roles, oracle_slides
 from stflow.evaluation.metrics import mean_pearson, pearson_per_gene
 from stflow.models.registry import build_estimator
 
+pytestmark = pytest.mark.slow  # trains STFlow to convergence: minutes on 2 cores
+
 
 @pytest.fixture(scope="module")
 def fold(tmp_path_factory):

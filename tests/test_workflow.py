@@ -23,6 +23,8 @@ from workflow_fixtures import (
     write_config,
 )
 
+pytestmark = pytest.mark.workflow  # every test here spawns Snakemake or reads tiny_run
+
 NOTHING = "Nothing to be done"
 
 

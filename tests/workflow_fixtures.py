@@ -37,6 +37,8 @@ SAMPLES = ["P1S1", "P1S2", "P2S1", "P2S2"]
 FOLDS = ["fold0", "fold1"]
 SEEDS = [0, 1]
 PAPER_TABLES = list(catalogue.PAPER_TABLES)
+# set by tests/conftest.py for each test: only tests marked `workflow` may spawn Snakemake
+SPAWN_ALLOWED = True
 
 
 @dataclass
@@ -59,6 +61,9 @@ def snakemake(workdir: Path, configfile: Path, *args: str,
               timeout: int = 600) -> subprocess.CompletedProcess:
     """Run Snakemake on the repository's Snakefile in ``workdir``, as a user would: the venv
     is not activated, so the workflow itself must find the `stflow` command."""
+    if not SPAWN_ALLOWED:
+        pytest.fail("this test spawns Snakemake: mark it @pytest.mark.workflow "
+                    "(or put pytestmark = pytest.mark.workflow in its module)")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
                "--directory", str(workdir), "--configfile", str(configfile), *args]
