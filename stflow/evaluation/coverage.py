@@ -28,7 +28,7 @@ import numpy as np
 from stflow.atomic import atomic_output
 from stflow.data.splits import read_splits
 from stflow.errors import input_error
-from stflow.evaluation.metrics import pearson_per_gene
+from stflow.metrics import pearson_per_gene
 
 log = logging.getLogger(__name__)
 

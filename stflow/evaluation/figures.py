@@ -21,7 +21,7 @@ from tqdm import tqdm  # noqa: E402
 
 from stflow.atomic import atomic_output  # noqa: E402
 from stflow.errors import input_error  # noqa: E402
-from stflow.evaluation.metrics import pearson_per_gene  # noqa: E402
+from stflow.metrics import pearson_per_gene  # noqa: E402
 
 log = logging.getLogger(__name__)
 
