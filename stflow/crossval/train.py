@@ -16,8 +16,8 @@ from typing import Any
 
 from stflow.crossval.inputs import read_fold
 from stflow.data.loading import features_identity, load_slides, read_genes
-from stflow.deploy.deployment import describe_training, write_deployment
 from stflow.models.progress import ProgressFile
+from stflow.records.deployment import describe_training, write_deployment
 from stflow.training.fit import check_request, train_validated
 from stflow.training.folder import write_model_folder
 

@@ -21,9 +21,9 @@ import numpy as np
 
 from stflow.data.loading import features_identity, load_slides, read_genes
 from stflow.data.splits import choose_val, read_samples
-from stflow.deploy.deployment import Deployment, describe_training, write_deployment
 from stflow.errors import input_error
 from stflow.models.progress import ProgressFile
+from stflow.records.deployment import Deployment, describe_training, write_deployment
 from stflow.training.fit import check_request, train_validated
 from stflow.training.folder import write_model_folder
 

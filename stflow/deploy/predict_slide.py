@@ -33,7 +33,6 @@ from stflow.data.graph import knn_graph
 from stflow.data.patches.readers import SlideReader, open_slide
 from stflow.data.patches.tissue import tissue_mask
 from stflow.data.spatial_image import HIRES_SIDE, spatial_uns
-from stflow.deploy.deployment import Deployment, read_deployment
 from stflow.deploy.slide_anndata import slide_anndata, write_h5ad, write_maps
 from stflow.deploy.spot_grid import LAYOUTS, SpotLayout, VirtualSpots, given_spots, virtual_spots
 from stflow.deploy.window_embedding import StreamTimes, embed_windows
@@ -47,6 +46,7 @@ from stflow.intervals.calibration import (
 )
 from stflow.intervals.conformal import DEFAULT_LEVEL, check_level
 from stflow.provenance import X_PREDICTED, stflow_uns
+from stflow.records.deployment import Deployment, read_deployment
 
 log = logging.getLogger(__name__)
 
