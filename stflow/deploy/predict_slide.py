@@ -33,11 +33,13 @@ from stflow.data.graph import knn_graph
 from stflow.data.patches.readers import SlideReader, open_slide
 from stflow.data.patches.tissue import tissue_mask
 from stflow.data.spatial_image import HIRES_SIDE, spatial_uns
-from stflow.deploy.slide_anndata import slide_anndata, write_h5ad, write_maps
+from stflow.deploy.slide_anndata import slide_anndata, write_h5ad
+from stflow.deploy.slide_maps import write_maps
 from stflow.deploy.spot_grid import LAYOUTS, SpotLayout, VirtualSpots, given_spots, virtual_spots
 from stflow.deploy.window_embedding import StreamTimes, embed_windows
 from stflow.device import resolve_device
 from stflow.errors import StflowError, input_error
+from stflow.evaluation.shown_genes import choose_genes
 from stflow.intervals.calibration import (
     RECALIBRATE,
     SpotIntervals,
@@ -234,8 +236,6 @@ def spot_layout(deployment: Deployment, options: SlideOptions) -> SpotLayout:
 
 def genes_to_draw(wanted: Sequence[str], genes: Sequence[str]) -> list[str]:
     """Requested genes that the model predicts; default ERBB2/GATA3 if there, else the first two."""
-    from stflow.evaluation.figures import choose_genes
-
     shown, note = choose_genes(list(wanted) or ["ERBB2", "GATA3"], list(genes))
     if note and wanted:
         log.info("maps: %s", note)
