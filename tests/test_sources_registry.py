@@ -39,5 +39,5 @@ def test_download_refusals_come_from_the_source(tmp_path):
 ])
 def test_ingest_refuses_options_a_source_does_not_take(tmp_path, source, given, message):
     with pytest.raises(StflowError, match=message):
-        ingest_sample(source, tmp_path, "A", tmp_path / "A.h5ad", **given)
+        ingest_sample(source, tmp_path, sample="A", out=tmp_path / "A.h5ad", **given)
     assert not (tmp_path / "A.h5ad").exists()

@@ -24,7 +24,7 @@ from stflow.training.folder import write_model_folder
 log = logging.getLogger(__name__)
 
 
-def train_fold(splits: str | Path, fold: str, genes: str | Path, st_dir: str | Path,
+def train_fold(*, splits: str | Path, fold: str, genes: str | Path, st_dir: str | Path,
                features_dir: str | Path, graph_dir: str | Path | None, model: str,
                out: str | Path, params: dict[str, Any] | None = None, seed: int = 0,
                device: str = "auto", search: dict[str, Any] | None = None,

@@ -10,7 +10,7 @@ from stflow.data.sources import IngestOptions, get_source, write_samples_tsv, wr
 __all__ = ["ingest_sample", "write_samples_tsv"]
 
 
-def ingest_sample(source: str, raw: str | Path, sample: str, out: str | Path, *,
+def ingest_sample(source: str, raw: str | Path, *, sample: str, out: str | Path,
                   image: str | None = None, patient: str | None = None,
                   require_patient: bool = False, task: str | None = None,
                   mpp: float | None = None, inter_spot_um: float = 100.0,

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 FINAL = "final"
 
 
-def train_final(samples_tsv: str | Path, genes: str | Path, st_dir: str | Path,
+def train_final(*, samples_tsv: str | Path, genes: str | Path, st_dir: str | Path,
                 features_dir: str | Path, graph_dir: str | Path | None, model: str,
                 out: str | Path, params: dict[str, Any] | None = None, seed: int = 0,
                 device: str = "auto", patches_dir: str | Path | None = None,

@@ -366,8 +366,8 @@ def _spot_names(name: str, placed: VirtualSpots, given: Sequence[str] | None) ->
     return [f"{name}_{i}" for i in range(placed.n)]
 
 
-def predict_slides(slides: Sequence[str | Path], model_dir: str | Path, out_dir: str | Path,
-                   *, names: Sequence[str] | None = None, um_per_px: float | None = None,
+def predict_slides(slides: Sequence[str | Path], model_dir: str | Path, *,
+                   out_dir: str | Path, names: Sequence[str] | None = None, um_per_px: float | None = None,
                    spots_file: str | Path | None = None,
                    options: SlideOptions = SlideOptions()) -> list[SlideResult]:
     """Predict each slide with the model in ``model_dir`` (loaded once) into ``out_dir``."""

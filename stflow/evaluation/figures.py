@@ -205,7 +205,7 @@ def read_histories(models_dir: Path, encoders: Sequence[str], models: Sequence[s
     return histories
 
 
-def make_figures(results: str | Path, encoders: Sequence[str], models: Sequence[str],
+def make_figures(results: str | Path, *, encoders: Sequence[str], models: Sequence[str],
                  folds: Sequence[str], genes: Sequence[str], seeds: Sequence[int] = (0,)
                  ) -> list[Path]:
     """Write figures/comparison.png, figures/training_curves.png and one biomarker map
