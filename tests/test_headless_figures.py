@@ -45,3 +45,13 @@ def test_figures_render_headless_without_switching_the_backend(tmp_path):
     assert done.stdout.strip().lower() == "svg"
     for png in (tmp_path / "comparison.png", tmp_path / "maps" / "G.png"):
         assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_predicting_a_slide_loads_neither_the_run_figures_nor_pyplot():
+    script = ("import sys, stflow.deploy.predict_slide; "
+              "print(sorted({'stflow.evaluation.figures', 'matplotlib.pyplot'} & set(sys.modules)))")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
