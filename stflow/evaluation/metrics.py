@@ -1,4 +1,5 @@
-"""The benchmark metric, exactly as HEST-bench computes it, and the tables built from it.
+"""The benchmark metric, exactly as HEST-bench computes it, and the tables built from it
+(the per-gene Pearson itself is :mod:`stflow.metrics`, below the models that also use it).
 
 Per fold the test spots of all test samples are pooled, the Pearson correlation between
 measured and predicted log1p expression is computed per gene, and the fold score is the
