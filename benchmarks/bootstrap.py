@@ -95,15 +95,17 @@ def main() -> None:
                                          0.5 + 0.2 * model, rng)
                     jobs.append((sorted(folder.glob("*.h5ad")), f"m{model}", fold, seed,
                                  root / "metrics" / f"m{model}" / f"seed{seed}" / f"{fold}.json"))
-        one = seconds(write_fold_scores, jobs[1][0], splits, "enc", jobs[1][1], jobs[1][2],
-                      jobs[1][3], jobs[1][4], settings)
+        paths, model, fold, seed, out = jobs[1]
+        one = seconds(write_fold_scores, paths, splits=splits, encoder="enc", model=model,
+                      fold=fold, seed=seed, out=out, bootstrap=settings)
         print(json.dumps({"part": "evaluate stage, one fold (h5ad in, JSON out)",
                           "spots": sum(map(len, truths)), "seconds": round(one, 3)}))
         start = time.perf_counter()
         for paths, model, fold, seed, out in jobs:
-            write_fold_scores(paths, splits, "enc", model, fold, seed, out, settings)
+            write_fold_scores(paths, splits=splits, encoder="enc", model=model, fold=fold,
+                              seed=seed, out=out, bootstrap=settings)
         evaluate_s = time.perf_counter() - start
-        aggregate_s = seconds(write_summary, [job[-1] for job in jobs], root / "tables")
+        aggregate_s = seconds(write_summary, [job[-1] for job in jobs], out_dir=root / "tables")
         print(json.dumps({"part": "one summary table", "models": args.models,
                           "seeds": args.seeds, "folds": len(FOLDS), "evaluate_jobs": len(jobs),
                           "evaluate_s": round(evaluate_s, 2), "aggregate_s": round(aggregate_s, 2),

@@ -54,7 +54,8 @@ def extract_child(jpeg: str, out: str, mpp: float, spots: int) -> None:
     grid = np.linspace(1000, SIDE - 1000, side)
     centres = np.array([(gx, gy) for gy in grid for gx in grid])
     start = time.perf_counter()
-    summary = extract_patches(jpeg, centres, mpp, [f"s{i}" for i in range(len(centres))], out,
+    summary = extract_patches(jpeg, centres, mpp=mpp,
+                              barcodes=[f"s{i}" for i in range(len(centres))], out=out,
                               min_tissue=0.0, workers=2)
     seconds = time.perf_counter() - start
     peak_mb = peak_rss_mb()
@@ -90,8 +91,8 @@ def bench_embed(patches_h5: Path, n: int, batch_size: int, workdir: Path) -> Non
                 encoder.model(x)
         rates.setdefault("bare", []).append(n / (time.perf_counter() - start))
         start = time.perf_counter()
-        embed(workdir / "sub.h5", encoder, workdir / f"f{round_}.zarr", batch_size=batch_size,
-              device="cpu")
+        embed(workdir / "sub.h5", encoder=encoder, out_zarr=workdir / f"f{round_}.zarr",
+              batch_size=batch_size, device="cpu")
         rates.setdefault("pipeline", []).append(n / (time.perf_counter() - start))
     bare, pipeline = max(rates["bare"]), max(rates["pipeline"])
     print(json.dumps({"benchmark": "embed_efficientnet_lite0_cpu", "patches": n,

@@ -8,9 +8,9 @@ import numpy as np
 
 from stflow.data.dataset import Slide
 from stflow.data.encoders.registry import load_encoder
-from stflow.deploy.deployment import Deployment, write_deployment
 from stflow.intervals.calibration import calibrate, save_calibration
 from stflow.models.registry import build_estimator, save_estimator
+from stflow.records.deployment import Deployment, write_deployment
 
 GENES = ["ERBB2", "GATA3", "ACTB", "KRT19"]
 ENCODER = "efficientnet_lite0"

@@ -103,7 +103,8 @@ def test_plain_intervals_have_no_ranking_and_old_predictions_are_left_out(tmp_pa
 def test_the_coverage_stage_writes_its_tables_and_figure(tmp_path, splits):
     folder = write_fold(tmp_path / "predictions" / "enc" / "stflow" / "seed0" / "fold0",
                         np.random.default_rng(3))
-    write_coverage([folder], splits, tmp_path / "tables", tmp_path / "risk.png")
+    write_coverage([folder], splits=splits, tables_dir=tmp_path / "tables",
+                   figure=tmp_path / "risk.png")
     for name in ("coverage.tsv", "coverage.md", "risk_coverage.tsv"):
         assert (tmp_path / "tables" / name).stat().st_size > 0
     assert (tmp_path / "risk.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

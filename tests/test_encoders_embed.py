@@ -39,8 +39,9 @@ def lite0():
 @pytest.mark.slow
 def test_efficientnet_lite0_features_are_deterministic_and_round_trip(tmp_path, lite0):
     img = write_patches(tmp_path / "S.h5", n=6)
-    first = embed(tmp_path / "S.h5", lite0, tmp_path / "a" / "S.zarr", batch_size=4)
-    embed(tmp_path / "S.h5", lite0, tmp_path / "b" / "S.zarr", batch_size=3)
+    first = embed(tmp_path / "S.h5", encoder=lite0, out_zarr=tmp_path / "a" / "S.zarr",
+                  batch_size=4)
+    embed(tmp_path / "S.h5", encoder=lite0, out_zarr=tmp_path / "b" / "S.zarr", batch_size=3)
     a, b = zarr.open_group(first, mode="r"), zarr.open_group(tmp_path / "b" / "S.zarr", mode="r")
     np.testing.assert_allclose(a["features"][:], b["features"][:], rtol=1e-5, atol=1e-5)
     assert a["features"].dtype == np.float32 and a["features"].shape == (6, 1280)
@@ -80,24 +81,24 @@ def test_finished_store_is_reused_and_partial_store_is_not(tmp_path, lite0):
     out = tmp_path / "features" / "S.zarr"
     dying = replace(lite0, model=Exploding(lite0.model, after=1))
     with pytest.raises(KeyboardInterrupt):
-        embed(tmp_path / "S.h5", dying, out, batch_size=2)
+        embed(tmp_path / "S.h5", encoder=dying, out_zarr=out, batch_size=2)
     assert not out.exists() and list(out.parent.iterdir()) == []  # nothing looks finished
 
     # a store left at the final path without complete=true (e.g. copied mid-write) is redone
     group = zarr.open_group(out, mode="w", zarr_format=3)
     group.create_array("features", shape=(4, 1280), dtype="float32")
     group.attrs.update({"encoder": "efficientnet_lite0", "weights_sha256": lite0.weights_sha256})
-    embed(tmp_path / "S.h5", lite0, out, batch_size=2)
+    embed(tmp_path / "S.h5", encoder=lite0, out_zarr=out, batch_size=2)
     done = zarr.open_group(out, mode="r")
     assert done.attrs["complete"] is True and np.abs(done["features"][:]).sum() > 0
 
     # finished with the same weights: reused without running the model at all
     never = replace(lite0, model=Exploding(lite0.model, after=0))
-    embed(tmp_path / "S.h5", never, out, batch_size=2)
+    embed(tmp_path / "S.h5", encoder=never, out_zarr=out, batch_size=2)
     assert never.model.calls == 0
     # other weights: recomputed
     other = replace(lite0, weights_sha256="0" * 64, model=Exploding(lite0.model, after=10))
-    embed(tmp_path / "S.h5", other, out, batch_size=2)
+    embed(tmp_path / "S.h5", encoder=other, out_zarr=out, batch_size=2)
     assert other.model.calls == 2
 
 
@@ -107,14 +108,14 @@ def test_patches_recut_with_the_same_spot_count_are_embedded_again(tmp_path, lit
 
     write_patches(tmp_path / "S.h5", n=4)
     out = tmp_path / "S.zarr"
-    embed(tmp_path / "S.h5", lite0, out, batch_size=2)
+    embed(tmp_path / "S.h5", encoder=lite0, out_zarr=out, batch_size=2)
     first = zarr.open_group(out, mode="r")
     assert first.attrs["patches_sha256"] == sha256_file(tmp_path / "S.h5")
     old = first["features"][:]
     # e.g. another patch size or tissue filter that happens to keep 4 spots
     write_patches(tmp_path / "S.h5", n=4, seed=1)
     counting = replace(lite0, model=Exploding(lite0.model, after=10))
-    embed(tmp_path / "S.h5", counting, out, batch_size=2)
+    embed(tmp_path / "S.h5", encoder=counting, out_zarr=out, batch_size=2)
     assert counting.model.calls == 2
     again = zarr.open_group(out, mode="r")
     assert again.attrs["patches_sha256"] == sha256_file(tmp_path / "S.h5")
@@ -130,7 +131,7 @@ def test_local_weights_for_a_timm_model_and_their_checksum(tmp_path):
     encoder = load_encoder("timm:test_vit", weights=weights)
     assert encoder.feature_dim == 64 and encoder.weights_sha256 == sha256_file(weights)
     write_patches(tmp_path / "S.h5", n=3, size=32)
-    out = embed(tmp_path / "S.h5", encoder, tmp_path / "S.zarr", batch_size=2)
+    out = embed(tmp_path / "S.h5", encoder=encoder, out_zarr=tmp_path / "S.zarr", batch_size=2)
     features = zarr.open_group(out, mode="r")["features"][:]
     x = encoder.preprocess(torch.from_numpy(read_h5_img(tmp_path / "S.h5")))
     assert x.shape[-1] == 160  # resized to the model's input size
@@ -171,11 +172,11 @@ def test_corrupt_patch_file_is_named(tmp_path, lite0):
     bad = tmp_path / "S.h5"
     bad.write_bytes(b"\x89HDF garbage")
     with pytest.raises(StflowError, match=r"S.h5: not a readable HDF5 file.*patches stage"):
-        embed(bad, lite0, tmp_path / "S.zarr")
+        embed(bad, encoder=lite0, out_zarr=tmp_path / "S.zarr")
     with h5py.File(tmp_path / "T.h5", "w") as h5:
         h5["img"] = np.zeros((2, 8, 8, 3), np.uint8)
     with pytest.raises(StflowError, match=r"T.h5: dataset 'coords' is missing"):
-        embed(tmp_path / "T.h5", lite0, tmp_path / "T.zarr")
+        embed(tmp_path / "T.h5", encoder=lite0, out_zarr=tmp_path / "T.zarr")
 
 
 def test_encoders_command_lists_the_registry(capsys):
@@ -213,7 +214,7 @@ def test_xarray_opens_a_features_store_with_labelled_dims_coords_and_attributes(
     write_patches(tmp_path / "S.h5", n=5)
     with h5py.File(tmp_path / "S.h5", "a") as h5:
         h5.attrs.update({"patch_size_um": 32.0, "sample": "S1"})
-    store = embed(tmp_path / "S.h5", lite0, tmp_path / "S.zarr", batch_size=4)
+    store = embed(tmp_path / "S.h5", encoder=lite0, out_zarr=tmp_path / "S.zarr", batch_size=4)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no consolidated-metadata or dtype warnings
         ds = xr.open_zarr(store)
@@ -245,7 +246,7 @@ def test_export_features_writes_hest_benchs_embedding_layout(tmp_path, lite0):
     from stflow.cli import main
 
     write_patches(tmp_path / "S.h5", n=5)
-    store = embed(tmp_path / "S.h5", lite0, tmp_path / "S.zarr", batch_size=4)
+    store = embed(tmp_path / "S.h5", encoder=lite0, out_zarr=tmp_path / "S.zarr", batch_size=4)
     out = tmp_path / "hest" / "S.h5"
     assert main(["export-features", str(store), "--format", "hest", "--out", str(out)]) == 0
     assets, barcodes = read_hest_embeddings(out)

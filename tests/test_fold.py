@@ -97,8 +97,9 @@ def fold_inputs(tmp_path: Path) -> dict[str, Path]:
 
 
 def _train(inputs, model, out, params=None):
-    return train_fold(inputs["splits"], "fold0", inputs["genes"], inputs["st"],
-                      inputs["features"], inputs["graph"], model, out, params, seed=3)
+    return train_fold(splits=inputs["splits"], fold="fold0", genes=inputs["genes"],
+                      st_dir=inputs["st"], features_dir=inputs["features"],
+                      graph_dir=inputs["graph"], model=model, out=out, params=params, seed=3)
 
 
 def test_train_writes_manifest_model_files_and_history(fold_inputs, registry):
@@ -130,9 +131,10 @@ def test_failed_training_leaves_no_model_folder(fold_inputs, registry, monkeypat
 def test_predict_writes_one_h5ad_per_test_sample_following_the_contract(fold_inputs, registry):
     model_dir = _train(fold_inputs, registry, fold_inputs["root"] / "m" / "fold0")
     out_dir = fold_inputs["root"] / "predictions" / "E" / "mean" / "fold0"
-    written = predict_fold(model_dir, fold_inputs["splits"], "fold0", fold_inputs["genes"],
-                           fold_inputs["st"], fold_inputs["features"], fold_inputs["graph"],
-                           out_dir)
+    written = predict_fold(model_dir, splits=fold_inputs["splits"], fold="fold0",
+                           genes=fold_inputs["genes"], st_dir=fold_inputs["st"],
+                           features_dir=fold_inputs["features"], graph_dir=fold_inputs["graph"],
+                           out_dir=out_dir)
     assert written == [out_dir / "P2S1.h5ad"]
     pred = ad.read_h5ad(written[0])
     st = ad.read_h5ad(fold_inputs["st"] / "P2S1.h5ad")
@@ -155,8 +157,9 @@ def test_predict_writes_one_h5ad_per_test_sample_following_the_contract(fold_inp
 def test_predict_names_the_encoder_given(fold_inputs, registry):
     model_dir = _train(fold_inputs, registry, fold_inputs["root"] / "m" / "fold0")
     out_dir = fold_inputs["root"] / "p"
-    predict_fold(model_dir, fold_inputs["splits"], "fold0", fold_inputs["genes"],
-                 fold_inputs["st"], fold_inputs["features"], None, out_dir, encoder="uni")
+    predict_fold(model_dir, splits=fold_inputs["splits"], fold="fold0", genes=fold_inputs["genes"],
+                 st_dir=fold_inputs["st"], features_dir=fold_inputs["features"], graph_dir=None,
+                 out_dir=out_dir, encoder="uni")
     assert ad.read_h5ad(out_dir / "P2S1.h5ad").uns["stflow"]["encoder"] == "uni"
 
 
@@ -200,8 +203,10 @@ def test_cli_parses_params_json(fold_inputs, registry):
 
 
 def _predict(inputs, model_dir, out_dir, genes=None):
-    return predict_fold(model_dir, inputs["splits"], "fold0", genes or inputs["genes"],
-                        inputs["st"], inputs["features"], inputs["graph"], out_dir)
+    return predict_fold(model_dir, splits=inputs["splits"], fold="fold0",
+                        genes=genes or inputs["genes"], st_dir=inputs["st"],
+                        features_dir=inputs["features"], graph_dir=inputs["graph"],
+                        out_dir=out_dir)
 
 
 def test_predict_refuses_other_genes_than_the_model_was_trained_on(fold_inputs, registry):
@@ -249,9 +254,9 @@ class DeviceEstimator(MeanEstimator):
 def test_device_is_a_flag_given_to_models_that_take_one_and_not_a_parameter(
         fold_inputs, monkeypatch):
     monkeypatch.setitem(models.MODELS, "dev", models.ModelSpec(f"{__name__}:DeviceEstimator"))
-    out = train_fold(fold_inputs["splits"], "fold0", fold_inputs["genes"], fold_inputs["st"],
-                     fold_inputs["features"], None, "dev", fold_inputs["root"] / "d",
-                     device="cuda")
+    out = train_fold(splits=fold_inputs["splits"], fold="fold0", genes=fold_inputs["genes"],
+                     st_dir=fold_inputs["st"], features_dir=fold_inputs["features"],
+                     graph_dir=None, model="dev", out=fold_inputs["root"] / "d", device="cuda")
     assert (out / "device.txt").read_text() == "cuda"
     assert json.loads((out / "params.json").read_text())["params"] == {}
     assert models.load_estimator(out, device="cpu").device == "cpu"
@@ -286,9 +291,10 @@ def test_refit_retrains_on_train_and_validation_with_the_validated_choice(
     monkeypatch.setitem(models.MODELS, "selecting", models.ModelSpec(
         f"{__name__}:SelectingMeanEstimator", {}, "test"))
     out = fold_inputs["root"] / "models" / "selecting" / "fold0"
-    train_fold(fold_inputs["splits"], "fold0", fold_inputs["genes"], fold_inputs["st"],
-               fold_inputs["features"], fold_inputs["graph"], "selecting", out,
-               {"epochs": 4}, seed=3, refit=True)
+    train_fold(splits=fold_inputs["splits"], fold="fold0", genes=fold_inputs["genes"],
+               st_dir=fold_inputs["st"], features_dir=fold_inputs["features"],
+               graph_dir=fold_inputs["graph"], model="selecting", out=out, params={"epochs": 4},
+               seed=3, refit=True)
     # the kept model saw train + validation, nothing held out, and the test slide never
     assert json.loads((out / "seen.json").read_text()) == [["P1S1", "P1S2"], []]
     params = json.loads((out / "params.json").read_text())
@@ -297,17 +303,18 @@ def test_refit_retrains_on_train_and_validation_with_the_validated_choice(
     plain = fold_inputs["root"] / "models" / "mean" / "fold0"
     monkeypatch.setitem(models.MODELS, "mean", models.ModelSpec(
         f"{__name__}:MeanEstimator", {}, "test"))
-    train_fold(fold_inputs["splits"], "fold0", fold_inputs["genes"], fold_inputs["st"],
-               fold_inputs["features"], fold_inputs["graph"], "mean", plain, seed=3,
-               refit=True)
+    train_fold(splits=fold_inputs["splits"], fold="fold0", genes=fold_inputs["genes"],
+               st_dir=fold_inputs["st"], features_dir=fold_inputs["features"],
+               graph_dir=fold_inputs["graph"], model="mean", out=plain, seed=3, refit=True)
     assert json.loads((plain / "params.json").read_text())["refit"] is None
     assert json.loads((plain / "seen.json").read_text()) == [["P1S1"], ["P1S2"]]
 
 
 def test_a_search_records_the_chosen_values_and_every_trial(fold_inputs, registry):
     out = fold_inputs["root"] / "models" / "mean" / "fold0"
-    train_fold(fold_inputs["splits"], "fold0", fold_inputs["genes"], fold_inputs["st"],
-               fold_inputs["features"], fold_inputs["graph"], "mean", out, seed=3,
+    train_fold(splits=fold_inputs["splits"], fold="fold0", genes=fold_inputs["genes"],
+               st_dir=fold_inputs["st"], features_dir=fold_inputs["features"],
+               graph_dir=fold_inputs["graph"], model="mean", out=out, seed=3,
                search={"trials": 3, "space": {"offset": [0.0, 1.0], "epochs": [2, 5]}})
     record = json.loads((out / "search.json").read_text())
     assert record["selected_on"] == ["P1S2"]  # the fold's validation sample, never its test
@@ -317,8 +324,9 @@ def test_a_search_records_the_chosen_values_and_every_trial(fold_inputs, registr
     assert chosen["epochs"] == 5  # MeanEstimator's best validation score grows with epochs
     assert chosen["offset"] in (0.0, 1.0)
     with pytest.raises(StflowError, match="search.mean.space.layers"):
-        train_fold(fold_inputs["splits"], "fold0", fold_inputs["genes"], fold_inputs["st"],
-                   fold_inputs["features"], fold_inputs["graph"], "mean", out, seed=3,
+        train_fold(splits=fold_inputs["splits"], fold="fold0", genes=fold_inputs["genes"],
+                   st_dir=fold_inputs["st"], features_dir=fold_inputs["features"],
+                   graph_dir=fold_inputs["graph"], model="mean", out=out, seed=3,
                    search={"space": {"layers": [1]}})
 
 

@@ -135,37 +135,41 @@ def test_a_fold_s_genes_are_chosen_without_its_test_samples(rare_in_c, splits, t
     assert "RARE" not in hest_genes(paths, n_top=4)
     # fold0 never looks at its test sample C, so RARE is chosen for it
     out = tmp_path / "genes" / "fold0.json"
-    assert set(select_fold_genes(paths, splits, "fold0", out, n_top=4)) == {"RARE", *VARIABLE}
+    assert set(select_fold_genes(paths, splits_path=splits, fold="fold0", out=out, n_top=4)) == {"RARE", *VARIABLE}
     written = json.loads(out.read_text())
     assert written["fold"] == "fold0" and written["samples"] == ["A", "B"]
     assert (written["protocol"], written["n_top"]) == ("hest-hvg", 4)
     # fold1 validates on C: its training samples do count
-    assert "RARE" not in select_fold_genes(paths, splits, "fold1", tmp_path / "f1.json", n_top=4)
+    assert "RARE" not in select_fold_genes(paths, splits_path=splits, fold="fold1",
+                                           out=tmp_path / "f1.json", n_top=4)
 
 
 def test_a_fold_s_test_counts_do_not_choose_its_genes_but_its_gene_names_do(rare_in_c, splits,
                                                                              tmp_path):
-    with_c = select_fold_genes(list(rare_in_c.values()), splits, "fold0", tmp_path / "a.json",
-                               n_top=4)
+    with_c = select_fold_genes(list(rare_in_c.values()), splits_path=splits, fold="fold0",
+                               out=tmp_path / "a.json", n_top=4)
     c = ad.read_h5ad(rare_in_c["C"])
     c.X = c.X[::-1]  # other counts, the same genes measured
     other = tmp_path / "other" / "C.h5ad"
     other.parent.mkdir()
     c.write_h5ad(other)
     changed = [rare_in_c["A"], rare_in_c["B"], other]
-    assert select_fold_genes(changed, splits, "fold0", tmp_path / "b.json", n_top=4) == with_c
+    assert select_fold_genes(changed, splits_path=splits, fold="fold0", out=tmp_path / "b.json",
+                             n_top=4) == with_c
     # a gene the test sample does not measure at all cannot be a target it is scored on
     unmeasured = tmp_path / "panel" / "C.h5ad"
     unmeasured.parent.mkdir()
     c[:, [g for g in c.var_names if g != "RARE"]].copy().write_h5ad(unmeasured)
     panel = [rare_in_c["A"], rare_in_c["B"], unmeasured]
-    assert "RARE" not in select_fold_genes(panel, splits, "fold0", tmp_path / "c.json", n_top=4)
+    assert "RARE" not in select_fold_genes(panel, splits_path=splits, fold="fold0",
+                                           out=tmp_path / "c.json", n_top=4)
 
 
 def test_a_fold_s_training_sample_must_be_given(rare_in_c, splits, tmp_path):
     with pytest.raises(StflowError, match=r"fold 'fold0' trains on \['B'\], whose st files are "
                                           r"not given. Fix: pass the st/\{sample\}.h5ad file"):
-        select_fold_genes([rare_in_c["A"], rare_in_c["C"]], splits, "fold0", tmp_path / "x.json")
+        select_fold_genes([rare_in_c["A"], rare_in_c["C"]], splits_path=splits, fold="fold0",
+                          out=tmp_path / "x.json")
 
 
 def test_cli_chooses_one_fold_s_genes_with_splits_and_fold(rare_in_c, splits, tmp_path):
@@ -208,6 +212,6 @@ def test_the_her2st_benchmark_chooses_each_fold_s_genes_as_the_workflow_does(rar
     assert "RARE" in per_fold["fold0"] and "RARE" not in per_fold["fold1"]  # C trains fold1
     # --genes json reads the workflow's genes/{fold}.json
     for fold in parts:
-        select_fold_genes(list(rare_in_c.values()), splits, fold,
-                          results / "genes" / f"{fold}.json", n_top=50)
+        select_fold_genes(list(rare_in_c.values()), splits_path=splits, fold=fold,
+                          out=results / "genes" / f"{fold}.json", n_top=50)
     assert study.genes_per_fold(results, "json", "fold", ["A", "B", "C"], parts) == per_fold

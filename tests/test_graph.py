@@ -77,7 +77,7 @@ def test_write_graph_reads_patches_in_pixels_and_writes_microns(tmp_path):
 
 def test_write_graph_names_a_missing_file(tmp_path):
     with pytest.raises(StflowError, match="does not exist"):
-        write_graph(tmp_path / "nope.h5", tmp_path / "g.npz", 8)
+        write_graph(tmp_path / "nope.h5", tmp_path / "g.npz", k=8)
 
 
 def test_graph_subcommand_parses_and_runs(tmp_path):

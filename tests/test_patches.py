@@ -24,7 +24,7 @@ def test_aperio_patch_equals_direct_level0_read(tmp_path):
     mpp = 0.499
     centres = np.array([[1100.0, 1500.0], [700.0, 2200.0]])
     # 224 level-0 pixels per side at 224 px: the patch must be the raw level-0 pixels
-    summary = extract_patches(svs, centres, mpp, ["a", "b"], tmp_path / "s.h5",
+    summary = extract_patches(svs, centres, mpp=mpp, barcodes=["a", "b"], out=tmp_path / "s.h5",
                               size_um=224 * mpp, size_px=224, min_tissue=0.0)
     assert summary.reader == "openslide"
     data, _ = read_h5(tmp_path / "s.h5")
@@ -41,7 +41,7 @@ def test_pyramid_tiff_reads_a_coarser_level_and_matches_level0(tmp_path):
     assert openslide.OpenSlide(str(tiff)).level_count == 3
     centres = np.array([[600.0, 800.0], [500.0, 700.0]])
     # 112 µm at 0.25 µm/px = 448 level-0 px → 224 px: downsample 2, read from level 1
-    summary = extract_patches(tiff, centres, 0.25, ["a", "b"], tmp_path / "p.h5",
+    summary = extract_patches(tiff, centres, mpp=0.25, barcodes=["a", "b"], out=tmp_path / "p.h5",
                               size_um=112, size_px=224, min_tissue=0.0)
     assert summary.reader == "openslide"
     data, attrs = read_h5(tmp_path / "p.h5")
@@ -56,7 +56,7 @@ def test_jpeg_fallback_equals_direct_pil_crop(tmp_path):
     jpg = tmp_path / "slide.jpg"
     Image.fromarray(tissue_like(1000, 900)).save(jpg, quality=95)
     centres = np.array([[450.0, 500.0], [400.0, 420.0]])
-    summary = extract_patches(jpg, centres, 0.5, ["a", "b"], tmp_path / "p.h5",
+    summary = extract_patches(jpg, centres, mpp=0.5, barcodes=["a", "b"], out=tmp_path / "p.h5",
                               size_um=112, size_px=224, min_tissue=0.0)
     assert summary.reader == "pillow"
     data, _ = read_h5(tmp_path / "p.h5")
@@ -86,8 +86,8 @@ def test_window_partly_outside_is_padded_white(tmp_path, suffix):
         Image.fromarray(image).save(path, quality=95)
     else:
         write_pyramid_tiff(path, image, mpp=0.5)
-    extract_patches(path, np.array([[10.0, 10.0]]), 0.5, ["corner"], tmp_path / "p.h5",
-                    size_um=112, size_px=224, min_tissue=0.0)
+    extract_patches(path, np.array([[10.0, 10.0]]), mpp=0.5, barcodes=["corner"],
+                    out=tmp_path / "p.h5", size_um=112, size_px=224, min_tissue=0.0)
     patch = read_h5(tmp_path / "p.h5")[0]["img"][0]
     assert (patch[:90, :90] == 255).all()  # outside the image: white
     assert np.abs(patch[150:, 150:].astype(int) - (150, 60, 120)).max() <= 4
@@ -97,8 +97,8 @@ def test_spot_outside_the_image_names_sample_and_fix(tmp_path):
     jpg = tmp_path / "slide.jpg"
     Image.fromarray(tissue_like(300, 300)).save(jpg)
     with pytest.raises(StflowError, match=r"sample S1 .*outside.*Fix: .*level-0"):
-        extract_patches(jpg, np.array([[150.0, 150.0], [150.0, 900.0]]), 0.5, ["in", "out"],
-                        tmp_path / "p.h5", sample="S1")
+        extract_patches(jpg, np.array([[150.0, 150.0], [150.0, 900.0]]), mpp=0.5,
+                        barcodes=["in", "out"], out=tmp_path / "p.h5", sample="S1")
     assert not (tmp_path / "p.h5").exists()
 
 
@@ -107,8 +107,9 @@ def test_background_patches_dropped_counted_and_drawn(tmp_path):
     Image.fromarray(tissue_like(1200, 1000)).save(jpg, quality=95)
     tissue = [[500.0, 600.0], [450.0, 550.0], [560.0, 650.0]]
     glass = [[60.0, 60.0], [940.0, 1140.0]]
-    summary = extract_patches(jpg, np.array(tissue + glass), 0.5, ["t1", "t2", "t3", "g1", "g2"],
-                              tmp_path / "S.h5", sample="S", qc_png=tmp_path / "qc.png")
+    summary = extract_patches(jpg, np.array(tissue + glass), mpp=0.5,
+                              barcodes=["t1", "t2", "t3", "g1", "g2"], out=tmp_path / "S.h5",
+                              sample="S", qc_png=tmp_path / "qc.png")
     data, attrs = read_h5(tmp_path / "S.h5")
     assert summary.kept.tolist() == [True, True, True, False, False]
     assert attrs["n_dropped_background"] == 2
@@ -159,7 +160,7 @@ def test_her2st_selected_spots_are_on_tissue(her2st_mirror, tmp_path):
     centres = np.r_[subset[["pixel_x", "pixel_y"]].to_numpy(), corners]
     barcodes = [f"{x}x{y}" for x, y in zip(subset.x, subset.y, strict=True)] + list("abcd")
     # 28 px patches: the JPEG is decoded at reduced size, which keeps this test fast
-    summary = extract_patches(image, centres, mpp, barcodes, tmp_path / "B4.h5",
+    summary = extract_patches(image, centres, mpp=mpp, barcodes=barcodes, out=tmp_path / "B4.h5",
                               size_px=28, min_tissue=0.5)
     on_tissue, background = summary.tissue_fraction[:-4], summary.tissue_fraction[-4:]
     assert np.median(on_tissue) > 0.9 and (on_tissue >= 0.5).mean() > 0.9

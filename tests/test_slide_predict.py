@@ -36,7 +36,7 @@ def model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def aperio_run(model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("slides")
-    results = predict_slides([aperio_slide()], model_dir, out,
+    results = predict_slides([aperio_slide()], model_dir, out_dir=out,
                              options=SlideOptions(n_samples=4, device="cpu"))
     return results[0], out
 
@@ -112,7 +112,8 @@ def test_given_spots_are_predicted_where_they_are(model_dir, tmp_path):
     pd.DataFrame({"x": [800.0, 1000.0, 1200.0, 1000.0, 900.0, 1100.0],
                   "y": [1500.0, 1500.0, 1500.0, 1700.0, 1300.0, 1300.0],
                   "barcode": list("abcdef")}).to_csv(spots, index=False)
-    result = predict_slides([aperio_slide()], model_dir, tmp_path / "out", spots_file=spots,
+    result = predict_slides([aperio_slide()], model_dir, out_dir=tmp_path / "out",
+                            spots_file=spots,
                             options=SlideOptions(n_samples=2, device="cpu", genes=("ACTB",),
                                                  spatialdata=True))[0]
     adata = ad.read_h5ad(result.h5ad)
@@ -159,7 +160,7 @@ def test_flow_samples_are_independent_and_their_first_is_what_predict_gives():
 @pytest.mark.slow
 def test_a_deterministic_model_reports_zero_spread_and_says_why(tmp_path):
     folder = deployable_model(tmp_path / "ridge", model="ridge")
-    result = predict_slides([aperio_slide()], folder, tmp_path / "out",
+    result = predict_slides([aperio_slide()], folder, out_dir=tmp_path / "out",
                             options=SlideOptions(device="cpu"))[0]
     adata = ad.read_h5ad(result.h5ad)
     assert (adata.layers["sample_std"] == 0).all()
@@ -172,7 +173,7 @@ def test_a_deterministic_model_reports_zero_spread_and_says_why(tmp_path):
 def test_a_model_saved_before_calibration_still_predicts_and_says_it_has_no_intervals(
         tmp_path, caplog):
     folder = deployable_model(tmp_path / "old", model="ridge", calibrated=False)
-    result = predict_slides([aperio_slide()], folder, tmp_path / "out",
+    result = predict_slides([aperio_slide()], folder, out_dir=tmp_path / "out",
                             options=SlideOptions(device="cpu"))[0]
     adata = ad.read_h5ad(result.h5ad)
     assert np.isfinite(adata.X).all() and "lower" not in adata.layers
@@ -292,5 +293,6 @@ def test_a_failure_while_sampling_leaves_nothing_that_looks_finished(model_dir, 
     monkeypatch.setattr(DeployedModel, "sample", boom)
     out = tmp_path / "out"
     with pytest.raises(StflowError, match="sampling failed"):
-        predict_slides([aperio_slide()], model_dir, out, options=SlideOptions(device="cpu"))
+        predict_slides([aperio_slide()], model_dir, out_dir=out,
+                       options=SlideOptions(device="cpu"))
     assert finished_outputs(out) == []

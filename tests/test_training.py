@@ -60,9 +60,9 @@ def study(fold_inputs) -> dict[str, Path]:  # noqa: F811
 
 def _final(study, model, **kwargs) -> Path:
     out = study["root"] / "models" / "E" / model / "final"
-    return train_final(study["samples"], study["genes"], study["st"], study["features"],
-                       study["graph"], model, out, seed=0, patches_dir=study["patches"],
-                       **kwargs)
+    return train_final(samples_tsv=study["samples"], genes=study["genes"], st_dir=study["st"],
+                       features_dir=study["features"], graph_dir=study["graph"], model=model,
+                       out=out, seed=0, patches_dir=study["patches"], **kwargs)
 
 
 def test_the_final_model_chooses_by_its_own_search_on_its_own_validation(study, choosy):
@@ -88,8 +88,9 @@ def test_a_refit_final_model_trains_on_every_sample_with_the_choice_fixed(study,
 
 
 def test_a_fold_model_and_a_final_model_write_the_same_kind_of_folder(study, choosy):
-    fold = train_fold(study["splits"], "fold0", study["genes"], study["st"], study["features"],
-                      study["graph"], choosy, study["root"] / "fold0", search=SEARCH, seed=0)
+    fold = train_fold(splits=study["splits"], fold="fold0", genes=study["genes"],
+                      st_dir=study["st"], features_dir=study["features"], graph_dir=study["graph"],
+                      model=choosy, out=study["root"] / "fold0", search=SEARCH, seed=0)
     final = _final(study, choosy, search=SEARCH)
     files = {"manifest.json", "params.json", "history.tsv", "search.json", "search.tsv",
              "calibration.json", "calibration.npz"}
@@ -98,10 +99,12 @@ def test_a_fold_model_and_a_final_model_write_the_same_kind_of_folder(study, cho
 
 
 def test_calibration_uses_the_validation_samples_or_the_held_out_region(study, choosy):
-    with_val = train_fold(study["splits"], "fold0", study["genes"], study["st"],
-                          study["features"], study["graph"], choosy, study["root"] / "a")
-    without = train_fold(study["splits"], "fold1", study["genes"], study["st"],
-                         study["features"], study["graph"], choosy, study["root"] / "b")
+    with_val = train_fold(splits=study["splits"], fold="fold0", genes=study["genes"],
+                          st_dir=study["st"], features_dir=study["features"],
+                          graph_dir=study["graph"], model=choosy, out=study["root"] / "a")
+    without = train_fold(splits=study["splits"], fold="fold1", genes=study["genes"],
+                         st_dir=study["st"], features_dir=study["features"],
+                         graph_dir=study["graph"], model=choosy, out=study["root"] / "b")
     a, b = load_calibration(with_val), load_calibration(without)
     assert a.n_spots == 10 and "P1S2" in a.spots  # every spot of the validation sample
     assert b.n_spots == 2 and "held-out region" in b.spots  # 20 % of P2S1's 10 spots
@@ -111,8 +114,9 @@ def test_calibration_uses_the_validation_samples_or_the_held_out_region(study, c
 
 
 def test_a_model_that_fits_on_validation_is_calibrated_by_a_twin_that_did_not(study):
-    out = train_fold(study["splits"], "fold0", study["genes"], study["st"], study["features"],
-                     study["graph"], "ridge_hest", study["root"] / "ridge_hest")
+    out = train_fold(splits=study["splits"], fold="fold0", genes=study["genes"],
+                     st_dir=study["st"], features_dir=study["features"], graph_dir=study["graph"],
+                     model="ridge_hest", out=study["root"] / "ridge_hest")
     record = json.loads((out / "calibration.json").read_text())
     assert "twin" in record["predictor"] and record["n_spots"] == 10
 
@@ -123,11 +127,12 @@ def test_fold_predictions_carry_the_calibrated_intervals_and_the_shift_flag(stud
 
     from stflow.crossval.predict import predict_fold
 
-    model = train_fold(study["splits"], "fold0", study["genes"], study["st"],
-                       study["features"], study["graph"], choosy, study["root"] / "m")
-    args = (study["splits"], "fold0", study["genes"], study["st"], study["features"],
-            study["graph"])
-    [path] = predict_fold(model, *args, study["root"] / "p", level=0.8)
+    model = train_fold(splits=study["splits"], fold="fold0", genes=study["genes"],
+                       st_dir=study["st"], features_dir=study["features"],
+                       graph_dir=study["graph"], model=choosy, out=study["root"] / "m")
+    args = {"splits": study["splits"], "fold": "fold0", "genes": study["genes"],
+            "st_dir": study["st"], "features_dir": study["features"], "graph_dir": study["graph"]}
+    [path] = predict_fold(model, **args, out_dir=study["root"] / "p", level=0.8)
     adata = ad.read_h5ad(path)
     assert (adata.layers["lower"] <= adata.X).all() and (adata.X <= adata.layers["upper"]).all()
     assert adata.uns["stflow"]["intervals"]["level"] == 0.8
@@ -135,6 +140,6 @@ def test_fold_predictions_carry_the_calibrated_intervals_and_the_shift_flag(stud
     assert {"shift_score", "shifted", "interval_scale"} <= set(adata.obs.columns)
     for name in ("calibration.json", "calibration.npz"):  # as an older stflow saved it
         (model / name).unlink()
-    [old] = predict_fold(model, *args, study["root"] / "q")
+    [old] = predict_fold(model, **args, out_dir=study["root"] / "q")
     assert "lower" not in ad.read_h5ad(old).layers
     assert "no interval calibration" in caplog.text

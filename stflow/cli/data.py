@@ -24,7 +24,7 @@ def _run_download(args: argparse.Namespace) -> None:
 def _run_ingest(args: argparse.Namespace) -> None:
     from stflow.data.ingest import ingest_sample
 
-    ingest_sample(args.source, args.raw_dir, args.sample, args.out, image=args.image,
+    ingest_sample(args.source, args.raw_dir, sample=args.sample, out=args.out, image=args.image,
                   patient=args.patient, require_patient=args.require_patient, task=args.task,
                   mpp=args.um_per_px, inter_spot_um=args.inter_spot_um)
 
@@ -117,8 +117,8 @@ def _run_genes(args: argparse.Namespace) -> None:
     if args.list:
         raise input_error("--list", f"a listed gene set is the same for every fold, so --fold "
                           f"{args.fold} would change nothing", "drop --splits and --fold")
-    select_fold_genes(args.st, args.splits, args.fold, args.out, n_top=args.n_top,
-                      min_fraction=args.min_fraction, include=args.include or ())
+    select_fold_genes(args.st, splits_path=args.splits, fold=args.fold, out=args.out,
+                      n_top=args.n_top, min_fraction=args.min_fraction, include=args.include or ())
 
 
 def _register_genes(subparsers: argparse._SubParsersAction) -> None:
@@ -170,7 +170,7 @@ def _register_patches(subparsers: argparse._SubParsersAction) -> None:
 def _run_embed(args: argparse.Namespace) -> None:
     from stflow.data import embedding
 
-    embedding.embed(args.patches, args.encoder, args.out, weights=args.weights,
+    embedding.embed(args.patches, encoder=args.encoder, out_zarr=args.out, weights=args.weights,
                     batch_size=args.batch_size, device=args.device, num_workers=args.threads)
 
 
@@ -207,7 +207,7 @@ def _register_embed(subparsers: argparse._SubParsersAction) -> None:
 def _run_graph(args: argparse.Namespace) -> None:
     from stflow.data.graph import write_graph
 
-    write_graph(args.patches, args.out, args.k)
+    write_graph(args.patches, args.out, k=args.k)
 
 
 def _register_graph(subparsers: argparse._SubParsersAction) -> None:

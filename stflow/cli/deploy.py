@@ -12,11 +12,13 @@ from stflow.cli.models import add_training, progress_path
 def _run_train_final(args: argparse.Namespace) -> None:
     from stflow.deploy import final_model
 
-    final_model.train_final(args.samples_tsv, args.genes_json, args.st_dir, args.features_dir,
-                            args.graph_dir, args.model, args.out, json_object(args.params),
-                            args.seed, args.device, args.patches_dir,
-                            search=json_object(args.search, "--search") or None,
-                            refit=args.refit, progress=progress_path(args.out, args.progress))
+    final_model.train_final(samples_tsv=args.samples_tsv, genes=args.genes_json,
+                            st_dir=args.st_dir, features_dir=args.features_dir,
+                            graph_dir=args.graph_dir, model=args.model, out=args.out,
+                            params=json_object(args.params), seed=args.seed, device=args.device,
+                            patches_dir=args.patches_dir,
+                            search=json_object(args.search, "--search") or None, refit=args.refit,
+                            progress=progress_path(args.out, args.progress))
 
 
 def _register_train_final(subparsers: argparse._SubParsersAction) -> None:
@@ -49,7 +51,7 @@ def _run_predict_slide(args: argparse.Namespace) -> None:
                            batch_size=args.batch_size, workers=args.threads, device=args.device,
                            seed=args.seed, weights=args.weights, encoder=args.encoder,
                            level=args.level, spatialdata=args.spatialdata)
-    predict_slides(args.slides, args.model_dir, args.out, names=args.name,
+    predict_slides(args.slides, args.model_dir, out_dir=args.out, names=args.name,
                    um_per_px=args.um_per_px, spots_file=args.spots, options=options)
 
 

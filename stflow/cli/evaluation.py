@@ -11,15 +11,15 @@ def _run_evaluate(args: argparse.Namespace) -> None:
     from stflow.evaluation.bootstrap import BootstrapSettings
     from stflow.evaluation.fold_scores import write_fold_scores
 
-    write_fold_scores(args.predictions, args.splits, args.encoder, args.model, args.fold,
-                      args.seed, args.out,
-                      BootstrapSettings(args.bootstrap, args.block_um, args.bootstrap_seed))
+    write_fold_scores(args.predictions, splits=args.splits, encoder=args.encoder, model=args.model,
+                      fold=args.fold, seed=args.seed, out=args.out,
+                      bootstrap=BootstrapSettings(args.bootstrap, args.block_um, args.bootstrap_seed))
 
 
 def _run_aggregate(args: argparse.Namespace) -> None:
     from stflow.evaluation.summary import write_summary
 
-    write_summary(args.metrics, args.out)
+    write_summary(args.metrics, out_dir=args.out)
 
 
 def _register_scores(subparsers: argparse._SubParsersAction) -> None:
@@ -57,7 +57,8 @@ def _register_scores(subparsers: argparse._SubParsersAction) -> None:
 def _run_coverage(args: argparse.Namespace) -> None:
     from stflow.evaluation.coverage import write_coverage
 
-    write_coverage(args.predictions_dir, args.splits, args.out, args.figure)
+    write_coverage(args.predictions_dir, splits=args.splits, tables_dir=args.out,
+                   figure=args.figure)
 
 
 def _register_coverage(subparsers: argparse._SubParsersAction) -> None:
@@ -79,7 +80,8 @@ def _register_coverage(subparsers: argparse._SubParsersAction) -> None:
 def _run_tables(args: argparse.Namespace) -> None:
     from stflow.evaluation.paper_tables import write_paper_tables_of_run
 
-    write_paper_tables_of_run(args.metrics_tsv, args.splits, args.benchmarks_dir, args.out)
+    write_paper_tables_of_run(args.metrics_tsv, splits=args.splits, benchmarks=args.benchmarks_dir,
+                              out_dir=args.out)
 
 
 def _register_tables(subparsers: argparse._SubParsersAction) -> None:
@@ -99,8 +101,8 @@ def _register_tables(subparsers: argparse._SubParsersAction) -> None:
 def _run_figures(args: argparse.Namespace) -> None:
     from stflow.evaluation.figures import make_figures
 
-    make_figures(args.results_dir, args.encoders, args.models, args.folds, args.genes,
-                 args.seeds)
+    make_figures(args.results_dir, encoders=args.encoders, models=args.models, folds=args.folds,
+                 genes=args.genes, seeds=args.seeds)
 
 
 def _register_figures(subparsers: argparse._SubParsersAction) -> None:

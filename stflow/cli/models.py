@@ -29,18 +29,19 @@ def progress_path(out: str | Path, progress: str | None) -> Path:
 def _run_train(args: argparse.Namespace) -> None:
     from stflow.crossval.train import train_fold
 
-    train_fold(args.splits, args.fold, args.genes_json, args.st_dir, args.features_dir,
-               args.graph_dir, args.model, args.out, json_object(args.params, "--params"),
-               args.seed, args.device, json_object(args.search, "--search") or None,
-               args.refit, progress=progress_path(args.out, args.progress))
+    train_fold(splits=args.splits, fold=args.fold, genes=args.genes_json, st_dir=args.st_dir,
+               features_dir=args.features_dir, graph_dir=args.graph_dir, model=args.model,
+               out=args.out, params=json_object(args.params, "--params"), seed=args.seed,
+               device=args.device, search=json_object(args.search, "--search") or None,
+               refit=args.refit, progress=progress_path(args.out, args.progress))
 
 
 def _run_predict(args: argparse.Namespace) -> None:
     from stflow.crossval.predict import predict_fold
 
-    predict_fold(args.model_dir, args.splits, args.fold, args.genes_json, args.st_dir,
-                 args.features_dir, args.graph_dir, args.out, args.encoder, args.device,
-                 args.level)
+    predict_fold(args.model_dir, splits=args.splits, fold=args.fold, genes=args.genes_json,
+                 st_dir=args.st_dir, features_dir=args.features_dir, graph_dir=args.graph_dir,
+                 out_dir=args.out, encoder=args.encoder, device=args.device, level=args.level)
 
 
 def add_training(parser: argparse.ArgumentParser) -> None:

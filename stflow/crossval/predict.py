@@ -76,7 +76,7 @@ def prediction_anndata(slide: Slide, prediction: np.ndarray, genes: list[str],
     return result
 
 
-def predict_fold(model_dir: str | Path, splits: str | Path, fold: str, genes: str | Path,
+def predict_fold(model_dir: str | Path, *, splits: str | Path, fold: str, genes: str | Path,
                  st_dir: str | Path, features_dir: str | Path, graph_dir: str | Path | None,
                  out_dir: str | Path, encoder: str | None = None, device: str = "auto",
                  level: float = DEFAULT_LEVEL) -> list[Path]:

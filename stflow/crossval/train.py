@@ -16,15 +16,15 @@ from typing import Any
 
 from stflow.crossval.inputs import read_fold
 from stflow.data.loading import features_identity, load_slides, read_genes
-from stflow.deploy.deployment import describe_training, write_deployment
 from stflow.models.progress import ProgressFile
+from stflow.records.deployment import describe_training, write_deployment
 from stflow.training.fit import check_request, train_validated
 from stflow.training.folder import write_model_folder
 
 log = logging.getLogger(__name__)
 
 
-def train_fold(splits: str | Path, fold: str, genes: str | Path, st_dir: str | Path,
+def train_fold(*, splits: str | Path, fold: str, genes: str | Path, st_dir: str | Path,
                features_dir: str | Path, graph_dir: str | Path | None, model: str,
                out: str | Path, params: dict[str, Any] | None = None, seed: int = 0,
                device: str = "auto", search: dict[str, Any] | None = None,

@@ -8,11 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from stflow.choices import HEST_REPO
-from stflow.data.sources.download import copy_tree, write_manifest
-from stflow.errors import input_error
+from stflow.data.sources import get_source
+from stflow.data.sources.download import write_manifest
 
 log = logging.getLogger(__name__)
-
 
 
 def download_source(source: str, out: str | Path, *, mirror: str | Path | None = None,
@@ -24,33 +23,11 @@ def download_source(source: str, out: str | Path, *, mirror: str | Path | None =
     synthetic: simulated with ``patients`` .. ``seed``; sheet: the validated ``sheet`` with
     absolute paths, the data stay in place), then write and return the manifest."""
     out = Path(out)
-    samples = list(samples) if samples else None
-    if source == "her2st":
-        from stflow.data.sources import her2st
-
-        her2st.download(out, mirror=mirror, samples=samples)
-    elif source == "hest":
-        from stflow.data.sources import hest
-
-        hest.download(out, repo_id=repo_id, samples=samples, task=task, mirror=mirror)
-    elif source == "sheet":
-        from stflow.data.sources import sheet as sheet_source
-
-        if sheet is None or mirror is not None:
-            raise input_error("--sheet", "source sheet reads a sample sheet, not a mirror",
-                              "pass --sheet path/to/samples.tsv (and no --mirror)")
-        sheet_source.download(out, sheet, samples)
-    elif source == "synthetic":
-        from stflow.data.sources import synthetic
-
-        synthetic.download(out, patients=patients, sections=sections, grid=grid, genes=genes,
-                           mpp=mpp, seed=seed)
-    else:
-        if mirror is None:
-            raise input_error("--mirror-dir", "visium has no public download",
-                              "pass --mirror-dir DIR holding one Space Ranger outs/ folder per sample")
-        copy_tree(Path(mirror), out, [f"{s}/*" for s in samples or []] or None,
-                  "one Space Ranger outs/ folder per sample")
+    given = {"mirror": mirror, "samples": list(samples) if samples else None,
+             "repo_id": repo_id, "task": task, "patients": patients, "sections": sections,
+             "grid": grid, "genes": genes, "mpp": mpp, "seed": seed, "sheet": sheet}
+    found = get_source(source)
+    found.download(out, **{k: v for k, v in given.items() if k in found.download_options})
     manifest = write_manifest(out)
     log.info("download complete: %s", manifest)
     return manifest

@@ -182,7 +182,7 @@ def consolidate(store: Path) -> None:
         zarr.consolidate_metadata(str(store))
 
 
-def embed(patches_h5: str | Path, encoder: str | Encoder, out_zarr: str | Path,
+def embed(patches_h5: str | Path, *, encoder: str | Encoder, out_zarr: str | Path,
           weights: str | Path | None = None, batch_size: int = 64, device: str = "auto",
           num_workers: int | None = None) -> Path:
     """Write the features of every patch in ``patches_h5`` to ``out_zarr``; return its path."""

@@ -212,8 +212,8 @@ def fold_training_paths(st_paths: Sequence[str | Path], splits_path: str | Path,
     return [by_sample[s] for s in chosen_from]
 
 
-def select_fold_genes(st_paths: Sequence[str | Path], splits_path: str | Path, fold: str,
-                      out: str | Path, *, n_top: int = 50, min_fraction: float = MIN_FRACTION,
+def select_fold_genes(st_paths: Sequence[str | Path], *, splits_path: str | Path, fold: str,
+                      out: str | Path, n_top: int = 50, min_fraction: float = MIN_FRACTION,
                       include: Sequence[str] = ()) -> list[str]:
     """genes.scope fold: HEST's protocol on ``fold``'s training and validation samples only,
     written to ``out`` (genes/{fold}.json) with the fold and those samples, so the genes a

@@ -114,7 +114,7 @@ def read_patch_spots(patches_h5: str | Path) -> PatchSpots:
         return patch_spots(handle, patches_h5)
 
 
-def write_graph(patches_h5: str | Path, out_npz: str | Path, k: int) -> None:
+def write_graph(patches_h5: str | Path, out_npz: str | Path, *, k: int) -> None:
     """Build the kNN graph of one sample's patches and write ``graph/{sample}.npz``."""
     spots = read_patch_spots(patches_h5)
     coords_um, barcodes = spots.coords_um, np.array(spots.barcodes, dtype=str)

@@ -21,9 +21,9 @@ import numpy as np
 
 from stflow.data.loading import features_identity, load_slides, read_genes
 from stflow.data.splits import choose_val, read_samples
-from stflow.deploy.deployment import Deployment, describe_training, write_deployment
 from stflow.errors import input_error
 from stflow.models.progress import ProgressFile
+from stflow.records.deployment import Deployment, describe_training, write_deployment
 from stflow.training.fit import check_request, train_validated
 from stflow.training.folder import write_model_folder
 
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 FINAL = "final"
 
 
-def train_final(samples_tsv: str | Path, genes: str | Path, st_dir: str | Path,
+def train_final(*, samples_tsv: str | Path, genes: str | Path, st_dir: str | Path,
                 features_dir: str | Path, graph_dir: str | Path | None, model: str,
                 out: str | Path, params: dict[str, Any] | None = None, seed: int = 0,
                 device: str = "auto", patches_dir: str | Path | None = None,

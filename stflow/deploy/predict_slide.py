@@ -34,12 +34,13 @@ from stflow.data.graph import knn_graph
 from stflow.data.patches.readers import SlideReader, open_slide
 from stflow.data.patches.tissue import tissue_mask
 from stflow.data.spatial_image import HIRES_SIDE, spatial_uns
-from stflow.deploy.deployment import Deployment, read_deployment
-from stflow.deploy.slide_anndata import slide_anndata, write_h5ad, write_maps
+from stflow.deploy.slide_anndata import slide_anndata, write_h5ad
+from stflow.deploy.slide_maps import write_maps
 from stflow.deploy.spot_grid import LAYOUTS, SpotLayout, VirtualSpots, given_spots, virtual_spots
 from stflow.deploy.window_embedding import StreamTimes, embed_windows
 from stflow.device import resolve_device
 from stflow.errors import StflowError, input_error
+from stflow.evaluation.shown_genes import choose_genes
 from stflow.intervals.calibration import (
     RECALIBRATE,
     SpotIntervals,
@@ -48,6 +49,7 @@ from stflow.intervals.calibration import (
 )
 from stflow.intervals.conformal import DEFAULT_LEVEL, check_level
 from stflow.provenance import X_PREDICTED, stflow_uns
+from stflow.records.deployment import Deployment, read_deployment
 
 log = logging.getLogger(__name__)
 
@@ -235,8 +237,6 @@ def spot_layout(deployment: Deployment, options: SlideOptions) -> SpotLayout:
 
 def genes_to_draw(wanted: Sequence[str], genes: Sequence[str]) -> list[str]:
     """Requested genes that the model predicts; default ERBB2/GATA3 if there, else the first two."""
-    from stflow.evaluation.figures import choose_genes
-
     shown, note = choose_genes(list(wanted) or list(DEFAULT_BIOMARKERS), list(genes))
     if note and wanted:
         log.info("maps: %s", note)
@@ -367,8 +367,8 @@ def _spot_names(name: str, placed: VirtualSpots, given: Sequence[str] | None) ->
     return [f"{name}_{i}" for i in range(placed.n)]
 
 
-def predict_slides(slides: Sequence[str | Path], model_dir: str | Path, out_dir: str | Path,
-                   *, names: Sequence[str] | None = None, um_per_px: float | None = None,
+def predict_slides(slides: Sequence[str | Path], model_dir: str | Path, *,
+                   out_dir: str | Path, names: Sequence[str] | None = None, um_per_px: float | None = None,
                    spots_file: str | Path | None = None,
                    options: SlideOptions = SlideOptions()) -> list[SlideResult]:
     """Predict each slide with the model in ``model_dir`` (loaded once) into ``out_dir``."""

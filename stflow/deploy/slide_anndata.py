@@ -1,4 +1,5 @@
-"""What a person opens: an AnnData that scanpy draws over the H&E, and PNG maps of genes.
+"""What a person opens: an AnnData that scanpy draws over the H&E (the PNG maps of its
+genes are drawn by :mod:`stflow.deploy.slide_maps`).
 
 The image inside it is scanpy's ``uns["spatial"]`` (``stflow.data.spatial_image``), so
 ``sc.pl.spatial(adata, color=gene)`` needs nothing else.
@@ -7,23 +8,19 @@ The image inside it is scanpy's ``uns["spatial"]`` (``stflow.data.spatial_image`
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from stflow.atomic import atomic_output  # noqa: E402
-from stflow.data.graph import squidpy_graph  # noqa: E402
-from stflow.provenance import log1p_uns  # noqa: E402
+from stflow.atomic import atomic_output
+from stflow.data.graph import squidpy_graph
+from stflow.provenance import log1p_uns
 
 log = logging.getLogger(__name__)
+
 
 def slide_anndata(mean: np.ndarray, sample_std: np.ndarray, genes: Sequence[str],
                   centres_px: np.ndarray, mpp: float, obs: pd.DataFrame,
@@ -58,55 +55,3 @@ def write_h5ad(adata, path: str | Path) -> Path:
     with atomic_output(path) as tmp:
         adata.write_h5ad(tmp, compression="gzip")
     return Path(path)
-
-
-def _spots_panel(ax, image: np.ndarray, image_scale: float, centres: np.ndarray,
-                 values: np.ndarray, diameter_px: float, title: str, cmap: str) -> None:
-    """Spots coloured by ``values`` over the image, each drawn at its physical size."""
-    ax.imshow(image)
-    xy = centres * image_scale
-    ax.set_xlim(0, image.shape[1])
-    ax.set_ylim(image.shape[0], 0)
-    ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    fig = ax.figure
-    fig.canvas.draw()  # the axes' size in points fixes the marker size of one spot
-    width_pt = ax.get_window_extent().width * 72 / fig.dpi
-    size = (diameter_px * image_scale * width_pt / image.shape[1]) ** 2
-    dots = ax.scatter(xy[:, 0], xy[:, 1], c=values, s=max(size, 0.5), cmap=cmap,
-                      linewidths=0, alpha=0.85)
-    fig.colorbar(dots, ax=ax, fraction=0.046, pad=0.02)
-    ax.set_title(title, fontsize=9)
-
-
-def write_maps(out_dir: str | Path, genes: Sequence[str], all_genes: Sequence[str],
-               mean: np.ndarray, second: tuple[np.ndarray, str], centres_px: np.ndarray,
-               spatial: dict[str, Any], slide: str) -> list[Path]:
-    """One PNG per gene (mean | ``second``, e.g. the interval width, over the H&E) into
-    ``out_dir``, written atomically; ``second`` is (values, what they are)."""
-    values, label = second
-    library = next(iter(spatial.values()))
-    image = library["images"]["hires"]
-    image_scale = library["scalefactors"]["tissue_hires_scalef"]
-    diameter = library["scalefactors"]["spot_diameter_fullres"]
-    index = {g: i for i, g in enumerate(all_genes)}
-    written = []
-    with atomic_output(out_dir) as tmp:
-        tmp.mkdir()
-        for gene in genes:
-            j = index[gene]
-            aspect = image.shape[0] / image.shape[1]
-            fig, axes = plt.subplots(1, 2, figsize=(10, 5 * aspect + 0.6), squeeze=False)
-            _spots_panel(axes[0, 0], image, image_scale, centres_px, mean[:, j], diameter,
-                         f"{slide} {gene}: predicted log1p (mean)", "viridis")
-            _spots_panel(axes[0, 1], image, image_scale, centres_px, values[:, j], diameter,
-                         f"{slide} {gene}: {label}", "magma")
-            fig.tight_layout()
-            file = f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', gene)}.png"
-            fig.savefig(tmp / file, dpi=120)
-            plt.close(fig)
-            written.append(Path(out_dir) / file)
-    return written
-
-

@@ -11,7 +11,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 from scipy.stats import spearmanr
 
-from stflow.evaluation.metrics import pearson_per_gene
+from stflow.metrics import pearson_per_gene
 
 
 def match_spots(predicted_xy: np.ndarray, measured_xy: np.ndarray, max_distance: float

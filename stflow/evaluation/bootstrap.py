@@ -15,7 +15,7 @@ on the same resamples, so the difference between two models can be bootstrapped 
 A replicate is not built spot by spot: each block's count, means, centred sums of squares
 and cross-products and largest absolute values are computed once, and a replicate combines
 them with the number of times it draws each block (the stable pairwise update of Chan et
-al.), then applies the rules of :func:`~stflow.evaluation.metrics.pearson_per_gene` through
+al.), then applies the rules of :func:`~stflow.metrics.pearson_per_gene` through
 the same function.
 """
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from stflow.errors import check_finite, check_shape, input_error
-from stflow.evaluation.metrics import correlation_from_moments
+from stflow.metrics import correlation_from_moments
 
 MIN_REPLICATES = 100
 BLOCK_NEIGHBOUR_DISTANCES = 4  # default block side, in median nearest-neighbour distances

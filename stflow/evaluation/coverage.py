@@ -28,7 +28,7 @@ import numpy as np
 from stflow.atomic import atomic_output
 from stflow.data.splits import read_splits
 from stflow.errors import input_error
-from stflow.evaluation.metrics import pearson_per_gene
+from stflow.metrics import pearson_per_gene
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +263,7 @@ def risk_figure(risk: object, path: str | Path) -> None:
         figure.savefig(tmp, dpi=120, format="png")
 
 
-def write_coverage(prediction_dirs: Sequence[str | Path], splits: str | Path,
+def write_coverage(prediction_dirs: Sequence[str | Path], *, splits: str | Path,
                    tables_dir: str | Path, figure: str | Path) -> tuple[object, object]:
     """The coverage stage: tables/coverage.{tsv,md}, tables/risk_coverage.tsv and the
     risk-coverage figure, each written atomically."""

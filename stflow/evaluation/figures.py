@@ -12,16 +12,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from stflow.atomic import atomic_output  # noqa: E402
-from stflow.errors import input_error  # noqa: E402
-from stflow.evaluation.metrics import pearson_per_gene  # noqa: E402
+from stflow.atomic import atomic_output
+from stflow.errors import input_error
+from stflow.evaluation.shown_genes import choose_genes
+from stflow.metrics import pearson_per_gene
+from stflow.plotting import new_figure, save_png
 
 log = logging.getLogger(__name__)
 
@@ -78,21 +77,6 @@ def _spot_panel(ax, coords: np.ndarray, values: np.ndarray, background, title: s
     ax.set_title(title, fontsize=8)
 
 
-def choose_genes(wanted: Sequence[str], targets: Sequence[str]) -> tuple[list[str], str]:
-    """The wanted genes that are targets, and a note on those skipped.
-
-    When none of them is a target (e.g. simulated gene names), the first two targets are
-    shown instead, so the figure still says something.
-    """
-    present = [g for g in wanted if g in targets]
-    skipped = [g for g in wanted if g not in targets]
-    note = f"not among the target genes, skipped: {', '.join(skipped)}" if skipped else ""
-    if not present:
-        present = list(targets[:2])
-        note += f"; showing {', '.join(present)} instead"
-    return present, note
-
-
 def biomarker_figure(predictions: dict[str, list[Path]], genes: Sequence[str],
                      st_dir: str | Path | None, out: str | Path) -> None:
     """Truth next to every model's prediction, per test sample and gene (Figure 3).
@@ -113,8 +97,8 @@ def biomarker_figure(predictions: dict[str, list[Path]], genes: Sequence[str],
     if note:
         log.info("biomarker maps: %s", note)
     rows = [(s, g) for s in sorted(by_sample) for g in shown]
-    fig, axes = plt.subplots(len(rows), len(models) + 1, squeeze=False,
-                             figsize=(2.4 * (len(models) + 1), 2.4 * len(rows)))
+    fig, axes = new_figure(len(rows), len(models) + 1,
+                           figsize=(2.4 * (len(models) + 1), 2.4 * len(rows)))
     for r, (sample, gene) in enumerate(rows):
         per_model = by_sample[sample]
         reference = next(iter(per_model.values()))
@@ -145,8 +129,8 @@ def training_curves(histories: dict[tuple[str, str, str], pd.DataFrame],
     (encoder, model, run), the run naming the fold (and the seed, with several)."""
     encoders = sorted({key[0] for key in histories}) or [""]
     models = sorted({key[1] for key in histories})
-    colors = {m: plt.cm.tab10(i % 10) for i, m in enumerate(models)}
-    fig, axes = plt.subplots(len(encoders), 2, squeeze=False, figsize=(10, 3.2 * len(encoders)))
+    colors = {m: matplotlib.colormaps["tab10"](i % 10) for i, m in enumerate(models)}
+    fig, axes = new_figure(len(encoders), 2, figsize=(10, 3.2 * len(encoders)))
     for (encoder, model, fold), frame in sorted(histories.items()):
         row = encoders.index(encoder)
         if "member" in frame:  # an ensemble: draw its first network's curve
@@ -179,8 +163,8 @@ def comparison_chart(metrics: pd.DataFrame, out: str | Path) -> None:
     metrics = (metrics.groupby(["encoder", "model", "fold"], sort=False)["pearson_mean"]
                .mean().reset_index())
     encoders = sorted(metrics["encoder"].unique())
-    fig, axes = plt.subplots(1, len(encoders), squeeze=False,
-                             figsize=(1.0 + 1.1 * metrics["model"].nunique() * len(encoders), 3.6))
+    fig, axes = new_figure(1, len(encoders),
+                           figsize=(1.0 + 1.1 * metrics["model"].nunique() * len(encoders), 3.6))
     for ax, encoder in zip(axes[0], encoders, strict=True):
         sub = metrics[metrics["encoder"] == encoder]
         grouped = sub.groupby("model", sort=False)["pearson_mean"]
@@ -199,8 +183,7 @@ def comparison_chart(metrics: pd.DataFrame, out: str | Path) -> None:
 
 def _save(fig, out: str | Path) -> None:
     with atomic_output(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+        save_png(fig, tmp)
 
 
 def read_histories(models_dir: Path, encoders: Sequence[str], models: Sequence[str],
@@ -222,7 +205,7 @@ def read_histories(models_dir: Path, encoders: Sequence[str], models: Sequence[s
     return histories
 
 
-def make_figures(results: str | Path, encoders: Sequence[str], models: Sequence[str],
+def make_figures(results: str | Path, *, encoders: Sequence[str], models: Sequence[str],
                  folds: Sequence[str], genes: Sequence[str], seeds: Sequence[int] = (0,)
                  ) -> list[Path]:
     """Write figures/comparison.png, figures/training_curves.png and one biomarker map

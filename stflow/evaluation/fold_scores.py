@@ -120,7 +120,7 @@ def evaluate_fold(paths: Sequence[str | Path], splits_path: str | Path, encoder:
     return result
 
 
-def write_fold_scores(predictions: Sequence[str | Path], splits: str | Path, encoder: str,
+def write_fold_scores(predictions: Sequence[str | Path], *, splits: str | Path, encoder: str,
                       model: str, fold: str, seed: int, out: str | Path,
                       bootstrap: BootstrapSettings = DEFAULT_BOOTSTRAP) -> dict:
     """The evaluate stage: :func:`evaluate_fold` written to ``out`` (metrics JSON)."""

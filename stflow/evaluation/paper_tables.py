@@ -194,7 +194,7 @@ def write_paper_tables(tables: dict[str, tuple[pd.DataFrame, str]], out_dir: str
 
 
 
-def write_paper_tables_of_run(metrics: str | Path, splits: str | Path, benchmarks: str | Path,
+def write_paper_tables_of_run(metrics: str | Path, *, splits: str | Path, benchmarks: str | Path,
                               out_dir: str | Path) -> list[Path]:
     """The tables stage: the paper's tables of a run (its metrics.tsv, splits.json and job
     benchmarks) written to ``out_dir``."""

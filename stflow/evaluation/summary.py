@@ -285,7 +285,7 @@ def write_tables(tables: dict[str, object], out_dir: str | Path) -> None:
         Path(tmp).write_text(summary_markdown(tables["summary"]))
 
 
-def write_summary(metric_paths: Sequence[str | Path], out_dir: str | Path) -> dict[str, object]:
+def write_summary(metric_paths: Sequence[str | Path], *, out_dir: str | Path) -> dict[str, object]:
     """The aggregate stage: :func:`aggregate` written to ``out_dir`` as the result tables."""
     tables = aggregate(metric_paths)
     write_tables(tables, out_dir)

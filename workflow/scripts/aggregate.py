@@ -5,4 +5,4 @@ from _job import stage
 with stage(snakemake):
     from stflow.evaluation.summary import write_summary
 
-    write_summary(list(snakemake.input), snakemake.params.out_dir)
+    write_summary(list(snakemake.input), out_dir=snakemake.params.out_dir)

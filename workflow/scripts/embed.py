@@ -5,6 +5,6 @@ from _job import device, stage
 with stage(snakemake):
     from stflow.data.embedding import embed
 
-    embed(snakemake.input[0], snakemake.wildcards.encoder, snakemake.output[0],
+    embed(snakemake.input[0], encoder=snakemake.wildcards.encoder, out_zarr=snakemake.output[0],
           weights=snakemake.params.weights, batch_size=snakemake.params.batch_size,
           device=device())

@@ -7,6 +7,7 @@ with stage(snakemake):
     from stflow.evaluation.fold_scores import prediction_files, write_fold_scores
 
     wc = snakemake.wildcards
-    write_fold_scores(prediction_files(snakemake.input.predictions), snakemake.input.splits,
-                      wc.encoder, wc.model, wc.fold, int(wc.seed), snakemake.output[0],
-                      BootstrapSettings(**snakemake.params.bootstrap))
+    write_fold_scores(prediction_files(snakemake.input.predictions), splits=snakemake.input.splits,
+                      encoder=wc.encoder, model=wc.model, fold=wc.fold, seed=int(wc.seed),
+                      out=snakemake.output[0],
+                      bootstrap=BootstrapSettings(**snakemake.params.bootstrap))

@@ -6,4 +6,5 @@ with stage(snakemake):
     from stflow.evaluation.figures import make_figures
 
     p = snakemake.params
-    make_figures(p.root, p.encoders, p.models, p.folds, p.genes, p.seeds)
+    make_figures(p.root, encoders=p.encoders, models=p.models, folds=p.folds, genes=p.genes,
+                 seeds=p.seeds)

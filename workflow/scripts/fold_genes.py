@@ -5,6 +5,6 @@ from _job import stage
 with stage(snakemake):
     from stflow.data.genes import select_fold_genes
 
-    select_fold_genes(list(snakemake.input.st), snakemake.input.splits,
-                      snakemake.wildcards.fold, snakemake.output[0],
+    select_fold_genes(list(snakemake.input.st), splits_path=snakemake.input.splits,
+                      fold=snakemake.wildcards.fold, out=snakemake.output[0],
                       **snakemake.params.settings)

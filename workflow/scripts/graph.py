@@ -5,4 +5,4 @@ from _job import stage
 with stage(snakemake):
     from stflow.data.graph import write_graph
 
-    write_graph(snakemake.input[0], snakemake.output[0], snakemake.params.k)
+    write_graph(snakemake.input[0], snakemake.output[0], k=snakemake.params.k)

@@ -6,5 +6,5 @@ from _job import stage
 with stage(snakemake):
     from stflow.evaluation.coverage import write_coverage
 
-    write_coverage(list(snakemake.input.predictions), snakemake.input.splits,
-                   snakemake.params.out_dir, snakemake.output.figure)
+    write_coverage(list(snakemake.input.predictions), splits=snakemake.input.splits,
+                   tables_dir=snakemake.params.out_dir, figure=snakemake.output.figure)

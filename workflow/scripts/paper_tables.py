@@ -5,5 +5,6 @@ from _job import stage
 with stage(snakemake):
     from stflow.evaluation.paper_tables import write_paper_tables_of_run
 
-    write_paper_tables_of_run(snakemake.input.metrics, snakemake.input.splits,
-                              snakemake.params.benchmarks, snakemake.params.out_dir)
+    write_paper_tables_of_run(snakemake.input.metrics, splits=snakemake.input.splits,
+                              benchmarks=snakemake.params.benchmarks,
+                              out_dir=snakemake.params.out_dir)

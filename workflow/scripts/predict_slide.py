@@ -6,6 +6,6 @@ with stage(snakemake):
     from stflow.deploy.predict_slide import SlideOptions, predict_slides
 
     p = snakemake.params
-    predict_slides([snakemake.input.slide], snakemake.input.model, p.out_dir,
+    predict_slides([snakemake.input.slide], snakemake.input.model, out_dir=p.out_dir,
                    names=[snakemake.wildcards.slide], um_per_px=p.um_per_px,
                    options=SlideOptions(**p.options, device=device()))

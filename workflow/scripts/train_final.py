@@ -6,7 +6,8 @@ with stage(snakemake):
     from stflow.deploy.final_model import train_final
 
     p = snakemake.params
-    train_final(snakemake.input.samples, snakemake.input.genes, p.st_dir, p.features_dir,
-                p.graph_dir, snakemake.wildcards.model, snakemake.output[0], p.model_params,
-                p.seed, device(), p.patches_dir, search=p.search, refit=p.refit,
-                progress=progress_file(snakemake))
+    train_final(samples_tsv=snakemake.input.samples, genes=snakemake.input.genes, st_dir=p.st_dir,
+                features_dir=p.features_dir, graph_dir=p.graph_dir,
+                model=snakemake.wildcards.model, out=snakemake.output[0], params=p.model_params,
+                seed=p.seed, device=device(), patches_dir=p.patches_dir, search=p.search,
+                refit=p.refit, progress=progress_file(snakemake))

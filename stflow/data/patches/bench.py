@@ -49,8 +49,8 @@ def _read_index(h5: h5py.File, path: Path) -> dict[str, int]:
     return {b: i for i, b in enumerate(barcodes)}
 
 
-def patches_from_bench_h5(bench_h5: str | Path, centres_px: np.ndarray, mpp: float,
-                          barcodes: Sequence[str], out: str | Path, *, sample: str,
+def patches_from_bench_h5(bench_h5: str | Path, centres_px: np.ndarray, *, mpp: float,
+                          barcodes: Sequence[str], out: str | Path, sample: str,
                           size_um: float = 112.0, size_px: int = 224,
                           qc_png: str | Path | None = None, **_: object) -> PatchSummary:
     """Write ``out`` (our patches layout) from a bench patch file, in the ingested order."""

@@ -78,8 +78,8 @@ def _check_inside(reader: SlideReader, centres: np.ndarray, barcodes: Sequence[s
             "y = row; rescale the coordinates if they refer to a downscaled image")
 
 
-def extract_patches(image_path: str | Path, centres_px: np.ndarray, mpp: float,
-                    barcodes: Sequence[str], out: str | Path, *, sample: str | None = None,
+def extract_patches(image_path: str | Path, centres_px: np.ndarray, *, mpp: float,
+                    barcodes: Sequence[str], out: str | Path, sample: str | None = None,
                     size_um: float = 112.0, size_px: int = 224, min_tissue: float = 0.5,
                     qc_png: str | Path | None = None, workers: int | None = None) -> PatchSummary:
     """Write ``out`` (HEST layout) with one ``size_um`` window per spot, resized to ``size_px``.

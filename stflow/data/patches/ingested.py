@@ -37,7 +37,7 @@ def patches_from_h5ad(st_h5ad: str | Path, out: str | Path, **options: object) -
         extract = patches_from_bench_h5 if is_patch_file(adata.uns["image_path"]) \
             else extract_patches
         return extract(adata.uns["image_path"], np.asarray(adata.obsm["spatial"]),
-                       float(adata.uns["mpp"]), list(adata.obs_names), out,
+                       mpp=float(adata.uns["mpp"]), barcodes=list(adata.obs_names), out=out,
                        sample=str(adata.uns.get("sample", st_h5ad.stem)), **options)
     finally:
         adata.file.close()

@@ -20,6 +20,7 @@ import scipy.sparse as sp
 
 from stflow.data.sources.common import IngestedSample
 from stflow.data.sources.download import place_files, read_checksums
+from stflow.data.sources.options import IngestOptions, refuse_known_facts
 from stflow.errors import input_error
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,12 @@ def download(raw_dir: str | Path, mirror: str | Path | None = None,
     return place_files(files, raw_dir, mirror, url_for=lambda rel: RAW_URL.format(path=rel),
                        layout=f"laid out as github.com/{REPOSITORY}: data/ST-cnts/, "
                        "data/ST-spotfiles/, data/ST-imgs/")
+
+
+def read_options(sample: str, options: IngestOptions) -> dict:
+    """No ingest options: the study's files give image, patient and µm/px."""
+    refuse_known_facts("her2st", options)
+    return {}
 
 
 def list_samples(raw_dir: str | Path, config: dict | None = None) -> list[str]:

@@ -27,6 +27,7 @@ import pandas as pd
 from stflow.choices import HEST_REPO
 from stflow.data.sources.common import IngestedSample
 from stflow.data.sources.download import copy_tree
+from stflow.data.sources.options import IngestOptions, refuse_sheet_row
 from stflow.errors import input_error
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,18 @@ def task_dir(raw_dir: str | Path, config: dict | None = None) -> Path:
     raw_dir = Path(raw_dir)
     task = (config or {}).get("task")
     return raw_dir / task if task else raw_dir
+
+
+def read_options(sample: str, options: IngestOptions) -> dict:
+    """The bench task, µm/px, spot pitch and patient; the image comes with the download."""
+    refuse_sheet_row("hest", options)
+    if options.image:
+        raise input_error("stflow ingest", "--image does not apply to hest",
+                          "drop it; the sample's image comes with the download")
+    return {"config": {"task": options.task, "mpp": options.mpp,
+                       "inter_spot_um": options.inter_spot_um,
+                       "patients": {sample: options.patient} if options.patient else {},
+                       "require_patient": options.require_patient}}
 
 
 def list_samples(raw_dir: str | Path, config: dict | None = None) -> list[str]:

@@ -22,6 +22,7 @@ import scipy.sparse as sp
 from stflow.atomic import atomic_output
 from stflow.data.sheet import SheetRow, read_sheet, sheet_row, sheet_samples, write_resolved
 from stflow.data.sources.common import IngestedSample
+from stflow.data.sources.options import IngestOptions
 from stflow.data.sources.spaceranger import read_hd, read_outs
 from stflow.errors import input_error
 
@@ -31,10 +32,13 @@ RESOLVED = "sheet.tsv"
 POSITION_COLUMNS = ("barcode", "x_px", "y_px")
 
 
-def download(raw_dir: str | Path, sheet: str | Path,
-             samples: list[str] | None = None) -> Path:
+def download(raw_dir: str | Path, sheet: str | Path | None = None,
+             samples: list[str] | None = None, mirror: str | Path | None = None) -> Path:
     """Validate ``sheet`` and write its rows (``samples`` only, when given) with absolute
-    paths to ``raw_dir/sheet.tsv``."""
+    paths to ``raw_dir/sheet.tsv``; a mirror is refused (the data stay where they are)."""
+    if sheet is None or mirror is not None:
+        raise input_error("--sheet", "source sheet reads a sample sheet, not a mirror",
+                          "pass --sheet path/to/samples.tsv (and no --mirror)")
     wanted = set(sheet_samples(sheet, samples))
     rows = [row for row in read_sheet(sheet) if row.sample in wanted]
     out = Path(raw_dir) / RESOLVED
@@ -42,6 +46,15 @@ def download(raw_dir: str | Path, sheet: str | Path,
     with atomic_output(out) as tmp:
         write_resolved(rows, tmp)
     return out
+
+
+def read_options(sample: str, options: IngestOptions) -> dict:
+    """The sample's sheet row (default: its row in raw/sheet.tsv); the sheet gives the rest."""
+    if options.image or options.patient or options.mpp:
+        raise input_error("stflow ingest", "--image/--patient/--mpp do not apply to sheet",
+                          "give them in the sample sheet's image, patient and um_per_px "
+                          "columns")
+    return {"row": options.row}
 
 
 def list_samples(raw_dir: str | Path, config: dict | None = None) -> list[str]:

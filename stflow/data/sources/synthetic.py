@@ -13,6 +13,7 @@ from pathlib import Path
 from stflow.data.sources import her2st
 from stflow.data.sources.common import IngestedSample
 from stflow.data.sources.download import CHECKSUMS, read_checksums, verify_file
+from stflow.data.sources.options import IngestOptions, refuse_known_facts
 from stflow.errors import input_error
 
 
@@ -31,6 +32,12 @@ def download(raw_dir: str | Path, patients: int = 3, sections: int = 2, grid: in
     for rel, expected in read_checksums(sums).items():
         verify_file(raw_dir / rel, expected, "delete the folder and simulate again")
     return raw_dir
+
+
+def read_options(sample: str, options: IngestOptions) -> dict:
+    """No ingest options: the simulator wrote image, patient and µm/px."""
+    refuse_known_facts("synthetic", options)
+    return {}
 
 
 def list_samples(raw_dir: str | Path, config: dict | None = None) -> list[str]:

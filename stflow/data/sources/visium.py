@@ -13,6 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from stflow.data.sources.common import IngestedSample
+from stflow.data.sources.download import copy_tree
+from stflow.data.sources.options import IngestOptions, refuse_sheet_row
 from stflow.data.sources.spaceranger import read_outs
 from stflow.errors import input_error
 
@@ -27,6 +29,28 @@ def outs_dir(raw_dir: str | Path, sample: str) -> Path:
             return candidate
     raise input_error(base, "no filtered_feature_bc_matrix.h5 (in it or in outs/)",
                       "place the Space Ranger outs/ folder of this sample there")
+
+
+def download(raw_dir: str | Path, mirror: str | Path | None = None,
+             samples: list[str] | None = None) -> None:
+    """Copy the Space Ranger folders of a local ``mirror`` (there is no public download)."""
+    if mirror is None:
+        raise input_error("--mirror-dir", "visium has no public download",
+                          "pass --mirror-dir DIR holding one Space Ranger outs/ folder per sample")
+    copy_tree(Path(mirror), Path(raw_dir), [f"{s}/*" for s in samples or []] or None,
+              "one Space Ranger outs/ folder per sample")
+
+
+def read_options(sample: str, options: IngestOptions) -> dict:
+    """The full-resolution image and the patient, which Space Ranger does not record."""
+    refuse_sheet_row("visium", options)
+    config = {"patients": {sample: options.patient}} if options.patient else None
+    if options.require_patient and not options.patient:
+        raise input_error(f"stflow ingest --sample {sample}", "visium sections carry "
+                          "no patient id, so patient-stratified folds could leak",
+                          "map the sample to its patient (dataset.patients in the config, "
+                          "--patient here)")
+    return {"image": options.image, "config": config}
 
 
 def list_samples(raw_dir: str | Path, config: dict | None = None) -> list[str]:

@@ -11,7 +11,7 @@ from tqdm import tqdm
 from stflow.atomic import write_json
 from stflow.data.dataset import Slide
 from stflow.errors import StflowError, input_error
-from stflow.evaluation.metrics import mean_pearson
+from stflow.metrics import mean_pearson
 from stflow.models.baselines.arrays import (
     check_slides,
     mse,

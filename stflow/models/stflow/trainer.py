@@ -20,7 +20,7 @@ import torch
 
 from stflow.data.graph import knn_graph
 from stflow.data.holdout import holdout_index, nearest_spots
-from stflow.evaluation.metrics import mean_pearson
+from stflow.metrics import mean_pearson
 from stflow.models.progress import EpochCallback
 from stflow.models.stflow.flow import flow_matching_loss, sample
 from stflow.models.stflow.networks.geometry import Geometry, prepare_geometry

@@ -21,7 +21,7 @@ import numpy as np
 from stflow import __version__
 from stflow.atomic import read_json, write_json
 from stflow.data.dataset import Slide
-from stflow.deploy.spot_grid import LAYOUTS, SpotLayout, measure_layout
+from stflow.data.spot_layout import LAYOUTS, SpotLayout, measure_layout
 from stflow.errors import input_error
 
 log = logging.getLogger(__name__)
