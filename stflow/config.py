@@ -13,7 +13,8 @@ schema would refuse ``'50' is not of type 'integer'`` although the user wrote wh
 holds. Here a string becomes the number, boolean or null it spells wherever the schema wants
 that type (and not a string); anything else is left for the schema to refuse by name.
 
-Only the standard library and PyYAML: the workflow imports this before any job.
+Only the standard library (PyYAML when the schema is read): the workflow imports this
+before any job, and the models' catalogue reads its :func:`spelled`.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 SCALARS = {"integer", "number", "boolean", "null"}
 
@@ -44,14 +43,28 @@ def _types(schema: dict) -> set[str]:
     return {kind} if isinstance(kind, str) else set(kind or ())
 
 
-def _matches(value: Any, kind: str) -> bool:
-    if kind == "boolean":
-        return isinstance(value, bool)
-    if kind == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind == "number":
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    return kind == "null" and value is None
+def spelled(text: str, kind: type) -> Any:
+    """``text`` as the bool, int, float or None (``kind``) it spells, else ValueError.
+
+    The one reading of a string-typed setting, for the schema's scalar types here and for
+    the models' parameters (``stflow.models.catalogue.coerce``).
+    """
+    lowered = text.strip().lower()
+    if kind is bool:
+        if lowered in ("true", "false"):
+            return lowered == "true"
+        raise ValueError(text)
+    if kind is type(None):
+        if lowered in ("null", "none", "~"):
+            return None
+        raise ValueError(text)
+    return kind(lowered)
+
+
+# the schema's scalar types, tried in this order (an integer stays an int where a number is
+# wanted, as YAML reads it)
+SCHEMA_TYPES = (("null", type(None)), ("boolean", bool), ("integer", int), ("number", int),
+                ("number", float))
 
 
 def _scalar(text: str, types: set[str]) -> Any:
@@ -59,11 +72,13 @@ def _scalar(text: str, types: set[str]) -> Any:
     wanted = types & SCALARS
     if not wanted or ("string" in types and text.strip().lower() not in ("null", "~")):
         return text
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    return value if any(_matches(value, kind) for kind in wanted) else text
+    for name, kind in SCHEMA_TYPES:
+        if name in wanted:
+            try:
+                return spelled(text, kind)
+            except ValueError:
+                continue
+    return text
 
 
 def typed_like_schema(value: Any, schema: dict, root: dict | None = None) -> Any:
@@ -86,6 +101,8 @@ def typed_like_schema(value: Any, schema: dict, root: dict | None = None) -> Any
 
 def load_schema(path: str | Path) -> dict:
     """The workflow's config schema (YAML)."""
+    import yaml
+
     return yaml.safe_load(Path(path).read_text())
 
 

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from stflow.config import spelled
+
 PRIOR_NAMES = ("zinb", "zinb-fitted", "zero", "gaussian")
 DENOISERS = ("fa", "egnn")
 TARGET_SCALINGS = ("none", "standard")
@@ -188,20 +190,6 @@ def reads_graph(model: str) -> bool:
 GRAPH_MODELS = frozenset(model for model in MODELS if reads_graph(model))
 
 
-def _parse(text: str, kind: type) -> Any:
-    """``text`` as a ``kind`` (bool, int, float), or raise ValueError."""
-    lowered = text.strip().lower()
-    if kind is bool:
-        if lowered in ("true", "false"):
-            return lowered == "true"
-        raise ValueError(text)
-    if kind is type(None):
-        if lowered in ("null", "none", "~"):
-            return None
-        raise ValueError(text)
-    return kind(lowered)
-
-
 def coerce(key: str, value: Any, param: Param) -> Any:
     """``value`` as one of ``param``'s types, or ValueError naming ``key``.
 
@@ -229,7 +217,7 @@ def coerce(key: str, value: Any, param: Param) -> Any:
             return value
         for kind in (t for t in types if t is not str):
             try:
-                return _parse(value, kind)
+                return spelled(value, kind)
             except ValueError:
                 continue
         if str in types:
