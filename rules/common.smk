@@ -61,7 +61,7 @@ def _cluster_resources(gpu):
 CLUSTER = _cluster_resources(gpu=False)
 GPU = _cluster_resources(gpu=True)
 
-# The config was checked by the Snakefile (stflow/config_checks.py); the study raises the
+# The config was checked by the Snakefile (stflow/config_checks.py); the study stops on the
 # fold problems, which need the samples, only where folds are asked for (Study.n_folds).
 STUDY = Study(config)
 DATASETS = STUDY.datasets
