@@ -5,12 +5,12 @@ schema, the registries and the configs name."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from light_imports import top_level_modules_after
 
 from stflow import catalogue as facts
 from stflow.models import catalogue
@@ -135,12 +135,5 @@ def test_the_her2st_sections_are_the_count_tables_of_the_checksum_list(tmp_path)
 
 
 def test_the_catalogues_import_only_the_standard_library():
-    script = ("import sys\n"
-              "before = set(sys.modules)\n"
-              "import stflow.catalogue, stflow.models.catalogue\n"
-              "loaded = {m.split('.')[0] for m in set(sys.modules) - before}\n"
-              "outside = loaded - set(sys.stdlib_module_names)\n"
-              "assert outside == {'stflow'}, sorted(outside)\n")
-    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
-                            text=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
-    assert result.returncode == 0, result.stderr
+    loaded = top_level_modules_after("import stflow.catalogue, stflow.models.catalogue")
+    assert loaded - set(sys.stdlib_module_names) == {"stflow"}

@@ -10,12 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from light_imports import HEAVY, top_level_modules_after
 
 from stflow.cli import COMMAND_MODULES, build_parser
 
 REPO = Path(__file__).resolve().parents[1]
-HEAVY = {"torch", "scanpy", "anndata", "matplotlib", "sklearn", "zarr", "pandas", "numpy",
-         "scipy", "h5py", "openslide", "timm"}
 
 
 def _commands() -> dict[str, argparse.ArgumentParser]:
@@ -108,11 +107,7 @@ def test_devices_are_checked_when_parsed():
 def test_help_imports_no_science_stack():
     """`stflow --help` and every `stflow COMMAND --help` build these parsers: nothing heavy
     may load on the way (the library is imported when a command runs)."""
-    code = ("import sys, stflow.cli; stflow.cli.build_parser(); "
-            "print(sorted({m.split('.')[0] for m in sys.modules}))")
-    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           cwd=REPO, check=True)
-    loaded = set(eval(shown.stdout))  # noqa: S307 - our own printed list
+    loaded = top_level_modules_after("import stflow.cli; stflow.cli.build_parser()")
     assert not loaded & HEAVY, sorted(loaded & HEAVY)
 
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from light_imports import HEAVY, top_level_modules_after
 from snakemake.exceptions import WorkflowError
 from workflow_fixtures import REPO, TINY
 
@@ -54,19 +53,16 @@ def sheet(tmp_path: Path) -> Path:
 
 
 def test_the_study_imports_no_torch_numpy_pandas_anndata_or_scanpy():
-    script = ("import sys, yaml\n"
-              "from stflow.config import load_schema\n"
-              "from stflow.config_checks import with_defaults\n"
-              "from stflow.study import Study\n"
-              "config = with_defaults(yaml.safe_load(open('config/config.yaml')),\n"
-              "                       load_schema('config/schema.yaml'))\n"
-              "study = Study(config)\n"
-              "assert study.targets() and study.splits_settings('synthetic') == {}\n"
-              "heavy = {'torch', 'numpy', 'pandas', 'anndata', 'scanpy'} & set(sys.modules)\n"
-              "assert not heavy, heavy\n")
-    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
-                            text=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
-    assert result.returncode == 0, result.stderr
+    loaded = top_level_modules_after(
+        "import yaml\n"
+        "from stflow.config import load_schema\n"
+        "from stflow.config_checks import with_defaults\n"
+        "from stflow.study import Study\n"
+        "config = with_defaults(yaml.safe_load(open('config/config.yaml')),\n"
+        "                       load_schema('config/schema.yaml'))\n"
+        "study = Study(config)\n"
+        "assert study.targets() and study.splits_settings('synthetic') == {}")
+    assert not loaded & HEAVY, sorted(loaded & HEAVY)
 
 
 # --- datasets, samples and patients --------------------------------------------------------
