@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 SOURCES = ("her2st", "hest", "visium", "sheet", "synthetic")  # stflow.data.sources.<name>
+# the Hugging Face dataset of HEST-bench's task folders (their splits, gene lists, patches)
+HEST_BENCH_REPO = "MahmoodLab/hest-bench"
 
 # The encoder registry's names (stflow.data.encoders.registry.ENCODERS, which needs torch);
 # any timm model is reached as TIMM_PREFIX + its name.

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from stflow.catalogue import PAPER_TABLES, her2st_sections
+from stflow.catalogue import HEST_BENCH_REPO, PAPER_TABLES, her2st_sections
 from stflow.config import Problem
 from stflow.config_checks import fold_count_problems, run_seeds, stop_on
 from stflow.data.sheet import sheet_patients, sheet_row, sheet_samples
@@ -32,7 +32,6 @@ PATIENTS_BEFORE_INGEST = ("synthetic", "her2st", "sheet")
 RUN_TABLES = ("metrics.tsv", "summary.tsv", "summary.md", "genes.tsv", "coverage.tsv",
               "coverage.md", "risk_coverage.tsv")
 RUN_FIGURES = ("comparison.png", "risk_coverage.png", "training_curves.png", "biomarkers")
-HEST_BENCH_REPO = "MahmoodLab/hest-bench"  # the task folders with HEST-bench's splits, genes
 _SYNTHETIC_SAMPLE = re.compile(r"(P\d+)S\d+")
 
 

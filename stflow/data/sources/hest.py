@@ -24,6 +24,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from stflow.catalogue import HEST_BENCH_REPO
 from stflow.choices import HEST_REPO
 from stflow.data.sources.common import IngestedSample
 from stflow.data.sources.download import copy_tree
@@ -32,7 +33,7 @@ from stflow.errors import input_error
 
 log = logging.getLogger(__name__)
 
-BENCH_REPO = "MahmoodLab/hest-bench"
+BENCH_REPO = HEST_BENCH_REPO
 DEFAULT_INTER_SPOT_UM = 100.0  # Visium centre-to-centre distance, for bench slides without metadata
 GENES_FILE = "var_50genes.json"
 
