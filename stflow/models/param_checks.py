@@ -24,6 +24,18 @@ def _unknown(where: str, name: str, value: Any, model: str, names: list[str]) ->
                    f"{hint}use only {names}")
 
 
+def _name_problem(where: str, model: str, name: str, value: Any,
+                  accepted: Mapping[str, Param], fix_fixed: str) -> Problem | None:
+    """A parameter ``model`` does not take, or one its registry entry fixes; else None."""
+    if name not in accepted:
+        return _unknown(where, name, value, model, sorted(accepted))
+    fixed = MODELS[model].fixed
+    if name in fixed:
+        return Problem(where, value, f"'{name}' is fixed by the registry entry '{model}' "
+                       f"({fixed[name]!r})", fix_fixed)
+    return None
+
+
 def model_param_problems(model: str, params: Mapping[str, Any],
                          prefix: str = "model_params") -> list[Problem]:
     """Every unknown, fixed, mistyped or out-of-range parameter in ``params``.
@@ -31,16 +43,13 @@ def model_param_problems(model: str, params: Mapping[str, Any],
     ``k`` is left to the one-k check (graph.k is the neighbour count).
     """
     accepted = parameters(model)
-    fixed = MODELS[model].fixed
     problems = []
     for name, value in params.items():
         where = f"{prefix}.{model}.{name}"
-        if name not in accepted:
-            problems.append(_unknown(where, name, value, model, sorted(accepted)))
-        elif name in fixed:
-            problems.append(Problem(where, value, f"'{name}' is fixed by the registry entry "
-                                    f"'{model}' ({fixed[name]!r})",
-                                    f"remove it, or use a model whose {name} you may set"))
+        named = _name_problem(where, model, name, value, accepted,
+                              f"remove it, or use a model whose {name} you may set")
+        if named:
+            problems.append(named)
         else:
             _, problem = check_value(name, value, accepted[name])
             if problem:
@@ -80,15 +89,12 @@ def space_problems(model: str, space: Mapping[str, Any], prefix: str = "search",
     model's parameters where it is not in the catalogue (the registry derives them)."""
     params = parameters(model) if params is None else params
     accepted = {k: v for k, v in params.items() if k != "device"}
-    fixed = MODELS[model].fixed
     problems = []
     for name, spec in space.items():
         where = f"{prefix}.{model}.space.{name}"
-        if name not in accepted:
-            problems.append(_unknown(where, name, spec, model, sorted(accepted)))
-        elif name in fixed:
-            problems.append(Problem(where, spec, f"'{name}' is fixed by the registry entry "
-                                    f"'{model}' ({fixed[name]!r})", "remove it from the space"))
+        named = _name_problem(where, model, name, spec, accepted, "remove it from the space")
+        if named:
+            problems.append(named)
         elif isinstance(spec, list):
             if not spec:
                 problems.append(Problem(where, spec, "an empty list of choices",
