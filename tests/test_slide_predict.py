@@ -287,7 +287,7 @@ def test_an_encoder_whose_weights_are_not_available_offline_is_refused(model_dir
 @pytest.mark.slow
 def test_a_failure_while_sampling_leaves_nothing_that_looks_finished(model_dir, tmp_path,
                                                                       monkeypatch):
-    def boom(self, slide, n_samples, seed):
+    def boom(self, *args, **kwargs):
         raise StflowError("sampling failed")
 
     monkeypatch.setattr(DeployedModel, "sample", boom)

@@ -8,6 +8,8 @@ from stflow.catalogue import DEFAULT_BIOMARKERS
 from stflow.cli.common import add_device, json_object
 from stflow.cli.models import add_training, progress_path
 
+DEFAULT_MAX_SPOTS = 3_000_000  # stflow.deploy.spot_budget's, not imported: --help stays fast
+
 
 def _run_train_final(args: argparse.Namespace) -> None:
     from stflow.deploy import final_model
@@ -50,9 +52,11 @@ def _run_predict_slide(args: argparse.Namespace) -> None:
                            min_tissue=args.min_tissue, genes=tuple(args.genes or ()),
                            batch_size=args.batch_size, workers=args.threads, device=args.device,
                            seed=args.seed, weights=args.weights, encoder=args.encoder,
-                           level=args.level, spatialdata=args.spatialdata)
+                           level=args.level, spatialdata=args.spatialdata,
+                           chunk_spots=args.chunk_spots or None, max_spots=args.max_spots or None)
     predict_slides(args.slides, args.model_dir, out_dir=args.out, names=args.name,
-                   um_per_px=args.um_per_px, spots_file=args.spots, options=options)
+                   um_per_px=args.um_per_px, spots_file=args.spots, features=args.features,
+                   options=options)
 
 
 def _register_predict_slide(subparsers: argparse._SubParsersAction) -> None:
@@ -75,6 +79,16 @@ def _register_predict_slide(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--spots", default=None, help="predict at these level-0 centres "
                         "instead of a virtual lattice: CSV/TSV with x, y[, barcode] or an h5ad "
                         "with obsm['spatial'] (one slide only)")
+    parser.add_argument("--features", default=None, help="predict the spots of this features "
+                        "store (`stflow embed`'s {sample}.zarr, from the model's encoder and "
+                        "weights) with its features, instead of a virtual lattice and embedding "
+                        "(one slide only)")
+    parser.add_argument("--max-spots", type=int, default=DEFAULT_MAX_SPOTS,
+                        help="refuse a slide with more spots than this before any work "
+                        "(0: no limit)")
+    parser.add_argument("--chunk-spots", type=int, default=100_000,
+                        help="spots per piece of the row-wise work (standardising, intervals, "
+                        "writing): bounds its memory; 0: all at once")
     parser.add_argument("--n-samples", type=int, default=8,
                         help="flow samples per slide: their mean is the prediction, their std "
                         "(layers sample_std) an uncalibrated spread")

@@ -34,19 +34,18 @@ from stflow.data.graph import knn_graph
 from stflow.data.patches.readers import SlideReader, open_slide
 from stflow.data.patches.tissue import tissue_mask
 from stflow.data.spatial_image import HIRES_SIDE, spatial_uns
-from stflow.deploy.slide_anndata import slide_anndata, write_h5ad
+from stflow.deploy.chunked_h5ad import write_h5ad_in_chunks
+from stflow.deploy.given_features import FeatureStore, open_feature_store
+from stflow.deploy.slide_anndata import slide_anndata
 from stflow.deploy.slide_maps import write_maps
+from stflow.deploy.slide_rows import SlideRows
+from stflow.deploy.spot_budget import DEFAULT_MAX_SPOTS, check_spot_count, lattice_estimate
 from stflow.deploy.spot_grid import LAYOUTS, SpotLayout, VirtualSpots, given_spots, virtual_spots
 from stflow.deploy.window_embedding import StreamTimes, embed_windows
 from stflow.device import resolve_device
 from stflow.errors import StflowError, input_error
 from stflow.evaluation.shown_genes import choose_genes
-from stflow.intervals.calibration import (
-    RECALIBRATE,
-    SpotIntervals,
-    apply_calibration,
-    load_calibration,
-)
+from stflow.intervals.calibration import RECALIBRATE, load_calibration, shift_scores
 from stflow.intervals.conformal import DEFAULT_LEVEL, check_level
 from stflow.provenance import X_PREDICTED, stflow_uns
 from stflow.records.deployment import Deployment, read_deployment
@@ -75,6 +74,8 @@ class SlideOptions:
     encoder: str | None = None  # refused unless it is the model's encoder
     level: float = DEFAULT_LEVEL  # coverage of layers lower/upper
     spatialdata: bool = False  # also write {name}.zarr (SpatialData: H&E, spots, table)
+    chunk_spots: int | None = 100_000  # spots per piece of the row-wise work; None/0: one
+    max_spots: int | None = DEFAULT_MAX_SPOTS  # refused above this, before any work; None: no cap
 
 
 @dataclass
@@ -92,7 +93,10 @@ class SlideResult:
 class DeployedModel:
     """A model folder ready to apply: deployment record, estimator and the encoder it needs."""
 
-    def __init__(self, model_dir: str | Path, options: SlideOptions) -> None:
+    def __init__(self, model_dir: str | Path, options: SlideOptions,
+                 features: FeatureStore | None = None) -> None:
+        """``features``: the slide's given features, checked against the model in place of
+        the encoder, which is then not loaded."""
         from stflow.data.encoders import load_encoder
         from stflow.models.registry import load_estimator
 
@@ -109,6 +113,15 @@ class DeployedModel:
         except (OSError, KeyError, RuntimeError) as err:
             raise input_error(self.dir, f"model files are incomplete or damaged ({err})",
                               "re-run the train stage for this model") from err
+        self.calibration = load_calibration(self.dir)
+        if self.calibration is None:
+            log.warning("%s has no interval calibration (trained by an older stflow): the "
+                        "slides are predicted without intervals or shift flag. Fix: %s",
+                        self.dir, RECALIBRATE)
+        self.encoder = None
+        if features is not None:
+            features.check_model(dep)
+            return
         self.encoder = load_encoder(dep.encoder, options.weights)
         if self.encoder.weights_sha256 != dep.weights_sha256:
             raise input_error(self.encoder.weights_path, f"these '{dep.encoder}' weights "
@@ -120,11 +133,6 @@ class DeployedModel:
             raise input_error(self.dir, f"expects {dep.feature_dim} features, encoder "
                               f"'{dep.encoder}' gives {self.encoder.feature_dim}",
                               "use the encoder checkpoint the model was trained with")
-        self.calibration = load_calibration(self.dir)
-        if self.calibration is None:
-            log.warning("%s has no interval calibration (trained by an older stflow): the "
-                        "slides are predicted without intervals or shift flag. Fix: %s",
-                        self.dir, RECALIBRATE)
 
     def identity(self) -> dict[str, Any]:
         """The model's identity, for ``uns["stflow"]``."""
@@ -136,12 +144,14 @@ class DeployedModel:
                 "graph_k": dep.graph_k, "training_pitch_um": dep.pitch_um,
                 "training_layout": dep.layout, "stflow_version": __version__}
 
-    def sample(self, slide: Slide, n_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray,
-                                                                       str]:
+    def sample(self, slide: Slide, n_samples: int, seed: int, chunk_spots: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray, str]:
         """(mean, std, what the spread means) of the model's predictions for one slide; the
-        spread is the samples' own, not a calibrated uncertainty."""
+        spread is the samples' own, not a calibrated uncertainty. An estimator with
+        ``sample_moments`` keeps one sample at a time, not all of them."""
         genes = len(self.deployment.genes)
         sampler = getattr(self.estimator, "sample_predictions", None)
+        moments = getattr(self.estimator, "sample_moments", None)
         n_draws, draws = (self.estimator.distinct_samples(n_samples) if sampler is not None
                           else (1, None))
         if draws is None:
@@ -149,9 +159,12 @@ class DeployedModel:
             std = np.zeros_like(mean)
             meaning = f"none: {self.deployment.model} is deterministic, so sample_std is 0"
         else:
-            samples = np.asarray(sampler([slide], n_draws, seed=seed)[0], dtype=np.float32)
-            mean = samples.mean(0)
-            std = samples.std(0, ddof=1) if n_draws > 1 else np.zeros_like(mean)
+            if moments is not None:
+                mean, std = moments(slide, n_draws, seed=seed, chunk_spots=chunk_spots)
+            else:
+                samples = np.asarray(sampler([slide], n_draws, seed=seed)[0], dtype=np.float32)
+                mean = samples.mean(0)
+                std = samples.std(0, ddof=1) if n_draws > 1 else np.zeros_like(mean)
             meaning = (f"standard deviation (ddof=1) of {draws}; uncalibrated (see "
                        "layers lower/upper for calibrated intervals)")
         if mean.shape != (slide.n_spots, genes) or not np.isfinite(mean).all():
@@ -246,7 +259,8 @@ def genes_to_draw(wanted: Sequence[str], genes: Sequence[str]) -> list[str]:
 def place_spots(reader: SlideReader, mpp: float, dep: Deployment, options: SlideOptions,
                 spots: np.ndarray | None) -> tuple[VirtualSpots, Image.Image, float, float,
                                                    SpotLayout]:
-    """Thumbnail, tissue mask and spots: the virtual lattice, or the given centres."""
+    """Thumbnail, tissue mask and spots: the virtual lattice, or the given centres. A lattice
+    whose estimated count passes ``--max-spots`` is refused before it is built."""
     layout = spot_layout(dep, options)
     min_tissue = dep.min_tissue if options.min_tissue is None else options.min_tissue
     if not 0 <= min_tissue <= 1:
@@ -256,8 +270,12 @@ def place_spots(reader: SlideReader, mpp: float, dep: Deployment, options: Slide
     where = f"slide {reader.path}"
     side_px = dep.patch_size_um / mpp
     if spots is None:
+        check_spot_count(where, lattice_estimate(mask, scale, mpp, layout), options.max_spots,
+                         f"its tissue holds about ({layout.layout} lattice at "
+                         f"{layout.pitch_um:g} µm)")
         placed = virtual_spots(mask, scale, reader.width, reader.height, mpp, layout,
                                dep.patch_size_um, min_tissue, where)
+        check_spot_count(where, placed.n, options.max_spots, "its lattice has")
     else:
         placed = given_spots(spots, mask, scale, side_px, reader.width, reader.height, where)
     return placed, thumb, scale, threshold, layout
@@ -266,10 +284,13 @@ def place_spots(reader: SlideReader, mpp: float, dep: Deployment, options: Slide
 def predict_slide(slide_path: str | Path, model: DeployedModel, out_dir: str | Path, *,
                   name: str | None = None, um_per_px: float | None = None,
                   spots: np.ndarray | None = None, spot_names: Sequence[str] | None = None,
+                  features: FeatureStore | None = None,
                   options: SlideOptions = SlideOptions()) -> SlideResult:
     """Predict one slide into ``{out_dir}/{name}.h5ad`` and ``{out_dir}/{name}_maps/``.
 
-    ``spots`` (level-0 pixel centres) replaces the virtual lattice when given.
+    ``spots`` (level-0 pixel centres) replace the virtual lattice when given; ``features``
+    (a store ``stflow embed`` wrote) replace the lattice and the embedding. After sampling, the (N, G) outputs are made and written
+    ``options.chunk_spots`` spots at a time.
     """
     dep = model.deployment
     slide_path = Path(slide_path)
@@ -280,18 +301,23 @@ def predict_slide(slide_path: str | Path, model: DeployedModel, out_dir: str | P
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
     mpp, mpp_source = slide_mpp(slide_path, um_per_px)
+    store, features = features, None
+    if store is not None:
+        features, coords, store_names = store.read(dep.feature_dim)
+        spots, spot_names = coords / mpp, list(store_names)
     with open_slide(slide_path, downsample=dep.patch_size_um / mpp / dep.patch_size_px
                     ) as reader:
         placed, thumb, scale, threshold, layout = place_spots(reader, mpp, dep, options, spots)
         seconds["tissue"] = time.perf_counter() - clock
         log.info("%s: %d %s at %.3f µm/px", name, placed.n, "given spots" if spots is not None
                  else f"virtual spots ({layout.layout}, {layout.pitch_um:.0f} µm pitch)", mpp)
-        times, clock = StreamTimes(), time.perf_counter()
-        features = embed_windows(reader, placed.centres_px, dep.patch_size_um / mpp,
-                                 dep.patch_size_px, model.encoder, model.device,
-                                 options.batch_size, options.workers, times)
-        seconds["patches_wait"] = times.patches_wait_s
-        seconds["patches_and_embedding"] = time.perf_counter() - clock
+        if features is None:
+            times, clock = StreamTimes(), time.perf_counter()
+            features = embed_windows(reader, placed.centres_px, dep.patch_size_um / mpp,
+                                     dep.patch_size_px, model.encoder, model.device,
+                                     options.batch_size, options.workers, times)
+            seconds["patches_wait"] = times.patches_wait_s
+            seconds["patches_and_embedding"] = time.perf_counter() - clock
     clock = time.perf_counter()
     coords_um = placed.centres_px * mpp
     neighbors, _ = knn_graph(coords_um, dep.graph_k, where=f"slide {slide_path}")
@@ -301,59 +327,65 @@ def predict_slide(slide_path: str | Path, model: DeployedModel, out_dir: str | P
     mean, std, meaning = model.sample(Slide(sample=name, features=features, coords_um=coords_um,
                                             barcodes=np.asarray(barcodes),
                                             neighbors=neighbors),
-                                      options.n_samples, options.seed)
+                                      options.n_samples, options.seed,
+                                      chunk_spots=options.chunk_spots)
     seconds["sampling"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    intervals = None if model.calibration is None else apply_calibration(
-        model.calibration, features, mean, level)
-    seconds["intervals"] = time.perf_counter() - clock
-    if intervals is not None:
-        log.info("%s: %.1f %% of spots flagged as unlike the training spots (shift score > "
-                 "%.3g)", name, 100 * float(np.mean(intervals.shifted)),
-                 model.calibration.shift.threshold)
+    calibration = model.calibration
+    scores = None if calibration is None else shift_scores(calibration, features,
+                                                           options.chunk_spots)
+    del features  # the largest array: not needed any more
+    seconds["shift_scores"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     diameter_um = layout.spot_diameter_um if spots is None else dep.spots.spot_diameter_um
     spatial = spatial_uns(name, thumb, scale, diameter_um / mpp, slide_path.resolve())
-    obs = pd.DataFrame({"array_row": placed.array_rc[:, 0], "array_col": placed.array_rc[:, 1],
-                        "tissue_fraction": placed.tissue_fraction.astype(np.float32),
-                        "in_tissue": True}, index=pd.Index(barcodes))
-    info = {**stflow_uns("slide_prediction", name, X_PREDICTED, **model.identity()),
-            "slide_path": str(slide_path.resolve()), "mpp": mpp,
-            "mpp_source": mpp_source, "spots": "given" if spots is not None else "virtual",
-            "pitch_um": layout.pitch_um, "layout": layout.layout,
-            "min_tissue": dep.min_tissue if options.min_tissue is None else options.min_tissue,
-            "tissue_threshold": threshold, "n_samples": options.n_samples,
-            "seed": options.seed, "sample_spread": meaning, "n_spots": placed.n}
-    adata = slide_anndata(mean, std, dep.genes, placed.centres_px, mpp, obs, spatial, info,
-                          intervals, neighbors)
+    drawn = genes_to_draw(options.genes, dep.genes)
+    rows = SlideRows(mean, std, calibration, scores, level,
+                     [list(dep.genes).index(g) for g in drawn], options.chunk_spots)
+
+    def rest():  # after the rows: the per-spot interval columns are known then
+        obs = pd.DataFrame({"array_row": placed.array_rc[:, 0],
+                            "array_col": placed.array_rc[:, 1],
+                            "tissue_fraction": placed.tissue_fraction.astype(np.float32),
+                            "in_tissue": True, **rows.obs}, index=pd.Index(barcodes))
+        info = {**stflow_uns("slide_prediction", name, X_PREDICTED, **model.identity()),
+                "slide_path": str(slide_path.resolve()), "mpp": mpp,
+                "mpp_source": mpp_source, "spots": "given" if spots is not None else "virtual",
+                "pitch_um": layout.pitch_um, "layout": layout.layout,
+                "min_tissue": dep.min_tissue if options.min_tissue is None
+                else options.min_tissue, "tissue_threshold": threshold,
+                "n_samples": options.n_samples, "seed": options.seed,
+                "sample_spread": meaning, "n_spots": placed.n,
+                **({"features": str(store.path.resolve())} if store else {}),
+                "seconds": {k: round(v, 3) for k, v in seconds.items()}}
+        return slide_anndata(dep.genes, placed.centres_px, mpp, obs, spatial, info,
+                             rows.intervals_record(),
+                             None if rows.last is None else rows.last.quantiles, neighbors)
+
     out_dir = Path(out_dir)
-    maps = out_dir / f"{name}_maps"
-    write_maps(maps, genes_to_draw(options.genes, dep.genes), dep.genes, mean,
-               second_map(std, intervals), placed.centres_px, spatial, name)
-    seconds["write"] = time.perf_counter() - clock
-    adata.uns["stflow"]["seconds"] = {k: round(v, 3) for k, v in seconds.items()}
-    h5ad = out_dir / f"{name}.h5ad"
+    maps, h5ad = out_dir / f"{name}_maps", out_dir / f"{name}.h5ad"
+    def draw() -> None:  # before the h5ad's rename: maps never outlive a failed write
+        write_maps(maps, drawn, drawn, mean[:, rows.drawn], (rows.second, rows.second_label()),
+                   placed.centres_px, spatial, name)
+
     try:
-        write_h5ad(adata, h5ad)
-    except BaseException:  # the maps alone must not look like a finished slide
+        write_h5ad_in_chunks(h5ad, placed.n, rows, rest, then=draw)
+    except BaseException:
         shutil.rmtree(maps, ignore_errors=True)
         raise
+    seconds["intervals"] = rows.interval_seconds
+    if "shifted" in rows.obs:
+        log.info("%s: %.1f %% of spots flagged as unlike the training spots (shift score > "
+                 "%.3g)", name, 100 * float(np.mean(rows.obs["shifted"])),
+                 calibration.shift.threshold)
+    seconds["write"] = time.perf_counter() - clock
     result = SlideResult(name, h5ad, maps, placed.n, seconds)
     if options.spatialdata:
         from stflow.deploy.spatialdata_export import export_spatialdata
 
         result.spatialdata = export_spatialdata(h5ad, out_dir / f"{name}.zarr", slide_path)
     return result
-
-
-def second_map(std: np.ndarray, intervals: SpotIntervals | None) -> tuple[np.ndarray, str]:
-    """What the maps draw beside the mean: the calibrated interval's width, or, for a model
-    saved without calibration, the samples' spread labelled as uncalibrated."""
-    if intervals is None:
-        return std, "sample spread (uncalibrated std)"
-    level = intervals.info["level"]
-    return intervals.upper - intervals.lower, f"{level:.0%} interval width (conformal)"
 
 
 def _spot_names(name: str, placed: VirtualSpots, given: Sequence[str] | None) -> list[str]:
@@ -368,29 +400,45 @@ def _spot_names(name: str, placed: VirtualSpots, given: Sequence[str] | None) ->
 
 
 def predict_slides(slides: Sequence[str | Path], model_dir: str | Path, *,
-                   out_dir: str | Path, names: Sequence[str] | None = None, um_per_px: float | None = None,
-                   spots_file: str | Path | None = None,
+                   out_dir: str | Path, names: Sequence[str] | None = None,
+                   um_per_px: float | None = None, spots_file: str | Path | None = None,
+                   features: str | Path | None = None,
                    options: SlideOptions = SlideOptions()) -> list[SlideResult]:
-    """Predict each slide with the model in ``model_dir`` (loaded once) into ``out_dir``."""
+    """Predict each slide with the model in ``model_dir`` (loaded once) into ``out_dir``.
+
+    ``spots_file`` (level-0 centres) or ``features`` (a features store: its spots and their
+    features, no embedding) replace the virtual lattice of a single slide; their row count is
+    checked against ``options.max_spots`` before the model is loaded.
+    """
     if not slides:
         raise input_error("predict-slide", "no slides given", "pass one or more slide files")
     if names is not None and len(names) != len(slides):
         raise input_error("--name", f"{len(names)} names for {len(slides)} slides",
                           "give one --name per slide, or none")
-    if spots_file is not None and len(slides) != 1:
-        raise input_error("--spots", f"one spots file for {len(slides)} slides",
-                          "predict one slide per call when giving its spots")
+    for option, value in (("--spots", spots_file), ("--features", features)):
+        if value is not None and len(slides) != 1:
+            raise input_error(option, f"given for {len(slides)} slides",
+                              f"predict one slide per call when giving {option}")
+    if spots_file is not None and features is not None:
+        raise input_error("--spots", "given with --features, whose store has its own spots",
+                          "give one of them")
     check_level(options.level, "--level")
     for path in slides:  # refuse a missing file before loading anything
         if not Path(path).is_file():
             raise input_error(path, "slide file not found", "check the path")
-    model = DeployedModel(model_dir, options)
-    spots, spot_names = read_spots_file(spots_file) if spots_file is not None else (None, None)
+    spots, spot_names, store = None, None, None
+    if spots_file is not None:
+        spots, spot_names = read_spots_file(spots_file)
+        check_spot_count(str(spots_file), len(spots), options.max_spots, "gives")
+    elif features is not None:
+        store = open_feature_store(features)
+        check_spot_count(str(store.path), store.n_spots, options.max_spots, "holds")
+    model = DeployedModel(model_dir, options, store)
     results = []
     for i, path in enumerate(slides):
         result = predict_slide(path, model, out_dir, name=names[i] if names else None,
                                um_per_px=um_per_px, spots=spots, spot_names=spot_names,
-                               options=options)
+                               features=store, options=options)
         log.info("%s: %d spots written to %s (%s)", result.name, result.n_spots, result.h5ad,
                  ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items()))
         results.append(result)

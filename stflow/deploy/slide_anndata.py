@@ -9,32 +9,30 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from stflow.atomic import atomic_output
 from stflow.data.graph import squidpy_graph
 from stflow.provenance import log1p_uns
 
 log = logging.getLogger(__name__)
 
 
-def slide_anndata(mean: np.ndarray, sample_std: np.ndarray, genes: Sequence[str],
-                  centres_px: np.ndarray, mpp: float, obs: pd.DataFrame,
-                  spatial: dict[str, Any], info: dict[str, Any], intervals: Any = None,
+def slide_anndata(genes: Sequence[str], centres_px: np.ndarray, mpp: float, obs: pd.DataFrame,
+                  spatial: dict[str, Any], info: dict[str, Any],
+                  intervals: dict[str, Any] | None = None, quantiles: np.ndarray | None = None,
                   neighbors: np.ndarray | None = None):
-    """Mean in ``X``, the samples' uncalibrated spread in ``layers["sample_std"]``, the
-    calibrated intervals and shift flag when the model has them, level-0 and micron
-    coordinates, identity (``info``: the ``uns["stflow"]`` dict) and the kNN graph the model
-    read (``neighbors``, as squidpy lays a graph out)."""
+    """Everything of the prediction's AnnData but its (N, G) arrays (mean in ``X``, the
+    samples' uncalibrated spread in ``layers["sample_std"]``, lower/upper...), which
+    :func:`stflow.deploy.chunked_h5ad.write_h5ad_in_chunks` writes beside it a row chunk at
+    a time: level-0 and micron coordinates, identity (``info``: the ``uns["stflow"]`` dict),
+    the intervals' record and per-gene ``quantiles`` when the model has a calibration, and
+    the kNN graph the model read (``neighbors``, as squidpy lays a graph out)."""
     import anndata as ad
 
-    adata = ad.AnnData(X=np.asarray(mean, dtype=np.float32), obs=obs,
-                       var=pd.DataFrame(index=pd.Index([str(g) for g in genes])))
-    adata.layers["sample_std"] = np.asarray(sample_std, dtype=np.float32)
+    adata = ad.AnnData(obs=obs, var=pd.DataFrame(index=pd.Index([str(g) for g in genes])))
     adata.obsm["spatial"] = np.asarray(centres_px, dtype=np.float64)
     adata.obsm["spatial_um"] = adata.obsm["spatial"] * mpp
     adata.uns["spatial"] = spatial
@@ -43,15 +41,8 @@ def slide_anndata(mean: np.ndarray, sample_std: np.ndarray, genes: Sequence[str]
         obsp, graph = squidpy_graph(neighbors, adata.obsm["spatial_um"], "predict-slide kNN")
         adata.obsp.update(obsp)
         adata.uns["spatial_neighbors"] = graph
-    adata.uns["stflow"] = {**info, "intervals": {"method": "none", "reason": "the model "
-                                                 "folder has no calibration"}}
-    if intervals is not None:
-        intervals.attach(adata)
+    adata.uns["stflow"] = {**info, "intervals": intervals or {
+        "method": "none", "reason": "the model folder has no calibration"}}
+    if quantiles is not None:
+        adata.varm["conformal_quantile"] = quantiles.astype(np.float64)
     return adata
-
-
-def write_h5ad(adata, path: str | Path) -> Path:
-    """Write atomically (a finished name only once complete), compressed."""
-    with atomic_output(path) as tmp:
-        adata.write_h5ad(tmp, compression="gzip")
-    return Path(path)

@@ -103,22 +103,32 @@ class SpotIntervals:
     shifted: np.ndarray  # (N,) bool
     info: dict[str, Any]
 
+    def layers(self) -> dict[str, np.ndarray]:
+        """The (N, G) arrays: lower, upper and the scale when it is per spot and gene."""
+        out = {"lower": self.lower, "upper": self.upper}
+        if self.scale.ndim == 2:
+            out["interval_scale"] = self.scale.astype(np.float32)
+        return out
+
+    def obs_columns(self) -> dict[str, np.ndarray]:
+        """The (N,) columns: the scale when it is per spot, the shift score and flag."""
+        out = {"interval_scale": self.scale.astype(np.float32)} if self.scale.ndim == 1 else {}
+        return {**out, "shift_score": self.shift_score.astype(np.float32),
+                "shifted": self.shifted}
+
+    def uns_info(self) -> dict[str, Any]:
+        """``uns["stflow"]["intervals"]``: how they were made and the share flagged."""
+        return {**self.info, "share_shifted": float(np.mean(self.shifted))
+                if len(self.shifted) else 0.0}
+
     def attach(self, adata: Any) -> None:
         """Write into an AnnData: layers lower/upper, the scale (obs when per spot, a layer
         when per spot and gene), the shift score and flag in obs, varm quantiles."""
-        adata.layers["lower"] = self.lower
-        adata.layers["upper"] = self.upper
-        if self.scale.ndim == 1:
-            adata.obs["interval_scale"] = self.scale.astype(np.float32)
-        else:
-            adata.layers["interval_scale"] = self.scale.astype(np.float32)
-        adata.obs["shift_score"] = self.shift_score.astype(np.float32)
-        adata.obs["shifted"] = self.shifted
+        adata.layers.update(self.layers())
+        for name, column in self.obs_columns().items():
+            adata.obs[name] = column
         adata.varm["conformal_quantile"] = self.quantiles.astype(np.float64)
-        stflow = dict(adata.uns.get("stflow", {}))
-        stflow["intervals"] = {**self.info, "share_shifted": float(np.mean(self.shifted))
-                               if len(self.shifted) else 0.0}
-        adata.uns["stflow"] = stflow
+        adata.uns["stflow"] = {**adata.uns.get("stflow", {}), "intervals": self.uns_info()}
 
 
 @dataclass
@@ -176,12 +186,31 @@ def interval_levels(level: float) -> tuple[float, ...]:
     return tuple(sorted({*STANDARD_LEVELS, check_level(level)}))
 
 
+def shift_scores(calibration: Calibration, features: np.ndarray,
+                 chunk_spots: int | None = None) -> np.ndarray:
+    """(N,) shift scores, ``chunk_spots`` rows at a time (None: all at once): whitening
+    makes a float64 copy of the rows it scores, 10 GB for a million spots at once."""
+    step = max(chunk_spots or len(features), 1)
+    return np.concatenate([calibration.shift.score(features[start:start + step])
+                           for start in range(0, len(features), step)] or
+                          [np.zeros(0, np.float32)])
+
+
 def apply_calibration(calibration: Calibration, features: np.ndarray, prediction: np.ndarray,
-                      level: float = DEFAULT_LEVEL) -> SpotIntervals:
+                      level: float = DEFAULT_LEVEL, chunk_spots: int | None = None
+                      ) -> SpotIntervals:
     """Intervals at ``level`` and the shift flag for one slide's (N, G) prediction."""
+    return spot_intervals(calibration, shift_scores(calibration, features, chunk_spots),
+                          prediction, level)
+
+
+def spot_intervals(calibration: Calibration, scores: np.ndarray, prediction: np.ndarray,
+                   level: float = DEFAULT_LEVEL) -> SpotIntervals:
+    """Intervals and shift flag of spots whose shift ``scores`` are known: each row depends
+    on its own spot only, so a slide can be done a row chunk at a time."""
     level = check_level(level)
     levels = interval_levels(level)
-    shift_scores = calibration.shift.score(features)
+    shift_scores = scores
     scale = calibration.difficulty_of(shift_scores, prediction)
     quantiles = calibration.quantiles(levels)
     lower, upper = interval(prediction, scale, quantiles[:, levels.index(level)])

@@ -23,6 +23,7 @@ from stflow.device import resolve_device
 from stflow.errors import StflowError, input_error
 from stflow.models.baselines.spatial_ridge import SpatialRidge
 from stflow.models.progress import EpochCallback, member_callback
+from stflow.models.stflow.moments import RunningMoments
 from stflow.models.stflow.networks import build_denoiser
 from stflow.models.stflow.priors import Prior, make_prior
 from stflow.models.stflow.settings import STFlowSettings
@@ -33,6 +34,8 @@ from stflow.models.stflow.trainer import (
     train_denoiser,
     validation_split,
 )
+
+STANDARDISE_ROWS = 65536  # spots standardised at a time when no chunk size is given
 
 
 class STFlowEstimator:
@@ -121,10 +124,23 @@ class STFlowEstimator:
             prediction = prediction * self.target_std + self.target_mean
         return prediction.astype(np.float32)
 
-    def _arrays(self, slide: Slide) -> SlideArrays:
-        features = ((slide.features - self.feature_mean) / self.feature_std).astype(np.float32)
-        if self.feature_basis is not None:
-            features = features @ self.feature_basis
+    def _model_features(self, features: np.ndarray, chunk_spots: int | None) -> np.ndarray:
+        """Standardised (and projected) features, written into one float32 array a row chunk
+        at a time: a million spots of 1280 features would otherwise need two more 5 GB
+        temporaries besides the result."""
+        width = len(self.feature_mean) if self.feature_basis is None else \
+            self.feature_basis.shape[1]
+        out = np.empty((len(features), width), np.float32)
+        step = max(chunk_spots or STANDARDISE_ROWS, 1)
+        for start in range(0, len(features), step):
+            block = ((features[start:start + step] - self.feature_mean) / self.feature_std
+                     ).astype(np.float32)
+            out[start:start + step] = block if self.feature_basis is None else \
+                block @ self.feature_basis
+        return out
+
+    def _arrays(self, slide: Slide, chunk_spots: int | None = None) -> SlideArrays:
+        features = self._model_features(slide.features, chunk_spots)
         targets = slide.targets
         if targets is not None and self.target_mean is not None:
             targets = ((targets - self.target_mean) / self.target_std).astype(np.float32)
@@ -252,6 +268,27 @@ class STFlowEstimator:
                                                         self.gates[i % len(members)]))
                           for i in range(n_samples)])
                 for arrays in (self._arrays(s) for s in slides)]
+
+    def sample_moments(self, slide: Slide, n_samples: int, seed: int | None = None,
+                       chunk_spots: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, std with ddof=1) over ``n_samples`` flow samples of one slide, as
+        :meth:`sample_predictions` would give them stacked, but holding one sample at a time
+        (:class:`RunningMoments`); ``chunk_spots`` bounds the per-row temporaries."""
+        if self.model is None:
+            raise StflowError("STFlow sample: the model is not trained. Fix: call fit or load")
+        if n_samples < 1:
+            raise StflowError(f"n_samples={n_samples}. Fix: draw at least one sample")
+        self._check_slides([slide], need_targets=False)
+        single = dataclasses.replace(self.config, n_samples=1)
+        generator = torch.Generator().manual_seed(self.config.seed if seed is None else seed)
+        members = [network.to(self.device) for network in self.members]
+        arrays = self._arrays(slide, chunk_spots)
+        moments = RunningMoments()
+        for i in range(n_samples):
+            moments.add(self._to_output(predict_slide(
+                members[i % len(members)], self.prior, arrays, self.n_genes, single,
+                self.device, generator, self.gates[i % len(members)])), chunk_spots)
+        return moments.result()
 
     def save(self, directory: Path) -> None:
         """``model.pt`` (weights, normalisation, prior) and ``config.json``."""
