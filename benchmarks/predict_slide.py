@@ -2,11 +2,15 @@
 
     .venv/bin/python benchmarks/predict_slide.py [--spots 3000] [--embed-spots 128]
                                                  [--n-samples 8] [--threads 2]
+                                                 [--pitch-um 100] [--layout hex]
+    .venv/bin/python benchmarks/predict_slide.py --spots 1000000 --pitch-um 8 \
+        --layout square --parts tissue graph sampling intervals write whole
 
 A tiled, pyramidal TIFF at 0.25 µm/px (40x) is written on the fly from a few pre-encoded
-tiles, sized so that the tissue (an ellipse) holds about ``--spots`` virtual spots on a 100 µm
-hexagonal lattice; ``--spots 50000`` makes a ~100k x 100k px slide. Each part runs in its
-own child process, so its peak RSS (VmHWM) is its own:
+tiles, sized so that the tissue (an ellipse) holds about ``--spots`` virtual spots on the
+``--pitch-um`` ``--layout`` lattice (default 100 µm hexagonal: Visium; 8 µm square: Visium
+HD bins); ``--spots 50000`` makes a ~100k x 100k px slide at the default lattice. Each part
+runs in its own child process, so its peak RSS (VmHWM) is its own:
 
 Seconds count the work only (not imports or model loading); peak RSS counts everything.
 
@@ -15,7 +19,18 @@ Seconds count the work only (not imports or model loading); peak RSS counts ever
 - embedding: efficientnet_lite0 on ``--embed-spots`` of those patches (CPU; the full count
   is extrapolated);
 - graph: the kNN graph (k = 8) of all spots, by KD-tree;
-- sampling: ``--n-samples`` flow samples of an STFlow model (paper size) over all spots.
+- sampling: ``--n-samples`` flow samples of an STFlow model (paper size) over all spots,
+  given random features of the encoder's width, their mean and spread kept as predict-slide
+  keeps them (one sample at a time, ``--chunk-spots``);
+- intervals: the calibrated intervals and shift scores of all spots (random features and
+  predictions), a chunk at a time, as predict-slide makes them before writing;
+- write: the prediction h5ad (mean, spread, intervals, graph) and two PNG maps;
+- whole: ``predict_slides`` end to end with the spots and features given as a features store
+  (``--features``; the store is written first, untimed): tissue, graph, sampling,
+  intervals, writing.
+
+The model (paper size, 50 genes) is fitted for one epoch on random spots and calibrated on
+others, so it has intervals; only its speed and memory mean anything.
 """
 
 from __future__ import annotations
@@ -33,7 +48,6 @@ from pathlib import Path
 import numpy as np
 
 MPP = 0.25
-PITCH_UM = 100.0
 TILE = 256
 TISSUE_SHARE = 0.6  # of the image area, covered by the tissue ellipse
 PATCH_UM, PATCH_PX = 112.0, 224
@@ -47,10 +61,11 @@ def peak_rss_mb() -> float:
     return float("nan")
 
 
-def side_for(spots: int) -> int:
-    """Level-0 side (px) of a square slide whose tissue holds about ``spots`` hex spots."""
+def side_for(spots: int, pitch_um: float, layout: str) -> int:
+    """Level-0 side (px) of a square slide whose tissue holds about ``spots`` lattice spots."""
     # 5% more: tile-sized steps on the tissue edge and the window filter lose some spots
-    area_um2 = 1.05 * spots * PITCH_UM**2 * math.sqrt(3) / 2 / TISSUE_SHARE
+    cell_um2 = pitch_um**2 * (math.sqrt(3) / 2 if layout == "hex" else 1.0)
+    area_um2 = 1.05 * spots * cell_um2 / TISSUE_SHARE
     return int(math.ceil(math.sqrt(area_um2) / MPP / TILE)) * TILE
 
 
@@ -103,7 +118,7 @@ def write_slide(path: Path, side: int) -> None:
 
 # ------------------------------------------------------------------ parts (child processes)
 
-def part_tissue(slide: str, work: Path) -> dict:
+def part_tissue(slide: str, work: Path, pitch_um: float, layout: str) -> dict:
     from stflow.data.patches import open_slide, tissue_mask
     from stflow.deploy.spot_grid import SpotLayout, virtual_spots
 
@@ -112,7 +127,7 @@ def part_tissue(slide: str, work: Path) -> dict:
         thumb, scale = reader.thumbnail(2048)
         mask, _ = tissue_mask(np.asarray(thumb))
         spots = virtual_spots(mask, scale, reader.width, reader.height, MPP,
-                              SpotLayout(PITCH_UM, "hex"), PATCH_UM, 0.5)
+                              SpotLayout(pitch_um, layout), PATCH_UM, 0.5)
     seconds = time.perf_counter() - start
     np.save(work / "centres.npy", spots.centres_px)
     return {"spots": spots.n, "seconds_timed": seconds}
@@ -159,49 +174,178 @@ def part_graph(work: Path) -> dict:
     return {"spots": len(neighbors), "seconds_timed": time.perf_counter() - start}
 
 
-def part_sampling(work: Path, threads: int, n_samples: int) -> dict:
+GENES, DIM = 50, 1280  # the model's genes; efficientnet_lite0's feature width
+
+
+def random_features(n: int, seed: int) -> np.ndarray:
+    """(n, DIM) float32 standard normal features, drawn without a float64 copy."""
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, DIM), dtype=np.float32)
+
+
+def bench_model(threads: int):
+    """A paper-size STFlow fitted for one epoch on random 12 x 12 grids, and its calibration."""
     import torch
 
     from stflow.data.dataset import Slide
     from stflow.data.graph import knn_graph
+    from stflow.intervals.calibration import calibrate
     from stflow.models.registry import build_estimator
 
     torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
-    genes, dim = 50, 1280
-
-    def slide(coords: np.ndarray, name: str, targets: bool) -> Slide:
-        n = len(coords)
-        counts = rng.poisson(1.0, (n, genes)).astype(np.float32) if targets else None
-        return Slide(name, rng.normal(size=(n, dim)).astype(np.float32), coords,
-                     np.array([f"{name}{i}" for i in range(n)]),
-                     None if counts is None else np.log1p(counts), counts,
-                     knn_graph(coords, 8)[0])
-
     small = np.stack(np.meshgrid(np.arange(12), np.arange(12)), -1).reshape(-1, 2) * 100.0
+
+    def slide(name: str) -> Slide:
+        counts = rng.poisson(1.0, (len(small), GENES)).astype(np.float32)
+        return Slide(name, rng.normal(size=(len(small), DIM)).astype(np.float32), small,
+                     np.array([f"{name}{i}" for i in range(len(small))]), np.log1p(counts),
+                     counts, knn_graph(small, 8)[0])
+
+    train, val = [slide("a")], [slide("b")]
     model = build_estimator("stflow", {"epochs": 1, "device": "cpu"})
-    model.fit([slide(small, "a", True)], [slide(small, "b", True)])  # paper-size network
+    model.fit(train, val)
+    return model, calibrate(model, train, val, seed=0)
+
+
+def part_sampling(work: Path, threads: int, n_samples: int, chunk: int) -> dict:
+    from stflow.data.dataset import Slide
+    from stflow.data.graph import knn_graph
+
+    model, _ = bench_model(threads)
     coords = np.load(work / "centres.npy") * MPP
-    target = slide(coords, "s", False)
+    target = Slide("s", random_features(len(coords), 1), coords,
+                   np.arange(len(coords)).astype(str), neighbors=knn_graph(coords, 8)[0])
     start = time.perf_counter()
-    samples = model.sample_predictions([target], n_samples)[0]
+    _, std = model.sample_moments(target, n_samples, chunk_spots=chunk)
     seconds = time.perf_counter() - start
     return {"spots": len(coords), "n_samples": n_samples, "seconds_timed": seconds,
-            "spread_mean": float(samples.std(0).mean())}
+            "spread_mean": float(std.mean())}
+
+
+def part_intervals(work: Path, threads: int, chunk: int) -> dict:
+    from stflow.deploy.slide_rows import SlideRows
+    from stflow.intervals.calibration import shift_scores
+
+    _, calibration = bench_model(threads)
+    n = len(np.load(work / "centres.npy"))
+    features = random_features(n, 1)
+    mean = np.random.default_rng(2).random((n, GENES), dtype=np.float32)
+    start = time.perf_counter()
+    scores = shift_scores(calibration, features, chunk)
+    del features
+    rows = SlideRows(mean, mean, calibration, scores, 0.9, [0, 1], chunk)
+    for _ in rows:
+        pass
+    return {"spots": n, "seconds_timed": time.perf_counter() - start,
+            "share_shifted": rows.intervals_record()["share_shifted"]}
+
+
+def part_write(slide: str, work: Path, threads: int, chunk: int) -> dict:
+    import pandas as pd
+
+    from stflow.data.graph import knn_graph
+    from stflow.data.patches import open_slide
+    from stflow.data.spatial_image import HIRES_SIDE, spatial_uns
+    from stflow.deploy.chunked_h5ad import write_h5ad_in_chunks
+    from stflow.deploy.slide_anndata import slide_anndata
+    from stflow.deploy.slide_maps import write_maps
+    from stflow.deploy.slide_rows import SlideRows
+    from stflow.intervals.calibration import shift_scores
+
+    _, calibration = bench_model(threads)
+    centres = np.load(work / "centres.npy")
+    n = len(centres)
+    neighbors = knn_graph(centres * MPP, 8)[0]
+    scores = shift_scores(calibration, random_features(n, 1), chunk)
+    rng = np.random.default_rng(2)
+    mean = rng.random((n, GENES), dtype=np.float32)
+    std = rng.random((n, GENES), dtype=np.float32)
+    with open_slide(slide) as reader:
+        thumb, scale = reader.thumbnail(HIRES_SIDE)
+    genes = [f"G{i}" for i in range(GENES)]
+    start = time.perf_counter()
+    spatial = spatial_uns("s", thumb, scale, 8.0 / MPP, Path(slide))
+    rows = SlideRows(mean, std, calibration, scores, 0.9, [0, 1], chunk)
+
+    def rest():
+        obs = pd.DataFrame({"tissue_fraction": np.ones(n, np.float32), **rows.obs},
+                           index=pd.Index([f"s_{i}" for i in range(n)]))
+        return slide_anndata(genes, centres, MPP, obs, spatial, {"kind": "benchmark"},
+                             rows.intervals_record(), rows.last.quantiles, neighbors)
+
+    write_h5ad_in_chunks(work / "s.h5ad", n, rows, rest)
+    write_maps(work / "s_maps", genes[:2], genes[:2], mean[:, :2],
+               (rows.second, rows.second_label()), centres, spatial, "s")
+    return {"spots": n, "seconds_timed": time.perf_counter() - start,
+            "h5ad_mb": round((work / "s.h5ad").stat().st_size / 1e6, 1)}
+
+
+def write_store(path: Path, centres_um: np.ndarray, weights_sha256: str) -> None:
+    """A features store as `stflow embed` writes one: random features, 65,536 rows at a time."""
+    import zarr
+
+    group = zarr.open_group(path, mode="w", zarr_format=3)
+    n, step = len(centres_um), 65536
+    features = group.create_array("features", shape=(n, DIM), chunks=(min(n, 4096), DIM),
+                                  dtype="float32")
+    for start in range(0, n, step):
+        features[start:start + step] = random_features(min(step, n - start), start)
+    barcode = group.create_array("barcode", shape=(n,), dtype=str)
+    barcode[:] = np.array([f"s_{i}" for i in range(n)], dtype=object)
+    group.create_array("coords_um", data=centres_um)
+    group.attrs.update({"encoder": "efficientnet_lite0", "weights_sha256": weights_sha256,
+                        "feature_dim": DIM, "um_per_px": MPP, "complete": True})
+
+
+def part_whole(slide: str, work: Path, threads: int, n_samples: int, chunk: int) -> dict:
+    from stflow.data.encoders import load_encoder
+    from stflow.deploy.predict_slide import SlideOptions, predict_slides
+    from stflow.intervals.calibration import save_calibration
+    from stflow.models.registry import save_estimator
+    from stflow.records.deployment import Deployment, write_deployment
+
+    model, calibration = bench_model(threads)
+    folder = work / "model"
+    save_estimator("stflow", model, folder)
+    save_calibration(calibration, folder)
+    sha = load_encoder("efficientnet_lite0").weights_sha256
+    write_deployment(folder, Deployment(
+        model="stflow", genes=[f"G{i}" for i in range(GENES)], encoder="efficientnet_lite0",
+        weights_sha256=sha, feature_dim=DIM, patch_size_um=PATCH_UM, patch_size_px=PATCH_PX,
+        min_tissue=0.5, graph_k=8, pitch_um=8.0, layout="square", trained_on=["a"],
+        fold="final"))
+    centres = np.load(work / "centres.npy")
+    write_store(work / "s.zarr", centres * MPP, sha)
+    del model, centres
+    start = time.perf_counter()
+    result = predict_slides([slide], folder, out_dir=work / "whole", um_per_px=MPP,
+                            features=work / "s.zarr", options=SlideOptions(
+                                n_samples=n_samples, device="cpu", chunk_spots=chunk))[0]
+    return {"spots": result.n_spots, "n_samples": n_samples,
+            "seconds_timed": time.perf_counter() - start,
+            "parts_s": {k: round(v, 1) for k, v in result.seconds.items()}}
 
 
 def child(args: argparse.Namespace) -> None:
     work = Path(args.work)
+    chunk = args.chunk_spots or None
     if args.part == "tissue":
-        out = part_tissue(args.slide, work)
+        out = part_tissue(args.slide, work, args.pitch_um, args.layout)
     elif args.part == "patches":
         out = part_patches(args.slide, work, args.threads)
     elif args.part == "embedding":
         out = part_embedding(args.slide, work, args.threads, args.embed_spots)
     elif args.part == "graph":
         out = part_graph(work)
+    elif args.part == "sampling":
+        out = part_sampling(work, args.threads, args.n_samples, chunk)
+    elif args.part == "intervals":
+        out = part_intervals(work, args.threads, chunk)
+    elif args.part == "write":
+        out = part_write(args.slide, work, args.threads, chunk)
     else:
-        out = part_sampling(work, args.threads, args.n_samples)
+        out = part_whole(args.slide, work, args.threads, args.n_samples, chunk)
     seconds = out.pop("seconds_timed")  # the work only, not the imports
     out.update(part=args.part, seconds=round(seconds, 2),
                spots_per_s=round(out["spots"] / seconds, 1), peak_rss_mb=round(peak_rss_mb(), 1))
@@ -216,8 +360,14 @@ def main() -> None:
                         help="spots embedded (CPU embedding of all is extrapolated)")
     parser.add_argument("--n-samples", type=int, default=8, help="flow samples")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--pitch-um", type=float, default=100.0, help="lattice pitch (µm)")
+    parser.add_argument("--layout", choices=("hex", "square"), default="hex")
+    parser.add_argument("--chunk-spots", type=int, default=100_000,
+                        help="predict-slide's --chunk-spots (0: one piece)")
     parser.add_argument("--parts", nargs="+",
-                        default=["tissue", "patches", "embedding", "graph", "sampling"])
+                        default=["tissue", "patches", "embedding", "graph", "sampling"],
+                        choices=["tissue", "patches", "embedding", "graph", "sampling",
+                                 "intervals", "write", "whole"])
     parser.add_argument("--part", help=argparse.SUPPRESS)
     parser.add_argument("--slide", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
@@ -228,7 +378,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="stflow-bench-") as tmp:
         work = Path(tmp)
         slide = work / "slide.tiff"
-        side = side_for(args.spots)
+        side = side_for(args.spots, args.pitch_um, args.layout)
         start = time.perf_counter()
         write_slide(slide, side)
         print(json.dumps({"slide_px": side, "mpp": MPP, "file_mb": round(
@@ -239,7 +389,9 @@ def main() -> None:
             result = subprocess.run(
                 [sys.executable, __file__, "--part", part, "--slide", str(slide), "--work",
                  str(work), "--threads", str(args.threads), "--embed-spots",
-                 str(args.embed_spots), "--n-samples", str(args.n_samples)],
+                 str(args.embed_spots), "--n-samples", str(args.n_samples), "--pitch-um",
+                 str(args.pitch_um), "--layout", args.layout, "--chunk-spots",
+                 str(args.chunk_spots)],
                 capture_output=True, text=True, check=False)
             if result.returncode != 0:
                 sys.exit(f"part {part} failed:\n{result.stderr[-3000:]}")
