@@ -209,8 +209,8 @@ def test_too_many_lattice_spots_are_refused_before_the_lattice_or_embedding(
     err = refuse(capsys, tmp_path / "out", "--model-dir", str(model_dir), "--max-spots", "100",
                  "--pitch-um", "10")
     assert "cmu_small_region.svs" in err and "more than --max-spots 100" in err
-    count = int(err.split("holds about (square lattice at 10 µm) ")[1].split(" spots")[0]
-                .replace(",", ""))
+    count = int(err.split("a 10 µm square lattice over its tissue would have about ")[1]
+                .split(" spots")[0].replace(",", ""))
     assert count > 1000 and "--pitch-um" in err
 
 
@@ -222,7 +222,8 @@ def test_too_many_given_spots_or_features_are_refused_before_the_model_is_loaded
     monkeypatch.setattr(DeployedModel, "__init__", never)
     err = refuse(capsys, tmp_path / "out", "--model-dir", str(model_dir), "--features",
                  str(store[0]), "--max-spots", "1000")
-    assert "S.zarr" in err and "holds 1,925 spots, more than --max-spots 1,000" in err
+    assert "S.zarr (spots of" in err and "cmu_small_region.svs" in err
+    assert "holds 1,925 spots, more than --max-spots 1,000" in err and "fewer spots" in err
     spots = tmp_path / "spots.csv"
     pd.DataFrame({"x": np.arange(20.0) + 500, "y": np.full(20, 500.0)}).to_csv(spots)
     err = refuse(capsys, tmp_path / "out", "--model-dir", str(model_dir), "--spots",
@@ -263,3 +264,19 @@ def test_many_spots_are_drawn_as_a_raster_of_mean_values():
 
 def test_the_cli_and_the_library_default_to_the_same_spot_cap():
     assert CLI_MAX_SPOTS == DEFAULT_MAX_SPOTS == SlideOptions().max_spots
+
+
+@pytest.mark.slow
+def test_features_standardised_in_place_give_the_same_moments():
+    rng = np.random.default_rng(4)
+    slide = grid_slide("A", 8, rng)
+    model = build_estimator("stflow", {"epochs": 1, "hidden": 16, "layers": 1, "heads": 1,
+                                       "device": "cpu", "k": 4})
+    model.fit([slide], [slide])
+    raw = slide.features.copy()
+    expected = model.sample_moments(slide, 3, seed=1)
+    np.testing.assert_array_equal(slide.features, raw)  # left alone unless given up
+    got = model.sample_moments(slide, 3, seed=1, reuse_features=True)
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    assert not np.array_equal(slide.features, raw)  # standardised where they were

@@ -144,11 +144,12 @@ class DeployedModel:
                 "graph_k": dep.graph_k, "training_pitch_um": dep.pitch_um,
                 "training_layout": dep.layout, "stflow_version": __version__}
 
-    def sample(self, slide: Slide, n_samples: int, seed: int, chunk_spots: int | None = None
-               ) -> tuple[np.ndarray, np.ndarray, str]:
+    def sample(self, slide: Slide, n_samples: int, seed: int, chunk_spots: int | None = None,
+               reuse_features: bool = False) -> tuple[np.ndarray, np.ndarray, str]:
         """(mean, std, what the spread means) of the model's predictions for one slide; the
         spread is the samples' own, not a calibrated uncertainty. An estimator with
-        ``sample_moments`` keeps one sample at a time, not all of them."""
+        ``sample_moments`` keeps one sample at a time, not all of them, and with
+        ``reuse_features`` may overwrite the slide's features."""
         genes = len(self.deployment.genes)
         sampler = getattr(self.estimator, "sample_predictions", None)
         moments = getattr(self.estimator, "sample_moments", None)
@@ -160,7 +161,8 @@ class DeployedModel:
             meaning = f"none: {self.deployment.model} is deterministic, so sample_std is 0"
         else:
             if moments is not None:
-                mean, std = moments(slide, n_draws, seed=seed, chunk_spots=chunk_spots)
+                mean, std = moments(slide, n_draws, seed=seed, chunk_spots=chunk_spots,
+                                    reuse_features=reuse_features)
             else:
                 samples = np.asarray(sampler([slide], n_draws, seed=seed)[0], dtype=np.float32)
                 mean = samples.mean(0)
@@ -271,11 +273,12 @@ def place_spots(reader: SlideReader, mpp: float, dep: Deployment, options: Slide
     side_px = dep.patch_size_um / mpp
     if spots is None:
         check_spot_count(where, lattice_estimate(mask, scale, mpp, layout), options.max_spots,
-                         f"its tissue holds about ({layout.layout} lattice at "
-                         f"{layout.pitch_um:g} µm)")
+                         f"a {layout.pitch_um:g} µm {layout.layout} lattice over its tissue "
+                         "would have about")
         placed = virtual_spots(mask, scale, reader.width, reader.height, mpp, layout,
                                dep.patch_size_um, min_tissue, where)
-        check_spot_count(where, placed.n, options.max_spots, "its lattice has")
+        check_spot_count(where, placed.n, options.max_spots,
+                         f"a {layout.pitch_um:g} µm {layout.layout} lattice over its tissue has")
     else:
         placed = given_spots(spots, mask, scale, side_px, reader.width, reader.height, where)
     return placed, thumb, scale, threshold, layout
@@ -289,8 +292,8 @@ def predict_slide(slide_path: str | Path, model: DeployedModel, out_dir: str | P
     """Predict one slide into ``{out_dir}/{name}.h5ad`` and ``{out_dir}/{name}_maps/``.
 
     ``spots`` (level-0 pixel centres) replace the virtual lattice when given; ``features``
-    (a store ``stflow embed`` wrote) replace the lattice and the embedding. After sampling, the (N, G) outputs are made and written
-    ``options.chunk_spots`` spots at a time.
+    (a store ``stflow embed`` wrote) replace the lattice and the embedding. After sampling,
+    the (N, G) outputs are made and written ``options.chunk_spots`` spots at a time.
     """
     dep = model.deployment
     slide_path = Path(slide_path)
@@ -324,18 +327,18 @@ def predict_slide(slide_path: str | Path, model: DeployedModel, out_dir: str | P
     seconds["graph"] = time.perf_counter() - clock
     barcodes = _spot_names(name, placed, spot_names)
     clock = time.perf_counter()
+    calibration = model.calibration
+    scores = None if calibration is None else shift_scores(calibration, features,
+                                                           options.chunk_spots)
+    seconds["shift_scores"] = time.perf_counter() - clock
+    clock = time.perf_counter()
     mean, std, meaning = model.sample(Slide(sample=name, features=features, coords_um=coords_um,
                                             barcodes=np.asarray(barcodes),
                                             neighbors=neighbors),
                                       options.n_samples, options.seed,
-                                      chunk_spots=options.chunk_spots)
+                                      chunk_spots=options.chunk_spots, reuse_features=True)
+    del features  # standardised in place by the sampling: the raw values are gone
     seconds["sampling"] = time.perf_counter() - clock
-    clock = time.perf_counter()
-    calibration = model.calibration
-    scores = None if calibration is None else shift_scores(calibration, features,
-                                                           options.chunk_spots)
-    del features  # the largest array: not needed any more
-    seconds["shift_scores"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     diameter_um = layout.spot_diameter_um if spots is None else dep.spots.spot_diameter_um
@@ -345,6 +348,7 @@ def predict_slide(slide_path: str | Path, model: DeployedModel, out_dir: str | P
                      [list(dep.genes).index(g) for g in drawn], options.chunk_spots)
 
     def rest():  # after the rows: the per-spot interval columns are known then
+        seconds["intervals"] = rows.interval_seconds
         obs = pd.DataFrame({"array_row": placed.array_rc[:, 0],
                             "array_col": placed.array_rc[:, 1],
                             "tissue_fraction": placed.tissue_fraction.astype(np.float32),
@@ -374,7 +378,6 @@ def predict_slide(slide_path: str | Path, model: DeployedModel, out_dir: str | P
     except BaseException:
         shutil.rmtree(maps, ignore_errors=True)
         raise
-    seconds["intervals"] = rows.interval_seconds
     if "shifted" in rows.obs:
         log.info("%s: %.1f %% of spots flagged as unlike the training spots (shift score > "
                  "%.3g)", name, 100 * float(np.mean(rows.obs["shifted"])),
@@ -429,10 +432,12 @@ def predict_slides(slides: Sequence[str | Path], model_dir: str | Path, *,
     spots, spot_names, store = None, None, None
     if spots_file is not None:
         spots, spot_names = read_spots_file(spots_file)
-        check_spot_count(str(spots_file), len(spots), options.max_spots, "gives")
+        check_spot_count(f"{spots_file} (spots of {slides[0]})", len(spots),
+                         options.max_spots, "gives", given=True)
     elif features is not None:
         store = open_feature_store(features)
-        check_spot_count(str(store.path), store.n_spots, options.max_spots, "holds")
+        check_spot_count(f"{store.path} (spots of {slides[0]})", store.n_spots,
+                         options.max_spots, "holds", given=True)
     model = DeployedModel(model_dir, options, store)
     results = []
     for i, path in enumerate(slides):

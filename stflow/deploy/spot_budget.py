@@ -24,10 +24,13 @@ def lattice_estimate(mask: np.ndarray, scale: float, mpp: float, layout: SpotLay
     return int(round(area_um2 / cell_um2))
 
 
-def check_spot_count(where: str, n_spots: int, limit: int | None, what: str) -> None:
-    """Refuse ``n_spots`` above ``limit`` (None or 0: no limit), naming how it was counted."""
+def check_spot_count(where: str, n_spots: int, limit: int | None, what: str,
+                     given: bool = False) -> None:
+    """Refuse ``n_spots`` above ``limit`` (None or 0: no limit), naming how it was counted;
+    the fix for ``given`` spots is fewer of them, for a lattice a coarser pitch."""
     if limit and n_spots > limit:
+        fewer = ("give fewer spots (coarser bins)" if given else "give a coarser --pitch-um "
+                 "(the count falls with the square of the pitch)")
         raise input_error(where, f"{what} {n_spots:,} spots, more than --max-spots {limit:,}",
-                          "raise --max-spots if the machine has the memory and time for them "
-                          "(about 10 GB per million spots), or give a coarser --pitch-um "
-                          "(the count falls with the square of the pitch)")
+                          f"raise --max-spots if the machine has the memory and time for them "
+                          f"(memory and time grow with the count), or {fewer}")

@@ -50,6 +50,7 @@ CALIBRATION_JSON = "calibration.json"
 METHOD = "normalised split-conformal, per gene"
 DIFFICULTIES = ("constant", "shift", "level")
 LEVEL_BINS = 10
+SHIFT_ROWS = 16384  # spots whitened at a time for their shift scores
 RECALIBRATE = ("re-run the train stage (or train_final) with this version of stflow, which "
                "calibrates the model on its validation spots")
 
@@ -188,9 +189,10 @@ def interval_levels(level: float) -> tuple[float, ...]:
 
 def shift_scores(calibration: Calibration, features: np.ndarray,
                  chunk_spots: int | None = None) -> np.ndarray:
-    """(N,) shift scores, ``chunk_spots`` rows at a time (None: all at once): whitening
-    makes a float64 copy of the rows it scores, 10 GB for a million spots at once."""
-    step = max(chunk_spots or len(features), 1)
+    """(N,) shift scores, ``chunk_spots`` rows at a time (None: all at once; at most
+    :data:`SHIFT_ROWS`): whitening makes float64 copies of the rows it scores, 10 GB each
+    for a million spots at once. Each spot's score is its own, whatever the chunks."""
+    step = max(min(chunk_spots or len(features), SHIFT_ROWS), 1)
     return np.concatenate([calibration.shift.score(features[start:start + step])
                            for start in range(0, len(features), step)] or
                           [np.zeros(0, np.float32)])

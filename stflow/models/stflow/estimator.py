@@ -124,13 +124,17 @@ class STFlowEstimator:
             prediction = prediction * self.target_std + self.target_mean
         return prediction.astype(np.float32)
 
-    def _model_features(self, features: np.ndarray, chunk_spots: int | None) -> np.ndarray:
+    def _model_features(self, features: np.ndarray, chunk_spots: int | None,
+                        in_place: bool = False) -> np.ndarray:
         """Standardised (and projected) features, written into one float32 array a row chunk
         at a time: a million spots of 1280 features would otherwise need two more 5 GB
-        temporaries besides the result."""
+        temporaries besides the result. ``in_place`` writes them over ``features`` (float32,
+        given up by the caller), so the slide holds one copy, not two."""
         width = len(self.feature_mean) if self.feature_basis is None else \
             self.feature_basis.shape[1]
-        out = np.empty((len(features), width), np.float32)
+        reuse = (in_place and self.feature_basis is None and features.dtype == np.float32
+                 and features.flags.c_contiguous and features.flags.writeable)
+        out = features if reuse else np.empty((len(features), width), np.float32)
         step = max(chunk_spots or STANDARDISE_ROWS, 1)
         for start in range(0, len(features), step):
             block = ((features[start:start + step] - self.feature_mean) / self.feature_std
@@ -139,17 +143,18 @@ class STFlowEstimator:
                 block @ self.feature_basis
         return out
 
-    def _arrays(self, slide: Slide, chunk_spots: int | None = None) -> SlideArrays:
-        features = self._model_features(slide.features, chunk_spots)
-        targets = slide.targets
-        if targets is not None and self.target_mean is not None:
-            targets = ((targets - self.target_mean) / self.target_std).astype(np.float32)
+    def _arrays(self, slide: Slide, chunk_spots: int | None = None,
+                in_place: bool = False) -> SlideArrays:
         offset = None
-        if self.base is not None:
+        if self.base is not None:  # from the raw features, before they may be overwritten
             offset = self.base.predict([slide])[0]
             if self.target_mean is not None:
                 offset = (offset - self.target_mean) / self.target_std
             offset = offset.astype(np.float32)
+        features = self._model_features(slide.features, chunk_spots, in_place)
+        targets = slide.targets
+        if targets is not None and self.target_mean is not None:
+            targets = ((targets - self.target_mean) / self.target_std).astype(np.float32)
         neighbors = slide.neighbors
         if neighbors is not None and ((neighbors < 0) | (neighbors >= slide.n_spots)).any():
             raise input_error(f"sample {slide.sample}", "graph neighbours index outside the "
@@ -270,10 +275,13 @@ class STFlowEstimator:
                 for arrays in (self._arrays(s) for s in slides)]
 
     def sample_moments(self, slide: Slide, n_samples: int, seed: int | None = None,
-                       chunk_spots: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                       chunk_spots: int | None = None, reuse_features: bool = False
+                       ) -> tuple[np.ndarray, np.ndarray]:
         """(mean, std with ddof=1) over ``n_samples`` flow samples of one slide, as
         :meth:`sample_predictions` would give them stacked, but holding one sample at a time
-        (:class:`RunningMoments`); ``chunk_spots`` bounds the per-row temporaries."""
+        (:class:`RunningMoments`); ``chunk_spots`` bounds the per-row temporaries.
+        ``reuse_features``: standardise ``slide.features`` in place (the caller no longer
+        needs them raw), the largest array of a big slide then held once."""
         if self.model is None:
             raise StflowError("STFlow sample: the model is not trained. Fix: call fit or load")
         if n_samples < 1:
@@ -282,7 +290,7 @@ class STFlowEstimator:
         single = dataclasses.replace(self.config, n_samples=1)
         generator = torch.Generator().manual_seed(self.config.seed if seed is None else seed)
         members = [network.to(self.device) for network in self.members]
-        arrays = self._arrays(slide, chunk_spots)
+        arrays = self._arrays(slide, chunk_spots, reuse_features)
         moments = RunningMoments()
         for i in range(n_samples):
             moments.add(self._to_output(predict_slide(
