@@ -257,7 +257,8 @@ def part_write(slide: str, work: Path, threads: int, chunk: int) -> dict:
     centres = np.load(work / "centres.npy")
     n = len(centres)
     neighbors = knn_graph(centres * MPP, 8)[0]
-    scores = shift_scores(calibration, random_features(n, 1), chunk)
+    # shift scores of 65,536 random spots, repeated: the features of all would dwarf the rest
+    scores = np.resize(shift_scores(calibration, random_features(min(n, 65536), 1)), n)
     rng = np.random.default_rng(2)
     mean = rng.random((n, GENES), dtype=np.float32)
     std = rng.random((n, GENES), dtype=np.float32)

@@ -369,6 +369,7 @@ def predict_slide(slide_path: str | Path, model: DeployedModel, out_dir: str | P
 
     out_dir = Path(out_dir)
     maps, h5ad = out_dir / f"{name}_maps", out_dir / f"{name}.h5ad"
+
     def draw() -> None:  # before the h5ad's rename: maps never outlive a failed write
         write_maps(maps, drawn, drawn, mean[:, rows.drawn], (rows.second, rows.second_label()),
                    placed.centres_px, spatial, name)
