@@ -81,28 +81,31 @@ class FrameAveragingLayer(nn.Module):
         target = self.key(h) - gene  # per spot j
         value = self.value(h)
         batch, n_spots, hidden = z.shape
-        head_dim = hidden // self.heads
         updates = []
         for start, end in row_chunks(n_spots, chunk_size):
             geo = geometry.rows(start, end)
-            rows = end - start
             edges = geometry.cached(("edges", id(self), start, end),
                                     lambda geo=geo: self._edge_encoding(geo))
-            pre = source[:, start:end, None] + gather_rows(target, geo.neighbors) + edges
-            pre = F.leaky_relu(pre, 0.2).reshape(batch, rows, -1, self.heads, head_dim)
-            logits = torch.einsum("bmkhd,hd->bmkh", pre, self.score)
-            valid = geo.neighbor_mask[..., None]
-            logits = logits.masked_fill(~valid, torch.finfo(logits.dtype).min)
-            attention = torch.softmax(logits, dim=2) * valid  # padding never attends
-            attention = self.dropout(attention)
-            values = gather_rows(value, geo.neighbors).reshape(batch, rows, -1, self.heads,
-                                                               head_dim)
-            aggregated = (attention[..., None] * values).sum(2).reshape(batch, rows, hidden)
+            pre = gather_rows(target, geo.neighbors).add_(source[:, start:end, None]).add_(edges)
+            attention = self._attention(pre, geo.neighbor_mask)
+            values = gather_rows(value, geo.neighbors).unflatten(-1, (self.heads, -1))
+            aggregated = (attention[..., None] * values).sum(2).flatten(-2)
             position = self._position_encoding(attention, geo)
             updates.append(self.update(torch.cat([aggregated, position], -1)))
         update = updates[0] if len(updates) == 1 else torch.cat(updates, 1)
         z = z + self.dropout(update)
         return z, self.genes_out(z)
+
+    def _attention(self, pre: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Per-head softmax over each spot's neighbours of score · LeakyReLU(pre);
+        padding never attends (the masking is skipped when nothing is padded)."""
+        pre = F.leaky_relu(pre, 0.2).unflatten(-1, (self.heads, -1))
+        logits = torch.einsum("bmkhd,hd->bmkh", pre, self.score)
+        if bool(valid.all()):
+            return self.dropout(torch.softmax(logits, dim=2))
+        valid = valid[..., None]
+        logits = logits.masked_fill(~valid, torch.finfo(logits.dtype).min)
+        return self.dropout(torch.softmax(logits, dim=2) * valid)
 
 
 class STFlowDenoiser(LayeredDenoiser):
