@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from stflow.data.graph import knn_graph
-from stflow.models.stflow.networks import build_denoiser
+from stflow.models.stflow.networks import build_denoiser, prepare_geometry
 from stflow.models.stflow.networks.base import gather_rows
 from stflow.models.stflow.priors import make_prior
 from stflow.models.stflow.settings import STFlowSettings
@@ -81,3 +81,32 @@ def test_gathering_rows_picks_each_batch_elements_own_rows():
     expected = torch.stack([values[b][index[b]] for b in range(2)])
     assert gathered.shape == (2, 2, 2, 3)
     assert torch.equal(gathered, expected)
+
+
+def test_edges_are_reused_whole_or_by_their_hidden_layer_with_the_same_output():
+    """A sampling run keeps each layer's edge encoding when the cache has room, else its
+    16-wide hidden layer (big slides); either way the output is the uncached one."""
+    slide, genes = _slide(), 7
+    torch.manual_seed(1)
+    model = build_denoiser("fa", slide.features.shape[1], genes).eval()
+    neighbors = knn_graph(slide.coords_um, 8)[0]
+    features = torch.from_numpy(slide.features)[None]
+    y_t = torch.randn(1, len(features[0]), genes, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([0.4])
+
+    def run(budget: int | None):
+        geometry = prepare_geometry(slide.coords_um, neighbors)
+        if budget is not None:
+            geometry.cache, geometry.cache_budget_bytes = {}, budget
+        with torch.inference_mode():
+            first = model(features, y_t, t, geometry)
+            again = model(features, y_t, t, geometry)  # a later step reads the cache
+        assert torch.equal(first, again)
+        return first, {key[0] for key in (geometry.cache or {})}
+
+    uncached, _ = run(None)
+    whole, kept = run(256 * 1024**2)
+    assert kept == {"features", "edges"}
+    hidden, kept_small = run(1_200_000)  # a layer's edges (1.6 MB) do not fit, 4 × 0.2 MB do
+    assert kept_small == {"features", "edge_hidden"}
+    assert torch.equal(whole, uncached) and torch.equal(hidden, uncached)
