@@ -4,7 +4,11 @@ with the same features as threads or a single reader, errors named, and no proce
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -150,3 +154,41 @@ def test_no_reader_process_outlives_a_finished_stopped_or_failed_embedding(
         embed_windows(reader, centres[:4], SIDE_L0, SIZE_PX, wrong, CPU, 2, workers=2,
                       processes=True)  # the encoder fails while the workers read ahead
     assert settled(before) == before
+
+
+INTERRUPTED = textwrap.dedent("""
+    import os, signal, sys, time
+    import numpy as np, psutil
+    from stflow.deploy.window_reading import process_batches
+
+    if __name__ == "__main__":
+        centres = np.stack(np.meshgrid(np.arange(8) * 250.0, np.arange(8) * 350.0), -1)
+        try:
+            for i, _ in enumerate(process_batches(sys.argv[1], centres.reshape(-1, 2),
+                                                  224.0, 64, 4, 2)):
+                if i == 1:  # as Ctrl-C would, while the workers read ahead
+                    os.kill(os.getpid(), signal.SIGINT)
+                    time.sleep(30)
+            sys.exit("not interrupted")
+        except KeyboardInterrupt:
+            pass
+        deadline = time.monotonic() + 10  # workers are the forkserver's children
+        while time.monotonic() < deadline:
+            workers = [w for c in psutil.Process().children() for w in c.children()]
+            if not workers:
+                break
+            time.sleep(0.1)
+        print(len(workers))
+""")
+
+
+@pytest.mark.slow
+def test_an_interrupted_embedding_stops_its_workers_without_hanging(tmp_path):
+    script = tmp_path / "interrupted.py"
+    script.write_text(INTERRUPTED)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, str(script), str(aperio_slide())], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["0"]
