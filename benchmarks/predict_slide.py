@@ -150,10 +150,12 @@ def part_embedding(slide: str, work: Path, threads: int, n: int, device: str) ->
     side, batch = PATCH_UM / MPP, SlideOptions().batch_size  # predict-slide's default
     with open_slide(slide) as reader:
         start = time.perf_counter()  # the windows of the bare forward, read by threads
-        bare_batches = [b.pin_memory() if dev.type == "cuda" else b for b in window_batches(
-            reader, centres[:BARE_MAX], side, PATCH_PX, batch, threads)]
+        bare_batches = list(window_batches(reader, centres[:BARE_MAX], side, PATCH_PX, batch,
+                                           threads))
         bare_n = sum(len(b) for b in bare_batches)
         read_rate = bare_n / (time.perf_counter() - start)
+        if dev.type == "cuda":  # as the readers hand them over
+            bare_batches = [b.pin_memory() for b in bare_batches]
         embed_windows(reader, centres[:batch], side, PATCH_PX, encoder, dev, batch, threads)
         bare_s, embed_s = [], []
         for _ in range(2):
@@ -165,10 +167,12 @@ def part_embedding(slide: str, work: Path, threads: int, n: int, device: str) ->
     peak = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None
     return {"spots": len(centres), "seconds_timed": min(embed_s), "device": str(dev),
             "batch_size": batch, "readers": f"{threads} {'processes' if processes else 'threads'}",
-            "read_patches_per_s": round(read_rate, 1), "bare_patches": bare_n,
+            "read_by_threads_patches_per_s": round(read_rate, 1), "bare_patches": bare_n,
             "bare_patches_per_s": round(bare_rate, 1),
             "embed_patches_per_s": round(embed_rate, 1),
             "ratio": round(embed_rate / bare_rate, 3),
+            "rounds_s": {"bare": [round(x, 2) for x in bare_s],  # the first embed round
+                         "embed": [round(x, 2) for x in embed_s]},  # may start a forkserver
             "peak_gpu_memory_mib": None if peak is None else round(peak, 1)}
 
 
