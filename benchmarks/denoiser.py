@@ -1,8 +1,13 @@
 """Speed and memory of the STFlow denoiser: forward pass, full-slide sampling, a training epoch.
 
     python benchmarks/denoiser.py --spots 2000 [--genes 50 --dim 1024] [--train-epoch]
+                                  [--reference | --no-reference] [--repeats 3]
 
-Prints one JSON object per line. Sampling includes the kNN graph and the geometry.
+Prints one JSON object per line. Sampling includes the kNN graph and the geometry. Up to
+20,000 spots on the CPU (or with ``--reference``, CPU only) the same sample is also drawn by the plain
+implementation of ``benchmarks/plain_denoiser.py`` in the same run, with the same weights
+and prior draws: ``reference_sample_s``, ``ratio`` (ours / plain) and ``max_abs_diff``
+between the two samples. Times are the fastest of ``--repeats`` runs.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import json
 import resource
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,6 +29,11 @@ from stflow.models.stflow.networks import build_denoiser, prepare_geometry
 from stflow.models.stflow.priors import make_prior
 from stflow.models.stflow.settings import STFlowSettings
 from stflow.models.stflow.trainer import SlideArrays, predict_slide
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from plain_denoiser import plain_sample  # noqa: E402
+
+REFERENCE_MAX_SPOTS = 20_000  # the plain implementation holds an N×N distance matrix
 
 
 def peak_rss_mb() -> float:
@@ -58,13 +69,36 @@ def bench_inference(args: argparse.Namespace, device: torch.device) -> dict[str,
     config = STFlowSettings(chunk_size=args.chunk)
     arrays = SlideArrays(slide.sample, slide.features, slide.coords_um)
     prior = make_prior("zinb")
-    start = time.perf_counter()
-    predict_slide(model, prior, arrays, args.genes, config, device,
-                  torch.Generator().manual_seed(0))
-    sample_s = time.perf_counter() - start
-    return {"spots": args.spots, "genes": args.genes, "dim": args.dim, "device": str(device),
-            "threads": torch.get_num_threads(), "forward_s": round(forward_s, 4),
-            "sample_s": round(sample_s, 4), "peak_rss_mb": round(peak_rss_mb(), 1)}
+    sample_s, sampled = fastest(args.repeats, lambda: predict_slide(
+        model, prior, arrays, args.genes, config, device, torch.Generator().manual_seed(0)))
+    result = {"spots": args.spots, "genes": args.genes, "dim": args.dim, "device": str(device),
+              "threads": torch.get_num_threads(), "forward_s": round(forward_s, 4),
+              "sample_s": round(sample_s, 4)}
+    reference = args.reference if args.reference is not None else (
+        args.spots <= REFERENCE_MAX_SPOTS and device.type == "cpu")
+    if reference:
+        if device.type != "cpu":
+            sys.exit("--reference runs on the CPU only (drop --device or --reference)")
+        with torch.inference_mode():
+            reference_s, plain = fastest(args.repeats, lambda: plain_sample(
+                model, torch.from_numpy(slide.features).to(device),
+                torch.from_numpy(slide.coords_um), prior, args.genes, config.k, config.steps,
+                torch.Generator().manual_seed(0), config.length_scale_um))
+        result.update(reference_sample_s=round(reference_s, 4),
+                      ratio=round(sample_s / reference_s, 3),
+                      max_abs_diff=float(np.abs(sampled - plain.numpy()).max()))
+    result["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    return result
+
+
+def fastest(repeats: int, run):
+    """(fastest seconds, last result) of ``repeats`` calls of ``run``."""
+    best, result = float("inf"), None
+    for _ in range(max(repeats, 1)):
+        start = time.perf_counter()
+        result = run()
+        best = min(best, time.perf_counter() - start)
+    return best, result
 
 
 def bench_train_epoch(args: argparse.Namespace, device: torch.device) -> dict[str, float]:
@@ -87,6 +121,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--train-epoch", action="store_true", help="also time one epoch")
+    parser.add_argument("--reference", action=argparse.BooleanOptionalAction, default=None,
+                        help="also time the plain implementation (default: up to "
+                        f"{REFERENCE_MAX_SPOTS} spots)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs timed; the fastest "
+                        "is reported")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)

@@ -2,13 +2,18 @@
 # The GPU path end to end, measured: a small simulated study (2 patients x 2 sections) run by
 # the workflow with `device: cuda` (embed, train, predict on the GPU, one GPU job at a time),
 # then patches/s of each embed job, seconds per STFlow training epoch and peak GPU memory
-# (sampled with nvidia-smi while the run lasts). Under 5 minutes on one GPU; never part of CI.
+# (sampled with nvidia-smi while the run lasts); then predict-slide on a generated 40x slide
+# of GPU_CHECK_SPOTS virtual spots (default 50000; benchmarks/predict_slide.py, each part in
+# its own process): patches/s, its embedding rate over the bare forward on the same windows,
+# sampling spots/s and peak GPU memory. About 5 + 5 minutes on one GPU; never part of CI.
 #
 #   bash benchmarks/gpu_check.sh [OUT_DIR]       (default: a new temporary folder)
 #
 # Prints a human summary and one JSON line; exits 2 without a usable CUDA GPU.
-# GPU_CHECK_DEVICE=cpu rehearses the same run on the CPU (no memory figure), to check the
-# script itself on a machine without a GPU.
+# GPU_CHECK_DEVICE=cpu rehearses the same run on the CPU (no memory figure; 300 spots, 64 of
+# them embedded, unless GPU_CHECK_SPOTS / GPU_CHECK_EMBED_SPOTS say otherwise), to check the
+# script itself on a machine without a GPU. GPU_CHECK_THREADS: window readers and CPU
+# threads of predict-slide (default: all CPUs); GPU_CHECK_SLIDE_LIMIT_S: its time limit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO="$PWD"
@@ -59,7 +64,27 @@ timeout -k 10 "$LIMIT_S" "$PYTHON" -m snakemake --snakefile "$REPO/Snakefile" \
 wall=$(( $(date +%s) - started ))
 stop_sampler
 
-"$PYTHON" - "$OUT/results/gpucheck" "$OUT/gpu_memory.csv" "$wall" "$DEVICE" <<'EOF'
+# predict-slide at scale, with its own memory sampler; a failure is reported after the summary
+if [ "$DEVICE" = cuda ]; then SPOTS="${GPU_CHECK_SPOTS:-50000}"; else SPOTS="${GPU_CHECK_SPOTS:-300}"; fi
+if [ "$DEVICE" = cuda ]; then EMBED_SPOTS="${GPU_CHECK_EMBED_SPOTS:-$SPOTS}"
+else EMBED_SPOTS="${GPU_CHECK_EMBED_SPOTS:-$(( SPOTS < 64 ? SPOTS : 64 ))}"; fi
+THREADS="${GPU_CHECK_THREADS:-$(nproc)}"
+: > "$OUT/slide_gpu_memory.csv"
+SAMPLER=""
+if [ "$DEVICE" = cuda ]; then
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 \
+    > "$OUT/slide_gpu_memory.csv" 2>/dev/null &
+  SAMPLER=$!
+fi
+slide_ok=1
+PYTHONUNBUFFERED=1 timeout -k 10 "${GPU_CHECK_SLIDE_LIMIT_S:-420}" "$PYTHON" \
+  benchmarks/predict_slide.py --spots "$SPOTS" --embed-spots "$EMBED_SPOTS" --device "$DEVICE" \
+  --threads "$THREADS" --parts patches embedding sampling \
+  > "$OUT/predict_slide.jsonl" 2> "$OUT/predict_slide.log" || slide_ok=0
+stop_sampler
+
+"$PYTHON" - "$OUT/results/gpucheck" "$OUT/gpu_memory.csv" "$wall" "$DEVICE" \
+  "$OUT/predict_slide.jsonl" "$OUT/slide_gpu_memory.csv" <<'EOF'
 """Summarise: the jobs' own times, then warm in-process figures on the run's artifacts
 (the jobs' times include starting Python and CUDA, which dominate on so small a study)."""
 import json
@@ -78,6 +103,7 @@ from stflow.data.encoders import load_encoder  # noqa: E402
 from stflow.models.registry import build_estimator  # noqa: E402
 
 root, memory_csv, wall, device = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+slide_jsonl, slide_memory_csv = Path(sys.argv[5]), Path(sys.argv[6])
 dev = torch.device(device)
 cuda = dev.type == "cuda"
 samples = sorted(p.stem for p in (root / "patches").glob("*.h5"))
@@ -135,7 +161,32 @@ for epochs in (1, 6):
     times[epochs] = time.perf_counter() - start
 train_peak = peak_mib()
 
-used = [int(x) for x in memory_csv.read_text().split() if x.strip().isdigit()]
+
+
+def device_peak(csv: Path):
+    used = [int(x) for x in csv.read_text().split() if x.strip().isdigit()]
+    return max(used) if used else None
+
+
+# predict-slide at scale: the JSON lines of the parts that finished
+parts = {}
+for line in slide_jsonl.read_text().splitlines():
+    record = json.loads(line)
+    parts[record.get("part", "slide")] = record
+embedding, sampling = parts.get("embedding", {}), parts.get("sampling", {})
+predict_slide = {
+    "spots": parts.get("tissue", {}).get("spots"),
+    "slide_px": parts.get("slide", {}).get("slide_px"),
+    "patches_read_per_s": parts.get("patches", {}).get("spots_per_s"),
+    "embedded_spots": embedding.get("spots"), "readers": embedding.get("readers"),
+    "embed_patches_per_s": embedding.get("embed_patches_per_s"),
+    "bare_patches_per_s": embedding.get("bare_patches_per_s"),
+    "embedding_ratio": embedding.get("ratio"),
+    "sampling_spots_per_s": sampling.get("spots_per_s"), "n_samples": sampling.get("n_samples"),
+    "peak_gpu_memory_mib": {"embed": embedding.get("peak_gpu_memory_mib"),
+                            "device_during_run": device_peak(slide_memory_csv)},
+    "peak_rss_mb": {p: r["peak_rss_mb"] for p, r in parts.items() if "peak_rss_mb" in r},
+}
 metrics = pd.read_csv(root / "tables" / "metrics.tsv", sep="\t")
 summary = {
     "device": torch.cuda.get_device_name(0) if cuda else "cpu",
@@ -143,9 +194,10 @@ summary = {
     "embed_patches_per_s": round(embed_rate, 1),
     "train_s_per_epoch": round((times[6] - times[1]) / 5, 3),
     "peak_gpu_memory_mib": {"embed": embed_peak, "train": train_peak,
-                            "device_during_run": max(used) if used else None},
+                            "device_during_run": device_peak(memory_csv)},
     "pearson_mean": round(float(metrics["pearson_mean"].mean()), 4),
     "jobs": jobs,
+    "predict_slide": predict_slide,
 }
 print(f"device: {summary['device']}; the workflow ran in {wall} s "
       f"(mean Pearson {summary['pearson_mean']})")
@@ -153,5 +205,17 @@ print(f"embed: {summary['embed_patches_per_s']} patches/s (efficientnet_lite0, w
 print(f"train: {summary['train_s_per_epoch']} s per STFlow epoch "
       f"({len(slides) - 1} training sections)")
 print(f"peak GPU memory (MiB): {summary['peak_gpu_memory_mib']}")
+print(f"predict-slide, {predict_slide['spots']} spots: {predict_slide['patches_read_per_s']} "
+      f"patches/s read; embedding {predict_slide['embed_patches_per_s']} patches/s over "
+      f"{predict_slide['embedded_spots']} spots ({predict_slide['readers']}) = "
+      f"{predict_slide['embedding_ratio']} x the bare forward "
+      f"({predict_slide['bare_patches_per_s']} patches/s); sampling "
+      f"{predict_slide['sampling_spots_per_s']} spots/s ({predict_slide['n_samples']} samples); "
+      f"peak GPU memory (MiB) {predict_slide['peak_gpu_memory_mib']}")
 print(json.dumps(summary))
 EOF
+if [ "$slide_ok" = 0 ]; then
+  echo "gpu_check: predict-slide's benchmark failed or passed its limit; see $OUT/predict_slide.log" >&2
+  tail -30 "$OUT/predict_slide.log" >&2
+  exit 1
+fi

@@ -51,6 +51,7 @@ MPP = 0.25
 TILE = 256
 TISSUE_SHARE = 0.6  # of the image area, covered by the tissue ellipse
 PATCH_UM, PATCH_PX = 112.0, 224
+BARE_MAX = 4096  # windows held in memory for the bare forward (the first ones embedded)
 
 
 def peak_rss_mb() -> float:
@@ -146,23 +147,68 @@ def part_patches(slide: str, work: Path, threads: int) -> dict:
     return {"spots": len(centres), "seconds_timed": time.perf_counter() - start}
 
 
-def part_embedding(slide: str, work: Path, threads: int, n: int) -> dict:
+def part_embedding(slide: str, work: Path, threads: int, n: int, device: str) -> dict:
+    """predict-slide's embedding (windows read from the slide as it reads them) against the
+    bare forward on the same windows already in memory: same encoder, transform, precision,
+    batch size (``iter_features``); after a warm-up, best of two alternating rounds each."""
     import torch
 
     from stflow.data.encoders import load_encoder
     from stflow.data.patches import open_slide
-    from stflow.deploy.window_embedding import embed_windows
+    from stflow.deploy.predict_slide import SlideOptions
+    from stflow.deploy.window_embedding import embed_windows, use_processes, window_batches
 
     torch.set_num_threads(threads)
+    dev = torch.device(device)
     centres = np.load(work / "centres.npy")[:n]
     encoder = load_encoder("efficientnet_lite0")
+    side, batch = PATCH_UM / MPP, SlideOptions().batch_size  # predict-slide's default
     with open_slide(slide) as reader:
-        embed_windows(reader, centres[:32], PATCH_UM / MPP, PATCH_PX, encoder,
-                      torch.device("cpu"), 32, threads)  # warm-up, not timed
-        start = time.perf_counter()
-        features = embed_windows(reader, centres, PATCH_UM / MPP, PATCH_PX, encoder,
-                                 torch.device("cpu"), 32, threads)
-    return {"spots": len(features), "seconds_timed": time.perf_counter() - start}
+        start = time.perf_counter()  # the windows of the bare forward, read by threads
+        bare_batches = list(window_batches(reader, centres[:BARE_MAX], side, PATCH_PX, batch,
+                                           threads))
+        bare_n = sum(len(b) for b in bare_batches)
+        read_rate = bare_n / (time.perf_counter() - start)
+        if dev.type == "cuda":  # as the readers hand them over
+            bare_batches = [b.pin_memory() for b in bare_batches]
+        embed_windows(reader, centres[:batch], side, PATCH_PX, encoder, dev, batch, threads)
+        bare_s, embed_s = [], []
+        for _ in range(2):
+            bare_s.append(_timed_s(lambda: _forward(encoder, bare_batches, dev), dev))
+            embed_s.append(_timed_s(lambda: embed_windows(reader, centres, side, PATCH_PX,
+                                                          encoder, dev, batch, threads), dev))
+        processes = use_processes(reader, len(centres), dev)
+    bare_rate, embed_rate = bare_n / min(bare_s), len(centres) / min(embed_s)
+    peak = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None
+    return {"spots": len(centres), "seconds_timed": min(embed_s), "device": str(dev),
+            "batch_size": batch, "readers": f"{threads} {'processes' if processes else 'threads'}",
+            "read_by_threads_patches_per_s": round(read_rate, 1), "bare_patches": bare_n,
+            "bare_patches_per_s": round(bare_rate, 1),
+            "embed_patches_per_s": round(embed_rate, 1),
+            "ratio": round(embed_rate / bare_rate, 3),
+            "rounds_s": {"bare": [round(x, 2) for x in bare_s],  # the first embed round
+                         "embed": [round(x, 2) for x in embed_s]},  # may start a forkserver
+            "peak_gpu_memory_mib": None if peak is None else round(peak, 1)}
+
+
+def _forward(encoder, batches: list, dev) -> int:
+    """The bare forward of ``iter_features`` over batches already in memory."""
+    from stflow.data.embedding import iter_features
+
+    return sum(len(f) for f in iter_features(encoder, batches, dev))
+
+
+def _timed_s(work, dev) -> float:
+    """Seconds of ``work()``, the GPU's queue drained on both sides."""
+    import torch
+
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    work()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
 
 
 def part_graph(work: Path) -> dict:
@@ -336,7 +382,7 @@ def child(args: argparse.Namespace) -> None:
     elif args.part == "patches":
         out = part_patches(args.slide, work, args.threads)
     elif args.part == "embedding":
-        out = part_embedding(args.slide, work, args.threads, args.embed_spots)
+        out = part_embedding(args.slide, work, args.threads, args.embed_spots, args.device)
     elif args.part == "graph":
         out = part_graph(work)
     elif args.part == "sampling":
@@ -365,6 +411,7 @@ def main() -> None:
     parser.add_argument("--layout", choices=("hex", "square"), default="hex")
     parser.add_argument("--chunk-spots", type=int, default=100_000,
                         help="predict-slide's --chunk-spots (0: one piece)")
+    parser.add_argument("--device", default="cpu", help="embedding device (cpu or cuda)")
     parser.add_argument("--parts", nargs="+",
                         default=["tissue", "patches", "embedding", "graph", "sampling"],
                         choices=["tissue", "patches", "embedding", "graph", "sampling",
@@ -392,7 +439,7 @@ def main() -> None:
                  str(work), "--threads", str(args.threads), "--embed-spots",
                  str(args.embed_spots), "--n-samples", str(args.n_samples), "--pitch-um",
                  str(args.pitch_um), "--layout", args.layout, "--chunk-spots",
-                 str(args.chunk_spots)],
+                 str(args.chunk_spots), "--device", args.device],
                 capture_output=True, text=True, check=False)
             if result.returncode != 0:
                 sys.exit(f"part {part} failed:\n{result.stderr[-3000:]}")

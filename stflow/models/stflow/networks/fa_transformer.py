@@ -12,6 +12,7 @@ on regular grids where the PCA frame is undefined.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -54,12 +55,28 @@ class FrameAveragingLayer(nn.Module):
         self.genes_out = gene_head(hidden, n_genes)
 
     def _edge_encoding(self, geometry: Geometry) -> torch.Tensor:
+        return self.edge_out(self._edge_hidden(geometry))
+
+    def _edge_hidden(self, geometry: Geometry) -> torch.Tensor:
+        """The edge MLP's hidden layer, frame-averaged: (B, M, k, edge_dim)."""
         if self.frame_averaging:
             weight = geometry.anisotropy[:, :, None].expand_as(geometry.distances)
             invariant = self.edge_invariant(torch.cat([geometry.distances, weight], -1))
             framed = self.edge_in(geometry.projected) + invariant[..., None, :]
-            return self.edge_out(F.silu(framed).mean(-2))
-        return self.edge_out(F.silu(self.edge_in(geometry.offsets)))
+            return F.silu(framed).mean(-2)
+        return F.silu(self.edge_in(geometry.offsets))
+
+    def _edges(self, geometry: Geometry, rows: Geometry, start: int, end: int) -> torch.Tensor:
+        """C'_ij of spots ``start:end``, reused across a sampling run's steps: whole when the
+        geometry's cache has room, else its frame-averaged hidden layer (hidden / edge_dim
+        times smaller), so that only the last linear layer is redone at each step."""
+        shape = (*rows.neighbors.shape, self.edge_out.out_features)
+        nbytes = int(np.prod(shape)) * self.edge_out.weight.element_size()
+        if geometry.has_room(("edges", id(self), start, end), nbytes):
+            return geometry.cached(("edges", id(self), start, end),
+                                   lambda: self._edge_encoding(rows))
+        return self.edge_out(geometry.cached(("edge_hidden", id(self), start, end),
+                                             lambda: self._edge_hidden(rows)))
 
     def _position_encoding(self, attention: torch.Tensor, geometry: Geometry) -> torch.Tensor:
         batch, rows = attention.shape[:2]
@@ -81,28 +98,30 @@ class FrameAveragingLayer(nn.Module):
         target = self.key(h) - gene  # per spot j
         value = self.value(h)
         batch, n_spots, hidden = z.shape
-        head_dim = hidden // self.heads
         updates = []
         for start, end in row_chunks(n_spots, chunk_size):
             geo = geometry.rows(start, end)
-            rows = end - start
-            edges = geometry.cached(("edges", id(self), start, end),
-                                    lambda geo=geo: self._edge_encoding(geo))
-            pre = source[:, start:end, None] + gather_rows(target, geo.neighbors) + edges
-            pre = F.leaky_relu(pre, 0.2).reshape(batch, rows, -1, self.heads, head_dim)
-            logits = torch.einsum("bmkhd,hd->bmkh", pre, self.score)
-            valid = geo.neighbor_mask[..., None]
-            logits = logits.masked_fill(~valid, torch.finfo(logits.dtype).min)
-            attention = torch.softmax(logits, dim=2) * valid  # padding never attends
-            attention = self.dropout(attention)
-            values = gather_rows(value, geo.neighbors).reshape(batch, rows, -1, self.heads,
-                                                               head_dim)
-            aggregated = (attention[..., None] * values).sum(2).reshape(batch, rows, hidden)
+            edges = self._edges(geometry, geo, start, end)
+            pre = gather_rows(target, geo.neighbors).add_(source[:, start:end, None]).add_(edges)
+            attention = self._attention(pre, geo.neighbor_mask)
+            values = gather_rows(value, geo.neighbors).unflatten(-1, (self.heads, -1))
+            aggregated = (attention[..., None] * values).sum(2).flatten(-2)
             position = self._position_encoding(attention, geo)
             updates.append(self.update(torch.cat([aggregated, position], -1)))
         update = updates[0] if len(updates) == 1 else torch.cat(updates, 1)
         z = z + self.dropout(update)
         return z, self.genes_out(z)
+
+    def _attention(self, pre: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Per-head softmax over each spot's neighbours of score · LeakyReLU(pre);
+        padding never attends (the masking is skipped when nothing is padded)."""
+        pre = F.leaky_relu(pre, 0.2).unflatten(-1, (self.heads, -1))
+        logits = torch.einsum("bmkhd,hd->bmkh", pre, self.score)
+        if bool(valid.all()):
+            return self.dropout(torch.softmax(logits, dim=2))
+        valid = valid[..., None]
+        logits = logits.masked_fill(~valid, torch.finfo(logits.dtype).min)
+        return self.dropout(torch.softmax(logits, dim=2) * valid)
 
 
 class STFlowDenoiser(LayeredDenoiser):

@@ -56,6 +56,15 @@ class Geometry:
             self.cache[key] = value
         return self.cache[key]
 
+    def has_room(self, key: object, nbytes: int) -> bool:
+        """Whether ``cached(key, ...)`` of a value of ``nbytes`` would keep it."""
+        if self.cache is None:
+            return False
+        if key in self.cache:
+            return True
+        used = sum(v.numel() * v.element_size() for v in self.cache.values())
+        return used + nbytes <= self.cache_budget_bytes
+
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Geometry:
         """Move to ``device``; cast the float fields to ``dtype`` when given."""
         moved = {}
