@@ -20,8 +20,8 @@ Seconds count the work only (not imports or model loading); peak RSS counts ever
   is extrapolated);
 - graph: the kNN graph (k = 8) of all spots, by KD-tree;
 - sampling: ``--n-samples`` flow samples of an STFlow model (paper size) over all spots,
-  given random features of the encoder's width, their mean and spread kept as predict-slide
-  keeps them (one sample at a time, ``--chunk-spots``);
+  given random features of the encoder's width, standardised in place and their mean and
+  spread kept as predict-slide does (one sample at a time, ``--chunk-spots``);
 - intervals: the calibrated intervals and shift scores of all spots (random features and
   predictions), a chunk at a time, as predict-slide makes them before writing;
 - write: the prediction h5ad (mean, spread, intervals, graph) and two PNG maps;
@@ -263,7 +263,7 @@ def part_sampling(work: Path, threads: int, n_samples: int, chunk: int) -> dict:
     target = Slide("s", random_features(len(coords), 1), coords,
                    np.arange(len(coords)).astype(str), neighbors=knn_graph(coords, 8)[0])
     start = time.perf_counter()
-    _, std = model.sample_moments(target, n_samples, chunk_spots=chunk)
+    _, std = model.sample_moments(target, n_samples, chunk_spots=chunk, reuse_features=True)
     seconds = time.perf_counter() - start
     return {"spots": len(coords), "n_samples": n_samples, "seconds_timed": seconds,
             "spread_mean": float(std.mean())}
