@@ -105,7 +105,9 @@ def _register_predict_slide(subparsers: argparse._SubParsersAction) -> None:
                         f"{' '.join(DEFAULT_BIOMARKERS)}, else the first two)")
     parser.add_argument("--batch-size", type=int, default=32, help="patches per encoder batch")
     parser.add_argument("--threads", type=int, default=None,
-                        help="patch reader threads (default: up to 4, from the CPUs)")
+                        help="patch readers: worker processes on CUDA for large pyramids, "
+                        "else threads (default: on CUDA all CPUs but one, up to 16; else up "
+                        "to 4)")
     add_device(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the flow samples")
     parser.add_argument("--weights", default=None,
