@@ -85,7 +85,8 @@ class LayeredDenoiser(nn.Module):
     def forward(self, features: torch.Tensor, y_t: torch.Tensor, t: torch.Tensor,
                 geometry: Geometry, chunk_size: int | None = None) -> torch.Tensor:
         """features (B, N, D), y_t (B, N, G), t (B,) → clean-expression estimate (B, N, G)."""
-        embedded = geometry.cached(("features", id(self)), lambda: self.features_in(features))
+        embedded = geometry.cached(("features", id(self)), lambda: self.features_in(features),
+                                   per_spot=True)
         z = embedded + self.genes_in(y_t) + self.time(t)[:, None, :]
         y = y_t
         total = torch.zeros_like(y_t)
@@ -94,7 +95,8 @@ class LayeredDenoiser(nn.Module):
             total = total + y
         out = total / len(self.layers)
         if self.skip is not None:
-            out = out + geometry.cached(("skip", id(self)), lambda: self.skip(features, geometry))
+            out = out + geometry.cached(("skip", id(self)),
+                                        lambda: self.skip(features, geometry), per_spot=True)
         return out
 
 

@@ -92,24 +92,33 @@ class FrameAveragingLayer(nn.Module):
 
     def forward(self, z: torch.Tensor, y: torch.Tensor, geometry: Geometry,
                 chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Z', Y'). Per-edge work runs ``chunk_size`` spots at a time. Without autograd
+        (sampling) ``z`` is updated in place and every (N, hidden) temporary is freed before
+        the gene head runs, so a million-spot slide holds a few such arrays, not ten."""
         h = self.norm(z)
         gene = self.gene_diff(y)
-        source = self.query(h) + gene  # per spot i
         target = self.key(h) - gene  # per spot j
         value = self.value(h)
-        batch, n_spots, hidden = z.shape
-        updates = []
-        for start, end in row_chunks(n_spots, chunk_size):
+        chunks = list(row_chunks(z.shape[1], chunk_size))
+        update = None if len(chunks) == 1 else torch.empty_like(z)
+        for start, end in chunks:
             geo = geometry.rows(start, end)
+            source = self.query(h[:, start:end]) + gene[:, start:end]  # per spot i
             edges = self._edges(geometry, geo, start, end)
-            pre = gather_rows(target, geo.neighbors).add_(source[:, start:end, None]).add_(edges)
+            pre = gather_rows(target, geo.neighbors).add_(source[:, :, None]).add_(edges)
             attention = self._attention(pre, geo.neighbor_mask)
             values = gather_rows(value, geo.neighbors).unflatten(-1, (self.heads, -1))
             aggregated = (attention[..., None] * values).sum(2).flatten(-2)
             position = self._position_encoding(attention, geo)
-            updates.append(self.update(torch.cat([aggregated, position], -1)))
-        update = updates[0] if len(updates) == 1 else torch.cat(updates, 1)
-        z = z + self.dropout(update)
+            rows = self.update(torch.cat([aggregated, position], -1))
+            if update is None:
+                update = rows
+            else:
+                update[:, start:end] = rows
+        del h, gene, target, value
+        update = self.dropout(update)
+        z = z + update if torch.is_grad_enabled() else z.add_(update)
+        del update
         return z, self.genes_out(z)
 
     def _attention(self, pre: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

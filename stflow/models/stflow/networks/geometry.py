@@ -38,31 +38,37 @@ class Geometry:
     # depend only on geometry and features are then computed once, not at every step.
     cache: dict | None = field(default=None, compare=False)
     cache_budget_bytes: int = 256 * 1024**2
+    per_spot: set = field(default_factory=set, compare=False)  # cache keys outside the budget
 
     def rows(self, start: int, end: int) -> Geometry:
         """The geometry of spots ``start:end`` (neighbour indices stay region-wide)."""
         return Geometry(**{f.name: getattr(self, f.name)[:, start:end] for f in fields(self)
                            if f.name in _TENSORS})
 
-    def cached(self, key: object, compute) -> torch.Tensor:
-        """``compute()``, memoised in ``cache`` (when enabled and within the byte budget)."""
+    def cached(self, key: object, compute, per_spot: bool = False) -> torch.Tensor:
+        """``compute()``, memoised in ``cache`` when enabled: within the byte budget, or
+        always for a ``per_spot`` value (one row per spot, like the projected features: the
+        step recomputing it would allocate as much, so keeping it costs no extra peak)."""
         if self.cache is None:
             return compute()
         if key not in self.cache:
             value = compute()
-            used = sum(v.numel() * v.element_size() for v in self.cache.values())
-            if used + value.numel() * value.element_size() > self.cache_budget_bytes:
+            if not per_spot and not self.has_room(key, value.numel() * value.element_size()):
                 return value
             self.cache[key] = value
+            if per_spot:
+                self.per_spot.add(key)
         return self.cache[key]
 
     def has_room(self, key: object, nbytes: int) -> bool:
-        """Whether ``cached(key, ...)`` of a value of ``nbytes`` would keep it."""
+        """Whether ``cached(key, ...)`` of a value of ``nbytes`` would keep it (per-spot
+        values do not count against the budget)."""
         if self.cache is None:
             return False
         if key in self.cache:
             return True
-        used = sum(v.numel() * v.element_size() for v in self.cache.values())
+        used = sum(v.numel() * v.element_size() for k, v in self.cache.items()
+                   if k not in self.per_spot)
         return used + nbytes <= self.cache_budget_bytes
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Geometry:
