@@ -44,16 +44,20 @@ threads: 4
 seeds: [0]
 EOF
 
-# peak GPU memory of the whole run (device-wide, CUDA contexts included), sampled every 200 ms
-: > "$OUT/gpu_memory.csv"
+# peak GPU memory (device-wide, CUDA contexts included), sampled every 200 ms into a CSV
 SAMPLER=""
-if [ "$DEVICE" = cuda ]; then
-  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 \
-    > "$OUT/gpu_memory.csv" 2>/dev/null &
-  SAMPLER=$!
-fi
+start_sampler() {
+  : > "$1"
+  SAMPLER=""
+  if [ "$DEVICE" = cuda ]; then
+    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 \
+      > "$1" 2>/dev/null &
+    SAMPLER=$!
+  fi
+}
 stop_sampler() { if [ -n "$SAMPLER" ]; then kill "$SAMPLER" 2>/dev/null || true; fi; }
 trap stop_sampler EXIT
+start_sampler "$OUT/gpu_memory.csv"
 
 started=$(date +%s)
 timeout -k 10 "$LIMIT_S" "$PYTHON" -m snakemake --snakefile "$REPO/Snakefile" \
@@ -69,13 +73,7 @@ if [ "$DEVICE" = cuda ]; then SPOTS="${GPU_CHECK_SPOTS:-50000}"; else SPOTS="${G
 if [ "$DEVICE" = cuda ]; then EMBED_SPOTS="${GPU_CHECK_EMBED_SPOTS:-$SPOTS}"
 else EMBED_SPOTS="${GPU_CHECK_EMBED_SPOTS:-$(( SPOTS < 64 ? SPOTS : 64 ))}"; fi
 THREADS="${GPU_CHECK_THREADS:-$(nproc)}"
-: > "$OUT/slide_gpu_memory.csv"
-SAMPLER=""
-if [ "$DEVICE" = cuda ]; then
-  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 \
-    > "$OUT/slide_gpu_memory.csv" 2>/dev/null &
-  SAMPLER=$!
-fi
+start_sampler "$OUT/slide_gpu_memory.csv"
 slide_ok=1
 PYTHONUNBUFFERED=1 timeout -k 10 "${GPU_CHECK_SLIDE_LIMIT_S:-420}" "$PYTHON" \
   benchmarks/predict_slide.py --spots "$SPOTS" --embed-spots "$EMBED_SPOTS" --device "$DEVICE" \
@@ -184,6 +182,7 @@ predict_slide = {
     "embedding_ratio": embedding.get("ratio"),
     "sampling_spots_per_s": sampling.get("spots_per_s"), "n_samples": sampling.get("n_samples"),
     "peak_gpu_memory_mib": {"embed": embedding.get("peak_gpu_memory_mib"),
+                            "sampling": sampling.get("peak_gpu_memory_mib"),
                             "device_during_run": device_peak(slide_memory_csv)},
     "peak_rss_mb": {p: r["peak_rss_mb"] for p, r in parts.items() if "peak_rss_mb" in r},
 }

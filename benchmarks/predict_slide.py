@@ -229,7 +229,7 @@ def random_features(n: int, seed: int) -> np.ndarray:
     return rng.standard_normal((n, DIM), dtype=np.float32)
 
 
-def bench_model(threads: int):
+def bench_model(threads: int, device: str = "cpu"):
     """A paper-size STFlow fitted for one epoch on random 12 x 12 grids, and its calibration."""
     import torch
 
@@ -249,24 +249,31 @@ def bench_model(threads: int):
                      counts, knn_graph(small, 8)[0])
 
     train, val = [slide("a")], [slide("b")]
-    model = build_estimator("stflow", {"epochs": 1, "device": "cpu"})
+    model = build_estimator("stflow", {"epochs": 1, "device": device})
     model.fit(train, val)
     return model, calibrate(model, train, val, seed=0)
 
 
-def part_sampling(work: Path, threads: int, n_samples: int, chunk: int) -> dict:
+def part_sampling(work: Path, threads: int, n_samples: int, chunk: int, device: str) -> dict:
+    import torch
+
     from stflow.data.dataset import Slide
     from stflow.data.graph import knn_graph
 
-    model, _ = bench_model(threads)
+    model, _ = bench_model(threads, device)
     coords = np.load(work / "centres.npy") * MPP
     target = Slide("s", random_features(len(coords), 1), coords,
                    np.arange(len(coords)).astype(str), neighbors=knn_graph(coords, 8)[0])
+    cuda = torch.device(device).type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     _, std = model.sample_moments(target, n_samples, chunk_spots=chunk, reuse_features=True)
     seconds = time.perf_counter() - start
-    return {"spots": len(coords), "n_samples": n_samples, "seconds_timed": seconds,
-            "spread_mean": float(std.mean())}
+    return {"spots": len(coords), "n_samples": n_samples, "device": device,
+            "seconds_timed": seconds, "spread_mean": float(std.mean()),
+            "peak_gpu_memory_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1)
+            if cuda else None}
 
 
 def part_intervals(work: Path, threads: int, chunk: int) -> dict:
@@ -386,7 +393,7 @@ def child(args: argparse.Namespace) -> None:
     elif args.part == "graph":
         out = part_graph(work)
     elif args.part == "sampling":
-        out = part_sampling(work, args.threads, args.n_samples, chunk)
+        out = part_sampling(work, args.threads, args.n_samples, chunk, args.device)
     elif args.part == "intervals":
         out = part_intervals(work, args.threads, chunk)
     elif args.part == "write":
