@@ -12,7 +12,8 @@ on regular grids where the PCA frame is undefined.
 
 from __future__ import annotations
 
-import numpy as np
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -71,7 +72,7 @@ class FrameAveragingLayer(nn.Module):
         geometry's cache has room, else its frame-averaged hidden layer (hidden / edge_dim
         times smaller), so that only the last linear layer is redone at each step."""
         shape = (*rows.neighbors.shape, self.edge_out.out_features)
-        nbytes = int(np.prod(shape)) * self.edge_out.weight.element_size()
+        nbytes = math.prod(shape) * self.edge_out.weight.element_size()
         if geometry.has_room(("edges", id(self), start, end), nbytes):
             return geometry.cached(("edges", id(self), start, end),
                                    lambda: self._edge_encoding(rows))
