@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -259,20 +260,9 @@ class STFlowEstimator:
         ensemble, sample i comes from network i mod ``ensemble``, so the spread also holds
         the networks' disagreement.
         """
-        if self.model is None:
-            raise StflowError("STFlow sample: the model is not trained. Fix: call fit or load")
-        if n_samples < 1:
-            raise StflowError(f"n_samples={n_samples}. Fix: draw at least one sample")
-        self._check_slides(slides, need_targets=False)
-        single = dataclasses.replace(self.config, n_samples=1)
-        generator = torch.Generator().manual_seed(self.config.seed if seed is None else seed)
-        members = [network.to(self.device) for network in self.members]
-        return [np.stack([self._to_output(predict_slide(members[i % len(members)], self.prior,
-                                                        arrays, self.n_genes, single,
-                                                        self.device, generator,
-                                                        self.gates[i % len(members)]))
-                          for i in range(n_samples)])
-                for arrays in (self._arrays(s) for s in slides)]
+        generator = self._sampling_generator(slides, n_samples, seed)
+        return [np.stack(list(self._flow_samples(self._arrays(s), n_samples, generator)))
+                for s in slides]
 
     def sample_moments(self, slide: Slide, n_samples: int, seed: int | None = None,
                        chunk_spots: int | None = None, reuse_features: bool = False
@@ -282,21 +272,33 @@ class STFlowEstimator:
         (:class:`RunningMoments`); ``chunk_spots`` bounds the per-row temporaries.
         ``reuse_features``: standardise ``slide.features`` in place (the caller no longer
         needs them raw), the largest array of a big slide then held once."""
+        generator = self._sampling_generator([slide], n_samples, seed)
+        arrays = self._arrays(slide, chunk_spots, reuse_features)
+        moments = RunningMoments()
+        for sample in self._flow_samples(arrays, n_samples, generator):
+            moments.add(sample, chunk_spots)
+        return moments.result()
+
+    def _sampling_generator(self, slides: list[Slide], n_samples: int, seed: int | None
+                            ) -> torch.Generator:
+        """Refuse what cannot be sampled; the one generator (``seed``, default the model's)
+        that draws every sample of these slides."""
         if self.model is None:
             raise StflowError("STFlow sample: the model is not trained. Fix: call fit or load")
         if n_samples < 1:
             raise StflowError(f"n_samples={n_samples}. Fix: draw at least one sample")
-        self._check_slides([slide], need_targets=False)
+        self._check_slides(slides, need_targets=False)
+        return torch.Generator().manual_seed(self.config.seed if seed is None else seed)
+
+    def _flow_samples(self, arrays: SlideArrays, n_samples: int, generator: torch.Generator
+                      ) -> Iterator[np.ndarray]:
+        """One slide's flow samples, one at a time; sample i from network i mod ensemble."""
         single = dataclasses.replace(self.config, n_samples=1)
-        generator = torch.Generator().manual_seed(self.config.seed if seed is None else seed)
         members = [network.to(self.device) for network in self.members]
-        arrays = self._arrays(slide, chunk_spots, reuse_features)
-        moments = RunningMoments()
         for i in range(n_samples):
-            moments.add(self._to_output(predict_slide(
-                members[i % len(members)], self.prior, arrays, self.n_genes, single,
-                self.device, generator, self.gates[i % len(members)])), chunk_spots)
-        return moments.result()
+            yield self._to_output(predict_slide(members[i % len(members)], self.prior, arrays,
+                                                self.n_genes, single, self.device, generator,
+                                                self.gates[i % len(members)]))
 
     def save(self, directory: Path) -> None:
         """``model.pt`` (weights, normalisation, prior) and ``config.json``."""
