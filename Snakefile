@@ -57,5 +57,5 @@ rule all:
 rule final_models:
     # a target only: every encoder x model trained on all samples (rules/slides.smk)
     input:
-        [res(d, f"models/{e}/{m}/final") for d in DATASETS for e in config["encoders"]
-         for m in config["models"]],
+        [res(d, f"models/{e}/{m}/final") for d in DATASETS for e in STUDY.encoders
+         for m in STUDY.models],

@@ -16,7 +16,14 @@ from stflow.study import Study, fold_members, result
 # reaches embed/train/predict as $STFLOW_DEVICE: switching cpu and cuda must not rerun them,
 # and every param is a rerun trigger. It is set in the environment the jobs inherit (cluster
 # jobs parse this file again), and is no part of a rule's code.
-os.environ.update(STFLOW_DEVICE=config["device"])
+#
+# The config was typed and checked by the Snakefile (stflow/config_checks.py); rules read it
+# only through the study, which stops on the fold problems, which need the samples, only
+# where folds are asked for (Study.n_folds).
+STUDY = Study(config)
+DATASETS = STUDY.datasets
+SEEDS = STUDY.seeds
+os.environ.update(STFLOW_DEVICE=STUDY.device)
 
 
 wildcard_constraints:
@@ -42,8 +49,8 @@ def _cluster_resources(gpu):
     account of the config's `slurm:` section (none: the cluster's defaults). A GPU rule under
     `device: cuda` asks for one GPU (on the GPU partition; `gpu_model` pins the type); the
     local executor reads `gpu` alone, so `--resources gpu=N` runs N GPU jobs at a time."""
-    slurm = config["slurm"]
-    wants_gpu = gpu and config["device"] == "cuda"
+    slurm = STUDY.slurm
+    wants_gpu = gpu and STUDY.device == "cuda"
     resources = {"cpus_per_task": lambda wildcards, threads: threads}
     partition = slurm["gpu_partition"] if wants_gpu else slurm["partition"]
     if partition:
@@ -61,11 +68,6 @@ def _cluster_resources(gpu):
 CLUSTER = _cluster_resources(gpu=False)
 GPU = _cluster_resources(gpu=True)
 
-# The config was checked by the Snakefile (stflow/config_checks.py); the study stops on the
-# fold problems, which need the samples, only where folds are asked for (Study.n_folds).
-STUDY = Study(config)
-DATASETS = STUDY.datasets
-SEEDS = STUDY.seeds
 
 
 def res(dataset, path):
@@ -178,7 +180,7 @@ def predict_benchmarks(wc):
 
 def embed_benchmarks(wc):
     """The embed jobs' benchmark TSVs: the image-encoder time of each test section."""
-    return [path for e in config["encoders"]
+    return [path for e in STUDY.encoders
             for path in STUDY.sample_files(wc.dataset, f"benchmarks/embed/{e}/{{sample}}.tsv")]
 
 

@@ -6,9 +6,9 @@ rule embed:
     output:
         directory(res("{dataset}", "features/{encoder}/{sample}.zarr")),
     params:
-        weights=lambda wc: config["encoder_weights"].get(wc.encoder),
-        batch_size=config["embed"]["batch_size"],
-    threads: config["threads"]
+        weights=lambda wc: STUDY.encoder_weights(wc.encoder),
+        batch_size=STUDY.embed_batch_size,
+    threads: STUDY.threads
     log:
         res("{dataset}", "logs/embed/{encoder}/{sample}.log"),
     benchmark:

@@ -7,9 +7,7 @@ rule evaluate:
         res("{dataset}", "metrics/{encoder}/{model}/seed{seed}/{fold}.json"),
     params:
         # the spatial block bootstrap of the fold score (stflow.evaluation.bootstrap)
-        bootstrap={"n": config["evaluation"]["bootstrap"],
-                   "block_um": config["evaluation"]["block_um"],
-                   "seed": config["evaluation"]["seed"]},
+        bootstrap=STUDY.bootstrap_settings(),
     log:
         res("{dataset}", "logs/evaluate/{encoder}/{model}/seed{seed}/{fold}.log"),
     benchmark:

@@ -21,11 +21,11 @@ rule figures:
                                   "fold": "{fold}"}),
     params:
         root=lambda wc: res(wc.dataset, ""),
-        encoders=config["encoders"],
-        models=config["models"],
+        encoders=STUDY.encoders,
+        models=STUDY.models,
         seeds=SEEDS,
         folds=lambda wc: STUDY.folds(wc.dataset),
-        genes=config["figures"]["genes"],
+        genes=STUDY.figure_genes,
     log:
         res("{dataset}", "logs/figures.log"),
     benchmark:

@@ -4,7 +4,7 @@ rule graph:
     output:
         res("{dataset}", "graph/{sample}.npz"),
     params:
-        k=config["graph"]["k"],
+        k=STUDY.graph_k,
     log:
         res("{dataset}", "logs/graph/{sample}.log"),
     benchmark:

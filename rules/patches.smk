@@ -8,9 +8,7 @@ rule patches:
                   subcategory="{dataset}",
                   labels={"dataset": "{dataset}", "sample": "{sample}"}),
     params:
-        size_um=config["patches"]["size_um"],
-        size_px=config["patches"]["size_px"],
-        min_tissue=config["patches"]["min_tissue"],
+        **STUDY.patch_settings(),
     log:
         res("{dataset}", "logs/patches/{sample}.log"),
     benchmark:

@@ -25,14 +25,14 @@ rule train_final:
     params:
         # the study's own selection, as each fold ran it: search on validation, then refit
         model_params=model_params,
-        search=lambda wc: config["search"].get(wc.model) or None,
-        refit=config["refit"],
+        search=lambda wc: STUDY.search(wc.model),
+        refit=STUDY.refit,
         seed=SEEDS[0],
         st_dir=lambda wc: res(wc.dataset, "st"),
         features_dir=lambda wc: res(wc.dataset, f"features/{wc.encoder}"),
         graph_dir=graph_dir,
         patches_dir=lambda wc: res(wc.dataset, "patches"),
-    threads: config["threads"]
+    threads: STUDY.threads
     log:
         res("{dataset}", "logs/train_final/{encoder}/{model}.log"),
     benchmark:
@@ -50,16 +50,16 @@ rule train_final:
 rule predict_slide:
     input:
         model=lambda wc: final_model_dir(wc.dataset),
-        slide=lambda wc: config["predict"]["slides"][wc.slide],
+        slide=lambda wc: STUDY.slide_file(wc.slide),
     output:
         h5ad=res("{dataset}", "slides/{slide}.h5ad"),
         maps=directory(res("{dataset}", "slides/{slide}_maps")),
         spatialdata=directory(res("{dataset}", "slides/{slide}.zarr")),
     params:
         out_dir=lambda wc: res(wc.dataset, "slides"),
-        um_per_px=lambda wc: config["predict"]["um_per_px"].get(wc.slide),
+        um_per_px=lambda wc: STUDY.slide_um_per_px(wc.slide),
         options=slide_options,
-    threads: config["threads"]
+    threads: STUDY.threads
     log:
         res("{dataset}", "logs/predict_slide/{slide}.log"),
     benchmark:

@@ -12,12 +12,12 @@ rule train:
     params:
         # the model's settings alone: changing them reruns train and what follows only
         model_params=model_params,
-        search=lambda wc: config["search"].get(wc.model) or None,
-        refit=config["refit"],
+        search=lambda wc: STUDY.search(wc.model),
+        refit=STUDY.refit,
         st_dir=lambda wc: res(wc.dataset, "st"),
         features_dir=lambda wc: res(wc.dataset, f"features/{wc.encoder}"),
         graph_dir=graph_dir,
-    threads: config["threads"]
+    threads: STUDY.threads
     log:
         res("{dataset}", "logs/train/{encoder}/{model}/seed{seed}/{fold}.log"),
     benchmark:
@@ -47,8 +47,8 @@ rule predict:
         st_dir=lambda wc: res(wc.dataset, "st"),
         features_dir=lambda wc: res(wc.dataset, f"features/{wc.encoder}"),
         graph_dir=graph_dir,
-        level=config["intervals"]["level"],
-    threads: config["threads"]
+        level=STUDY.interval_level,
+    threads: STUDY.threads
     log:
         res("{dataset}", "logs/predict/{encoder}/{model}/seed{seed}/{fold}.log"),
     benchmark:

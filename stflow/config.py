@@ -81,21 +81,44 @@ def _scalar(text: str, types: set[str]) -> Any:
     return text
 
 
-def typed_like_schema(value: Any, schema: dict, root: dict | None = None) -> Any:
-    """A copy of ``value`` whose strings are converted where ``schema`` wants a scalar type."""
-    root = schema if root is None else root
+def _branches(schema: dict, root: dict) -> list[dict]:
+    """``schema`` resolved, or each alternative of its ``anyOf``/``oneOf`` (at any depth):
+    a string under ``anyOf: [number, ...]`` must be read as the number it spells too."""
     schema = _resolve(schema, root)
-    types = _types(schema)
+    alternatives = schema.get("anyOf") or schema.get("oneOf")
+    if not alternatives:
+        return [schema]
+    return [branch for alternative in alternatives for branch in _branches(alternative, root)]
+
+
+def _container(branches: list[dict], kind: str) -> dict:
+    """The branch that describes a value of JSON ``kind`` (object or array): the first that
+    names that type, else the first that names no type; ``{}`` (no conversion) otherwise."""
+    for branch in branches:
+        if kind in _types(branch):
+            return branch
+    return next((branch for branch in branches if not _types(branch)), {})
+
+
+def typed_like_schema(value: Any, schema: dict, root: dict | None = None) -> Any:
+    """A copy of ``value`` whose strings are converted where ``schema`` wants a scalar type,
+    at every depth: properties, additionalProperties (maps of numbers), items and every
+    alternative of anyOf/oneOf."""
+    root = schema if root is None else root
+    branches = _branches(schema, root)
     if isinstance(value, str):
-        return _scalar(value, types)
+        return _scalar(value, set().union(*(_types(branch) for branch in branches)))
     if isinstance(value, dict):
+        schema = _container(branches, "object")
         properties = schema.get("properties", {})
         extra = schema.get("additionalProperties")
         return {key: typed_like_schema(item, properties[key], root) if key in properties
                 else typed_like_schema(item, extra, root) if isinstance(extra, dict)
                 else item for key, item in value.items()}
-    if isinstance(value, list) and isinstance(schema.get("items"), dict):
-        return [typed_like_schema(item, schema["items"], root) for item in value]
+    if isinstance(value, list):
+        items = _container(branches, "array").get("items")
+        if isinstance(items, dict):
+            return [typed_like_schema(item, items, root) for item in value]
     return value
 
 

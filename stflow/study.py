@@ -289,6 +289,73 @@ class Study:
             params["k"] = self.config["graph"]["k"]
         return params
 
+    # --- settings the rules hand on: the rules read the config only through these -------
+    # (the Snakefile typed it once, as the schema says: a number given with --config, at
+    # any depth, arrives here as a number; tests/test_config_types.py walks the schema)
+
+    @property
+    def threads(self) -> int:
+        return self.config["threads"]
+
+    @property
+    def device(self) -> str:
+        return self.config["device"]
+
+    @property
+    def slurm(self) -> dict[str, Any]:
+        return self.config["slurm"]
+
+    @property
+    def encoders(self) -> list[str]:
+        return list(self.config["encoders"])
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.config["models"])
+
+    @property
+    def refit(self) -> bool:
+        return self.config["refit"]
+
+    @property
+    def interval_level(self) -> float:
+        return self.config["intervals"]["level"]
+
+    @property
+    def embed_batch_size(self) -> int:
+        return self.config["embed"]["batch_size"]
+
+    @property
+    def graph_k(self) -> int:
+        return self.config["graph"]["k"]
+
+    @property
+    def figure_genes(self) -> list[str]:
+        return list(self.config["figures"]["genes"])
+
+    def search(self, model: str) -> dict[str, Any] | None:
+        """The model's hyper-parameter search, None where it has none."""
+        return self.config["search"].get(model) or None
+
+    def patch_settings(self) -> dict[str, Any]:
+        """size_um, size_px and min_tissue of stflow.data.patches.patches_from_h5ad."""
+        patches = self.config["patches"]
+        return {key: patches[key] for key in ("size_um", "size_px", "min_tissue")}
+
+    def bootstrap_settings(self) -> dict[str, Any]:
+        """The spatial block bootstrap of each fold score (stflow.evaluation.bootstrap)."""
+        evaluation = self.config["evaluation"]
+        return {"n": evaluation["bootstrap"], "block_um": evaluation["block_um"],
+                "seed": evaluation["seed"]}
+
+    def slide_file(self, slide: str) -> str:
+        """The image file of a slide of the predict section."""
+        return self.config["predict"]["slides"][slide]
+
+    def slide_um_per_px(self, slide: str) -> float | None:
+        """The slide's µm per level-0 pixel from predict.um_per_px, None: the file's own."""
+        return self.config["predict"]["um_per_px"].get(slide)
+
     def graph_dir(self, dataset: str, model: str) -> str | None:
         """The graph folder for the models that read the graph, None for the others."""
         return result(dataset, "graph") if reads_graph(model) else None

@@ -11,7 +11,7 @@ import matplotlib
 import numpy as np
 import pytest
 import spatialdata
-from workflow_fixtures import SAMPLES, SEEDS, write_config
+from workflow_fixtures import SAMPLES, SEEDS
 
 from stflow.deploy.predict_slide import DeployedModel, SlideOptions, predict_slide
 from stflow.deploy.uncertainty import match_spots
@@ -104,23 +104,24 @@ def test_fold_predictions_carry_the_slide_image_for_scanpy(tiny_run):
     matplotlib.pyplot.close("all")
 
 
-def predict_config(tiny_run, **predict):
+def predict_on_command_line(tiny_run) -> tuple[str, str]:
+    """The predict section as README "Predicting new slides" writes it, given with --config:
+    Snakemake hands the nested pixel size over as the string '2.0'."""
     image = tiny_run.workdir / "results" / "tiny" / "raw" / "data" / "ST-imgs" / "P1" / "P1S1" / \
         "P1S1_HE.jpg"
-    section = {"slides": {"newP1": str(image)}, "um_per_px": {"newP1": 2.0}, "n_samples": 3,
-               **predict}
-    return write_config(tiny_run.workdir / "predict.yaml", predict=section)
+    return "--config", f"predict={{slides: {{newP1: '{image}'}}, um_per_px: {{newP1: 2.0}}, " \
+        "n_samples: 3}"
 
 
 def test_the_predict_section_trains_a_final_model_and_predicts_each_slide(tiny_run):
     finals = tiny_run.snakemake("-n", "final_models")
     assert finals.returncode == 0, finals.stderr
     assert jobs_of(finals.stdout) == {"train_final": 2, "final_models": 1}  # stflow, ridge
-    config = predict_config(tiny_run)
-    dry = tiny_run.snakemake("-n", configfile=config)
+    predict = predict_on_command_line(tiny_run)
+    dry = tiny_run.snakemake("-n", *predict)
     assert dry.returncode == 0, dry.stderr
     assert jobs_of(dry.stdout) == {"train_final": 1, "predict_slide": 1, "all": 1}
-    run = tiny_run.snakemake("--cores", "2", configfile=config, timeout=900)
+    run = tiny_run.snakemake("--cores", "2", *predict, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     final = tiny_run.results / "models" / ENCODER / "stflow" / "final"
     params = json.loads((final / "params.json").read_text())
@@ -135,5 +136,5 @@ def test_the_predict_section_trains_a_final_model_and_predicts_each_slide(tiny_r
     assert (tiny_run.results / "slides" / "newP1_maps").is_dir()
     sdata = spatialdata.read_zarr(tiny_run.results / "slides" / "newP1.zarr")
     assert sdata["table"].n_obs == adata.n_obs  # the spots as SpatialData, beside the h5ad
-    again = tiny_run.snakemake("-n", configfile=config)
+    again = tiny_run.snakemake("-n", *predict)
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -43,7 +43,7 @@ from stflow.deploy.spot_budget import DEFAULT_MAX_SPOTS, check_spot_count, latti
 from stflow.deploy.spot_grid import LAYOUTS, SpotLayout, VirtualSpots, given_spots, virtual_spots
 from stflow.deploy.window_embedding import StreamTimes, embed_windows
 from stflow.device import resolve_device
-from stflow.errors import StflowError, input_error
+from stflow.errors import StflowError, check_field_types, input_error, require_number
 from stflow.evaluation.shown_genes import choose_genes
 from stflow.intervals.calibration import RECALIBRATE, load_calibration, shift_scores
 from stflow.intervals.conformal import DEFAULT_LEVEL, check_level
@@ -76,6 +76,9 @@ class SlideOptions:
     spatialdata: bool = False  # also write {name}.zarr (SpatialData: H&E, spots, table)
     chunk_spots: int | None = 100_000  # spots per piece of the row-wise work; None/0: one
     max_spots: int | None = DEFAULT_MAX_SPOTS  # refused above this, before any work; None: no cap
+
+    def __post_init__(self) -> None:
+        check_field_types(self, "predict-slide options")
 
 
 @dataclass
@@ -192,6 +195,7 @@ def slide_mpp(path: Path, um_per_px: float | None) -> tuple[float, str]:
     """Microns per level-0 pixel: ``um_per_px`` when given, else the slide file's own."""
     recorded = recorded_mpp(path)
     if um_per_px is not None:
+        um_per_px = require_number(um_per_px, "--um-per-px", path, MPP_FIX)
         if not (np.isfinite(um_per_px) and um_per_px > 0):
             raise input_error(path, f"--um-per-px {um_per_px} is not a positive number",
                               MPP_FIX)
