@@ -29,3 +29,11 @@ def slide_targets():
 
 def slide_options(wc):
     return STUDY.slide_options()
+
+
+def out_of_fold_predictions(wc):
+    return STUDY.out_of_fold(wc.dataset, wc.encoder, wc.model, "predictions")
+
+
+def out_of_fold_models(wc):
+    return STUDY.out_of_fold(wc.dataset, wc.encoder, wc.model, "models")

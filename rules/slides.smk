@@ -20,6 +20,10 @@ rule train_final:
         features=feature_stores,
         graph=graph_files,
         patches=patch_files,
+        # the study's out-of-fold predictions calibrate the intervals across patients
+        # (intervals.calibration; none where they cannot: then within the training patients)
+        predictions=out_of_fold_predictions,
+        fold_models=out_of_fold_models,
     output:
         directory(res("{dataset}", "models/{encoder}/{model}/final")),
     params:

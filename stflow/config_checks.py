@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -419,3 +420,22 @@ def fold_count_problems(dataset: str, source: str, samples: Sequence[str],
                         "patient-stratified folds need two",
                         "add samples of another patient")]
     return []
+
+
+def patient_calibration_problems(dataset: str, patients: Mapping[str, str | None], *,
+                                 scheme: str, explicit: bool, n_folds: int | None,
+                                 calibration: str) -> list[Problem]:
+    """``intervals.calibration: patient`` needs two training patients in every patient fold
+    (one to validate and calibrate on, one to train on); refused before any job where the
+    patients are known, naming them. Explicit folds are checked by the splits stage."""
+    known = {p for p in patients.values() if p is not None}
+    if calibration != "patient" or scheme == "section" or explicit or not known:
+        return []
+    fewest = len(known) - math.ceil(len(known) / (n_folds or len(known)))
+    if fewest >= 2:
+        return []
+    return [Problem("intervals.calibration", calibration,
+                    f"dataset '{dataset}' has the patients {sorted(known)}, so a fold trains "
+                    f"on {fewest} patient(s) and cannot calibrate on another",
+                    "set intervals.calibration to auto (across patients where a fold has two, "
+                    "else within, and said so) or within, or add patients")]

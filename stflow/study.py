@@ -22,7 +22,12 @@ from typing import Any
 
 from stflow.catalogue import HEST_BENCH_REPO, PAPER_TABLES, her2st_sections
 from stflow.config import Problem
-from stflow.config_checks import fold_count_problems, run_seeds, stop_on
+from stflow.config_checks import (
+    fold_count_problems,
+    patient_calibration_problems,
+    run_seeds,
+    stop_on,
+)
 from stflow.data.sheet import sheet_patients, sheet_row, sheet_samples
 from stflow.models.catalogue import reads_graph
 
@@ -146,10 +151,13 @@ class Study:
             return [Problem("dataset.samples", None, f"null for source '{entry['source']}'",
                             "list the sample ids in dataset.samples (or tasks[].samples)")]
         names = self.samples(dataset)
-        return fold_count_problems(
-            dataset, entry["source"], names, {s: self.patient(dataset, s) for s in names},
-            scheme=self.scheme, explicit=self.explicit_folds(dataset),
-            n_folds=entry["n_folds"])
+        patients = {s: self.patient(dataset, s) for s in names}
+        folds = {"scheme": self.scheme, "explicit": self.explicit_folds(dataset),
+                 "n_folds": entry["n_folds"]}
+        return (fold_count_problems(dataset, entry["source"], names, patients, **folds)
+                or patient_calibration_problems(
+                    dataset, patients, calibration=self.config["intervals"]["calibration"],
+                    **folds))
 
     def fold_problems(self) -> list[Problem]:
         """Every dataset's fold problems, to list at once."""
@@ -241,6 +249,10 @@ class Study:
         config, else HEST-bench's files, else n_folds when configured, else leave one patient
         out (the fold count the DAG was built with); scheme section leaves one section out.
         Stops on fold problems, as :meth:`n_folds` does."""
+        return {**self._fold_settings(dataset),
+                "calibration": self.config["intervals"]["calibration"]}
+
+    def _fold_settings(self, dataset: str) -> dict[str, Any]:
         entry = self.datasets[dataset]
         if self.scheme == "section":
             self.n_folds(dataset)  # refuses a single-sample dataset
@@ -390,6 +402,15 @@ class Study:
         """models/{encoder}/{model}/final of the model named by the predict section."""
         return result(dataset or self.predict_dataset(),
                       f"models/{self.predict_encoder()}/{self.config['predict']['model']}/final")
+
+    def out_of_fold(self, dataset: str, encoder: str, model: str, kind: str) -> list[str]:
+        """The first seed's fold ``predictions`` (or ``models``) of ``encoder`` × ``model``,
+        which calibrate the final model across patients; none under intervals.calibration
+        within, or where the folds are not patient-stratified (scheme section)."""
+        if self.config["intervals"]["calibration"] == "within" or self.scheme == "section":
+            return []
+        return [result(dataset, f"{kind}/{encoder}/{model}/seed{self.seeds[0]}/{fold}")
+                for fold in self.folds(dataset)]
 
     def slide_targets(self) -> list[str]:
         """The h5ad and maps of every configured slide; nothing when predict.slides is empty."""

@@ -4,6 +4,8 @@ calibration a model folder keeps."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -16,7 +18,13 @@ from stflow.intervals.calibration import (
     load_calibration,
     save_calibration,
 )
-from stflow.intervals.conformal import check_level, conformal_quantile, interval, nonconformity
+from stflow.intervals.conformal import (
+    check_level,
+    conformal_quantile,
+    interval,
+    nonconformity,
+    weighted_conformal_quantile,
+)
 from stflow.intervals.shift import ShiftReference
 
 
@@ -37,8 +45,9 @@ def test_normalised_intervals_cover_exchangeable_spots_at_the_nominal_rate():
     rng = np.random.default_rng(0)
     n_cal, n_test, genes = 2000, 20000, 5
     difficulty = rng.uniform(0.2, 3.0, size=n_cal + n_test)  # heteroscedastic noise
-    truth = rng.normal(size=(n_cal + n_test, genes)) * difficulty[:, None]
-    prediction = np.zeros_like(truth)
+    # log1p-like: far enough above 0 that clipping the lower bound never matters here
+    truth = 20 + rng.normal(size=(n_cal + n_test, genes)) * difficulty[:, None]
+    prediction = np.full_like(truth, 20.0)
     cal, test = slice(0, n_cal), slice(n_cal, None)
     for scale, name in ((difficulty, "normalised"), (np.ones_like(difficulty), "plain")):
         q = conformal_quantile(nonconformity(truth[cal], prediction[cal], scale[cal]), 0.9)
@@ -140,3 +149,97 @@ def test_a_calibration_survives_its_folder_and_a_damaged_one_is_refused(tmp_path
     (tmp_path / "calibration.npz").write_bytes(b"not an npz")
     with pytest.raises(StflowError, match="calibration is incomplete or damaged.*Fix: re-run"):
         load_calibration(tmp_path)
+
+
+# --- calibrated for whom -------------------------------------------------------------------
+
+def test_weighted_quantile_with_equal_weights_is_the_order_statistic_and_weighs_patients_alike():
+    rng = np.random.default_rng(5)
+    scores = rng.random((99, 3))
+    for level in (0.5, 0.8, 0.9, 0.95):
+        assert np.array_equal(weighted_conformal_quantile(scores, np.ones(99), level),
+                              conformal_quantile(scores, level))
+    # 950 spots of an easy patient, 50 of a hard one: per spot the easy one decides; with
+    # each patient weighing alike the 90 % quantile lies in the hard patient's scores
+    pooled = np.concatenate([np.full(950, 0.1), np.linspace(1, 2, 50)])[:, None]
+    weights = np.concatenate([np.full(950, 1 / 950), np.full(50, 1 / 50)])
+    assert conformal_quantile(pooled, 0.9)[0] == pytest.approx(0.1)
+    assert weighted_conformal_quantile(pooled, weights, 0.9)[0] > 1.5
+    missing = scores.copy()
+    missing[:50, 0] = np.nan  # a gene that fold did not predict: its spots do not count
+    assert weighted_conformal_quantile(missing, None, 0.9)[0] == \
+        conformal_quantile(scores[50:, :1], 0.9)[0]
+
+
+def test_lower_bounds_are_clipped_at_zero_and_never_above_the_prediction():
+    prediction = np.array([[0.2, 3.0, -0.1]])
+    lower, upper = interval(prediction, np.ones(1), np.array([1.0, 1.0, 1.0]))
+    assert lower[0].tolist() == pytest.approx([0.0, 2.0, -0.1])
+    assert upper[0].tolist() == pytest.approx([1.2, 4.0, 0.9])
+
+
+def test_a_folder_says_whom_its_intervals_were_calibrated_for(tmp_path):
+    rng = np.random.default_rng(6)
+    calibration = _calibration(rng)
+    calibration.scope, calibration.weights = "patient", rng.uniform(0.5, 1, 50)
+    save_calibration(calibration, tmp_path)
+    loaded = load_calibration(tmp_path)
+    assert loaded.scope == "patient" and np.allclose(loaded.weights, calibration.weights)
+    info = apply_calibration(loaded, rng.normal(size=(5, 12)), rng.uniform(size=(5, 4))).info
+    assert info["calibration"] == "patient" and "new patient" in info["calibrated_for"]
+    record = json.loads((tmp_path / "calibration.json").read_text())
+    del record["calibration"]  # a folder calibrated before scopes existed
+    (tmp_path / "calibration.json").write_text(json.dumps(record))
+    old = load_calibration(tmp_path)
+    assert old.scope == "within" and "not promised for a new patient" in old.promise
+
+
+def _fold_run(root, name, patient_samples, rng, calibration):
+    """A fold's prediction folder (truth, prediction, shift scores) and model folder."""
+    import anndata as ad
+    import pandas as pd
+
+    model_dir, prediction_dir = root / f"model_{name}", root / f"pred_{name}"
+    model_dir.mkdir()
+    prediction_dir.mkdir()
+    save_calibration(calibration, model_dir)
+    for sample, (n, spread) in patient_samples.items():
+        truth = rng.uniform(1, 3, (n, 4))
+        adata = ad.AnnData(truth + rng.normal(scale=spread, size=(n, 4)),
+                           var=pd.DataFrame(index=[f"g{i}" for i in range(4)]))
+        adata.layers["truth"] = truth
+        adata.obs["shift_score"] = rng.uniform(1, 3, n)
+        adata.uns["sample"] = sample
+        adata.write_h5ad(prediction_dir / f"{sample}.h5ad")
+    return prediction_dir, model_dir
+
+
+def test_the_final_model_is_calibrated_on_out_of_fold_patients_each_weighing_alike(tmp_path):
+    from stflow.intervals.across_patients import calibrate_across_patients
+
+    rng = np.random.default_rng(7)
+    final = _calibration(rng)
+    final.difficulty = "constant"
+    runs = [_fold_run(tmp_path, "0", {"A1": (300, 0.1)}, rng, _calibration(rng)),
+            _fold_run(tmp_path, "1", {"B1": (20, 1.0), "B2": (20, 1.0)}, rng, _calibration(rng))]
+    patients = {"A1": "A", "B1": "B", "B2": "B"}
+    across = calibrate_across_patients(final, runs, patients, ["g0", "g1", "g2", "g3"])
+    assert across.scope == "patient" and across.n_spots == 340
+    assert "['A', 'B']" in across.spots
+    weights = across.weights / across.weights.sum()
+    assert weights[:300].sum() == pytest.approx(0.5) and weights[300:].sum() == pytest.approx(0.5)
+    q90 = across.quantiles((0.9,))[:, 0]
+    assert (q90 > 1.0).all()  # set by patient B's misses, though A has most spots
+    alone = calibrate_across_patients(final, runs[:1], patients, ["g0", "g1", "g2", "g3"])
+    assert alone is final  # one patient out of fold: stays within, and logs it
+
+
+def test_the_shift_flag_marks_at_most_five_percent_of_exchangeable_spots_whatever_n():
+    rng = np.random.default_rng(8)
+    reference = ShiftReference.fit(rng.normal(size=(100, 8)), seed=0)
+    for n in (20, 40, 200):
+        flagged = []
+        for _ in range(300):
+            reference.set_threshold(rng.random(n))
+            flagged.append(np.mean(rng.random(2000) > reference.threshold))
+        assert 0.03 <= np.mean(flagged) <= 0.05 + 0.005, n  # exact order statistic: <= 5 %

@@ -78,7 +78,10 @@ def test_the_aperio_slide_is_predicted_on_virtual_spots_over_its_tissue(aperio_r
     assert info["n_samples"] == 4 and "4 independent flow samples" in info["sample_spread"]
     assert "uncalibrated" in info["sample_spread"]
     intervals = info["intervals"]
-    assert intervals["level"] == 0.9 and intervals["n_calibration_spots"] == 36
+    # 36 validation spots: the difficulty chosen on 18, the quantiles set on the other 18
+    assert intervals["level"] == 0.9 and intervals["n_calibration_spots"] == 18
+    assert intervals["calibration"] == "within"  # one training patient: and it says so
+    assert "not promised for a new patient" in intervals["calibrated_for"]
     assert intervals["method"].startswith("normalised split-conformal")
     assert adata.varm["conformal_quantile"].shape == (len(GENES), 4)
     assert adata.obs["shifted"].dtype == bool and (adata.obs["shift_score"] > 0).all()

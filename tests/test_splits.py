@@ -51,6 +51,31 @@ def test_validation_prefers_a_patient_whose_only_sample_it_is():
     assert folds[2]["val"] == ["D1"]
 
 
+def test_calibrating_across_patients_validates_on_one_whole_training_patient():
+    folds = patient_folds(PATIENTS, seed=0, val_patient=True)
+    for fold in folds:
+        assert_stratified(fold)
+        val_patients = {PATIENTS[s] for s in fold["val"]}
+        assert len(val_patients) == 1  # one patient, every section of it
+        assert fold["val"] == [s for s in PATIENTS if PATIENTS[s] in val_patients]
+        assert not val_patients & {PATIENTS[s] for s in fold["train"]}
+
+
+@pytest.mark.parametrize(("calibration", "scope"), [("auto", "patient"), ("within", "within")])
+def test_each_fold_records_whose_spots_calibrate_it(tmp_path, calibration, scope):
+    two_each = {f"{p}{i}": p for p in "ABC" for i in (1, 2)}  # no patient with one section
+    splits = make_splits(write_samples(tmp_path / "s.tsv", two_each), calibration=calibration)
+    assert [f["calibration"] for f in splits["folds"]] == [scope] * 3
+
+
+def test_calibrating_across_patients_is_refused_where_a_fold_trains_on_one_patient(tmp_path):
+    samples = write_samples(tmp_path / "s.tsv", {"B1": "B", "C2": "C", "C3": "C"})
+    assert [f["calibration"] for f in make_splits(samples)["folds"]] == ["within", "within"]
+    with pytest.raises(StflowError, match=r"\['B', 'C'\].*Fix: set intervals.calibration "
+                       "to auto or within"):
+        make_splits(samples, calibration="patient")
+
+
 def test_single_training_sample_leaves_val_empty():
     folds = patient_folds({"x": "P", "y": "Q"})
     assert [f["val"] for f in folds] == [[], []]
@@ -111,7 +136,7 @@ def test_cli_writes_splits_json(tmp_path):
                               "--folds-json", str(explicit)])
     args.func(args)
     assert json.loads(out.read_text()) == {"scheme": "explicit", "folds": [
-        {"name": "fold0", "train": ["A1"], "val": [], "test": ["D1"]}]}
+        {"name": "fold0", "train": ["A1"], "val": [], "test": ["D1"], "calibration": "within"}]}
 
 
 def test_samples_table_without_patient_column_is_refused(tmp_path):
@@ -195,5 +220,7 @@ def test_cli_writes_section_splits(tmp_path):
     args = parser.parse_args(["splits", "--samples-tsv", str(samples), "--out", str(out),
                               "--scheme", "section", "--seed", "2"])
     args.func(args)
-    assert json.loads(out.read_text()) == {"scheme": "section",
-                                           "folds": section_folds(PATIENTS, seed=2)}
+    written = json.loads(out.read_text())
+    assert written["scheme"] == "section"
+    assert [{k: v for k, v in f.items() if k != "calibration"} for f in written["folds"]] == \
+        section_folds(PATIENTS, seed=2)

@@ -106,9 +106,10 @@ def test_calibration_uses_the_validation_samples_or_the_held_out_region(study, c
                          st_dir=study["st"], features_dir=study["features"],
                          graph_dir=study["graph"], model=choosy, out=study["root"] / "b")
     a, b = load_calibration(with_val), load_calibration(without)
-    assert a.n_spots == 10 and "P1S2" in a.spots  # every spot of the validation sample
-    assert b.n_spots == 2 and "held-out region" in b.spots  # 20 % of P2S1's 10 spots
-    assert a.scores.shape == (10, 2) and np.isfinite(a.scores).all()
+    # every spot of the validation sample: the difficulty chosen on half, quantiles on half
+    assert a.n_spots == 5 and "P1S2" in a.spots and "quantiles set on the other 5" in a.spots
+    assert b.n_spots == 1 and "held-out region" in b.spots  # half of 20 % of P2S1's 10 spots
+    assert a.scores.shape == (5, 2) and np.isfinite(a.scores).all()
     assert a.difficulty in {"constant", "shift", "level"}
     assert {row["difficulty"] for row in a.candidates} == {"constant", "shift", "level"}
 
@@ -118,7 +119,7 @@ def test_a_model_that_fits_on_validation_is_calibrated_by_a_twin_that_did_not(st
                      st_dir=study["st"], features_dir=study["features"], graph_dir=study["graph"],
                      model="ridge_hest", out=study["root"] / "ridge_hest")
     record = json.loads((out / "calibration.json").read_text())
-    assert "twin" in record["predictor"] and record["n_spots"] == 10
+    assert "twin" in record["predictor"] and record["n_spots"] == 5
 
 
 def test_fold_predictions_carry_the_calibrated_intervals_and_the_shift_flag(study, choosy,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stflow.choices import HEST_REPO, MIN_FRACTION, SCHEMES, SOURCES
+from stflow.choices import CALIBRATIONS, HEST_REPO, MIN_FRACTION, SCHEMES, SOURCES
 from stflow.cli.common import add_device
 from stflow.errors import input_error
 
@@ -80,7 +80,7 @@ def _run_splits(args: argparse.Namespace) -> None:
     folds = read_folds_json(args.folds_json) if args.folds_json else None
     write_splits(args.samples_tsv, args.out, n_folds=args.n_folds, folds=folds, seed=args.seed,
                  hest_bench=args.hest_bench_dir, scheme=args.scheme,
-                 folds_source=args.folds_json or "splits.folds")
+                 folds_source=args.folds_json or "splits.folds", calibration=args.calibration)
 
 
 def _register_splits(subparsers: argparse._SubParsersAction) -> None:
@@ -100,6 +100,10 @@ def _register_splits(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--hest-bench-dir", help="a HEST-bench task folder: use its published "
                    "splits/ (checked against --n-folds when given)")
     p.add_argument("--seed", type=int, default=0, help="seed of the patients' grouping")
+    p.add_argument("--calibration", choices=CALIBRATIONS, default="auto",
+                   help="patient: validate (and calibrate) on one whole training patient, "
+                   "refused where a fold has one; within: a training section or region; auto: "
+                   "patient where a fold has two training patients")
     p.set_defaults(func=_run_splits)
 
 

@@ -20,7 +20,8 @@ def _run_train_final(args: argparse.Namespace) -> None:
                             params=json_object(args.params), seed=args.seed, device=args.device,
                             patches_dir=args.patches_dir,
                             search=json_object(args.search, "--search") or None, refit=args.refit,
-                            progress=progress_path(args.out, args.progress))
+                            progress=progress_path(args.out, args.progress),
+                            out_of_fold=[tuple(pair) for pair in args.fold_run_dir or ()])
 
 
 def _register_train_final(subparsers: argparse._SubParsersAction) -> None:
@@ -42,6 +43,11 @@ def _register_train_final(subparsers: argparse._SubParsersAction) -> None:
     add_training(parser)
     add_device(parser)
     parser.add_argument("--out", required=True, help="models/{encoder}/{model}/final")
+    parser.add_argument("--fold-run-dir", nargs=2, action="append",
+                        metavar=("PREDICTIONS", "MODEL"),
+                        help="a fold's prediction folder and model folder (repeat per fold): "
+                        "the intervals are then calibrated across patients on these "
+                        "out-of-fold predictions, else within the training patients")
     parser.set_defaults(func=_run_train_final)
 
 

@@ -8,6 +8,17 @@ from stflow.data.splits import fold_of, read_splits
 from stflow.errors import input_error
 
 
+def calibration_scope_of(splits_path: str | Path, fold: str) -> str:
+    """Whose spots calibrate the fold's intervals, as the splits stage recorded it: 'patient'
+    (validation patients the fold never trains on) or 'within'."""
+    entry = fold_of(read_splits(splits_path), fold, splits_path)
+    scope = entry.get("calibration", "within")
+    if scope not in ("patient", "within"):
+        raise input_error(splits_path, f"fold '{fold}' has calibration '{scope}'",
+                          "re-run the splits stage")
+    return scope
+
+
 def read_fold(splits_path: str | Path, fold: str) -> dict[str, list[str]]:
     """The ``train``/``val``/``test`` sample lists of ``fold`` in a splits.json."""
     entry = fold_of(read_splits(splits_path), fold, splits_path)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from stflow.atomic import read_json, write_json
-from stflow.choices import SCHEMES
+from stflow.choices import CALIBRATIONS, SCHEMES
 from stflow.errors import StflowError, input_error
 
 log = logging.getLogger(__name__)
@@ -65,9 +65,29 @@ def choose_val(train: list[str], patients: dict[str, str], rng: np.random.Genera
     return [pool[int(rng.integers(len(pool)))]]
 
 
-def patient_folds(patients: dict[str, str], n_folds: int | None = None, seed: int = 0
-                  ) -> list[dict[str, list[str]]]:
-    """Leave-one-patient-out folds, or patients grouped into ``n_folds`` folds."""
+def choose_val_patient(train: list[str], patients: dict[str, str],
+                       rng: np.random.Generator) -> list[str]:
+    """Every sample of one seeded training patient, when the training samples have at least
+    two patients (else :func:`choose_val`): a validation patient the model never trains on
+    calibrates its intervals for a new patient (``intervals.calibration: patient``)."""
+    order = list(dict.fromkeys(patients[s] for s in train))
+    if len(order) < 2:
+        return choose_val(train, patients, rng)
+    chosen = order[int(rng.integers(len(order)))]
+    return [s for s in train if patients[s] == chosen]
+
+
+def calibration_scope(fold: dict, patients: dict[str, str]) -> str:
+    """'patient' when the fold validates on patients none of its training samples has,
+    else 'within' (a training patient's section, or a held-out region)."""
+    val = {patients[s] for s in fold["val"]}
+    return "patient" if val and not val & {patients[s] for s in fold["train"]} else "within"
+
+
+def patient_folds(patients: dict[str, str], n_folds: int | None = None, seed: int = 0,
+                  val_patient: bool = False) -> list[dict[str, list[str]]]:
+    """Leave-one-patient-out folds, or patients grouped into ``n_folds`` folds; validation
+    is one whole training patient with ``val_patient`` (where two are there)."""
     order = list(dict.fromkeys(patients.values()))
     if len(order) < 2:
         raise StflowError(f"samples.tsv: only {len(order)} patient(s) ({order}); a patient-"
@@ -86,7 +106,7 @@ def patient_folds(patients: dict[str, str], n_folds: int | None = None, seed: in
     for k, group in enumerate(groups):
         test = [s for s, p in patients.items() if p in group]
         train = [s for s, p in patients.items() if p not in group]
-        val = choose_val(train, patients, rng)
+        val = (choose_val_patient if val_patient else choose_val)(train, patients, rng)
         folds.append({"name": f"fold{k}", "train": [s for s in train if s not in val],
                       "val": val, "test": test})
     return folds
@@ -203,14 +223,35 @@ def bench_folds(bench_dir: str | Path, patients: dict[str, str], n_folds: int | 
 def make_splits(samples_tsv: str | Path, n_folds: int | None = None,
                 folds: list[dict] | None = None, seed: int = 0,
                 hest_bench: str | Path | None = None, scheme: str = "patient",
-                folds_source: str | Path = "splits.folds") -> dict:
+                folds_source: str | Path = "splits.folds", calibration: str = "auto") -> dict:
     """The splits.json content for a samples table (``scheme`` records how it was split).
 
     ``folds`` are explicit folds to validate (``folds_source`` names where they came from in
-    the errors); else HEST-bench's published ones, else patient folds."""
+    the errors); else HEST-bench's published ones, else patient folds, validating on a whole
+    training patient unless ``calibration`` (intervals.calibration) is 'within'. Each fold
+    records whose spots calibrate its intervals (:func:`calibration_scope`)."""
     if scheme not in SCHEMES:
         raise input_error("--scheme", f"unknown scheme '{scheme}'", f"use one of {SCHEMES}")
+    if calibration not in CALIBRATIONS:
+        raise input_error("--calibration", f"unknown calibration '{calibration}'",
+                          f"use one of {CALIBRATIONS}")
     patients = read_samples(samples_tsv)
+    splits = _folds(patients, n_folds, folds, seed, hest_bench, scheme, folds_source,
+                    calibration != "within")
+    for fold in splits["folds"]:
+        fold["calibration"] = calibration_scope(fold, patients)
+    within = [f["name"] for f in splits["folds"] if f["calibration"] == "within"]
+    if calibration == "patient" and within:
+        raise input_error(samples_tsv, f"folds {within} have fewer than two training patients "
+                          f"(patients: {sorted(set(patients.values()))}), so none can "
+                          "calibrate their intervals across patients",
+                          "set intervals.calibration to auto or within, or add patients")
+    return splits
+
+
+def _folds(patients: dict[str, str], n_folds: int | None, folds: list[dict] | None,
+           seed: int, hest_bench: str | Path | None, scheme: str, folds_source: str | Path,
+           val_patient: bool) -> dict:
     if scheme == "section":
         given = [name for name, value in (("--n-folds", n_folds), ("--folds-json", folds),
                                           ("--hest-bench", hest_bench)) if value is not None]
@@ -223,16 +264,18 @@ def make_splits(samples_tsv: str | Path, n_folds: int | None = None,
         return bench_folds(hest_bench, patients, n_folds)
     if folds is not None:
         return {"scheme": "explicit", "folds": validate_folds(folds, patients, folds_source)}
-    folds = patient_folds(patients, n_folds, seed)
+    folds = patient_folds(patients, n_folds, seed, val_patient)
     return {"scheme": "patient" if n_folds is None else "patient-kfold", "folds": folds}
 
 
 def write_splits(samples_tsv: str | Path, out: str | Path, *, n_folds: int | None = None,
                  folds: list[dict] | None = None, seed: int = 0,
                  hest_bench: str | Path | None = None, scheme: str = "patient",
-                 folds_source: str | Path = "splits.folds") -> dict:
+                 folds_source: str | Path = "splits.folds", calibration: str = "auto"
+                 ) -> dict:
     """The splits stage: :func:`make_splits` written to ``out`` (splits.json)."""
-    splits = make_splits(samples_tsv, n_folds, folds, seed, hest_bench, scheme, folds_source)
+    splits = make_splits(samples_tsv, n_folds, folds, seed, hest_bench, scheme, folds_source,
+                         calibration)
     write_json(splits, out)
     log.info("%d folds (%s, seed %d) → %s", len(splits["folds"]), splits["scheme"], seed, out)
     return splits

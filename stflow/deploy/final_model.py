@@ -3,7 +3,8 @@
 ``stflow train-final`` writes ``models/{encoder}/{model}/final`` next to the per-fold models
 used for scoring, by the path each fold took (:func:`stflow.training.fit.train_validated`):
 the study's search on its own validation split, then its refit when asked, then the interval
-calibration. Validation is drawn from the samples as the folds draw it
+calibration (across patients on the study's out-of-fold predictions where they are given,
+else on its own validation spots). Validation is drawn from the samples as the folds draw it
 (:func:`stflow.data.splits.choose_val`: one seeded sample, preferring a patient's only one;
 with a single sample, a contiguous held-out region of it). The folder carries what was
 chosen (``search.json``, ``params.json``) and ``deploy.json``, so ``stflow predict-slide``
@@ -13,6 +14,7 @@ needs nothing else.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ import numpy as np
 from stflow.data.loading import features_identity, load_slides, read_genes
 from stflow.data.splits import choose_val, read_samples
 from stflow.errors import input_error
+from stflow.intervals.across_patients import calibrate_across_patients
 from stflow.models.progress import ProgressFile
 from stflow.records.deployment import Deployment, describe_training, write_deployment
 from stflow.training.fit import check_request, train_validated
@@ -37,10 +40,13 @@ def train_final(*, samples_tsv: str | Path, genes: str | Path, st_dir: str | Pat
                 out: str | Path, params: dict[str, Any] | None = None, seed: int = 0,
                 device: str = "auto", patches_dir: str | Path | None = None,
                 search: dict[str, Any] | None = None, refit: bool = False,
-                progress: str | Path | None = None) -> Path:
+                progress: str | Path | None = None,
+                out_of_fold: Sequence[tuple[str | Path, str | Path]] = ()) -> Path:
     """Fit ``model`` on every sample of ``samples_tsv`` as each fold was fitted (``search``,
     ``refit``) and write a deployable folder atomically; ``progress`` is the TSV each
-    epoch's row is appended to as it ends."""
+    epoch's row is appended to as it ends. ``out_of_fold``: the study's (prediction folder,
+    fold model folder) pairs of this encoder and model, which calibrate the intervals across
+    patients (:mod:`stflow.intervals.across_patients`); none: within the training patients."""
     patients = read_samples(samples_tsv)
     val_samples = choose_val(list(patients), patients, np.random.default_rng(seed))
     samples = [s for s in patients if s not in val_samples]
@@ -66,6 +72,9 @@ def train_final(*, samples_tsv: str | Path, genes: str | Path, st_dir: str | Pat
     trained = train_validated(model, train, val, params=params, search=search, refit=refit,
                               seed=seed, device=device,
                               stages=ProgressFile(progress).stage if progress else None)
+    if out_of_fold and trained.calibration is not None:
+        trained.calibration = calibrate_across_patients(trained.calibration, out_of_fold,
+                                                        patients, gene_list)
     deployment = deployment_of(trained.effective_params)
     record = {"seed": seed, "fold": FINAL, "train": samples, "val": val_samples,
               "genes": gene_list, "features": features}

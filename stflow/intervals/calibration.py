@@ -40,6 +40,7 @@ from stflow.intervals.conformal import (
     conformal_quantile,
     interval,
     nonconformity,
+    weighted_conformal_quantile,
 )
 from stflow.intervals.shift import THRESHOLD_PERCENTILE, ShiftReference
 
@@ -51,6 +52,14 @@ METHOD = "normalised split-conformal, per gene"
 DIFFICULTIES = ("constant", "shift", "level")
 LEVEL_BINS = 10
 SHIFT_ROWS = 16384  # spots whitened at a time for their shift scores
+# whose spots calibrated the intervals -> what that promises
+SCOPES = {
+    "patient": "calibrated across patients: on spots of patients the predictor never trained "
+               "on, each patient weighted alike; covers its level for a new patient from the "
+               "same population, on average over patients",
+    "within": "calibrated within the training patients: on their held-out spots; covers its "
+              "level for spots of those patients, not promised for a new patient",
+}
 RECALIBRATE = ("re-run the train stage (or train_final) with this version of stflow, which "
                "calibrates the model on its validation spots")
 
@@ -67,6 +76,8 @@ class Calibration:
     spots: str  # where the calibration spots came from
     predictor: str  # which fit predicted them
     candidates: list[dict[str, Any]] = field(default_factory=list)
+    scope: str = "within"  # SCOPES: whose spots: patients never trained on, or the training's
+    weights: np.ndarray | None = None  # (n,) per spot, each patient weighing alike; None: equal
 
     @property
     def n_spots(self) -> int:
@@ -79,11 +90,18 @@ class Calibration:
 
     def quantiles(self, levels: tuple[float, ...]) -> np.ndarray:
         """(G, L) the score quantile of each gene at each level."""
-        return np.stack([conformal_quantile(self.scores, lv) for lv in levels], axis=1)
+        return np.stack([weighted_conformal_quantile(self.scores, self.weights, lv)
+                         for lv in levels], axis=1)
+
+    @property
+    def promise(self) -> str:
+        """Whom the intervals were calibrated for, in words (maps' titles, tables)."""
+        return SCOPES[self.scope]
 
     def describe(self, level: float, levels: tuple[float, ...]) -> dict[str, Any]:
         """What a prediction file says about its intervals (``uns["stflow"]["intervals"]``)."""
         return {"method": METHOD, "level": level, "levels": list(levels),
+                "calibration": self.scope, "calibrated_for": self.promise,
                 "difficulty": self.difficulty, "n_calibration_spots": self.n_spots,
                 "calibration_spots": self.spots, "calibration_predictor": self.predictor,
                 "shift_threshold": self.shift.threshold,
@@ -266,11 +284,15 @@ def calibration_spots(train: list[Slide], val: list[Slide], val_fraction: float,
 
 
 def calibrate(predictor: Any, train: list[Slide], val: list[Slide], seed: int,
-              val_fraction: float = VAL_FRACTION, predictor_name: str = "the kept model"
-              ) -> Calibration | None:
+              val_fraction: float = VAL_FRACTION, predictor_name: str = "the kept model",
+              scope: str = "within") -> Calibration | None:
     """Calibrate on the validation spots with ``predictor``, a fit that never saw them.
 
-    None (with a warning) when there are no validation spots to calibrate on.
+    ``scope``: 'patient' when the validation samples are patients none of the training
+    samples has (the splits stage records it), else 'within'. The difficulty is chosen on
+    one random half of the spots and the quantiles are set on the other, so the choice does
+    not shrink the intervals it then scales. None (with a warning) when there are no
+    validation spots to calibrate on.
     """
     if not val and val_fraction <= 0:
         log.warning("no validation spots (no validation samples, nothing held out): the "
@@ -295,14 +317,19 @@ def calibrate(predictor: Any, train: list[Slide], val: list[Slide], seed: int,
     shift.set_threshold(shift_scores)
     shift_median = float(np.median(shift_scores))
     relative_shift = shift_scores / max(shift_median, 1e-12)
-    chosen, candidates = choose_difficulty(truth, prediction, relative_shift, curve, seed)
-    scores = nonconformity(truth, prediction, difficulty(chosen, relative_shift, curve,
-                                                         prediction))
-    log.info("calibrated on %d spots (%s) with %s: difficulty '%s' (%s)", len(truth), spots,
-             predictor_name, chosen,
-             ", ".join(f"{r['difficulty']} {r['width_sd']:.3f} sd" for r in candidates))
-    return Calibration(scores.astype(np.float32), chosen, shift, shift_median, curve, spots,
-                       predictor_name, candidates)
+    order = np.random.default_rng(seed).permutation(len(truth))
+    choose, keep = np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2:])
+    chosen, candidates = choose_difficulty(truth[choose], prediction[choose],
+                                           relative_shift[choose], curve, seed)
+    scores = nonconformity(truth[keep], prediction[keep],
+                           difficulty(chosen, relative_shift[keep], curve, prediction[keep]))
+    log.info("calibrated on %d spots (%s) with %s: difficulty '%s' (%s) chosen on %d of them, "
+             "quantiles set on the other %d; %s", len(truth), spots, predictor_name, chosen,
+             ", ".join(f"{r['difficulty']} {r['width_sd']:.3f} sd" for r in candidates),
+             len(choose), len(keep), SCOPES[scope])
+    return Calibration(scores.astype(np.float32), chosen, shift, shift_median, curve,
+                       f"{spots}: difficulty chosen on {len(choose)} spots, quantiles set on "
+                       f"the other {len(keep)}", predictor_name, candidates, scope)
 
 
 def save_calibration(calibration: Calibration | None, directory: str | Path) -> None:
@@ -312,9 +339,12 @@ def save_calibration(calibration: Calibration | None, directory: str | Path) -> 
         return
     directory = Path(directory)
     with atomic_output(directory / CALIBRATION_NPZ) as tmp, open(tmp, "wb") as handle:
+        weights = {} if calibration.weights is None else {"weights": calibration.weights}
         np.savez(handle, scores=calibration.scores, level_centres=calibration.level_curve.centres,
-                 level_values=calibration.level_curve.values, **calibration.shift.arrays())
-    write_json({"method": METHOD, "difficulty": calibration.difficulty,
+                 level_values=calibration.level_curve.values, **weights,
+                 **calibration.shift.arrays())
+    write_json({"method": METHOD, "calibration": calibration.scope,
+                "calibrated_for": calibration.promise, "difficulty": calibration.difficulty,
                 "shift_median": calibration.shift_median, "n_spots": calibration.n_spots,
                 "spots": calibration.spots, "predictor": calibration.predictor,
                 "candidates": calibration.candidates}, directory / CALIBRATION_JSON)
@@ -336,9 +366,15 @@ def load_calibration(directory: str | Path) -> Calibration | None:
                                   float(record["shift_median"]),
                                   LevelCurve(arrays["level_centres"], arrays["level_values"]),
                                   str(record["spots"]), str(record["predictor"]),
-                                  list(record.get("candidates", [])))
+                                  list(record.get("candidates", [])),
+                                  # a folder calibrated before scopes existed was calibrated
+                                  # on its validation spots: within, and says so
+                                  str(record.get("calibration", "within")),
+                                  arrays.get("weights"))
         if calibration.difficulty not in DIFFICULTIES:
             raise ValueError(f"unknown difficulty '{calibration.difficulty}'")
+        if calibration.scope not in SCOPES:
+            raise ValueError(f"unknown calibration '{calibration.scope}'")
     except (OSError, KeyError, TypeError, ValueError) as err:
         raise input_error(directory, f"its interval calibration is incomplete or damaged "
                           f"({err})", RECALIBRATE) from err

@@ -51,6 +51,30 @@ def conformal_quantile(scores: np.ndarray, level: float) -> np.ndarray:
     return np.sort(scores, axis=0)[rank - 1]
 
 
+def weighted_conformal_quantile(scores: np.ndarray, weights: np.ndarray | None,
+                                level: float) -> np.ndarray:
+    """:func:`conformal_quantile` with a weight per calibration spot (patients weighted
+    alike: each spot 1 / its patient's spots) and NaN for a gene a spot has no score for:
+    per column, the smallest score whose share of the weight reaches ``level`` · (n+1)/n
+    (n: that column's scored spots), the same finite-sample correction, so equal weights
+    give exactly the ⌈(n+1)·level⌉-th smallest."""
+    if weights is None and not np.isnan(scores).any():
+        return conformal_quantile(scores, level)
+    level = check_level(level)
+    scores = np.asarray(scores, dtype=np.float64)
+    scored = ~np.isnan(scores)
+    weight = np.where(scored, (np.ones(len(scores)) if weights is None
+                               else np.asarray(weights, np.float64))[:, None], 0.0)
+    n = scored.sum(axis=0)
+    target = level * (n + 1) / np.maximum(n, 1)
+    order = np.argsort(np.where(scored, scores, np.inf), axis=0, kind="stable")
+    share = np.cumsum(np.take_along_axis(weight, order, 0), axis=0) / np.maximum(
+        weight.sum(axis=0), 1e-300)
+    first = (share >= target - 1e-12).argmax(axis=0)
+    quantile = np.take_along_axis(scores, order, 0)[first, np.arange(scores.shape[1])]
+    return np.where((target > 1) | (n == 0), np.inf, quantile)
+
+
 def nonconformity(truth: np.ndarray, prediction: np.ndarray,
                   difficulty: np.ndarray) -> np.ndarray:
     """(n, G) scores ``|truth − prediction| / difficulty`` (difficulty (n,) or (n, G))."""
@@ -62,11 +86,15 @@ def nonconformity(truth: np.ndarray, prediction: np.ndarray,
 
 def interval(prediction: np.ndarray, difficulty: np.ndarray, quantile: np.ndarray
              ) -> tuple[np.ndarray, np.ndarray]:
-    """(lower, upper) = prediction ∓ quantile · difficulty, float32."""
+    """(lower, upper) = prediction ∓ quantile · difficulty, float32, the lower bound clipped
+    at 0: log1p counts are never negative, so the part below 0 covers nothing and would only
+    widen the reported widths (a prediction below 0 keeps its own value as the bound)."""
     prediction = np.asarray(prediction, dtype=np.float64)
     half = np.asarray(quantile, dtype=np.float64)[None, :] * _broadcast(difficulty,
                                                                           prediction.shape)
-    return ((prediction - half).astype(np.float32), (prediction + half).astype(np.float32))
+    floor = np.minimum(prediction, 0.0)
+    return (np.maximum(prediction - half, floor).astype(np.float32),
+            (prediction + half).astype(np.float32))
 
 
 def _broadcast(difficulty: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -3,13 +3,16 @@
 A model is only as good as the spots it has seen. Each spot is scored by the mean distance
 to its ``k`` nearest training spots in a whitened PCA space fitted on the training features
 (whitening puts every retained direction on one scale, so the distance is not dominated by
-the few directions of largest variance). The flag's threshold is a high percentile of the
-scores of validation spots, which the model did not train on either: a new spot beyond it
-lies farther from the training data than nearly all spots the model was checked on.
+the few directions of largest variance). The flag's threshold is the conformal order statistic
+of the scores of validation spots, which the model did not train on either, so a spot
+exchangeable with them is flagged at most 5 % of the time: the flag claims that a spot (or,
+by its share of flagged spots, a slide) is unlike the data the model was trained and checked
+on. It is not an error warning: far-from-training spots need not be predicted worse.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,8 +76,16 @@ class ShiftReference:
 
     def set_threshold(self, validation_scores: np.ndarray,
                       percentile: float = THRESHOLD_PERCENTILE) -> None:
-        """The flag's threshold: a percentile of validation spots' scores."""
-        self.threshold = float(np.percentile(validation_scores, percentile))
+        """The flag's threshold: the conformal order statistic of the validation spots'
+        scores, the ⌈(n+1)·p⌉-th smallest of n, so a spot exchangeable with them is flagged
+        with probability at most 1 − p (5 %), whatever n (an interpolated percentile flags
+        more than that on small n). Below 19 spots, the largest score (at most 1/(n+1))."""
+        scores = np.sort(np.asarray(validation_scores, np.float64).ravel())
+        if not len(scores):
+            raise StflowError("shift flag: no validation spots to set its threshold on. Fix: "
+                              "give the model validation samples or a held-out region")
+        rank = min(math.ceil((len(scores) + 1) * percentile / 100), len(scores))
+        self.threshold = float(scores[rank - 1])
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Plain arrays for an npz (no pickled objects in a model folder)."""

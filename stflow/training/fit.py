@@ -90,9 +90,10 @@ def check_request(model: str, params: dict[str, Any] | None, search: dict[str, A
 def train_validated(model: str, train: list[Slide], val: list[Slide], *,
                     params: dict[str, Any] | None = None, search: dict[str, Any] | None = None,
                     refit: bool = False, seed: int = 0, device: str = "auto",
-                    stages: Stages | None = None) -> TrainedModel:
+                    stages: Stages | None = None, scope: str = "within") -> TrainedModel:
     """Search (when asked) and fit on ``train`` selecting on ``val``, refit on both (when
-    asked), and calibrate the intervals with a fit that never saw the validation spots.
+    asked), and calibrate the intervals with a fit that never saw the validation spots
+    (``scope``: 'patient' when ``val`` is patients ``train`` lacks, else 'within').
     ``stages(name)`` follows every fit's epochs as they end ("trial N", "fit", "refit")."""
     params = dict(params or {})
     estimator, rows, result = fit_or_search(model, params, search, train, val, seed, device,
@@ -111,7 +112,7 @@ def train_validated(model: str, train: list[Slide], val: list[Slide], *,
         if refit_with is not None:
             predictor_name = "the model before its refit on train + validation"
         estimator = kept
-    calibration = calibrate(predictor, train, val, seed, val_fraction, predictor_name)
+    calibration = calibrate(predictor, train, val, seed, val_fraction, predictor_name, scope)
     return TrainedModel(model, estimator, rows, params, chosen, refit_with, result,
                         dict(search["space"]) if search else None, calibration)
 

@@ -10,4 +10,6 @@ with stage(snakemake):
                 features_dir=p.features_dir, graph_dir=p.graph_dir,
                 model=snakemake.wildcards.model, out=snakemake.output[0], params=p.model_params,
                 seed=p.seed, device=device(), patches_dir=p.patches_dir, search=p.search,
-                refit=p.refit, progress=progress_file(snakemake))
+                refit=p.refit, progress=progress_file(snakemake),
+                out_of_fold=list(zip(snakemake.input.predictions, snakemake.input.fold_models,
+                                     strict=True)))

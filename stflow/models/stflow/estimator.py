@@ -195,7 +195,9 @@ class STFlowEstimator:
         for member in range(self.config.ensemble):
             seed = self.config.seed + member
             config = dataclasses.replace(self.config, seed=seed)
-            member_train, member_val = validation_split(train_arrays, val_arrays, config)
+            # one hold-out for every member, the base seed's, as calibration draws it: a
+            # member holding out its own region would train on the calibration spots
+            member_train, member_val = validation_split(train_arrays, val_arrays, self.config)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 network = self._build()
