@@ -333,6 +333,19 @@ def test_metrics_written_before_the_bootstrap_aggregate_with_nan_intervals(tmp_p
     assert "In brackets" not in markdown
 
 
+def test_metrics_bootstrapped_without_the_jackknife_aggregate_with_nan_intervals(tmp_path,
+                                                                                 caplog):
+    paths = [_fold_json(tmp_path, "ridge", f"fold{k}", k, 0.5) for k in range(2)]
+    old = json.loads(paths[0].read_text())
+    for key in ("jackknife", "wider"):  # as evaluate wrote it before the BCa interval
+        del old["bootstrap"][key]
+    paths[0].write_text(json.dumps(old))
+    with caplog.at_level(logging.WARNING, logger="stflow.evaluation.summary"):
+        row = aggregate(paths)["summary"].iloc[0]
+    assert np.isnan([row["ci_low"], row["ci_high"], row["ci_low_8x"]]).all()
+    assert row["n_bootstrap"] == 0 and "re-run `stflow evaluate`" in caplog.text
+
+
 def test_a_missing_fold_of_one_seed_is_refused(tmp_path):
     paths = [_metric(tmp_path, "stflow", seed, fold, v) for (fold, seed), v in SCORES.items()
              if (fold, seed) != ("fold1", 1)]
