@@ -6,7 +6,8 @@ her2st's two folds test one section (~300 spots) and five sections (~1,300 spots
 200 µm ST lattice. The fold times are the bootstrap alone and the whole evaluate stage (h5ad
 files in, metrics JSON out); the table time is every evaluate job of models × seeds × folds
 plus the aggregate stage, run one after another in this process. Prints one JSON object per
-line.
+line. The bootstrap of a fold includes its jackknife over blocks (the BCa interval's
+acceleration) and the same at 2× and 8× the block side.
 """
 
 from __future__ import annotations

@@ -131,10 +131,13 @@ def test_coverage_tables(tiny_run):
     coverage = pd.read_csv(tables / "coverage.tsv", sep="\t")
     assert {"scheme", "encoder", "model", "seed", "fold", "level", "slide", "coverage",
             "gene_coverage_p10", "gene_coverage_median", "width_log1p", "width_sd",
-            "width_error_spearman", "shift_auroc", "share_shifted"} <= set(coverage.columns)
+            "width_error_spearman", "selective_mae_aurc", "random_mae_aurc", "oracle_mae_aurc",
+            "share_shifted"} <= set(coverage.columns)
+    assert "shift_auroc" not in coverage
     assert sorted(set(coverage["level"])) == [0.5, 0.8, 0.9, 0.95]
     assert "all" in set(coverage["slide"]) and coverage["coverage"].between(0, 1).all()
     risk = pd.read_csv(tables / "risk_coverage.tsv", sep="\t")
+    assert list(risk.columns[-2:]) == ["fraction", "selective_mae"]
     assert sorted(set(risk["fraction"])) == [round(0.1 * i, 1) for i in range(1, 11)]
     assert "| " in (tables / "coverage.md").read_text()
     assert (tiny_run.results / "figures" / "risk_coverage.png").stat().st_size > 0
@@ -156,13 +159,15 @@ def test_metrics_and_tables(tiny_run):
     per_seed = ridge.groupby("seed")["pearson_mean"].mean()  # fold-averaged seed scores
     assert np.isclose(row["seed_std"], per_seed.std(ddof=0))
     assert list(summary.columns[8:]) == ["ci_low", "ci_high", "reference", "diff", "diff_low",
-                                         "diff_high", "n_bootstrap"]
+                                         "diff_high", "n_bootstrap", "bootstrap_bias",
+                                         "ci_low_2x", "ci_high_2x", "ci_low_8x", "ci_high_8x"]
     assert row["ci_low"] < row["ci_high"] and row["n_bootstrap"] == 1000
     assert set(summary["reference"]) == {"ridge"} and row["diff"] == 0  # the only baseline
     fold_json = json.loads((tiny_run.results / "metrics" / ENCODER / "ridge" / "seed0" /
                             "fold0.json").read_text())
     boot = fold_json["bootstrap"]
     assert (boot["n"], boot["seed"], len(boot["replicates"])) == (1000, 0, 1000)
+    assert set(boot["wider"]) == {"2x", "8x"} and boot["jackknife"]
     assert set(boot["block_um"]) == set(boot["n_blocks"]) == set(fold_json["pearson_per_sample"])
     assert "| " in (tables / "summary.md").read_text()
     genes = pd.read_csv(tables / "genes.tsv", sep="\t")

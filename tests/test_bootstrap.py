@@ -10,6 +10,7 @@ from stflow.errors import StflowError
 from stflow.evaluation.bootstrap import (
     DEFAULT_BOOTSTRAP,
     BootstrapSettings,
+    bca_interval,
     fold_bootstrap,
     fold_resamples,
     percentile_interval,
@@ -139,7 +140,10 @@ def test_the_interval_holds_the_fold_score_and_blocks_widen_it_for_smooth_errors
     fold = simulated_fold()
     score = fold_metrics(fold["truths"], fold["preds"], list(range(GENES)),
                          fold["samples"])["pearson_mean"]
-    low, high = percentile_interval(bootstrap(fold))
+    result = fold_bootstrap(fold["truths"], fold["preds"], fold["coords"], fold["samples"],
+                            "fold0")
+    low, high = bca_interval(np.array(result["replicates"], dtype=float), score,
+                             np.array(result["jackknife"], dtype=float))
     assert low < score < high
     assert high - low < 0.2
     # blocks smaller than the spot spacing resample single spots, as if neighbours were
@@ -164,3 +168,63 @@ def test_a_slide_whose_spots_share_one_position_needs_an_explicit_block_side():
                        "positions.*set evaluation.block_um"):
         bootstrap(fold)
     assert np.isfinite(bootstrap(fold, settings=BootstrapSettings(block_um=800))).all()
+
+
+def test_a_gene_constant_in_a_replicate_counts_as_zero_so_the_genes_stay_the_fold_s():
+    fold = simulated_fold()
+    resamples = fold_resamples(fold["coords"], fold["samples"], "fold0")
+    region = np.flatnonzero(resamples.block == 0)   # gene 3 varies in one block only
+    truth = np.concatenate(fold["truths"])
+    truth[:, 3] = 1.5
+    truth[region, 3] = 1.5 + np.arange(len(region))
+    sizes = [len(t) for t in fold["truths"]]
+    fold["truths"] = np.split(truth, np.cumsum(sizes)[:-1])
+    replicates = bootstrap(fold)
+    pred = np.concatenate(fold["preds"])
+    missed = np.flatnonzero(resamples.counts[:, 0] == 0)[:3]
+    assert len(missed) == 3
+    for b in missed:
+        spots = resampled_spots(resamples, b)
+        others = fold_metrics([truth[spots]], [pred[spots]], list(range(GENES)), ["all"])
+        assert others["n_constant_genes"] == 1   # scored alone, the gene would drop out
+        assert replicates[b] == pytest.approx(others["pearson_mean"] * (GENES - 1) / GENES,
+                                              abs=1e-12)
+
+
+def test_the_bca_arithmetic_is_scipy_s_on_an_iid_sample():
+    from scipy.stats import bootstrap as scipy_bootstrap
+
+    x = np.random.default_rng(3).exponential(size=60)  # skewed: BCa moves the interval
+    result = scipy_bootstrap((x,), np.mean, method="BCa", n_resamples=2000, rng=0)
+    jackknife = (x.sum() - x) / (len(x) - 1)
+    ours = bca_interval(result.bootstrap_distribution, x.mean(), jackknife)
+    assert ours == pytest.approx(tuple(result.confidence_interval), rel=1e-12)
+    assert ours != pytest.approx(percentile_interval(result.bootstrap_distribution))
+    # all replicates equal: the point; the estimate outside the replicates: no interval
+    assert bca_interval(np.ones(100), 1.0, np.ones(5)) == (1.0, 1.0)
+    assert np.isnan(bca_interval(np.linspace(0, 1, 100), 2.0, jackknife)).all()
+
+
+def test_the_jackknife_leaves_out_each_block_and_wider_blocks_are_bootstrapped_too():
+    fold = simulated_fold()
+    result = fold_bootstrap(fold["truths"], fold["preds"], fold["coords"], fold["samples"],
+                            "fold0")
+    resamples = fold_resamples(fold["coords"], fold["samples"], "fold0")
+    truth, pred = np.concatenate(fold["truths"]), np.concatenate(fold["preds"])
+    assert len(result["jackknife"]) == resamples.counts.shape[1]
+    for k in (0, 7):
+        rest = resamples.block != k
+        expected = fold_metrics([truth[rest]], [pred[rest]], list(range(GENES)), ["all"])
+        assert result["jackknife"][k] == pytest.approx(expected["pearson_mean"], abs=1e-12)
+    assert set(result["wider"]) == {"2x", "8x"}
+    for key, multiple in (("2x", 2), ("8x", 8)):
+        wider = result["wider"][key]
+        assert wider["block_um"] == {s: pytest.approx(multiple * result["block_um"][s])
+                                     for s in fold["samples"]}
+        assert sum(wider["n_blocks"].values()) < sum(result["n_blocks"].values())
+        assert len(wider["replicates"]) == 1000
+        assert len(wider["jackknife"]) == sum(wider["n_blocks"].values())
+    # more blocks than replicates: the jackknife leaves out groups of blocks instead
+    few = fold_bootstrap(fold["truths"], fold["preds"], fold["coords"], fold["samples"],
+                         "fold0", BootstrapSettings(n=100, block_um=PITCH_UM))
+    assert sum(few["n_blocks"].values()) > 100 and len(few["jackknife"]) == 100

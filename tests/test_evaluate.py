@@ -17,6 +17,7 @@ from scipy.stats import pearsonr
 
 from stflow.cli.evaluation import register
 from stflow.errors import StflowError
+from stflow.evaluation.bootstrap import bca_interval
 from stflow.evaluation.fold_scores import evaluate_fold, evaluate_predictions
 from stflow.evaluation.metrics import fold_metrics, mean_pearson, pearson_per_gene
 from stflow.evaluation.summary import aggregate, summary_markdown
@@ -201,7 +202,7 @@ def test_aggregate_reports_population_std_and_the_papers_table(tmp_path):
     assert list(pd.read_csv(out / "summary.tsv", sep="\t").columns) == [
         "scheme", "encoder", "model", "pearson_mean", "fold_std", "seed_std", "n_folds",
         "n_seeds", "ci_low", "ci_high", "reference", "diff", "diff_low", "diff_high",
-        "n_bootstrap"]
+        "n_bootstrap", "bootstrap_bias", "ci_low_2x", "ci_high_2x", "ci_low_8x", "ci_high_8x"]
     markdown = (out / "summary.md").read_text()
     assert markdown.splitlines()[0] == "| scheme | model | uni | Δ uni |"
     assert (f"| patient | stflow | {np.mean(folds):.3f} [{row['ci_low']:.2f}, "
@@ -210,12 +211,29 @@ def test_aggregate_reports_population_std_and_the_papers_table(tmp_path):
     assert "| patient | ridge |" in markdown and markdown.rstrip().count("| reference |") == 1
     assert "spatial block bootstrap of the test spots" in markdown
     assert "1000 replicates" in markdown and "paired difference" in markdown
+    assert "95 % BCa interval" in markdown and "2× and 8× the block side" in markdown
     assert "Warning" not in markdown and "seed ±" not in markdown
     assert markdown == summary_markdown(tables["summary"])
 
 
-def _replicates(path):
-    return np.array(json.loads(path.read_text())["bootstrap"]["replicates"], dtype=float)
+def _resamples(path, side=None):
+    """(replicates, jackknife) of a fold JSON, at the block side or a wider one ("2x")."""
+    boot = json.loads(path.read_text())["bootstrap"]
+    boot = boot["wider"][side] if side else boot
+    return (np.array(boot["replicates"], dtype=float), np.array(boot["jackknife"], dtype=float),
+            json.loads(path.read_text())["pearson_mean"])
+
+
+def _model_resamples(paths, model, side=None):
+    """Replicate b: mean over folds and seeds of each fold's b; jackknife value of block k of
+    fold f: the model score moved by fold f's (leave-k-out − score), averaged over its seeds,
+    over the number of folds."""
+    runs = {key: _resamples(p, side) for key, p in paths.items() if key[0] == model}
+    score = np.mean([s for _, _, s in runs.values()])
+    folds = sorted({k for _, k, _ in runs})
+    jack = np.concatenate([np.mean([j - s for (_, k, _), (_, j, s) in runs.items() if k == f],
+                                   axis=0) / len(folds) for f in folds])
+    return np.mean([r for r, _, _ in runs.values()], axis=0), score + jack, score
 
 
 def test_each_model_is_compared_with_the_best_baseline_over_the_same_replicates(tmp_path):
@@ -227,19 +245,23 @@ def test_each_model_is_compared_with_the_best_baseline_over_the_same_replicates(
     # the best model outside the STFlow family, although stflow_nofm scores higher still
     assert set(summary["reference"]) == {"ridge"}
     assert summary.loc["stflow_nofm", "pearson_mean"] > summary.loc["ridge", "pearson_mean"]
-
-    def model_replicates(model):  # replicate b: mean over folds and seeds of each fold's b
-        return np.mean([_replicates(p) for (m, _, _), p in paths.items() if m == model], axis=0)
-
-    stflow, ridge = model_replicates("stflow"), model_replicates("ridge")
+    stflow, stflow_jack, score = _model_resamples(paths, "stflow")
+    ridge, ridge_jack, ridge_score = _model_resamples(paths, "ridge")
     row = summary.loc["stflow"]
-    assert (row["ci_low"], row["ci_high"]) == pytest.approx(tuple(np.percentile(stflow,
+    assert row["pearson_mean"] == pytest.approx(score)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(
+        bca_interval(stflow, score, stflow_jack))
+    assert (row["ci_low"], row["ci_high"]) != pytest.approx(tuple(np.percentile(stflow,
                                                                                 [2.5, 97.5])))
     assert row["ci_low"] <= row["pearson_mean"] <= row["ci_high"]
-    assert row["diff"] == pytest.approx(row["pearson_mean"] - summary.loc["ridge",
-                                                                          "pearson_mean"])
+    assert row["bootstrap_bias"] == pytest.approx(stflow.mean() - score)
+    for side in ("2x", "8x"):
+        replicates, jackknife, _ = _model_resamples(paths, "stflow", side)
+        assert (row[f"ci_low_{side}"], row[f"ci_high_{side}"]) == pytest.approx(
+            bca_interval(replicates, score, jackknife), nan_ok=True)
+    assert row["diff"] == pytest.approx(score - ridge_score)
     assert (row["diff_low"], row["diff_high"]) == pytest.approx(
-        tuple(np.percentile(stflow - ridge, [2.5, 97.5])))
+        bca_interval(stflow - ridge, score - ridge_score, stflow_jack - ridge_jack))
     assert row["n_bootstrap"] == 1000
     reference = summary.loc["ridge"]
     assert reference["diff"] == 0.0
@@ -300,7 +322,8 @@ def test_metrics_written_before_the_bootstrap_aggregate_with_nan_intervals(tmp_p
              for model, score in (("stflow", 0.5), ("ridge", 0.4)) for k in range(2)]
     with caplog.at_level(logging.WARNING, logger="stflow.evaluation.summary"):
         summary = aggregate(paths)["summary"].set_index("model")
-    assert summary[["ci_low", "ci_high", "diff_low", "diff_high"]].isna().all().all()
+    assert summary[["ci_low", "ci_high", "diff_low", "diff_high", "bootstrap_bias",
+                    "ci_low_2x", "ci_high_8x"]].isna().all().all()
     assert list(summary["n_bootstrap"]) == [0, 0]
     assert summary.loc["stflow", "diff"] == pytest.approx(0.1)  # the point difference stays
     assert "no bootstrap replicates in some metrics of patient/uni/stflow, patient/uni/ridge" \
@@ -308,6 +331,19 @@ def test_metrics_written_before_the_bootstrap_aggregate_with_nan_intervals(tmp_p
     markdown = summary_markdown(summary.reset_index())
     assert "| patient | stflow | 0.550 ± 0.050 | +0.100 vs ridge |" in markdown
     assert "In brackets" not in markdown
+
+
+def test_metrics_bootstrapped_without_the_jackknife_aggregate_with_nan_intervals(tmp_path,
+                                                                                 caplog):
+    paths = [_fold_json(tmp_path, "ridge", f"fold{k}", k, 0.5) for k in range(2)]
+    old = json.loads(paths[0].read_text())
+    for key in ("jackknife", "wider"):  # as evaluate wrote it before the BCa interval
+        del old["bootstrap"][key]
+    paths[0].write_text(json.dumps(old))
+    with caplog.at_level(logging.WARNING, logger="stflow.evaluation.summary"):
+        row = aggregate(paths)["summary"].iloc[0]
+    assert np.isnan([row["ci_low"], row["ci_high"], row["ci_low_8x"]]).all()
+    assert row["n_bootstrap"] == 0 and "re-run `stflow evaluate`" in caplog.text
 
 
 def test_a_missing_fold_of_one_seed_is_refused(tmp_path):

@@ -64,10 +64,11 @@ def _run_coverage(args: argparse.Namespace) -> None:
 def _register_coverage(subparsers: argparse._SubParsersAction) -> None:
     """Add ``stflow coverage``."""
     p = subparsers.add_parser(
-        "coverage", help="coverage of the calibrated intervals and the shift flag's AUROC",
+        "coverage", help="coverage of the calibrated intervals and how well they rank errors",
         description="From the fold prediction folders: how often the calibrated intervals "
-        "hold the truth, and how well the shift score flags the spots predicted worst "
-        "(AUROC and a risk-coverage curve).")
+        "hold the truth, whether narrow intervals mark small errors (the selective mean "
+        "absolute error against the share of spots kept, and its area), and the share of "
+        "shift-flagged spots.")
     p.add_argument("--predictions-dir", nargs="+", required=True,
                    help="predictions/{encoder}/{model}/seed{seed}/{fold} folders")
     p.add_argument("--splits", required=True, help="splits.json (the scheme column)")

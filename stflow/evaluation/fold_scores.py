@@ -1,6 +1,7 @@
 """The evaluate stage: one fold's prediction files scored with the HEST metric
 (:mod:`stflow.evaluation.metrics`), with the fold's split scheme recorded and the score of
-every spatial block bootstrap replicate (:mod:`stflow.evaluation.bootstrap`)."""
+every spatial block bootstrap replicate and jackknife resample, at the block side and at 2×
+and 8× it (:mod:`stflow.evaluation.bootstrap`)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from stflow.errors import check_finite, input_error
 from stflow.evaluation.bootstrap import (
     DEFAULT_BOOTSTRAP,
     BootstrapSettings,
+    bca_interval,
     fold_bootstrap,
-    percentile_interval,
 )
 from stflow.evaluation.metrics import fold_metrics
 
@@ -126,12 +127,15 @@ def write_fold_scores(predictions: Sequence[str | Path], *, splits: str | Path, 
     """The evaluate stage: :func:`evaluate_fold` written to ``out`` (metrics JSON)."""
     result = evaluate_fold(predictions, splits, encoder, model, fold, seed, bootstrap)
     write_json(result, out)
-    low, high = percentile_interval(np.array(result["bootstrap"]["replicates"], dtype=float))
+    boot = result["bootstrap"]
+    score = float("nan") if result["pearson_mean"] is None else result["pearson_mean"]
+    low, high = bca_interval(np.array(boot["replicates"], dtype=float), score,
+                             np.array(boot["jackknife"], dtype=float))
     log.info("%s/%s seed %d %s (%s): Pearson %.4f [%.4f, %.4f] over %d genes (%d constant), "
              "%d spots in %s blocks", encoder, model, seed, fold, result["scheme"],
-             result["pearson_mean"] or float("nan"), low, high, result["n_genes"],
+             score, low, high, result["n_genes"],
              result["n_constant_genes"], result["n_test_spots"],
-             result["bootstrap"]["n_blocks"])
+             boot["n_blocks"])
     return result
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from stflow.atomic import atomic_output, read_json
 from stflow.errors import input_error
-from stflow.evaluation.bootstrap import percentile_interval
+from stflow.evaluation.bootstrap import WIDER_SIDES, bca_interval
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,11 @@ SUMMARY_COLUMNS = GROUP_KEYS + ["pearson_mean", "fold_std", "seed_std", "n_folds
 
 
 INTERVAL_COLUMNS = ["ci_low", "ci_high", "reference", "diff", "diff_low", "diff_high",
-                    "n_bootstrap"]
+                    "n_bootstrap", "bootstrap_bias", "ci_low_2x", "ci_high_2x", "ci_low_8x",
+                    "ci_high_8x"]
+
+
+SIDES = ("", *(f"_{m}x" for m in WIDER_SIDES))  # column suffix of each block side
 
 
 COMPARISON_KEYS = ["scheme", "encoder"]
@@ -93,7 +97,8 @@ def summarize(metrics: object) -> object:
 
 
 def fold_replicates(records: Sequence[dict], paths: Sequence[str | Path]) -> dict[tuple, object]:
-    """Run (RUN_KEYS values) → its replicate fold scores, for the metrics JSONs that hold them.
+    """Run (RUN_KEYS values) → its replicate and jackknife fold scores per block side, for
+    the metrics JSONs that hold them.
 
     Runs compared with each other must share the resamples: the same number of replicates
     and seed within a scheme × encoder, and the same blocks within a fold.
@@ -114,14 +119,26 @@ def fold_replicates(records: Sequence[dict], paths: Sequence[str | Path]) -> dic
                                   f"{getattr(others[0], column)}, but {first.path} with "
                                   f"{getattr(first, column)}: their replicates are not paired",
                                   RERUN_EVALUATE)
-    return {tuple(r[k] for k in RUN_KEYS): np.array(r["bootstrap"]["replicates"], dtype=float)
-            for r in records if r.get("bootstrap")}
+    return {tuple(r[k] for k in RUN_KEYS): _run_resamples(r["bootstrap"])
+            for r in records if "jackknife" in (r.get("bootstrap") or {})}
+
+
+def _run_resamples(bootstrap: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Column suffix of each block side → (replicate, jackknife) fold scores of a run."""
+    sides = [bootstrap, *(bootstrap["wider"][f"{m}x"] for m in WIDER_SIDES)]
+    return {suffix: (np.array(side["replicates"], dtype=float),
+                     np.array(side["jackknife"], dtype=float))
+            for suffix, side in zip(SIDES, sides, strict=True)}
 
 
 def model_replicates(metrics: object, replicates: dict[tuple, object]) -> dict[tuple, object]:
-    """Scheme × encoder × model → replicate b's score: the mean over its folds and seeds of each
-    fold's replicate b, as ``pearson_mean`` averages the fold scores. Models with a run
-    without replicates (metrics written before the bootstrap) are left out, with a warning."""
+    """Scheme × encoder × model → per block side its replicates and jackknife values.
+
+    Replicate b is the mean over folds and seeds of each fold's replicate b, as
+    ``pearson_mean`` averages the fold scores; leaving out block k of fold f changes only
+    that fold's runs, so its jackknife value is the model score moved by the mean over seeds
+    of (fold f's leave-k-out score − its score), over the number of folds. Models with a run
+    without them (metrics written before the bootstrap) are left out, with a warning."""
     out, missing = {}, []
     for key, group in metrics.groupby(GROUP_KEYS, sort=False):
         runs = [replicates.get(run)
@@ -129,12 +146,25 @@ def model_replicates(metrics: object, replicates: dict[tuple, object]) -> dict[t
         if any(r is None for r in runs):
             missing.append("/".join(key))
         else:
-            out[key] = np.mean(runs, axis=0)
+            out[key] = {suffix: _model_side(group, [r[suffix] for r in runs])
+                        for suffix in SIDES}
     if missing:
         log.warning("no bootstrap replicates in some metrics of %s (written before evaluate "
-                    "stored them): their intervals are NaN. Fix: %s", ", ".join(missing),
-                    RERUN_EVALUATE)
+                    "stored them with their jackknife): their intervals are NaN. Fix: %s",
+                    ", ".join(missing), RERUN_EVALUATE)
     return out
+
+
+def _model_side(group: object, runs: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
+    """(replicates, jackknife values) of a model's score from those of its runs (``group``
+    rows), the jackknife's folds in name order."""
+    scores = group["pearson_mean"].to_numpy(float)
+    folds = group["fold"].to_numpy()
+    shifts = [np.mean([jack - score for (_, jack), score, f in zip(runs, scores, folds,
+                                                                   strict=True) if f == fold],
+                      axis=0) for fold in sorted(set(folds))]
+    return (np.mean([reps for reps, _ in runs], axis=0),
+            scores.mean() + np.concatenate(shifts) / len(shifts))
 
 
 def reference_models(summary: object) -> dict[tuple, str]:
@@ -148,7 +178,8 @@ def reference_models(summary: object) -> dict[tuple, str]:
 
 
 def with_intervals(summary: object, replicates: dict[tuple, object]) -> object:
-    """``summary`` with INTERVAL_COLUMNS: the 95 % percentile interval of the mean, and the
+    """``summary`` with INTERVAL_COLUMNS: the 95 % BCa interval of the mean (at the block
+    side, then at 2× and 8× it), the replicates' bias (their mean − the score), and the
     paired difference to the comparison's reference model over the same replicates."""
     import pandas as pd
 
@@ -158,17 +189,28 @@ def with_intervals(summary: object, replicates: dict[tuple, object]) -> object:
     rows = []
     for key in summary[GROUP_KEYS].itertuples(index=False, name=None):
         reference = references.get(key[:2], "")
-        reps = replicates.get(key)
-        ref_reps = replicates.get((*key[:2], reference))
-        diff, diff_ci = float("nan"), (float("nan"), float("nan"))
-        if reference:
-            diff = means[key] - means[(*key[:2], reference)]
-            if reference != key[2] and reps is not None and ref_reps is not None:
-                diff_ci = percentile_interval(reps - ref_reps)
-        ci = percentile_interval(reps) if reps is not None else (float("nan"), float("nan"))
-        rows.append([*ci, reference, diff, *diff_ci, 0 if reps is None else len(reps)])
+        diff = means[key] - means[(*key[:2], reference)] if reference else float("nan")
+        rows.append(_interval_row(replicates.get(key), means[key], reference, diff,
+                                  replicates.get((*key[:2], reference))
+                                  if reference != key[2] else None))
     return pd.concat([summary, pd.DataFrame(rows, columns=INTERVAL_COLUMNS,
                                             index=summary.index)], axis=1)
+
+
+def _interval_row(own: dict | None, mean: float, reference: str, diff: float,
+                  ref: dict | None) -> list:
+    """The INTERVAL_COLUMNS of one model (NaN intervals without its resamples)."""
+    nan = (float("nan"), float("nan"))
+    if own is None:
+        return [*nan, reference, diff, *nan, 0, float("nan"), *nan, *nan]
+    reps, jack = own[""]
+    diff_ci = nan
+    if ref is not None and ref[""][1].shape == jack.shape:
+        diff_ci = bca_interval(reps - ref[""][0], diff, jack - ref[""][1])
+    wider = [v for suffix in SIDES[1:]
+             for v in bca_interval(own[suffix][0], mean, own[suffix][1])]
+    return [*bca_interval(reps, mean, jack), reference, diff, *diff_ci, len(reps),
+            float(np.nanmean(reps) - mean), *wider]
 
 
 def aggregate(metric_paths: Sequence[str | Path]) -> dict[str, object]:
@@ -229,16 +271,20 @@ def interval_notes(summary: object) -> list[str]:
     notes = []
     if "ci_low" in summary and summary["ci_low"].notna().any():
         notes.append(
-            "In brackets: 95 % percentile interval of the mean, from a spatial block bootstrap "
-            "of the test spots (square blocks resampled with replacement within each test "
-            "slide; the same draws for every model of a fold; each replicate averaged over "
-            f"folds and seeds like the mean; {int(summary['n_bootstrap'].max())} replicates). "
+            "In brackets: 95 % BCa interval (bias-corrected and accelerated) of the mean, from "
+            "a spatial block bootstrap of the test spots (square blocks resampled with "
+            "replacement within each test slide; the same draws for every model of a fold; "
+            "each replicate averaged over folds and seeds like the mean; "
+            f"{int(summary['n_bootstrap'].max())} replicates; acceleration from a jackknife "
+            "over blocks). summary.tsv adds the replicates' bias (bootstrap_bias) and the "
+            "interval at 2× and 8× the block side (ci_low_2x … ci_high_8x): an interval that "
+            "widens with the side rests on blocks shorter than the errors' spatial range. "
             "It covers the sampling of test spots only, not training randomness (the seed "
             "spread) or the choice of test slides.")
     if "diff" in summary:
         notes.append(
             "Δ: paired difference to the best non-STFlow model of the same scheme and encoder "
-            "(highest mean), with its 95 % interval over the same bootstrap replicates; an "
+            "(highest mean), with its 95 % BCa interval over the same bootstrap replicates; an "
             "interval that excludes 0 separates the two models on these test spots.")
     return notes
 
