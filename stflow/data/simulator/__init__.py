@@ -189,7 +189,7 @@ def simulate(out_dir: Path, n_patients: int = 3, sections_per_patient: int = 2, 
     their own spot's morphology only): the control where spatial context should not help.
     ``expression_shift`` and ``stain_shift`` scale how much patients differ (their batch
     shift of expression, their stain); at 1 the files are those of the unscaled simulator,
-    and any scale leaves the tissue, cells and noise of every section as they were.
+    and any scale leaves every section's tissue (domains, spot grid) as it was.
     """
     check_arguments(n_patients, sections_per_patient, grid, n_genes, mpp)
     check_shifts(expression_shift, stain_shift)
