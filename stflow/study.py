@@ -203,13 +203,16 @@ class Study:
 
     def download_settings(self, dataset: str) -> dict[str, Any]:
         """Keyword arguments of stflow.data.download.download_source; only these (not model
-        settings) rerun the download."""
+        settings) rerun the download. A patient-shift scale left at its default of 1 is not
+        listed, so studies made before the setting existed keep their download."""
         entry = self.datasets[dataset]
         settings: dict[str, Any] = {"mirror": entry["mirror"], "task": entry["task"]}
         if entry["source"] == "synthetic":
             sim = self.config["simulate"]
             settings.update(patients=sim["patients"], sections=sim["sections"],
                             grid=sim["grid"], genes=sim["genes"], seed=sim["seed"])
+            settings.update({key: sim[key] for key in ("expression_shift", "stain_shift")
+                             if sim[key] != 1.0})
         else:
             settings["samples"] = self.samples(dataset)
         if entry["source"] == "sheet":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from stflow.data.sources import download as dl
@@ -160,8 +161,10 @@ def test_synthetic_download_ingest_and_samples_on_the_command_line(tmp_path: Pat
 
     raw = tmp_path / "raw"
     run_cli("download", "--source", "synthetic", "--out", str(raw), "--n-patients", "2",
-            "--n-sections", "1", "--grid", "8", "--n-genes", "80", "--um-per-px", "2.0")
+            "--n-sections", "1", "--grid", "8", "--n-genes", "80", "--um-per-px", "2.0",
+            "--expression-shift", "0")
     manifest = pd.read_csv(raw / dl.MANIFEST, sep="\t")
+    assert not np.load(raw / "truth" / "P2S1.npz")["patient_log_shift"].any()
     assert "data/ST-cnts/P1S1.tsv.gz" in set(manifest["path"])
     assert manifest["sha256"].str.fullmatch("[0-9a-f]{64}").all()
     for sample in ("P1S1", "P2S1"):

@@ -15,8 +15,15 @@ from scipy import ndimage
 
 from stflow.atomic import sha256_file
 from stflow.cli.data import register
+from stflow.config import load_schema
+from stflow.config_checks import check_config, her2st_sections, with_defaults
 from stflow.data.simulator import SPOT_COLUMNS, simulate
+from stflow.data.simulator.expression import Batch, make_programme
+from stflow.data.simulator.image import EOSIN, HAEMATOXYLIN, SHIFT, Stain
 from stflow.errors import StflowError
+from stflow.study import Study
+
+REPO = Path(__file__).resolve().parents[1]
 
 PATCH_UM = 112.0
 
@@ -222,6 +229,8 @@ def test_patients_differ_by_a_batch_shift(sim: tuple[Path, list]) -> None:
     (dict(mpp=-1.0), "--um-per-px"),
     (dict(mpp=float("nan")), "--um-per-px"),
     (dict(n_patients=0), "patient"),
+    (dict(expression_shift=-1.0), r"--expression-shift \(simulate.expression_shift\)"),
+    (dict(stain_shift=float("nan")), r"--stain-shift \(simulate.stain_shift\)"),
 ])
 def test_bad_arguments_are_refused(tmp_path: Path, kwargs: dict, words: str) -> None:
     with pytest.raises(StflowError, match=words):
@@ -241,8 +250,144 @@ def test_cli_subcommand_writes_the_dataset(tmp_path: Path) -> None:
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["simulate", "--out", str(tmp_path / "syn"), "--n-patients", "1",
                               "--n-sections", "1", "--grid", "8", "--n-genes", "46",
-                              "--um-per-px", "2.0",
-                              "--seed", "1"])
+                              "--um-per-px", "2.0", "--expression-shift", "0",
+                              "--stain-shift", "0.5", "--seed", "1"])
     args.func(args)
     assert (tmp_path / "syn" / "data" / "ST-cnts" / "P1S1.tsv.gz").is_file()
     assert (tmp_path / "syn" / "truth" / "README").read_text().startswith("stflow simulate")
+    assert not np.load(tmp_path / "syn" / "truth" / "P1S1.npz")["patient_log_shift"].any()
+
+
+# --- how much patients differ: simulate.expression_shift and simulate.stain_shift ---------
+
+def test_shift_scales_of_one_draw_exactly_the_unscaled_batch_and_stain() -> None:
+    """The formulas before the setting existed, drawn from the same generator: at scale 1
+    the same numbers, so the default study's files do not change."""
+    programme = make_programme(np.random.default_rng(0), 50)
+    rng = np.random.default_rng(11)
+    shift = rng.normal(0.0, 0.25, 50)
+    shift[programme.genes == "ERBB2"] += rng.normal(0.0, 0.6)
+    depth, ambient = float(np.exp(rng.normal(0.0, 0.3))), float(rng.uniform(0.02, 0.15))
+    steps = []
+    for vector in (HAEMATOXYLIN, EOSIN):
+        step = rng.standard_normal(3)
+        moved = np.clip(vector + SHIFT * step / np.linalg.norm(step), 0.03, None)
+        steps.append(moved / np.linalg.norm(moved) * np.linalg.norm(vector))
+    strengths = float(np.exp(rng.normal(0, 0.12))), float(np.exp(rng.normal(0, 0.15)))
+    again = np.random.default_rng(11)
+    batch, stain = Batch.draw(again, programme, 1.0), Stain.draw(again, 1.0)
+    assert np.array_equal(batch.log_shift, shift)
+    assert (batch.depth, batch.ambient) == (depth, ambient)
+    assert np.array_equal(stain.haematoxylin, steps[0]) and np.array_equal(stain.eosin, steps[1])
+    assert (stain.h_strength, stain.e_strength) == strengths
+
+
+def test_default_arguments_are_the_scales_of_one(tmp_path: Path) -> None:
+    args = dict(n_patients=1, sections_per_patient=1, grid=8, n_genes=46, seed=5)
+    simulate(tmp_path / "a", **args)
+    simulate(tmp_path / "b", expression_shift=1.0, stain_shift=1.0, **args)
+    assert (tmp_path / "a" / "SHA256SUMS").read_text() == (
+        tmp_path / "b" / "SHA256SUMS").read_text()
+
+
+def patient_spreads(out: Path, samples: list[str]) -> tuple[float, float, float, float]:
+    """Spread of steady genes' log mean counts and distance of nuclei colour, between
+    patients (first sections) and within them (a patient's two sections), worst case."""
+    log_means, colours = {}, {}
+    for sample in samples:
+        truth, counts, _, image = load(out, sample)
+        steady = np.isin(truth["gene_role"], ["housekeeping", "noise"])
+        log_means[sample] = np.log(counts.to_numpy()[:, steady].mean(axis=0) + 0.5)
+        pixels = image.reshape(-1, 3).astype(float)
+        nuclei = pixels[pixels.sum(axis=1) < 330]
+        colours[sample] = 100 * (nuclei / nuclei.sum(axis=1, keepdims=True)).mean(axis=0)
+    firsts = [s for s in samples if s.endswith("S1")]
+    pairs_between = [(a, b) for i, a in enumerate(firsts) for b in firsts[i + 1:]]
+    pairs_within = [(s, s[:-1] + "2") for s in firsts]
+
+    def spread(pairs: list, values: dict, gap) -> float:
+        return float(np.mean([gap(values[a] - values[b]) for a, b in pairs]))
+
+    return (spread(pairs_between, log_means, np.std), spread(pairs_within, log_means, np.std),
+            spread(pairs_between, colours, np.linalg.norm),
+            spread(pairs_within, colours, np.linalg.norm))
+
+
+def test_larger_shift_scales_make_patients_differ_more(tmp_path: Path) -> None:
+    args = dict(n_patients=3, sections_per_patient=2, grid=8, n_genes=46, seed=2)
+    samples = [f"P{p}S{s}" for p in (1, 2, 3) for s in (1, 2)]
+    simulate(tmp_path / "one", **args)
+    simulate(tmp_path / "three", expression_shift=3.0, stain_shift=3.0, **args)
+    one, three = (patient_spreads(tmp_path / d, samples) for d in ("one", "three"))
+    ratios = [(b / w, cb / cw) for b, w, cb, cw in (one, three)]
+    assert ratios[1][0] > 1.5 * ratios[0][0]  # expression: between vs within patients
+    assert ratios[1][1] > 1.5 * ratios[0][1]  # stain colour: between vs within patients
+    spots = "data/ST-spotfiles/P3S2_selection.tsv"  # the same tissue and spot grid
+    assert (tmp_path / "one" / spots).read_text() == (tmp_path / "three" / spots).read_text()
+
+
+def test_shift_scales_of_zero_make_patients_alike() -> None:
+    programme = make_programme(np.random.default_rng(0), 50)
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        batch, stain = Batch.draw(rng, programme, 0.0), Stain.draw(rng, 0.0)
+        assert not batch.log_shift.any() and batch.depth == 1.0
+        np.testing.assert_allclose(np.stack([stain.haematoxylin, stain.eosin]),
+                                   np.stack([HAEMATOXYLIN, EOSIN]))
+        assert stain.h_strength == stain.e_strength == 1.0
+
+
+def merged(base: dict, over: dict) -> dict:
+    """``over`` merged into ``base`` key by key, as Snakemake merges a --configfile."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = (merged(base[key], value) if isinstance(value, dict)
+                    and isinstance(base.get(key), dict) else value)
+    return out
+
+
+def test_the_cohort_preset_is_valid_and_leaves_one_of_six_patients_out(tmp_path: Path) -> None:
+    import yaml
+
+    config = merged(yaml.safe_load((REPO / "config" / "config.yaml").read_text()),
+                    yaml.safe_load((REPO / "config" / "cohort.yaml").read_text()))
+    schema = load_schema(REPO / "config" / "schema.yaml")
+    assert check_config(config, schema, cwd=tmp_path, her2st=her2st_sections(REPO)) == []
+    study = Study(with_defaults(config, schema))
+    name = config["dataset"]["name"]
+    samples = study.samples(name)
+    patients = {study.patient(name, s) for s in samples}
+    assert len(patients) >= 6 and len(samples) >= 2 * len(patients)
+    assert config["splits"]["scheme"] == "patient" and len(study.folds(name)) == len(patients)
+    assert config["simulate"]["expression_shift"] > 1 and config["simulate"]["stain_shift"] > 1
+
+
+def test_the_cohort_benchmark_measures_under_coverage_of_a_shifted_patient() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "cohort_coverage", REPO / "benchmarks" / "cohort_coverage.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    from stflow.data.dataset import Slide
+
+    rng = np.random.default_rng(0)
+    weights = rng.normal(size=(4, 8))
+    slides, patients = {}, {}
+    for p in range(6):  # a patient's expression offset, and a stain the features show
+        offset, stain = rng.normal(0.0, 0.5, 8), rng.normal(0.0, 1.0, 6)
+        x = rng.normal(size=(60, 4))
+        y = (x @ weights + offset + rng.normal(0.0, 0.3, (60, 8))).astype(np.float32)
+        features = np.c_[x, stain + rng.normal(0.0, 0.05, (60, 6))].astype(np.float32)
+        slides[f"P{p}S1"] = Slide(f"P{p}S1", features, rng.uniform(0, 1e3, (60, 2)),
+                                  np.arange(60).astype(str), y)
+        patients[f"P{p}S1"] = f"P{p}"
+    folds = [bench.fold_coverage(slides, patients, f"P{p}") for p in range(6)]
+    within = np.mean([f["within"] for f in folds])
+    across = np.mean([f["across"] for f in folds])
+    # the ridge learns the training patients' offsets through their stain: calibrated on
+    # their own spots, the intervals miss a new patient; out-of-patient residuals do not
+    assert within < 0.6 and across > within + 0.2
+    with pytest.raises(ValueError, match="at least 2 training patients"):
+        bench.fold_coverage({"P0S1": slides["P0S1"], "P1S1": slides["P1S1"]},
+                            patients, "P0")

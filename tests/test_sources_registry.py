@@ -18,7 +18,8 @@ def test_every_source_says_which_download_options_it_takes():
     assert taken["hest"] == {"repo_id", "samples", "task", "mirror"}
     assert taken["visium"] == {"mirror", "samples"}
     assert taken["sheet"] == {"sheet", "samples", "mirror"}
-    assert taken["synthetic"] == {"patients", "sections", "grid", "genes", "mpp", "seed"}
+    assert taken["synthetic"] == {"patients", "sections", "grid", "genes", "mpp", "seed",
+                                  "expression_shift", "stain_shift"}
 
 
 def test_download_refusals_come_from_the_source(tmp_path):

@@ -208,6 +208,9 @@ def test_the_synthetic_download_takes_the_simulator_settings():
                                                "sections": 2, "grid": 8, "genes": 60,
                                                "seed": 0}
     assert study.download_inputs("tiny") == []
+    shifted = study_of(simulate={"expression_shift": 2.0, "stain_shift": 1.0})
+    assert shifted.download_settings("tiny")["expression_shift"] == 2.0
+    assert "stain_shift" not in shifted.download_settings("tiny")  # default: as before
 
 
 def test_other_downloads_take_the_samples_and_hest_bench_fetches_the_task_folders():

@@ -18,7 +18,8 @@ def _run_download(args: argparse.Namespace) -> None:
     download_source(args.source, args.out, mirror=args.mirror_dir, samples=args.samples,
                     repo_id=args.repo_id, task=args.task, patients=args.n_patients,
                     sections=args.n_sections, grid=args.grid, genes=args.n_genes,
-                    mpp=args.um_per_px, seed=args.seed, sheet=args.sheet)
+                    mpp=args.um_per_px, seed=args.seed, expression_shift=args.expression_shift,
+                    stain_shift=args.stain_shift, sheet=args.sheet)
 
 
 def _run_ingest(args: argparse.Namespace) -> None:
@@ -47,7 +48,8 @@ def _run_simulate(args: argparse.Namespace) -> None:
     simulator.simulate(Path(args.out), n_patients=args.n_patients,
                        sections_per_patient=args.n_sections, grid=args.grid,
                        n_genes=args.n_genes, mpp=args.um_per_px, seed=args.seed,
-                       interactions=not args.no_interactions)
+                       interactions=not args.no_interactions,
+                       expression_shift=args.expression_shift, stain_shift=args.stain_shift)
 
 
 def _add_synthetic(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -58,6 +60,11 @@ def _add_synthetic(parser: argparse.ArgumentParser | argparse._ArgumentGroup) ->
     parser.add_argument("--n-genes", type=int, default=80, help="genes in the count tables")
     parser.add_argument("--um-per-px", type=float, default=2.0, help="microns per image pixel")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--expression-shift", type=float, default=1.0,
+                        help="scale of the patients' expression batch shift (1: default, "
+                        "0: none)")
+    parser.add_argument("--stain-shift", type=float, default=1.0,
+                        help="scale of the patients' stain shift (1: default, 0: none)")
 
 
 def _register_simulate(subparsers: argparse._SubParsersAction) -> None:

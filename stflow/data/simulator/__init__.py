@@ -82,6 +82,16 @@ def check_arguments(n_patients: int, sections_per_patient: int, grid: int, n_gen
                           f"{MAX_IMAGE_PX} px")
 
 
+def check_shifts(expression_shift: float, stain_shift: float) -> None:
+    """A shift scale multiplies a spread: it must be a finite number, 0 or more."""
+    for flag, value in (("expression-shift", expression_shift), ("stain-shift", stain_shift)):
+        if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+            raise input_error(f"--{flag} (simulate.{flag.replace('-', '_')})",
+                              f"{value!r} is not a scale of the patients' shift",
+                              "use a finite number of 0 or more (1: the default spread, "
+                              "0: patients alike)")
+
+
 def check_out_dir(out_dir: Path) -> None:
     """The whole folder is replaced, so refuse one that holds anything but a simulation."""
     if out_dir.exists() and any(out_dir.iterdir()):
@@ -170,15 +180,19 @@ def write_checksums(root: Path) -> None:
 
 
 def simulate(out_dir: Path, n_patients: int = 3, sections_per_patient: int = 2, grid: int = 16,
-             n_genes: int = 80, mpp: float = 2.0, seed: int = 0,
-             interactions: bool = True) -> list[SimulatedSection]:
+             n_genes: int = 80, mpp: float = 2.0, seed: int = 0, interactions: bool = True,
+             expression_shift: float = 1.0, stain_shift: float = 1.0) -> list[SimulatedSection]:
     """Write ``n_patients`` x ``sections_per_patient`` sections to ``out_dir`` (replaced whole).
 
     Deterministic under ``seed``: the same arguments give byte-identical files.
     ``interactions=False`` switches the ligand → receiver effect off (receivers then follow
     their own spot's morphology only): the control where spatial context should not help.
+    ``expression_shift`` and ``stain_shift`` scale how much patients differ (their batch
+    shift of expression, their stain); at 1 the files are those of the unscaled simulator,
+    and any scale leaves every section's tissue (domains, spot grid) as it was.
     """
     check_arguments(n_patients, sections_per_patient, grid, n_genes, mpp)
+    check_shifts(expression_shift, stain_shift)
     out_dir = Path(out_dir)
     check_out_dir(out_dir)
     root_seq = np.random.SeedSequence(seed)
@@ -191,7 +205,8 @@ def simulate(out_dir: Path, n_patients: int = 3, sections_per_patient: int = 2, 
     for p, patient_seq in enumerate(patient_seqs, start=1):
         batch_seq, *section_seqs = patient_seq.spawn(1 + sections_per_patient)
         batch_rng = np.random.default_rng(batch_seq)
-        batch, stain = Batch.draw(batch_rng, programme), Stain.draw(batch_rng)
+        batch = Batch.draw(batch_rng, programme, expression_shift)
+        stain = Stain.draw(batch_rng, stain_shift)
         for s, section_seq in enumerate(section_seqs, start=1):
             plan.append((f"P{p}", f"P{p}S{s}", batch, stain, section_seq))
 

@@ -129,10 +129,14 @@ class Batch:
     ambient: float  # fraction of each gene's typical level added everywhere
 
     @classmethod
-    def draw(cls, rng: np.random.Generator, programme: Programme) -> Batch:
-        shift = rng.normal(0.0, 0.25, len(programme.genes))
-        shift[programme.genes == "ERBB2"] += rng.normal(0.0, 0.6)  # HER2 status varies
-        return cls(shift, float(np.exp(rng.normal(0.0, 0.3))), float(rng.uniform(0.02, 0.15)))
+    def draw(cls, rng: np.random.Generator, programme: Programme, scale: float = 1.0) -> Batch:
+        """``scale`` multiplies the spread of the log shifts and the log depth (1: the
+        simulator's own spread, 0: no patient shift); the draws, hence every other random
+        number, are the same whatever the scale. The ambient level is not scaled."""
+        shift = rng.normal(0.0, 0.25, len(programme.genes)) * scale
+        shift[programme.genes == "ERBB2"] += rng.normal(0.0, 0.6) * scale  # HER2 status varies
+        depth = float(np.exp(rng.normal(0.0, 0.3) * scale))
+        return cls(shift, depth, float(rng.uniform(0.02, 0.15)))
 
 
 def neighbour_signal(pixel_xy: np.ndarray, mpp: float, activity: np.ndarray) -> np.ndarray:

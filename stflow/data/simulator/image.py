@@ -49,18 +49,21 @@ class Stain:
     e_strength: float
 
     @classmethod
-    def draw(cls, rng: np.random.Generator) -> Stain:
+    def draw(cls, rng: np.random.Generator, scale: float = 1.0) -> Stain:
         """A stain shifted from the reference by a fixed amount in a random direction.
 
         The fixed size makes every patient's stain visibly its own (a batch effect).
+        ``scale`` multiplies that size and the spread of the log strengths (1: the
+        simulator's own, 0: the reference stain); the draws are the same whatever the scale.
         """
         def shifted(vector: np.ndarray) -> np.ndarray:
             step = rng.standard_normal(3)
-            moved = np.clip(vector + SHIFT * step / np.linalg.norm(step), 0.03, None)
+            moved = np.clip(vector + SHIFT * scale * step / np.linalg.norm(step), 0.03, None)
             return moved / np.linalg.norm(moved) * np.linalg.norm(vector)
 
         return cls(shifted(HAEMATOXYLIN), shifted(EOSIN),
-                   float(np.exp(rng.normal(0, 0.12))), float(np.exp(rng.normal(0, 0.15))))
+                   float(np.exp(rng.normal(0, 0.12) * scale)),
+                   float(np.exp(rng.normal(0, 0.15) * scale)))
 
     def jittered(self, rng: np.random.Generator) -> Stain:
         """The same patient's stain on another day: small strength changes only."""

@@ -18,13 +18,15 @@ from stflow.errors import input_error
 
 
 def download(raw_dir: str | Path, patients: int = 3, sections: int = 2, grid: int = 16,
-             genes: int = 80, mpp: float = 2.0, seed: int = 0) -> Path:
+             genes: int = 80, mpp: float = 2.0, seed: int = 0, expression_shift: float = 1.0,
+             stain_shift: float = 1.0) -> Path:
     """Simulate sections into ``raw_dir`` and check them against the simulator's checksums."""
     from stflow.data.simulator import simulate
 
     raw_dir = Path(raw_dir)
     simulate(raw_dir, n_patients=patients, sections_per_patient=sections, grid=grid,
-             n_genes=genes, mpp=mpp, seed=seed)
+             n_genes=genes, mpp=mpp, seed=seed, expression_shift=expression_shift,
+             stain_shift=stain_shift)
     sums = raw_dir / CHECKSUMS
     if not sums.is_file():
         raise input_error(sums, "the simulator wrote no checksum list",
