@@ -75,7 +75,7 @@ def exchangeable_slide(sample: str, rng: np.random.Generator, spots: int,
     interval: half-width spot_sd × gene sd × the normal quantile of each level, scaled per
     spot by ``width_of_spot`` (default: the spot's own sd, so widths mark errors)."""
     gene_sd = np.array([0.5, 1.0, 2.0])
-    prediction = rng.normal(size=(spots, 3))
+    prediction = 20 + rng.normal(size=(spots, 3))  # far above 0: no lower bound is clipped
     truth = prediction + rng.normal(size=(spots, 3)) * spot_sd[:, None] * gene_sd
     quantiles = gene_sd[:, None] * norm.ppf((1 + np.array(LEVELS)) / 2)[None, :]
     scale = spot_sd if width_of_spot is None else width_of_spot
@@ -162,7 +162,11 @@ def test_per_gene_scales_are_read_from_their_layer(tmp_path, splits):
     coverage, _ = coverage_tables([folder], splits)
     assert set(coverage["difficulty"]) == {"level"} and coverage["coverage"].between(0, 1).all()
     row = coverage.set_index(["level", "slide"]).loc[(0.9, "A")]
-    assert row["width_log1p"] == pytest.approx(np.mean(2 * half), rel=1e-4)
+    # the width as written: upper - lower, the lower bound clipped at 0 (some are, here)
+    written = np.asarray(adata.layers["upper"], np.float64) - np.asarray(adata.layers["lower"])
+    assert (np.asarray(adata.layers["lower"]) == 0).any()
+    assert row["width_log1p"] == pytest.approx(np.mean(written), rel=1e-4)
+    assert row["calibration"] == "within"  # the scope the calibration recorded
 
 
 def test_plain_intervals_rank_no_better_than_chance_and_old_predictions_are_left_out(
@@ -180,7 +184,7 @@ def test_plain_intervals_rank_no_better_than_chance_and_old_predictions_are_left
     np.testing.assert_allclose(coverage["selective_mae_aurc"], coverage["random_mae_aurc"])
     assert "without intervals" in caplog.text
     markdown = coverage_markdown(coverage)
-    assert "| patient | enc | ridge | 0.9 |" in markdown
+    assert "| patient | enc | ridge | within | 0.9 |" in markdown
     assert "selective MAE AURC" in markdown and "AUROC" not in markdown
 
 

@@ -57,7 +57,9 @@ class SlideRows:
         model saved without calibration, the samples' spread labelled as uncalibrated."""
         if self.last is None:
             return "sample spread (uncalibrated std)"
-        return f"{self.last.info['level']:.0%} interval width (conformal)"
+        whom = ("calibrated across patients" if self.last.info.get("calibration") == "patient"
+                else "calibrated within the training patients")
+        return f"{self.last.info['level']:.0%} interval width ({whom})"
 
     def intervals_record(self) -> dict | None:
         """``uns["stflow"]["intervals"]`` over the whole slide (None without calibration)."""

@@ -45,7 +45,7 @@ REPORTED_LEVEL = 0.9  # the level of risk-coverage and the markdown table
 FRACTIONS = tuple(round(0.1 * i, 1) for i in range(1, 11))
 RUN_KEYS = ["scheme", "encoder", "model", "seed", "fold"]
 COVERAGE_COLUMNS = RUN_KEYS + [
-    "level", "slide", "n_spots", "difficulty", "n_calibration_spots", "coverage",
+    "level", "slide", "n_spots", "calibration", "difficulty", "n_calibration_spots", "coverage",
     "gene_coverage_p10", "gene_coverage_median", "width_log1p", "width_sd",
     "width_error_spearman", "selective_mae_aurc", "random_mae_aurc", "oracle_mae_aurc",
     "share_shifted"]
@@ -64,6 +64,7 @@ class IntervalSlide:
     shifted: np.ndarray  # (N,)
     difficulty: str
     n_calibration_spots: int
+    calibration: str = "within"  # whose spots calibrated it: patient (new ones) or within
 
 
 def read_interval_slide(path: str | Path) -> IntervalSlide | None:
@@ -81,7 +82,9 @@ def read_interval_slide(path: str | Path) -> IntervalSlide | None:
                          tuple(float(v) for v in info["levels"]),
                          _interval_scale(adata),
                          adata.obs["shifted"].to_numpy(bool), str(info["difficulty"]),
-                         int(info["n_calibration_spots"]))
+                         int(info["n_calibration_spots"]),
+                         # files calibrated before the scope was recorded: within
+                         str(info.get("calibration", "within")))
 
 
 def _interval_scale(adata: object) -> np.ndarray:
@@ -101,6 +104,13 @@ def half_widths(slide: IntervalSlide, level: float) -> np.ndarray:
     """(N, G) half-width of each spot's interval at ``level``."""
     index = slide.levels.index(level)
     return slide.scale * slide.quantiles[None, :, index]
+
+
+def clipped_widths(slide: IntervalSlide, level: float) -> np.ndarray:
+    """(N, G) width of each spot's interval at ``level`` as written, the lower bound clipped
+    at 0 (stflow.intervals.conformal.interval): the impossible part below 0 is no width."""
+    half = half_widths(slide, level)
+    return half + np.maximum(np.minimum(half, slide.prediction), 0.0)
 
 
 def width_error_spearman(width: np.ndarray, error: np.ndarray) -> float:
@@ -152,18 +162,20 @@ def coverage_rows(slides: Sequence[IntervalSlide], run: dict) -> list[dict]:
     rows = []
     for level in slides[0].levels:
         half = np.concatenate([half_widths(s, level) for s in slides])
+        width = np.concatenate([clipped_widths(s, level) for s in slides])
         inside = error <= half
         for name, part in parts:
             per_gene = inside[part].mean(0)
             rows.append({**run, "level": level, "slide": name,
                          "n_spots": int(inside[part].shape[0]),
+                         "calibration": slides[0].calibration,
                          "difficulty": slides[0].difficulty,
                          "n_calibration_spots": slides[0].n_calibration_spots,
                          "coverage": float(inside[part].mean()),
                          "gene_coverage_p10": float(np.percentile(per_gene, 10)),
                          "gene_coverage_median": float(np.median(per_gene)),
-                         "width_log1p": float(np.mean(2 * half[part])),
-                         "width_sd": float(np.mean(2 * half[part] / spread)),
+                         "width_log1p": float(np.mean(width[part])),
+                         "width_sd": float(np.mean(width[part] / spread)),
                          "width_error_spearman": width_error_spearman(half[part], error[part]),
                          **ranking[name], "share_shifted": float(np.mean(shifted[part]))})
     return rows
@@ -215,11 +227,13 @@ def coverage_markdown(coverage: object) -> str:
     """Per scheme × encoder × model and level: coverage pooled over every test spot of each
     fold, as mean (min–max) over folds and seeds, with the width and ranking columns."""
     pooled = coverage[coverage["slide"] == "all"]
-    head = ("| scheme | encoder | model | level | coverage (min–max) | gene p10 | width (sd) "
-            "| ρ(width, \\|error\\|) | selective MAE AURC (random, oracle) | shifted |")
-    lines = [head, "|" + "---|" * 10]
-    for key, group in pooled.groupby(["scheme", "encoder", "model", "level"], sort=False):
-        lines.append("| " + " | ".join([*map(str, key[:3]), f"{key[3]:g}",
+    head = ("| scheme | encoder | model | calibration | level | coverage (min–max) | gene p10 "
+            "| width (sd) | ρ(width, \\|error\\|) | selective MAE AURC (random, oracle) "
+            "| shifted |")
+    lines = [head, "|" + "---|" * 11]
+    for key, group in pooled.groupby(["scheme", "encoder", "model", "calibration", "level"],
+                                     sort=False):
+        lines.append("| " + " | ".join([*map(str, key[:4]), f"{key[4]:g}",
                      f"{group['coverage'].mean():.3f} ({group['coverage'].min():.3f}–"
                      f"{group['coverage'].max():.3f})",
                      f"{group['gene_coverage_p10'].mean():.3f}",
@@ -232,8 +246,12 @@ def coverage_markdown(coverage: object) -> str:
     notes = ["Coverage: share of test spot × gene pairs inside the interval (pooled over the "
              "fold's test slides), mean (min–max) over folds and seeds. Intervals are "
              "normalised split-conformal, calibrated per gene on each model's validation "
-             "spots. gene p10: 10th percentile over genes of per-gene coverage. Width in "
-             "units of each gene's standard deviation on the test spots. ρ: median over "
+             "spots: calibration patient - a training patient the fold model never trained "
+             "on, so the test patient's coverage is what a new patient gets; within - the "
+             "training patients' own spots (a section or a held-out region), which promises "
+             "nothing for a new patient. gene p10: 10th percentile over genes of per-gene coverage. Width in "
+             "units of each gene's standard deviation on the test spots, lower bounds clipped "
+             "at 0. ρ: median over "
              "genes of Spearman(width, |error|) (blank where widths do not vary). Selective MAE "
              "AURC: area under the curve of the mean |error| (in each gene's sd) on the spots "
              "with the narrowest 90 % intervals against the share kept; lower is better, the "

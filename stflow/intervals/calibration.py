@@ -2,22 +2,27 @@
 
 The calibration spots are the fold's validation spots: its validation samples, or, when it
 has none, the contiguous held-out region of each training sample that STFlow's trainer and
-the baselines hold out alike (:func:`stflow.data.holdout.holdout_masks`). They are the same
-spots that chose the checkpoint and the searched settings, so the scores are slightly
-optimistic; the coverage on the test folds (``tables/coverage.tsv``) measures that bias.
-A model that fitted on those spots too (``ridge_hest``, ``rf``, any refit) is calibrated by
-the model it would be without them: the fit before its refit, or a twin with the same
-settings fitted on the training spots alone.
+the baselines hold out alike (:func:`stflow.data.holdout.holdout_masks`). Whose spots they
+are decides what the intervals promise (``Calibration.scope``, :data:`SCOPES`): a whole
+training patient the model never trains on (``patient``: the splits stage chooses one under
+``intervals.calibration`` patient or auto) calibrates for a new patient; a section or region
+of a training patient (``within``) only for spots of the training patients. The deployed
+model is recalibrated across patients on the study's out-of-fold predictions
+(:mod:`stflow.intervals.across_patients`). The validation spots also chose the checkpoint
+and the searched settings, so the scores are slightly optimistic; the coverage on the test
+folds (``tables/coverage.tsv``) measures that. A model that fitted on those spots too
+(``ridge_hest``, ``rf``, any refit) is calibrated by the model it would be without them: the
+fit before its refit, or a twin with the same settings fitted on the training spots alone.
 
-The difficulty that scales each spot's interval is chosen on the calibration spots
-themselves: each candidate is calibrated on one random half and its interval width at
-90 % measured on the other (both ways round); the narrowest wins, since every candidate
-covers exchangeable spots at the nominal rate. Candidates: ``constant`` (plain split
-conformal), ``shift`` (the spot's distance from the training features,
-:mod:`stflow.intervals.shift`) and ``level`` (per gene, the mean absolute training error at
-the predicted expression level: log1p counts are noisier at some levels than at others).
-Both non-constant difficulties are fitted on training spots only, so the calibration
-scores stay exchangeable with new spots' scores.
+The difficulty that scales each spot's interval is chosen on one random half of the
+calibration spots and the quantiles are set on the other, so the choice cannot shrink the
+intervals it scales: within the first half, each candidate is calibrated on one part and
+its interval width at 90 % measured on the other (both ways round); the narrowest wins.
+Candidates: ``constant`` (plain split conformal), ``shift`` (the spot's distance from the
+training features, :mod:`stflow.intervals.shift`) and ``level`` (per gene, the mean
+absolute training error at the predicted expression level: log1p counts are noisier at
+some levels than at others). Both non-constant difficulties are fitted on training spots
+only, so the calibration scores stay exchangeable with new spots' scores.
 """
 
 from __future__ import annotations
