@@ -103,6 +103,27 @@ def test_the_default_configs_have_no_problem(tmp_path):
     assert problems(tmp_path) == []
 
 
+def test_a_users_study_chooses_genes_per_fold_and_the_benchmarks_say_study():
+    """A user's own study predicts genes fixed before any new slide is seen; the configs that
+    reproduce the paper or HEST-bench keep its protocol, explicitly."""
+    import yaml
+
+    def scope(*names: str) -> str:
+        merged: dict = {}
+        for name in names:
+            loaded = yaml.safe_load((REPO / "config" / name).read_text())
+            merged = {**merged, **loaded, "genes": {**merged.get("genes", {}),
+                                                    **loaded.get("genes", {})}}
+        return with_defaults(merged, SCHEMA)["genes"]["scope"]
+
+    assert with_defaults({}, SCHEMA)["genes"]["scope"] == "fold"
+    assert scope("config.yaml") == scope("config.yaml", "cohort.yaml") == "fold"
+    for name in ("hest.yaml", "her2st.yaml", "her2st-benchmark.yaml"):
+        assert "scope: study" in (REPO / "config" / name).read_text(), name
+    assert scope("hest.yaml") == scope("her2st.yaml") == "study"
+    assert scope("her2st.yaml", "her2st-benchmark.yaml") == "study"
+
+
 @pytest.mark.parametrize(("changes", "expected"), [
     ({"genes": {"n_top": "fifty"}},
      "genes.n_top: 'fifty' is not of type 'integer'. Fix: give genes.n_top a value of type "

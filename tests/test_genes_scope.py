@@ -1,6 +1,6 @@
-"""genes.scope in the workflow: `study` (the default) chooses the genes once, from every
-sample; `fold` gives each fold its own genes/{fold}.json, chosen from its training and
-validation samples only, and that fold's train and predict jobs read it."""
+"""genes.scope in the workflow: `study` chooses the genes once, from every sample (HEST's
+protocol); `fold` (the default) gives each fold its own genes/{fold}.json, chosen from its
+training and validation samples only, and that fold's train and predict jobs read it."""
 
 from __future__ import annotations
 

@@ -276,11 +276,13 @@ def test_genes_settings_follow_genes_source_and_scope():
     study = study_of(genes={"n_top": 7, "list": None, "include": ["ERBB2"]})
     assert study.genes_settings("tiny") == {"n_top": 7, "listed": None, "include": ["ERBB2"]}
     assert study.fold_genes_settings() == {"n_top": 7, "include": ["ERBB2"]}
-    assert study.genes_file("tiny", "fold1") == "results/tiny/genes.json"
-    per_fold = study_of(genes={"scope": "fold"})
-    assert per_fold.genes_file("tiny", "fold1") == "results/tiny/genes/fold1.json"
+    # fold, the default: genes chosen without the test sections, as for a new patient
+    assert study.genes_file("tiny", "fold1") == "results/tiny/genes/fold1.json"
+    whole = study_of(genes={"scope": "study"})
+    assert whole.genes_file("tiny", "fold1") == "results/tiny/genes.json"
     bench = study_of(dataset={"name": "hest", "source": "hest", "mirror": None,
-                              "samples": ["a", "b"]}, genes={"source": "hest-bench"})
+                              "samples": ["a", "b"]},
+                     genes={"source": "hest-bench", "scope": "study"})
     assert bench.genes_settings("hest") == {"bench_dir": "results/hest/raw"}
 
 
