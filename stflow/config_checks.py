@@ -184,23 +184,6 @@ def sample_map_problems(config: Mapping[str, Any]) -> list[Problem]:
     return problems
 
 
-def genes_scope_problems(config: Mapping[str, Any]) -> list[Problem]:
-    """genes.scope fold runs HEST's protocol per fold; a fixed list would be the same list
-    in every fold, so asking for it per fold is a mistake worth naming."""
-    genes = config["genes"]
-    if genes["scope"] != "fold":
-        return []
-    bench = genes["source"] == "hest-bench"
-    if not bench and not genes["list"]:
-        return []
-    fixed = "genes.source hest-bench" if bench else "genes.list"
-    undo = "set genes.source: config" if bench else "set genes.list: null"
-    return [Problem("genes.scope", "fold", "fold chooses each fold's genes by HEST's protocol "
-                    f"from its training samples, but {fixed} fixes one list for every fold",
-                    "set genes.scope: study (the fixed list, the same in every fold), or "
-                    f"{undo} to choose the genes per fold")]
-
-
 def her2st_sample_problems(config: Mapping[str, Any], sections: Sequence[str]) -> list[Problem]:
     """her2st section names the download does not know (it fetches its checksum list's)."""
     dataset = config["dataset"]
@@ -333,7 +316,7 @@ def predict_problems(config: Mapping[str, Any]) -> list[Problem]:
 
 Check = Callable[[Mapping[str, Any]], list[Problem]]
 CROSS_FIELD: tuple[Check, ...] = (
-    seed_problems, sample_map_problems, genes_scope_problems, one_k_problems,
+    seed_problems, sample_map_problems, one_k_problems,
     fold_name_problems, bench_fold_count_problems, model_params_problems, search_problems,
     predict_problems)
 

@@ -285,10 +285,18 @@ class Study:
         genes = self.config["genes"]
         return {"n_top": genes["n_top"], "include": genes["include"] or []}
 
+    def genes_per_fold(self) -> bool:
+        """genes.scope fold with genes to choose: a fixed list (genes.list, HEST-bench's
+        var_50genes.json) is one list for every fold, chosen before any slide was seen, so
+        under either scope the study's genes.json holds it."""
+        genes = self.config["genes"]
+        return (genes["scope"] == "fold" and not genes["list"]
+                and genes["source"] != "hest-bench")
+
     def genes_file(self, dataset: str, fold: str) -> str:
         """The genes a fold trains, predicts and is scored on: the study's genes.json, or
-        under genes.scope fold the fold's own genes/{fold}.json."""
-        if self.config["genes"]["scope"] == "fold":
+        the fold's own genes/{fold}.json where they are chosen per fold."""
+        if self.genes_per_fold():
             return result(dataset, f"genes/{fold}.json")
         return result(dataset, "genes.json")
 

@@ -38,8 +38,10 @@ def test_splits_and_genes(tiny_run):
     splits = json.loads((tiny_run.results / "splits.json").read_text())
     assert splits["scheme"] == "patient"
     assert all({"name", "train", "val", "test"} <= set(f) for f in splits["folds"])
-    genes = json.loads((tiny_run.results / "genes.json").read_text())
-    assert genes["protocol"] in {"hest-hvg", "list"} and len(genes["genes"]) == genes["n_top"]
+    for fold in FOLDS:  # genes.scope fold, the default: each fold's own genes
+        genes = json.loads((tiny_run.results / "genes" / f"{fold}.json").read_text())
+        assert genes["protocol"] in {"hest-hvg", "list"} and len(genes["genes"]) == genes["n_top"]
+        assert (genes["scope"], genes["fold"]) == ("fold", fold) and genes["samples"]
 
 
 def test_patches_are_hest_compatible(tiny_run):
@@ -100,9 +102,10 @@ def test_trained_models(tiny_run):
 
 
 def test_predictions(tiny_run):
-    genes = json.loads((tiny_run.results / "genes.json").read_text())["genes"]
     splits = json.loads((tiny_run.results / "splits.json").read_text())
     for fold in splits["folds"]:
+        genes = json.loads((tiny_run.results / "genes" / f"{fold['name']}.json").read_text())[
+            "genes"]
         folder = tiny_run.results / "predictions" / ENCODER / "stflow" / "seed0" / fold["name"]
         assert sorted(p.stem for p in folder.glob("*.h5ad")) == sorted(fold["test"])
         pred = ad.read_h5ad(folder / f"{fold['test'][0]}.h5ad")
@@ -113,6 +116,7 @@ def test_predictions(tiny_run):
         assert (info["kind"], info["model"], info["encoder"], info["fold"], info["seed"]) == (
             "prediction", "stflow", ENCODER, fold["name"], 0)
         assert info["X"].startswith("log1p") and len(info["weights_sha256"]) == 64
+        assert info["gene_scope"] == "fold"
         assert "log1p" in pred.uns and pred.uns["spatial_neighbors"]["params"]["n_neighbors"]
         assert sp.issparse(pred.obsp["spatial_connectivities"])
         assert (pred.layers["lower"] <= pred.X).all() and (pred.X <= pred.layers["upper"]).all()
@@ -129,11 +133,12 @@ def test_predictions(tiny_run):
 def test_coverage_tables(tiny_run):
     tables = tiny_run.results / "tables"
     coverage = pd.read_csv(tables / "coverage.tsv", sep="\t")
-    assert {"scheme", "encoder", "model", "seed", "fold", "level", "slide", "coverage",
+    assert {"scheme", "gene_scope", "encoder", "model", "seed", "fold", "level", "slide",
+            "coverage",
             "gene_coverage_p10", "gene_coverage_median", "width_log1p", "width_sd",
             "width_error_spearman", "selective_mae_aurc", "random_mae_aurc", "oracle_mae_aurc",
             "share_shifted"} <= set(coverage.columns)
-    assert "shift_auroc" not in coverage
+    assert "shift_auroc" not in coverage and set(coverage["gene_scope"]) == {"fold"}
     assert sorted(set(coverage["level"])) == [0.5, 0.8, 0.9, 0.95]
     assert "all" in set(coverage["slide"]) and coverage["coverage"].between(0, 1).all()
     risk = pd.read_csv(tables / "risk_coverage.tsv", sep="\t")
@@ -146,11 +151,12 @@ def test_coverage_tables(tiny_run):
 def test_metrics_and_tables(tiny_run):
     tables = tiny_run.results / "tables"
     metrics = pd.read_csv(tables / "metrics.tsv", sep="\t")
-    assert {"scheme", "encoder", "model", "seed", "fold", "n_test_spots", "n_genes",
-            "n_constant_genes", "pearson_mean"} <= set(metrics.columns)
+    assert {"scheme", "gene_scope", "encoder", "model", "seed", "fold", "n_test_spots",
+            "n_genes", "n_constant_genes", "pearson_mean"} <= set(metrics.columns)
     summary = pd.read_csv(tables / "summary.tsv", sep="\t")
-    assert {"scheme", "pearson_mean", "fold_std", "seed_std", "n_folds",
+    assert {"scheme", "gene_scope", "pearson_mean", "fold_std", "seed_std", "n_folds",
             "n_seeds"} <= set(summary.columns)
+    assert set(metrics["gene_scope"]) == set(summary["gene_scope"]) == {"fold"}
     ridge = metrics[metrics["model"] == "ridge"]
     row = summary[summary["model"] == "ridge"].iloc[0]
     assert np.isclose(row["pearson_mean"], ridge["pearson_mean"].mean())
@@ -158,7 +164,7 @@ def test_metrics_and_tables(tiny_run):
     assert np.isclose(row["fold_std"], per_fold.std(ddof=0))
     per_seed = ridge.groupby("seed")["pearson_mean"].mean()  # fold-averaged seed scores
     assert np.isclose(row["seed_std"], per_seed.std(ddof=0))
-    assert list(summary.columns[8:]) == ["ci_low", "ci_high", "reference", "diff", "diff_low",
+    assert list(summary.columns[9:]) == ["ci_low", "ci_high", "reference", "diff", "diff_low",
                                          "diff_high", "n_bootstrap", "bootstrap_bias",
                                          "ci_low_2x", "ci_high_2x", "ci_low_8x", "ci_high_8x"]
     assert row["ci_low"] < row["ci_high"] and row["n_bootstrap"] == 1000
@@ -169,7 +175,9 @@ def test_metrics_and_tables(tiny_run):
     assert (boot["n"], boot["seed"], len(boot["replicates"])) == (1000, 0, 1000)
     assert set(boot["wider"]) == {"2x", "8x"} and boot["jackknife"]
     assert set(boot["block_um"]) == set(boot["n_blocks"]) == set(fold_json["pearson_per_sample"])
-    assert "| " in (tables / "summary.md").read_text()
+    markdown = (tables / "summary.md").read_text()
+    assert markdown.startswith("Split scheme: **patient**. Gene scope: **fold**")
+    assert "(sd over folds), seed sd " in markdown and "95 % CI [" in markdown
     genes = pd.read_csv(tables / "genes.tsv", sep="\t")
     assert {"scheme", "encoder", "model", "seed", "fold", "gene",
             "pearson"} <= set(genes.columns)
@@ -183,7 +191,7 @@ def test_paper_tables(tiny_run):
     tables = tiny_run.results / "tables"
     for name in PAPER_TABLES:
         frame = pd.read_csv(tables / f"{name}.tsv", sep="\t")
-        assert frame.columns[0] == "scheme", name
+        assert frame.columns[0] == "scheme" and "gene_scope" in frame.columns, name
         assert (tables / f"{name}.md").exists(), name
     priors = pd.read_csv(tables / "priors.tsv", sep="\t")
     assert list(priors.columns[:4]) == ["scheme", "prior", "encoder", "model"]

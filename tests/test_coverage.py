@@ -54,6 +54,7 @@ def write_fold(folder: Path, rng: np.random.Generator, difficulty: str = "shift"
                            obs=pd.DataFrame(index=[f"{sample}{i}" for i in range(200)]))
         adata.layers["truth"] = (prediction + noise).astype(np.float32)
         adata.uns["sample"] = sample
+        adata.uns["stflow"] = {"kind": "prediction", "gene_scope": "fold"}
         if calibrated:
             apply_calibration(calibration, features, prediction, 0.9).attach(adata)
         adata.write_h5ad(folder / f"{sample}.h5ad")
@@ -195,4 +196,7 @@ def test_the_coverage_stage_writes_its_tables_and_figure(tmp_path, splits):
                    figure=tmp_path / "risk.png")
     for name in ("coverage.tsv", "coverage.md", "risk_coverage.tsv"):
         assert (tmp_path / "tables" / name).stat().st_size > 0
+    coverage = pd.read_csv(tmp_path / "tables" / "coverage.tsv", sep="\t")
+    assert set(coverage["gene_scope"]) == {"fold"}
+    assert "Gene scope: **fold**" in (tmp_path / "tables" / "coverage.md").read_text()
     assert (tmp_path / "risk.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

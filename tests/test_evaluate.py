@@ -1,5 +1,6 @@
 """The HEST-bench metric: pooled per-gene Pearson, constant genes left out, population std
-over folds and, separately, over seeds; every row labelled with its split scheme."""
+over folds and, separately, over seeds, each named where it is shown; every row labelled
+with its split scheme and gene scope."""
 
 from __future__ import annotations
 
@@ -93,13 +94,15 @@ def _lattice_um(n_spots, pitch_um=100.0):
     return np.stack([np.arange(n_spots) % 5, np.arange(n_spots) // 5], axis=1) * pitch_um
 
 
-def _write_prediction(path, sample, truth, pred, genes, mpp=None):
+def _write_prediction(path, sample, truth, pred, genes, mpp=None, gene_scope="fold"):
     """A prediction h5ad as predict writes it; with ``mpp``, pixel coordinates and uns["mpp"]
-    instead of obsm["spatial_um"]."""
+    instead of obsm["spatial_um"]; ``gene_scope`` None: written before it was recorded."""
     adata = ad.AnnData(X=pred.astype(np.float32), var=pd.DataFrame(index=genes),
                        obs=pd.DataFrame(index=[f"{sample}_{i}" for i in range(len(pred))]))
     adata.layers["truth"] = truth.astype(np.float32)
     adata.uns["sample"] = sample
+    if gene_scope is not None:
+        adata.uns["stflow"] = {"kind": "prediction", "gene_scope": gene_scope}
     if mpp is None:
         adata.obsm["spatial_um"] = _lattice_um(len(pred))
     else:
@@ -195,24 +198,30 @@ def test_aggregate_reports_population_std_and_the_papers_table(tmp_path):
     out = tmp_path / "tables"
     assert main(["aggregate", "--metrics", *map(str, metrics), "--out", str(out)]) == 0
     assert list(pd.read_csv(out / "metrics.tsv", sep="\t").columns) == [
-        "scheme", "encoder", "model", "seed", "fold", "n_test_spots", "n_genes",
+        "scheme", "encoder", "model", "seed", "fold", "gene_scope", "n_test_spots", "n_genes",
         "n_constant_genes", "pearson_mean"]
     assert list(pd.read_csv(out / "genes.tsv", sep="\t").columns) == [
         "scheme", "encoder", "model", "seed", "fold", "gene", "pearson"]
     assert list(pd.read_csv(out / "summary.tsv", sep="\t").columns) == [
-        "scheme", "encoder", "model", "pearson_mean", "fold_std", "seed_std", "n_folds",
+        "scheme", "encoder", "model", "gene_scope", "pearson_mean", "fold_std", "seed_std",
+        "n_folds",
         "n_seeds", "ci_low", "ci_high", "reference", "diff", "diff_low", "diff_high",
         "n_bootstrap", "bootstrap_bias", "ci_low_2x", "ci_high_2x", "ci_low_8x", "ci_high_8x"]
+    assert set(pd.read_csv(out / "summary.tsv", sep="\t")["gene_scope"]) == {"fold"}
     markdown = (out / "summary.md").read_text()
-    assert markdown.splitlines()[0] == "| scheme | model | uni | Δ uni |"
-    assert (f"| patient | stflow | {np.mean(folds):.3f} [{row['ci_low']:.2f}, "
-            f"{row['ci_high']:.2f}] ± {np.std(folds):.3f} | {row['diff']:+.3f} "
-            f"[{row['diff_low']:+.3f}, {row['diff_high']:+.3f}] vs ridge |") in markdown
+    assert markdown.splitlines()[0].startswith("Split scheme: **patient**. Gene scope: **fold** "
+                                               "(chosen per fold")
+    assert markdown.splitlines()[2] == "| scheme | model | uni | Δ uni |"
+    assert (f"| patient | stflow | {np.mean(folds):.3f} ± {np.std(folds):.3f} (sd over folds), "
+            f"1 seed (no seed sd), 95 % CI [{row['ci_low']:.2f}, {row['ci_high']:.2f}] | "
+            f"{row['diff']:+.3f} [{row['diff_low']:+.3f}, {row['diff_high']:+.3f}] vs ridge |"
+            ) in markdown
     assert "| patient | ridge |" in markdown and markdown.rstrip().count("| reference |") == 1
     assert "spatial block bootstrap of the test spots" in markdown
     assert "1000 replicates" in markdown and "paired difference" in markdown
     assert "95 % BCa interval" in markdown and "2× and 8× the block side" in markdown
     assert "Warning" not in markdown and "seed ±" not in markdown
+    assert not re.search(r"± [0-9.]+ (?!\(sd over folds\))", markdown)  # no bare ±
     assert markdown == summary_markdown(tables["summary"])
 
 
@@ -272,7 +281,8 @@ def test_perfect_predictions_have_an_interval_collapsed_at_one(tmp_path):
     paths = [_fold_json(tmp_path, "ridge", f"fold{k}", k, 0.0) for k in range(2)]
     row = aggregate(paths)["summary"].iloc[0]
     assert (row["pearson_mean"], row["ci_low"], row["ci_high"]) == pytest.approx((1, 1, 1))
-    assert "| patient | ridge | 1.000 [1.00, 1.00] ± 0.000 | reference |" in summary_markdown(
+    assert ("| patient | ridge | 1.000 ± 0.000 (sd over folds), 1 seed (no seed sd), 95 % CI "
+            "[1.00, 1.00] | reference |") in summary_markdown(
         aggregate(paths)["summary"])
 
 
@@ -313,8 +323,11 @@ def test_the_fold_spread_and_the_seed_spread_are_reported_separately(tmp_path):
     assert row["seed_std"] == pytest.approx(np.std([0.3, 0.6]))  # fold-averaged seeds
     assert (row["n_folds"], row["n_seeds"]) == (2, 2)
     markdown = summary_markdown(tables["summary"])
-    assert "| patient | stflow | 0.450 ± 0.250 (seed ± 0.150) | – |" in markdown
-    assert "population std over seeds" in markdown
+    assert "| patient | stflow | 0.450 ± 0.250 (sd over folds), seed sd 0.150 | – |" in markdown
+    assert "population std over seeds" in markdown and "seed ±" not in markdown
+    assert set(tables["metrics"]["gene_scope"]) == set(tables["summary"]["gene_scope"]) == {
+        "unknown"}  # metrics written before the gene scope was recorded
+    assert "Gene scope: **unknown** (not recorded" in markdown
 
 
 def test_metrics_written_before_the_bootstrap_aggregate_with_nan_intervals(tmp_path, caplog):
@@ -329,8 +342,9 @@ def test_metrics_written_before_the_bootstrap_aggregate_with_nan_intervals(tmp_p
     assert "no bootstrap replicates in some metrics of patient/uni/stflow, patient/uni/ridge" \
         in caplog.text and "re-run `stflow evaluate`" in caplog.text
     markdown = summary_markdown(summary.reset_index())
-    assert "| patient | stflow | 0.550 ± 0.050 | +0.100 vs ridge |" in markdown
-    assert "In brackets" not in markdown
+    assert ("| patient | stflow | 0.550 ± 0.050 (sd over folds), 1 seed (no seed sd) | "
+            "+0.100 vs ridge |") in markdown
+    assert "95 % CI" not in markdown
 
 
 def test_metrics_bootstrapped_without_the_jackknife_aggregate_with_nan_intervals(tmp_path,
@@ -360,7 +374,7 @@ def test_section_level_results_are_labelled_in_every_table(tmp_path):
     for name in ("metrics", "summary", "genes"):
         assert set(tables[name]["scheme"]) == {"section"}, name
     markdown = summary_markdown(tables["summary"])
-    assert markdown.splitlines()[2].startswith("| section | stflow |")
+    assert markdown.splitlines()[4].startswith("| section | stflow |")
     assert "NOT patient-stratified" in markdown and "optimistic" in markdown
 
 
@@ -375,3 +389,17 @@ def test_evaluate_records_the_splits_scheme_and_refuses_other_samples(tmp_path):
         evaluate_fold([tmp_path / "s1.h5ad"], _splits(tmp_path), "uni", "stflow", "fold0")
     with pytest.raises(StflowError, match="no fold named 'fold7'"):
         evaluate_fold([tmp_path / "s1.h5ad"], _splits(tmp_path), "uni", "stflow", "fold7")
+
+
+def test_evaluate_records_the_gene_scope_the_predictions_carry(tmp_path):
+    truth = np.log1p(np.arange(12, dtype=float).reshape(6, 2))
+    for name, scope in (("fold", "fold"), ("study", "study"), ("old", None)):
+        _write_prediction(tmp_path / f"{name}.h5ad", "s1", truth, truth + 0.1, ["G1", "G2"],
+                          gene_scope=scope)
+    scored = {name: evaluate_predictions([tmp_path / f"{name}.h5ad"], "uni", "m", "fold0")
+              for name in ("fold", "study", "old")}
+    assert {n: r["gene_scope"] for n, r in scored.items()} == {
+        "fold": "fold", "study": "study", "old": "unknown"}
+    _write_prediction(tmp_path / "s2.h5ad", "s2", truth, truth, ["G1", "G2"], gene_scope="study")
+    with pytest.raises(StflowError, match=r"different gene scopes \['fold', 'study'\]"):
+        evaluate_predictions([tmp_path / "fold.h5ad", tmp_path / "s2.h5ad"], "uni", "m", "fold0")

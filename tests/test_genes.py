@@ -18,7 +18,13 @@ import scipy.sparse as sp
 
 from stflow.cli.data import register
 from stflow.crossval.inputs import read_fold
-from stflow.data.genes import check_gene_list, expressed_genes, hest_genes, select_fold_genes
+from stflow.data.genes import (
+    check_gene_list,
+    expressed_genes,
+    gene_scope,
+    hest_genes,
+    select_fold_genes,
+)
 from stflow.errors import StflowError
 
 BACKGROUND = [f"BG{i:03d}" for i in range(200)]
@@ -91,10 +97,10 @@ def test_cli_writes_genes_json(samples, tmp_path):
     out = tmp_path / "genes.json"
     run_cli(["genes", "--st", *map(str, samples), "--n-top", "3", "--out", str(out)])
     assert json.loads(out.read_text()) == {"genes": VARIABLE, "protocol": "hest-hvg",
-                                           "n_top": 3}
+                                           "n_top": 3, "scope": "study"}
     run_cli(["genes", "--st", *map(str, samples), "--list", "BG005", "VAR1", "--out", str(out)])
     assert json.loads(out.read_text()) == {"genes": ["BG005", "VAR1"], "protocol": "list",
-                                           "n_top": 2}
+                                           "n_top": 2, "scope": "list"}
 
 
 def test_included_biomarkers_are_appended_once_and_checked(samples, tmp_path):
@@ -102,7 +108,8 @@ def test_included_biomarkers_are_appended_once_and_checked(samples, tmp_path):
     run_cli(["genes", "--st", *map(str, samples), "--n-top", "3", "--include", "BG010", "VAR2",
              "--out", str(out)])
     assert json.loads(out.read_text()) == {"genes": [*VARIABLE, "BG010"],
-                                           "protocol": "hest-hvg+include", "n_top": 3}
+                                           "protocol": "hest-hvg+include", "n_top": 3,
+                                           "scope": "study"}
     with pytest.raises(StflowError, match=r"NOPE \(missing in A, B\)"):
         run_cli(["genes", "--st", *map(str, samples), "--include", "NOPE", "--out", str(out)])
 
@@ -138,6 +145,7 @@ def test_a_fold_s_genes_are_chosen_without_its_test_samples(rare_in_c, splits, t
     assert set(select_fold_genes(paths, splits_path=splits, fold="fold0", out=out, n_top=4)) == {"RARE", *VARIABLE}
     written = json.loads(out.read_text())
     assert written["fold"] == "fold0" and written["samples"] == ["A", "B"]
+    assert written["scope"] == "fold"
     assert (written["protocol"], written["n_top"]) == ("hest-hvg", 4)
     # fold1 validates on C: its training samples do count
     assert "RARE" not in select_fold_genes(paths, splits_path=splits, fold="fold1",
@@ -179,7 +187,7 @@ def test_cli_chooses_one_fold_s_genes_with_splits_and_fold(rare_in_c, splits, tm
              "--fold", "fold0", "--out", str(out)])
     assert json.loads(out.read_text()) == {
         "genes": [*sorted(["RARE", *VARIABLE]), "BG010"], "protocol": "hest-hvg+include",
-        "n_top": 4, "fold": "fold0", "samples": ["A", "B"]}
+        "n_top": 4, "scope": "fold", "fold": "fold0", "samples": ["A", "B"]}
     with pytest.raises(StflowError, match=r"--splits/--fold: only one of the two is given"):
         run_cli(["genes", "--st", *st, "--fold", "fold0", "--out", str(out)])
     with pytest.raises(StflowError, match=r"--list: a listed gene set is the same for every "
@@ -215,3 +223,10 @@ def test_the_her2st_benchmark_chooses_each_fold_s_genes_as_the_workflow_does(rar
         select_fold_genes(list(rare_in_c.values()), splits_path=splits, fold=fold,
                           out=results / "genes" / f"{fold}.json", n_top=50)
     assert study.genes_per_fold(results, "json", "fold", ["A", "B", "C"], parts) == per_fold
+
+
+def test_genes_json_files_written_before_the_scope_was_recorded_say_what_they_can():
+    assert gene_scope({"genes": ["A"], "protocol": "hest-hvg", "n_top": 1}) == "study"
+    assert gene_scope({"genes": ["A"], "protocol": "hest-hvg", "fold": "fold0"}) == "fold"
+    assert gene_scope({"genes": ["A"], "protocol": "list"}) == "unknown"  # a list, or bench's
+    assert gene_scope({"genes": ["A"], "protocol": "list", "scope": "hest-bench"}) == "hest-bench"

@@ -1,6 +1,6 @@
-"""genes.scope in the workflow: `study` (the default) chooses the genes once, from every
-sample; `fold` gives each fold its own genes/{fold}.json, chosen from its training and
-validation samples only, and that fold's train and predict jobs read it."""
+"""genes.scope in the workflow: `study` chooses the genes once, from every sample (HEST's
+protocol); `fold` (the default) gives each fold its own genes/{fold}.json, chosen from its
+training and validation samples only, and that fold's train and predict jobs read it."""
 
 from __future__ import annotations
 
@@ -90,19 +90,3 @@ def test_a_fold_s_genes_job_reads_its_training_and_validation_samples_only(tiny,
 def test_a_bad_scope_is_refused_before_any_job_naming_it(tiny, tmp_path):
     output = refused(snakemake(tmp_path, tiny, "-n", "--config", "genes={scope: folds}"))
     assert "genes.scope: 'folds' is not one of ['study', 'fold']" in output
-
-
-@pytest.mark.parametrize(("genes", "fixed", "undo"), [
-    ({"scope": "fold", "list": ["G1", "G2"]}, "genes.list", "set genes.list: null"),
-    ({"scope": "fold", "source": "hest-bench"}, "genes.source hest-bench",
-     "set genes.source: config"),
-])
-def test_a_fixed_gene_list_per_fold_is_refused_saying_what_to_do(tmp_path, genes, fixed, undo):
-    dataset = {"name": "tiny", "source": "hest", "mirror": None, "samples": ["S1", "S2"]}
-    config = write_config(tmp_path / "fixed.yaml", genes={"n_top": 12, **genes},
-                          **({"dataset": dataset} if "source" in genes else {}))
-    output = refused(snakemake(tmp_path, config, "-n"))
-    assert (f"genes.scope: fold chooses each fold's genes by HEST's protocol from its "
-            f"training samples, but {fixed} fixes one list for every fold. Fix: set "
-            f"genes.scope: study (the fixed list, the same in every fold), or {undo} to "
-            f"choose the genes per fold") in " ".join(output.split())

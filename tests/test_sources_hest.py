@@ -266,6 +266,7 @@ def test_bench_genes_cli_checks_the_ingested_samples(tmp_path: Path) -> None:
     write_st(hest.read_sample(tmp_path, "S1", {"task": "IDC"}), st)
     out = tmp_path / "genes.json"
     assert main(["bench-genes", "--bench-dir", str(bench), "--st", str(st), "--out", str(out)]) == 0
-    assert json.loads(out.read_text())["genes"] == ["ERBB2", "ESR1", "PGR"]
+    written = json.loads(out.read_text())
+    assert (written["genes"], written["scope"]) == (["ERBB2", "ESR1", "PGR"], "hest-bench")
     (bench / hest.GENES_FILE).write_text(json.dumps({"genes": ["ERBB2", "NOPE"]}))
     assert main(["bench-genes", "--bench-dir", str(bench), "--st", str(st), "--out", str(out)]) == 2

@@ -276,11 +276,13 @@ def test_genes_settings_follow_genes_source_and_scope():
     study = study_of(genes={"n_top": 7, "list": None, "include": ["ERBB2"]})
     assert study.genes_settings("tiny") == {"n_top": 7, "listed": None, "include": ["ERBB2"]}
     assert study.fold_genes_settings() == {"n_top": 7, "include": ["ERBB2"]}
-    assert study.genes_file("tiny", "fold1") == "results/tiny/genes.json"
-    per_fold = study_of(genes={"scope": "fold"})
-    assert per_fold.genes_file("tiny", "fold1") == "results/tiny/genes/fold1.json"
+    # fold, the default: genes chosen without the test sections, as for a new patient
+    assert study.genes_file("tiny", "fold1") == "results/tiny/genes/fold1.json"
+    whole = study_of(genes={"scope": "study"})
+    assert whole.genes_file("tiny", "fold1") == "results/tiny/genes.json"
     bench = study_of(dataset={"name": "hest", "source": "hest", "mirror": None,
-                              "samples": ["a", "b"]}, genes={"source": "hest-bench"})
+                              "samples": ["a", "b"]},
+                     genes={"source": "hest-bench", "scope": "study"})
     assert bench.genes_settings("hest") == {"bench_dir": "results/hest/raw"}
 
 
@@ -340,3 +342,14 @@ def test_the_rules_raise_nothing_and_common_smk_stays_input_functions():
         assert not [n for n, line in enumerate(lines, 1) if line.lstrip().startswith("raise ")], \
             f"{path.name}: a check belongs in stflow.study or stflow.config_checks"
     assert len((REPO / "rules" / "common.smk").read_text().splitlines()) <= 200
+
+
+@pytest.mark.parametrize(("genes", "per_fold"), [
+    ({"scope": "fold"}, True), ({"scope": "study"}, False),
+    ({"scope": "fold", "list": ["G1", "G2"]}, False),  # one fixed list: the same every fold
+    ({"scope": "fold", "source": "hest-bench"}, False),
+])
+def test_genes_are_chosen_per_fold_only_where_there_is_a_choice(genes, per_fold):
+    study = study_of(genes={**TINY.get("genes", {}), "n_top": 12, **genes})
+    expected = "genes/fold0.json" if per_fold else "genes.json"
+    assert study.genes_file("tiny", "fold0") == f"results/tiny/{expected}"

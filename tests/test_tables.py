@@ -25,9 +25,11 @@ def score(encoder: str, model: str, seed: int, fold: str) -> float:
                  + (0.05 if encoder == "uni" else 0.0), 6)
 
 
-def write_run(root, models, seeds=(0,), scheme="patient"):
-    """metrics.tsv, splits.json and the predict/embed benchmark files of a small run."""
-    rows = [{"scheme": scheme, "encoder": e, "model": m, "seed": s, "fold": f,
+def write_run(root, models, seeds=(0,), scheme="patient", gene_scope="fold"):
+    """metrics.tsv, splits.json and the predict/embed benchmark files of a small run
+    (``gene_scope`` None: a metrics.tsv written before the gene scope was recorded)."""
+    scope = {} if gene_scope is None else {"gene_scope": gene_scope}
+    rows = [{"scheme": scheme, "encoder": e, "model": m, "seed": s, "fold": f, **scope,
              "n_test_spots": 100 * len(FOLDS[f]), "n_genes": 50, "n_constant_genes": 0,
              "pearson_mean": score(e, m, s, f)}
             for e in ENCODERS for m in models for s in seeds for f in FOLDS]
@@ -60,9 +62,10 @@ def test_every_table_holds_only_its_models_present_in_the_run(tmp_path):
 
     methods, markdown = tables["methods"]
     assert len(methods) == len(models) * len(ENCODERS)
-    assert list(methods.columns) == ["scheme", "encoder", "model", "pearson_mean", "fold_std",
-                                     "seed_std", "n_folds", "n_seeds"]
-    assert markdown.splitlines()[2] == "| scheme | model | uni | ciga |"
+    assert list(methods.columns) == ["scheme", "encoder", "model", "gene_scope", "pearson_mean",
+                                     "fold_std", "seed_std", "n_folds", "n_seeds"]
+    assert markdown.splitlines()[2].startswith("Split scheme: **patient**. Gene scope: **fold**")
+    assert markdown.splitlines()[4] == "| scheme | model | uni | ciga |"
     assert len([line for line in markdown.splitlines() if line.startswith("| patient |")]) == 5
 
     priors, markdown = tables["priors"]
@@ -74,8 +77,8 @@ def test_every_table_holds_only_its_models_present_in_the_run(tmp_path):
     zero = uni.set_index("model").loc["stflow_zero"]
     assert zero["pearson_mean"] == pytest.approx(np.mean(folds))
     assert zero["fold_std"] == pytest.approx(np.std(folds))
-    assert f"| patient | zero | stflow_zero | {np.mean(folds):.3f} ± {np.std(folds):.3f} |" \
-        in markdown
+    assert (f"| patient | zero | stflow_zero | {np.mean(folds):.3f} ± {np.std(folds):.3f} "
+            "(sd over folds), 1 seed (no seed sd) |") in markdown
     assert "_Not run: stflow_zinb_fitted" in markdown
 
     denoisers, _ = tables["denoisers"]
@@ -120,6 +123,15 @@ def test_a_missing_benchmark_file_is_named(tmp_path):
     missing.unlink()
     with pytest.raises(StflowError, match=f"{missing}: benchmark file does not exist"):
         inference_times(pd.read_csv(metrics, sep="\t"), splits, benchmarks)
+
+
+def test_every_paper_table_carries_the_gene_scope(tmp_path):
+    for scope, shown in (("study", "study"), (None, "unknown")):
+        tables = paper_tables(*write_run(tmp_path / str(scope), ["stflow", "ridge"],
+                                         gene_scope=scope))
+        for name, (frame, _) in tables.items():
+            assert set(frame["gene_scope"]) == {shown}, name
+        assert f"Gene scope: **{shown}**" in tables["methods"][1]
 
 
 def test_section_results_are_marked_in_the_paper_tables(tmp_path):

@@ -14,7 +14,7 @@ from stflow.atomic import atomic_output, read_json
 from stflow.crossval.inputs import read_fold
 from stflow.data.dataset import Slide
 from stflow.data.graph import squidpy_graph
-from stflow.data.loading import features_identity, load_slides, read_genes
+from stflow.data.loading import features_identity, load_slides, read_gene_scope, read_genes
 from stflow.data.spatial_image import sample_spatial
 from stflow.errors import check_finite, check_shape, input_error
 from stflow.intervals.calibration import (
@@ -38,7 +38,7 @@ def prediction_anndata(slide: Slide, prediction: np.ndarray, genes: list[str],
                        intervals: SpotIntervals | None = None):
     """Prediction of one slide as AnnData, carrying the ingested obs/obsm of its spots, the
     graph the model read (squidpy's obsp layout) and, when the model is calibrated, its
-    intervals and shift flag. ``identity``: model, encoder, weights_sha256, seed, fold."""
+    intervals and shift flag. ``identity``: model, encoder, weights_sha256, seed, fold, gene_scope."""
     import anndata as ad
 
     where = f"prediction of {identity.get('model')} for sample {slide.sample}"
@@ -97,7 +97,8 @@ def predict_fold(model_dir: str | Path, *, splits: str | Path, fold: str, genes:
                 "encoder": encoder or Path(features_dir).name,
                 "weights_sha256": features_identity(features_dir, test_samples)[
                     "weights_sha256"],
-                "seed": trained.get("seed"), "fold": fold}
+                "seed": trained.get("seed"), "fold": fold,
+                "gene_scope": read_gene_scope(genes)}
     calibration = load_calibration(model_dir)
     if calibration is None:
         log.warning("%s has no interval calibration (trained by an older stflow): the "

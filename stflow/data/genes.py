@@ -11,6 +11,9 @@ HEST chooses the genes once from all samples, test samples included (``genes.sco
 ``genes.scope: fold`` runs the same protocol per fold on its training and validation samples
 only (:func:`select_fold_genes`), so no fold's targets depend on the counts it is tested on;
 the test samples' gene names still keep out genes they do not measure.
+
+genes.json records how its genes were chosen under "scope" (:data:`GENE_SCOPES`); the
+prediction files carry it on to every table, so no score hides its gene protocol.
 """
 
 from __future__ import annotations
@@ -31,6 +34,16 @@ from stflow.errors import StflowError, input_error
 log = logging.getLogger(__name__)
 
 EXCLUDED_SUBSTRINGS = ("BLANK", "Control")
+GENE_SCOPES = {  # genes.json "scope" → what it means for the scores made on those genes
+    "study": "chosen once by HEST's protocol from every section, test sections included "
+             "(optimistic for a new patient; comparable with HEST-bench and the paper)",
+    "fold": "chosen per fold by HEST's protocol from its training and validation sections "
+            "only, as for a new patient",
+    "hest-bench": "HEST-bench's published genes (chosen by HEST from every section, test "
+                  "sections included)",
+    "list": "a fixed list from the config",
+    "unknown": "not recorded (files written before stflow recorded the gene scope)",
+}
 
 
 def _check_exists(path: Path) -> None:
@@ -160,9 +173,19 @@ def write_bench_genes(bench_dir: str | Path, st_paths: Sequence[str | Path],
             raise input_error(path, f"lacks {len(missing)} of HEST-bench's genes, e.g. "
                               f"{missing[:5]}", "ingest the bench task's own samples, or set "
                               "genes.source: config")
-    write_json(genes, out)
+    write_json({**genes, "scope": "hest-bench"}, out)
     log.info("%d HEST-bench genes -> %s", len(genes["genes"]), out)
     return list(genes["genes"])
+
+
+def gene_scope(data: dict) -> str:
+    """How a genes.json's genes were chosen: its "scope", else (a file written before it
+    was recorded) "fold" for a fold's file, "study" for HEST's protocol, else "unknown"."""
+    if data.get("scope") in GENE_SCOPES:
+        return str(data["scope"])
+    if "fold" in data:
+        return "fold"
+    return "study" if str(data.get("protocol", "")).startswith("hest-hvg") else "unknown"
 
 
 def target_genes(st_paths: Sequence[str | Path], *, n_top: int = 50,
@@ -188,6 +211,7 @@ def write_target_genes(st_paths: Sequence[str | Path], out: str | Path, *, n_top
     """The genes stage: :func:`target_genes` of every sample, written to ``out`` (genes.json)."""
     data = target_genes(st_paths, n_top=n_top, min_fraction=min_fraction, listed=listed,
                         include=include)
+    data["scope"] = "list" if listed else "study"
     write_json(data, out)
     log.info("%d target genes → %s", len(data["genes"]), out)
     return data["genes"]
@@ -224,7 +248,8 @@ def select_fold_genes(st_paths: Sequence[str | Path], *, splits_path: str | Path
     others = [Path(p) for p in st_paths if Path(p) not in paths]
     data = target_genes(paths, n_top=n_top, min_fraction=min_fraction, include=include,
                         measured_in=others)
-    write_json({**data, "fold": fold, "samples": [p.stem for p in paths]}, out)
+    write_json({**data, "scope": "fold", "fold": fold, "samples": [p.stem for p in paths]},
+               out)
     log.info("%s: %d target genes from %s → %s", fold, len(data["genes"]),
              ", ".join(p.stem for p in paths), out)
     return data["genes"]

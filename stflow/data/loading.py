@@ -30,6 +30,14 @@ def read_genes(genes_path: str | Path) -> list[str]:
     return genes
 
 
+def read_gene_scope(genes_path: str | Path) -> str:
+    """How a genes.json's genes were chosen (:func:`stflow.data.genes.gene_scope`), carried
+    into the prediction files so every score says its gene protocol."""
+    from stflow.data.genes import gene_scope
+
+    return gene_scope(read_json(genes_path, "genes file", "run `stflow genes` first"))
+
+
 def load_slides(samples: list[str], genes: list[str], st_dir: str | Path,
                 features_dir: str | Path, graph_dir: str | Path | None) -> list[Slide]:
     """Load each sample's features, counts of ``genes`` and (optionally) kNN graph."""

@@ -37,6 +37,8 @@ import numpy as np
 from stflow.atomic import atomic_output
 from stflow.data.splits import read_splits
 from stflow.errors import input_error
+from stflow.evaluation.fold_scores import prediction_gene_scope
+from stflow.evaluation.summary import protocol_line
 from stflow.metrics import pearson_per_gene
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,8 @@ REPORTED_LEVEL = 0.9  # the level of risk-coverage and the markdown table
 FRACTIONS = tuple(round(0.1 * i, 1) for i in range(1, 11))
 RUN_KEYS = ["scheme", "encoder", "model", "seed", "fold"]
 COVERAGE_COLUMNS = RUN_KEYS + [
-    "level", "slide", "n_spots", "calibration", "difficulty", "n_calibration_spots", "coverage",
+    "gene_scope", "level", "slide", "n_spots", "calibration", "difficulty",
+    "n_calibration_spots", "coverage",
     "gene_coverage_p10", "gene_coverage_median", "width_log1p", "width_sd",
     "width_error_spearman", "selective_mae_aurc", "random_mae_aurc", "oracle_mae_aurc",
     "share_shifted"]
@@ -64,6 +67,7 @@ class IntervalSlide:
     shifted: np.ndarray  # (N,)
     difficulty: str
     n_calibration_spots: int
+    gene_scope: str = "unknown"  # how the genes were chosen (stflow.data.genes.GENE_SCOPES)
     calibration: str = "within"  # whose spots calibrated it: patient (new ones) or within
 
 
@@ -82,7 +86,7 @@ def read_interval_slide(path: str | Path) -> IntervalSlide | None:
                          tuple(float(v) for v in info["levels"]),
                          _interval_scale(adata),
                          adata.obs["shifted"].to_numpy(bool), str(info["difficulty"]),
-                         int(info["n_calibration_spots"]),
+                         int(info["n_calibration_spots"]), prediction_gene_scope(adata),
                          # files calibrated before the scope was recorded: within
                          str(info.get("calibration", "within")))
 
@@ -217,6 +221,7 @@ def coverage_tables(prediction_dirs: Sequence[str | Path], splits: str | Path
             log.warning("%s: predictions without intervals (a model saved before "
                         "calibration): left out of the coverage table", folder)
             continue
+        run["gene_scope"] = "+".join(sorted({s.gene_scope for s in slides}))
         coverage += coverage_rows(slides, run)
         risk += risk_rows(slides, run)
     return (pd.DataFrame(coverage, columns=COVERAGE_COLUMNS),
@@ -258,7 +263,7 @@ def coverage_markdown(coverage: object) -> str:
              "random ordering's (the mean error) and the oracle's (spots by their own error) "
              "beside it. Shifted: share of spots the shift flag marks (far from the training "
              "spots; not an error warning)."]
-    return "\n".join(lines + [""] + notes) + "\n"
+    return "\n".join([protocol_line(pooled), ""] + lines + [""] + notes) + "\n"
 
 
 def _cell(value: float) -> str:

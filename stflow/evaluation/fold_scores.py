@@ -1,7 +1,8 @@
 """The evaluate stage: one fold's prediction files scored with the HEST metric
 (:mod:`stflow.evaluation.metrics`), with the fold's split scheme recorded and the score of
 every spatial block bootstrap replicate and jackknife resample, at the block side and at 2×
-and 8× it (:mod:`stflow.evaluation.bootstrap`)."""
+and 8× it (:mod:`stflow.evaluation.bootstrap`), and the gene scope the predictions carry
+(how their genes were chosen, :data:`stflow.data.genes.GENE_SCOPES`)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ class Prediction:
     pred: np.ndarray
     genes: list[str]
     coords_um: np.ndarray
+    gene_scope: str = "unknown"
 
 
 def spot_coordinates_um(adata: object, path: Path) -> np.ndarray:
@@ -73,7 +75,14 @@ def read_prediction(path: str | Path) -> Prediction:
     check_finite(pred, "X (prediction)", path)
     check_finite(truth, "layers['truth']", path)
     return Prediction(str(adata.uns.get("sample", path.stem)), truth, pred,
-                      [str(g) for g in adata.var_names], spot_coordinates_um(adata, path))
+                      [str(g) for g in adata.var_names], spot_coordinates_um(adata, path),
+                      prediction_gene_scope(adata))
+
+
+def prediction_gene_scope(adata: object) -> str:
+    """``uns["stflow"]["gene_scope"]`` of a prediction file; "unknown" for one written before
+    the predict stage recorded it."""
+    return str(dict(adata.uns.get("stflow", {})).get("gene_scope") or "unknown")
 
 
 def evaluate_predictions(paths: Sequence[str | Path], encoder: str, model: str,
@@ -81,7 +90,8 @@ def evaluate_predictions(paths: Sequence[str | Path], encoder: str, model: str,
                          bootstrap: BootstrapSettings = DEFAULT_BOOTSTRAP) -> dict:
     """Score a fold from its prediction files; every file must share the same genes.
 
-    ``seed`` and ``scheme`` (of the splits.json) are recorded to label the tables' rows;
+    ``seed``, ``scheme`` (of the splits.json) and the predictions' gene scope are recorded
+    to label the tables' rows;
     ``bootstrap`` sets the replicates of the fold score stored under "bootstrap".
     """
     if not paths:
@@ -93,11 +103,15 @@ def evaluate_predictions(paths: Sequence[str | Path], encoder: str, model: str,
         if prediction.genes != genes:
             raise input_error(path, "its genes differ from those of the other predictions",
                               "predict every test sample with the same genes.json")
+    scopes = sorted({p.gene_scope for p in predictions})
+    if len(scopes) > 1:
+        raise input_error(paths[0], f"the predictions carry different gene scopes {scopes}",
+                          "predict every test sample of the fold with the same genes.json")
     truths = [p.truth for p in predictions]
     preds = [p.pred for p in predictions]
     samples = [p.sample for p in predictions]
-    result = {"scheme": scheme, "encoder": encoder, "model": model, "seed": int(seed),
-              "fold": fold}
+    result = {"scheme": scheme, "gene_scope": scopes[0], "encoder": encoder, "model": model,
+              "seed": int(seed), "fold": fold}
     result.update(fold_metrics(truths, preds, genes, samples))
     result["bootstrap"] = fold_bootstrap(truths, preds, [p.coords_um for p in predictions],
                                          samples, fold, bootstrap)

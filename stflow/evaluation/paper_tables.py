@@ -2,7 +2,8 @@
 
 Each table is written as TSV (long form: one row per scheme × encoder × model, or per run
 for the inference times) and as markdown (the paper's shape: one row per variant, one column
-per encoder, "mean ± fold std"). Only the models present in the run are shown. A table none
+per encoder, each cell the mean with its fold spread, seed spread and interval named, under
+a line giving the split scheme and gene scope). Only the models present in the run are shown. A table none
 of whose models ran is still written, because a workflow's outputs are fixed: its TSV holds
 only the header and its markdown says which models to add to ``models:``.
 """
@@ -51,21 +52,24 @@ SCORE_TABLES = {
     "ablations": PaperTable("Table 4: ablation study", "variant", {
         "stflow": "STFlow", "stflow_nofm": "w/o FM", "stflow_nofa": "w/o FA"}),
 }
-TIME_COLUMNS = ["scheme", "encoder", "model", "seed", "fold", "n_test_samples", "n_test_spots",
+TIME_COLUMNS = ["scheme", "gene_scope", "encoder", "model", "seed", "fold", "n_test_samples", "n_test_spots",
                 "predict_s", "embed_s", "total_s"]
 TABLE_NAMES = list(PAPER_TABLES)  # SCORE_TABLES, then inference_time (tests check)
 
 
 def read_metrics_table(path: str | Path) -> pd.DataFrame:
-    """tables/metrics.tsv, checked for the columns the paper tables need."""
+    """tables/metrics.tsv, checked for the columns the paper tables need (one written before
+    the gene scope was recorded gets gene_scope "unknown")."""
     path = Path(path)
     if not path.exists():
         raise input_error(path, "metrics table does not exist", "run `stflow aggregate` first")
     metrics = pd.read_csv(path, sep="\t", dtype={"scheme": str, "encoder": str, "model": str,
                                                   "fold": str})
-    missing = [c for c in METRIC_COLUMNS if c not in metrics.columns]
+    missing = [c for c in METRIC_COLUMNS if c not in metrics.columns and c != "gene_scope"]
     if missing:
         raise input_error(path, f"lacks the columns {missing}", "re-run `stflow aggregate`")
+    if "gene_scope" not in metrics.columns:
+        metrics.insert(METRIC_COLUMNS.index("gene_scope"), "gene_scope", "unknown")
     return metrics
 
 
@@ -127,8 +131,9 @@ def inference_times(metrics: pd.DataFrame, splits_path: str | Path,
                 embed[run.encoder, sample] = benchmark_seconds(
                     benchmarks / "embed" / run.encoder / f"{sample}.tsv")
         embed_s = sum(embed[run.encoder, s] for s in test)
-        rows.append({"scheme": run.scheme, "encoder": run.encoder, "model": run.model,
-                     "seed": int(run.seed), "fold": run.fold, "n_test_samples": len(test),
+        rows.append({"scheme": run.scheme, "gene_scope": run.gene_scope,
+                     "encoder": run.encoder, "model": run.model, "seed": int(run.seed),
+                     "fold": run.fold, "n_test_samples": len(test),
                      "n_test_spots": int(run.n_test_spots), "predict_s": predict_s,
                      "embed_s": embed_s, "total_s": predict_s + embed_s})
     return pd.DataFrame(rows, columns=TIME_COLUMNS)

@@ -1,7 +1,9 @@
 """The aggregate stage: every run's fold scores as tables — metrics.tsv (one row per encoder ×
-model × seed × fold), summary.tsv/.md (mean ± population std over folds and seeds, with the
-95 % bootstrap interval of the mean and the paired difference to the best baseline) and
-genes.tsv (per-gene Pearson)."""
+model × seed × fold), summary.tsv/.md (the mean over folds and seeds with each spread named:
+the population std over folds, ``fold_std``, and over seeds, ``seed_std``, and the 95 %
+bootstrap interval of the mean, ``ci_low``/``ci_high``; the paired difference to the best
+baseline) and genes.tsv (per-gene Pearson). Every row says its split scheme and gene scope,
+so no score hides how it was made."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from stflow.atomic import atomic_output, read_json
+from stflow.data.genes import GENE_SCOPES
 from stflow.errors import input_error
 from stflow.evaluation.bootstrap import WIDER_SIDES, bca_interval
 
@@ -22,13 +25,13 @@ log = logging.getLogger(__name__)
 RUN_KEYS = ["scheme", "encoder", "model", "seed", "fold"]
 
 
-METRIC_COLUMNS = RUN_KEYS + ["n_test_spots", "n_genes", "n_constant_genes", "pearson_mean"]
+METRIC_COLUMNS = RUN_KEYS + ["gene_scope", "n_test_spots", "n_genes", "n_constant_genes", "pearson_mean"]
 
 
 GROUP_KEYS = ["scheme", "encoder", "model"]
 
 
-SUMMARY_COLUMNS = GROUP_KEYS + ["pearson_mean", "fold_std", "seed_std", "n_folds", "n_seeds"]
+SUMMARY_COLUMNS = GROUP_KEYS + ["gene_scope", "pearson_mean", "fold_std", "seed_std", "n_folds", "n_seeds"]
 
 
 INTERVAL_COLUMNS = ["ci_low", "ci_high", "reference", "diff", "diff_low", "diff_high",
@@ -54,12 +57,22 @@ SCHEME_NOTES = {
 
 
 def _read_metrics(path: str | Path) -> dict:
+    """A fold's metrics JSON; one written before the gene scope was recorded gets "unknown"."""
     path = Path(path)
     data = read_json(path, "metrics file", "run `stflow evaluate` first")
-    missing = [c for c in METRIC_COLUMNS + ["pearson_per_gene"] if c not in data]
+    missing = [c for c in METRIC_COLUMNS + ["pearson_per_gene"]
+               if c not in data and c != "gene_scope"]
     if missing:
         raise input_error(path, f"lacks the keys {missing}", "re-run `stflow evaluate`")
-    return data
+    return {"gene_scope": "unknown", **data}
+
+
+def gene_scope_of(rows: object) -> str:
+    """The gene scope of some metrics rows ("+"-joined if they mix; "unknown" without the
+    column, as in a metrics.tsv written before it was recorded)."""
+    if "gene_scope" not in rows:
+        return "unknown"
+    return "+".join(sorted({str(s) for s in rows["gene_scope"]}))
 
 
 def summarize(metrics: object) -> object:
@@ -69,6 +82,7 @@ def summarize(metrics: object) -> object:
     folds of the seed-averaged fold scores (how much the test sections differ);
     ``seed_std`` the population std over seeds of the fold-averaged scores (how much
     training randomness moves the result). Each needs every fold scored with every seed.
+    ``gene_scope`` says how the genes were chosen (:data:`GENE_SCOPES`).
     """
     import pandas as pd
 
@@ -89,7 +103,7 @@ def summarize(metrics: object) -> object:
                               "pass the metrics of every fold and seed")
         grid = group.pivot(index="fold", columns="seed", values="pearson_mean")
         rows.append({**dict(zip(GROUP_KEYS, key, strict=True)),
-                     "pearson_mean": float(grid.stack().mean()),
+                     "gene_scope": gene_scope_of(group), "pearson_mean": float(grid.stack().mean()),
                      "fold_std": float(grid.mean(axis=1).std(ddof=0)),
                      "seed_std": float(grid.mean(axis=0).std(ddof=0)),
                      "n_folds": len(folds), "n_seeds": len(seeds)})
@@ -234,15 +248,15 @@ def aggregate(metric_paths: Sequence[str | Path]) -> dict[str, object]:
     return {"metrics": metrics, "summary": with_intervals(summary, replicates), "genes": genes}
 
 
-def score_cell(row: object, with_seeds: bool) -> str:
-    """"mean [95 % interval] ± fold std" (no interval where the row has none), plus
-    "(seed ± std)" when the table has several seeds."""
+def score_cell(row: object) -> str:
+    """"mean ± fold std (sd over folds), seed sd …, 95 % CI [low, high]": each spread named,
+    so the fold spread, the seed spread and the interval are never mistaken for each other."""
     if not np.isfinite(row.pearson_mean):
         return "n/a"
+    seeds = f"seed sd {row.seed_std:.3f}" if row.n_seeds > 1 else "1 seed (no seed sd)"
     low, high = getattr(row, "ci_low", np.nan), getattr(row, "ci_high", np.nan)
-    interval = f" [{low:.2f}, {high:.2f}]" if np.isfinite(low) else ""
-    cell = f"{row.pearson_mean:.3f}{interval} ± {row.fold_std:.3f}"
-    return f"{cell} (seed ± {row.seed_std:.3f})" if with_seeds else cell
+    interval = f", 95 % CI [{low:.2f}, {high:.2f}]" if np.isfinite(low) else ""
+    return f"{row.pearson_mean:.3f} ± {row.fold_std:.3f} (sd over folds), {seeds}{interval}"
 
 
 def diff_cell(row: object) -> str:
@@ -258,11 +272,10 @@ def diff_cell(row: object) -> str:
 
 def score_notes(summary: object) -> list[str]:
     """What the cells mean, and a warning for every scheme that is not patient-stratified."""
-    with_seeds = bool((summary["n_seeds"] > 1).any()) if len(summary) else False
-    notes = ["Mean Pearson over genes; mean over folds and seeds ± population std over folds "
-             "(of the seed-averaged fold scores)" +
-             ("; seed ± = population std over seeds (of the fold-averaged scores)."
-              if with_seeds else ".")]
+    notes = ["Mean Pearson over genes; mean over folds and seeds ± the population std over "
+             "folds of the seed-averaged fold scores (sd over folds: how much the test "
+             "patients differ; summary.tsv fold_std); seed sd: the population std over seeds "
+             "of the fold-averaged scores (training randomness; seed_std)."]
     return notes + interval_notes(summary) + scheme_warnings(summary["scheme"])
 
 
@@ -271,12 +284,12 @@ def interval_notes(summary: object) -> list[str]:
     notes = []
     if "ci_low" in summary and summary["ci_low"].notna().any():
         notes.append(
-            "In brackets: 95 % BCa interval (bias-corrected and accelerated) of the mean, from "
+            "95 % CI: BCa interval (bias-corrected and accelerated) of the mean, from "
             "a spatial block bootstrap of the test spots (square blocks resampled with "
             "replacement within each test slide; the same draws for every model of a fold; "
             "each replicate averaged over folds and seeds like the mean; "
             f"{int(summary['n_bootstrap'].max())} replicates; acceleration from a jackknife "
-            "over blocks). summary.tsv adds the replicates' bias (bootstrap_bias) and the "
+            "over blocks; summary.tsv ci_low, ci_high). summary.tsv adds the replicates' bias (bootstrap_bias) and the "
             "interval at 2× and 8× the block side (ci_low_2x … ci_high_8x): an interval that "
             "widens with the side rests on blocks shorter than the errors' spatial range. "
             "It covers the sampling of test spots only, not training randomness (the seed "
@@ -297,12 +310,11 @@ def scheme_warnings(schemes: Sequence[str]) -> list[str]:
 
 def markdown_grid(summary: object, label: str, labels: dict[str, str] | None = None) -> str:
     """Rows scheme × model (shown as ``labels[model]`` in a ``label`` column when given), one
-    column per encoder, cells "mean ± fold std" (and a "Δ encoder" column beside each when
-    the summary has the paired differences); notes below the table."""
+    column per encoder, cells :func:`score_cell` (and a "Δ encoder" column beside each when
+    the summary has the paired differences); the scheme and gene scope above, notes below."""
     encoders = list(dict.fromkeys(summary["encoder"]))
-    with_seeds = bool((summary["n_seeds"] > 1).any()) if len(summary) else False
     with_diff = "diff" in summary
-    cells = {(r.scheme, r.model, r.encoder): [score_cell(r, with_seeds)] +
+    cells = {(r.scheme, r.model, r.encoder): [score_cell(r)] +
              ([diff_cell(r)] if with_diff else []) for r in summary.itertuples()}
     absent = ["–", "–"] if with_diff else ["–"]
     columns = [c for enc in encoders for c in ([enc, f"Δ {enc}"] if with_diff else [enc])]
@@ -313,11 +325,20 @@ def markdown_grid(summary: object, label: str, labels: dict[str, str] | None = N
         first = [scheme, labels[model], model] if labels else [scheme, model]
         row = first + [c for enc in encoders for c in cells.get((scheme, model, enc), absent)]
         lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines + [""] + score_notes(summary)) + "\n"
+    return "\n".join([protocol_line(summary), ""] + lines + [""] + score_notes(summary)) + "\n"
+
+
+def protocol_line(summary: object) -> str:
+    """How the scores were made: the split scheme and the gene scope, with what it means."""
+    schemes = ", ".join(dict.fromkeys(map(str, summary["scheme"]))) or "none"
+    scopes = list(dict.fromkeys(gene_scope_of(summary).split("+"))) if len(summary) else []
+    said = "; ".join(f"**{s}** ({GENE_SCOPES.get(s, 'see genes.json')})" for s in scopes)
+    return f"Split scheme: **{schemes}**. Gene scope: {said or 'none'}."
 
 
 def summary_markdown(summary: object) -> str:
-    """The paper's table shape: one row per model, one column per encoder, "mean ± std"."""
+    """The paper's table shape: one row per model, one column per encoder, each cell the
+    mean with its fold spread, seed spread and interval named."""
     return markdown_grid(summary, "model")
 
 
