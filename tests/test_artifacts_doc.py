@@ -141,6 +141,8 @@ def test_coverage_tables(tiny_run):
     assert "shift_auroc" not in coverage and set(coverage["gene_scope"]) == {"fold"}
     assert sorted(set(coverage["level"])) == [0.5, 0.8, 0.9, 0.95]
     assert "all" in set(coverage["slide"]) and coverage["coverage"].between(0, 1).all()
+    # tiny: 2 patients, so a fold trains on one and can only calibrate within it, and says so
+    assert set(coverage["calibration"]) == {"within"}
     risk = pd.read_csv(tables / "risk_coverage.tsv", sep="\t")
     assert list(risk.columns[-2:]) == ["fraction", "selective_mae"]
     assert sorted(set(risk["fraction"])) == [round(0.1 * i, 1) for i in range(1, 11)]

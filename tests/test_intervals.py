@@ -67,8 +67,10 @@ def test_the_difficulty_is_chosen_by_width_on_held_back_calibration_spots():
     truth = level + rng.normal(size=(600, 3)) * shift[:, None]
     chosen, rows = choose_difficulty(truth, level, shift, flat, seed=0)
     assert chosen == "shift"  # the errors grow with the shift score
-    assert all(0.8 <= row["coverage"] <= 1.0 for row in rows)
+    # every candidate covers exchangeable held-back spots at the level: 1800 spot x gene
+    # pairs of 300 spots per half, so a band of about two quantile-estimation sd
     assert [row["difficulty"] for row in rows] == ["constant", "shift", "level"]
+    assert all(0.87 <= row["coverage"] <= 0.93 for row in rows), rows
     steep = LevelCurve.fit(level, level + rng.normal(size=(600, 3)) * level)
     truth = level + rng.normal(size=(600, 3)) * level
     assert choose_difficulty(truth, level, shift, steep, seed=0)[0] == "level"

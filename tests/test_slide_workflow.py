@@ -132,7 +132,11 @@ def test_the_predict_section_trains_a_final_model_and_predicts_each_slide(tiny_r
     assert adata.uns["stflow"]["n_samples"] == 3 and adata.uns["stflow"]["fold"] == "final"
     assert (adata.layers["sample_std"] > 0).any() and "newP1" in adata.uns["spatial"]
     assert (adata.layers["upper"] > adata.layers["lower"]).all()
-    assert adata.uns["stflow"]["intervals"]["n_calibration_spots"] > 0
+    intervals = adata.uns["stflow"]["intervals"]
+    # the final model: calibrated on the folds' out-of-fold predictions of both patients
+    assert intervals["calibration"] == "patient" and intervals["n_calibration_spots"] > 0
+    assert "['P1', 'P2']" in intervals["calibration_spots"]
+    assert "new patient" in intervals["calibrated_for"]
     assert (tiny_run.results / "slides" / "newP1_maps").is_dir()
     sdata = spatialdata.read_zarr(tiny_run.results / "slides" / "newP1.zarr")
     assert sdata["table"].n_obs == adata.n_obs  # the spots as SpatialData, beside the h5ad
