@@ -24,6 +24,11 @@ test slides.
   spots over its tissue on a 112 µm square lattice, adjacent windows: the 200 µm ST pitch
   predict-slide uses gives it only 16 spots) and every ID test slide under the two
   transforms above.
+
+Measured (seed 0, about 20 min on 2 busy CPU cores): simulator AUROC 0.875 (ID slides
+5-11 % flagged; transformed 32-66 %; the stain-shift-4 patient whose eosin barely moved 6 %),
+exchangeable 0.0 %; her2st AUROC 0.714 (ID 2.8-7.8 %, skin slide 42.6 %, transformed
+her2st 3-15 %), exchangeable 3.3 %.
 """
 
 from __future__ import annotations
