@@ -4,8 +4,11 @@ One slide goes: thumbnail → tissue mask → virtual spots (the training pitch 
 patches with the training window, streamed into the model's own encoder → kNN graph in
 microns → several flow samples over the whole slide. Their mean is the prediction; the
 model's split-conformal calibration gives each spot and gene an interval at the chosen
-level, and its shift reference flags spots unlike the training spots. The raw spread of
-the samples is kept too, named as what it is (uncalibrated). All go into
+level, and its shift reference flags spots unlike the training data (at most 5 % of spots
+exchangeable with the validation spots are flagged): a claim about the image, not that the
+prediction is wrong; the slide's share flagged (``uns["stflow"]["intervals"]
+["share_shifted"]``) is the number to read. The raw spread of the samples is kept too, named
+as what it is (uncalibrated). All go into
 ``{out}/{name}.h5ad`` with PNG maps of chosen genes in ``{out}/{name}_maps/`` (and, when
 asked, the same as SpatialData in ``{out}/{name}.zarr``). Only the
 model folder is needed (``deploy.json``; ``calibration.*`` for the intervals).

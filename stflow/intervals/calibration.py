@@ -141,7 +141,10 @@ class SpotIntervals:
                 "shifted": self.shifted}
 
     def uns_info(self) -> dict[str, Any]:
-        """``uns["stflow"]["intervals"]``: how they were made and the share flagged."""
+        """``uns["stflow"]["intervals"]``: how they were made and the share of spots flagged
+        as unlike the training data (``share_shifted``): the slide-level reading of the flag,
+        which tells another tissue, stain or scanner from a new slide like the training ones
+        (benchmarks/shift_detection.py); it does not mark wrong predictions."""
         return {**self.info, "share_shifted": float(np.mean(self.shifted))
                 if len(self.shifted) else 0.0}
 
