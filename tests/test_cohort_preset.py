@@ -19,11 +19,11 @@ PATIENTS = [f"P{p}" for p in range(1, 7)]
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
-    """The preset's study at tiny size (grid 6, 30 genes, ridge), tables and final model."""
+    """The preset's study at tiny size (grid 8, 50 genes, ridge), tables and final model."""
     preset = yaml.safe_load((REPO / "config" / "cohort.yaml").read_text())
     workdir = tmp_path_factory.mktemp("cohort")
     config = write_config(workdir / "cohort.yaml", dataset=preset["dataset"],
-                          simulate={**preset["simulate"], "grid": 6, "genes": 30},
+                          simulate={**preset["simulate"], "grid": 8, "genes": 50},
                           splits=preset["splits"], models=["ridge"], seeds=[0],
                           intervals={"level": 0.9, "calibration": "patient"})
     run = snakemake(workdir, config, "--cores", "2", "all", "final_models", timeout=1500)

@@ -391,3 +391,14 @@ def test_the_cohort_benchmark_measures_under_coverage_of_a_shifted_patient() -> 
     with pytest.raises(ValueError, match="at least 2 training patients"):
         bench.fold_coverage({"P0S1": slides["P0S1"], "P1S1": slides["P1S1"]},
                             patients, "P0")
+
+
+def test_the_schema_refuses_what_the_simulator_cannot_honour():
+    """A config the checks pass must simulate: the schema's floors are the simulator's."""
+    from stflow.config import load_schema
+    from stflow.data.simulator import MIN_GRID, MIN_NOISE_GENES, programme_size
+
+    schema = load_schema(Path(__file__).resolve().parents[1] / "config" / "schema.yaml")
+    simulate = schema["properties"]["simulate"]["properties"]
+    assert simulate["grid"]["minimum"] == MIN_GRID
+    assert simulate["genes"]["minimum"] == programme_size() + MIN_NOISE_GENES
