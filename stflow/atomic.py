@@ -127,7 +127,8 @@ def release_temporary(tmp: Path) -> None:
 def atomic_output(path: str | Path, *, needs: int | None = None) -> Iterator[Path]:
     """Yield a temporary path to write; on success move it onto ``path``.
 
-    Works for files and for folders (zarr stores). On error the temporary is removed, and
+    Works for files and for folders (zarr stores); the content's SHA-256 is recorded beside
+    it (``{name}.sha256``) for ``stflow verify``. On error the temporary is removed, and
     those of an earlier writer that was killed outright are removed first. A full disk
     (or quota) becomes one StflowError naming ``path``; ``needs`` (bytes, where the size is
     known) refuses up front an output the filesystem cannot hold.
@@ -140,9 +141,13 @@ def atomic_output(path: str | Path, *, needs: int | None = None) -> Iterator[Pat
     tmp = temporary_sibling(path)
     try:
         yield tmp
+        inside_another = final_path(path) != path  # whose folder records it when renamed
+        lines = None if inside_another else checksum_lines(tmp, path.name)
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         os.replace(tmp, path)
+        if lines is not None:
+            write_sidecar(path, lines)
     except (OSError, RuntimeError) as err:
         if not is_disk_full(err, path.parent):
             raise
@@ -162,6 +167,39 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+SIDECAR = ".sha256"
+
+
+def sidecar_of(path: str | Path) -> Path:
+    """Where an artifact's checksum is recorded: ``{name}.sha256`` beside it. Beside, not in
+    one manifest per folder: each output has one writer, so parallel jobs never share a
+    file; the paths in it are relative, so it stays true wherever the folder is copied."""
+    path = Path(path)
+    return path.with_name(path.name + SIDECAR)
+
+
+def checksum_lines(path: Path, name: str) -> str:
+    """``sha256sum`` lines of a file, or of every file of a folder (``name/relative``), so
+    ``sha256sum -c {name}.sha256`` run in its folder checks it too."""
+    if not path.is_dir():
+        return f"{sha256_file(path)}  {name}\n"
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    return "".join(f"{sha256_file(p)}  {name}/{p.relative_to(path).as_posix()}\n"
+                   for p in files)
+
+
+def write_sidecar(path: Path, lines: str) -> None:
+    """Write the checksum record of ``path``, itself through a temporary name."""
+    sidecar = sidecar_of(path)
+    remove_stale_temporaries(sidecar)
+    tmp = temporary_sibling(sidecar)
+    try:
+        tmp.write_text(lines)
+        os.replace(tmp, sidecar)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_json(data: Any, path: str | Path) -> Path:
