@@ -167,6 +167,7 @@ def test_patches_filling_the_disk_mid_write_end_in_one_line_not_a_crash(disk, tm
     assert "the output needs up to" in done.stderr and disk.leftovers() == []
 
 
+@pytest.mark.slow
 def test_embed_is_refused_up_front_and_a_store_filling_the_disk_is_named(disk, tmp_path,
                                                                         capsys, monkeypatch):
     from test_encoders_embed import write_patches
