@@ -6,22 +6,33 @@ An interrupted stage therefore never leaves a file (or zarr folder) that looks f
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from stflow.errors import input_error
+from stflow.errors import StflowError, input_error
 
 
 def temporary_sibling(path: str | Path) -> Path:
     """A unique temporary path in the same folder, so the final rename is atomic."""
     path = Path(path)
     return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+
+
+TEMPORARY = re.compile(r"^\.(.+)\.tmp-[0-9a-f]{8}$")
+
+
+def final_path(path: Path) -> Path:
+    """``path`` as it will be named once written: a file written inside a temporary folder
+    (a model folder, a zarr store) is named after the folder's final name."""
+    return Path(*(TEMPORARY.sub(r"\1", part) for part in path.parts))
 
 
 def remove_stale_temporaries(path: str | Path) -> None:
@@ -35,27 +46,118 @@ def remove_stale_temporaries(path: str | Path) -> None:
             stale.unlink(missing_ok=True)
 
 
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+DISK_FULL_WORDS = ("No space left on device", "Disk quota exceeded")
+NEARLY_FULL = 1 << 20  # a write failing with less free than this failed for want of space
+
+
+def human_bytes(n: float) -> str:
+    """``n`` bytes as a person reads them (``1.5 GiB``)."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def free_bytes(path: Path) -> int:
+    """Free bytes of the filesystem holding ``path`` (its nearest existing ancestor)."""
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def size_on_disk(path: Path) -> int:
+    """Bytes written to a file, or to every file of a folder; 0 where nothing is there."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size if path.exists() else 0
+
+
+def is_disk_full(err: BaseException, folder: Path) -> bool:
+    """Whether ``err`` is a full filesystem or quota: ENOSPC/EDQUOT, also as wrapped by h5py,
+    zarr or anndata; or (torch says only "file write failed") a write failing on a
+    filesystem with less than 1 MiB left."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in DISK_FULL or any(
+                words in str(seen) for words in DISK_FULL_WORDS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return isinstance(err, OSError | RuntimeError) and free_bytes(folder) < NEARLY_FULL
+
+
+def disk_full_error(path: Path, needs: str) -> StflowError:
+    """The one line a full disk gives: the file, the free space, what it needs, the fix."""
+    free = human_bytes(free_bytes(path.parent))
+    return input_error(path, f"no space left on its filesystem ({free} free; the output "
+                       f"needs {needs})", "free space there (or move results/ to a larger "
+                       "filesystem) and rerun the same command: finished outputs are kept, "
+                       "this one's temporary file was removed")
+
+
+def check_space(path: Path, needs: int) -> None:
+    """Refuse up front an output of known size that its filesystem cannot hold."""
+    if needs > (free := free_bytes(path.parent)):
+        raise input_error(final_path(path), f"needs up to {human_bytes(needs)} but its filesystem has "
+                          f"{human_bytes(free)} free", "free space there (or move results/ "
+                          "to a larger filesystem) and rerun the same command")
+
+
+def remove_temporary(tmp: Path) -> None:
+    """Remove a writer's temporary file or folder, if it is there."""
+    if tmp.is_dir() and not tmp.is_symlink():
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        tmp.unlink(missing_ok=True)
+
+
+def release_temporary(tmp: Path) -> None:
+    """Empty, then remove, a temporary that filled the disk. Emptied first because a library
+    may still hold it open (h5py, whose close failed for want of space): removing alone would
+    free nothing, and HDF5 would crash the interpreter flushing it at exit."""
+    files = [p for p in tmp.rglob("*") if p.is_file()] if tmp.is_dir() else [tmp]
+    for file in files:
+        with contextlib.suppress(OSError):
+            os.truncate(file, 0)
+    remove_temporary(tmp)
+
+
 @contextlib.contextmanager
-def atomic_output(path: str | Path) -> Iterator[Path]:
+def atomic_output(path: str | Path, *, needs: int | None = None) -> Iterator[Path]:
     """Yield a temporary path to write; on success move it onto ``path``.
 
-    Works for files and for folders (zarr stores). On error the temporary is removed, and
-    those of an earlier writer that was killed outright are removed first.
+    Works for files and for folders (zarr stores); the content's SHA-256 is recorded beside
+    it (``{name}.sha256``) for ``stflow verify``. On error the temporary is removed, and
+    those of an earlier writer that was killed outright are removed first. A full disk
+    (or quota) becomes one StflowError naming ``path``; ``needs`` (bytes, where the size is
+    known) refuses up front an output the filesystem cannot hold.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
+    if needs is not None:
+        check_space(path, needs)
     tmp = temporary_sibling(path)
     try:
         yield tmp
+        inside_another = final_path(path) != path  # whose folder records it when renamed
+        lines = None if inside_another else checksum_lines(tmp, path.name)
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         os.replace(tmp, path)
+        if lines is not None:
+            write_sidecar(path, lines)
+    except (OSError, RuntimeError) as err:
+        if not is_disk_full(err, path.parent):
+            raise
+        written = size_on_disk(tmp)
+        release_temporary(tmp)
+        wanted = f"up to {human_bytes(needs)}" if needs else \
+            f"more than the {human_bytes(written)} written before it failed"
+        raise disk_full_error(final_path(path), wanted) from None
     finally:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp.exists():
-            tmp.unlink()
+        remove_temporary(tmp)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -65,6 +167,39 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+SIDECAR = ".sha256"
+
+
+def sidecar_of(path: str | Path) -> Path:
+    """Where an artifact's checksum is recorded: ``{name}.sha256`` beside it. Beside, not in
+    one manifest per folder: each output has one writer, so parallel jobs never share a
+    file; the paths in it are relative, so it stays true wherever the folder is copied."""
+    path = Path(path)
+    return path.with_name(path.name + SIDECAR)
+
+
+def checksum_lines(path: Path, name: str) -> str:
+    """``sha256sum`` lines of a file, or of every file of a folder (``name/relative``), so
+    ``sha256sum -c {name}.sha256`` run in its folder checks it too."""
+    if not path.is_dir():
+        return f"{sha256_file(path)}  {name}\n"
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    return "".join(f"{sha256_file(p)}  {name}/{p.relative_to(path).as_posix()}\n"
+                   for p in files)
+
+
+def write_sidecar(path: Path, lines: str) -> None:
+    """Write the checksum record of ``path``, itself through a temporary name."""
+    sidecar = sidecar_of(path)
+    remove_stale_temporaries(sidecar)
+    tmp = temporary_sibling(sidecar)
+    try:
+        tmp.write_text(lines)
+        os.replace(tmp, sidecar)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_json(data: Any, path: str | Path) -> Path:

@@ -206,3 +206,12 @@ def test_paper_tables(tiny_run):
 def test_no_temporary_files_are_left(tiny_run):
     leftovers = [p for p in tiny_run.results.rglob("*") if ".tmp-" in p.name]
     assert not leftovers
+
+
+def test_every_artifact_is_as_its_checksum_records(tiny_run):
+    """docs/artifacts.md "Checksums": a record beside each artifact, all true after a run."""
+    from stflow.verify import verify_results
+
+    assert (tiny_run.results / "splits.json.sha256").exists()
+    checked, damaged = verify_results(tiny_run.results)
+    assert checked > 0 and not damaged, [d.line() for d in damaged]

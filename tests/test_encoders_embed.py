@@ -259,7 +259,7 @@ def test_export_features_writes_hest_benchs_embedding_layout(tmp_path, lite0):
     with h5py.File(tmp_path / "S.h5", "r") as patches:  # level-0 pixels, as HEST's patches
         np.testing.assert_array_equal(assets["coords"], patches["coords"][:])
     assert assets["coords"].dtype == np.int64 and sorted(p.name for p in out.parent.iterdir()) \
-        == ["S.h5"]
+        == ["S.h5", "S.h5.sha256"]  # the file and its checksum, nothing temporary
 
 
 def test_export_features_refuses_a_store_without_its_scale(tmp_path):

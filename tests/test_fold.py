@@ -114,7 +114,7 @@ def test_train_writes_manifest_model_files_and_history(fold_inputs, registry):
     assert history["epoch"].tolist() == [1, 2, 3]
     assert json.loads((out / "params.json").read_text())["params"] == {"epochs": 3}
     # nothing temporary is left beside the folder
-    assert sorted(p.name for p in out.parent.iterdir()) == ["fold0"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["fold0", "fold0.sha256"]
 
 
 def test_failed_training_leaves_no_model_folder(fold_inputs, registry, monkeypatch):

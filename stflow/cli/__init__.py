@@ -32,6 +32,7 @@ COMMAND_MODULES = [
     "stflow.cli.evaluation",  # evaluate, aggregate, coverage, tables, figures
     "stflow.cli.deploy",      # train-final, predict-slide
     "stflow.cli.export",      # export-features, export-spatialdata
+    "stflow.cli.verify",      # verify
 ]
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stflow.errors import check_finite, check_shape, input_error
+from stflow.errors import StflowError, check_finite, check_shape, input_error
 
 
 @dataclass
@@ -88,6 +88,12 @@ def read_features(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     except KeyError as err:
         raise input_error(path, f"features store lacks the array {err}",
                           "delete it and run `stflow embed` again") from err
+    except StflowError:
+        raise
+    except (RuntimeError, OSError, ValueError) as err:  # a chunk cut short or changed
+        raise input_error(path, f"features store is damaged: a chunk cannot be decoded ({err})",
+                          "delete it and run `stflow embed` again (`stflow verify` on the "
+                          "results folder lists every damaged file)") from None
     return features, barcodes, coords
 
 

@@ -202,7 +202,7 @@ def embed(patches_h5: str | Path, *, encoder: str | Encoder, out_zarr: str | Pat
         _Batches(patches.path, patches.n, batch_size), batch_size=None, shuffle=False,
         num_workers=num_workers, pin_memory=dev.type == "cuda",
         persistent_workers=False, prefetch_factor=4 if num_workers else None)
-    with atomic_output(out) as tmp:
+    with atomic_output(out, needs=patches.n * enc.feature_dim * 4) as tmp:
         group = zarr.open_group(tmp, mode="w", zarr_format=3)
         feats = group.create_array("features", shape=(patches.n, enc.feature_dim),
                                    chunks=(min(max(patches.n, 1), 4096), enc.feature_dim),

@@ -43,7 +43,9 @@ def export_features_hest(store: str | Path, out_h5: str | Path) -> Path:
                           "coordinates cannot be given in level-0 pixels as HEST expects",
                           "re-run `stflow embed` for this sample")
     out = Path(out_h5)
-    with atomic_output(out) as tmp, h5py.File(tmp, "w") as h5:
+    # no chunk cache: HDF5 crashes the interpreter flushing a cache the disk cannot take
+    with atomic_output(out, needs=features.size * 4) as tmp, \
+            h5py.File(tmp, "w", rdcc_nbytes=0) as h5:
         h5.create_dataset("embeddings", data=features.astype(np.float32))
         h5.create_dataset("coords", data=level0_coords(coords_um, float(um_per_px)))
         h5.create_dataset("barcodes", data=np.array([b.encode() for b in barcodes],

@@ -47,7 +47,9 @@ def write_h5ad_in_chunks(path: str | Path, n_obs: int,
     from anndata.io import write_elem
 
     path = Path(path)
-    with atomic_output(path) as tmp, h5py.File(tmp, "w") as file:
+    # no chunk cache: HDF5 crashes the interpreter flushing a cache the disk cannot take (a
+    # block's partial chunks at its two ends are read back and rewritten: a small cost)
+    with atomic_output(path) as tmp, h5py.File(tmp, "w", rdcc_nbytes=0) as file:
         file.create_group("layers").attrs.update(DICT)
         datasets: dict[str, h5py.Dataset] = {}
         for rows, blocks in chunks:

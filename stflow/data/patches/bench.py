@@ -73,7 +73,9 @@ def patches_from_bench_h5(bench_h5: str | Path, centres_px: np.ndarray, *, mpp: 
         if abs(bench_um - size_um) > 0.01 * size_um:
             log.warning("%s: bench patches are %.0f µm wide, not patches.size_um=%.0f; "
                         "they are resized, not re-cut", sample, bench_um, size_um)
-        with atomic_output(out) as tmp, h5py.File(tmp, "w") as h5:
+        needs = n_kept * size_px * size_px * 3  # uncompressed: lzf only makes it smaller
+        # no chunk cache: HDF5 crashes the interpreter flushing a cache the disk cannot take
+        with atomic_output(out, needs=needs) as tmp, h5py.File(tmp, "w", rdcc_nbytes=0) as h5:
             img = h5.create_dataset("img", shape=(n_kept, size_px, size_px, 3), dtype=np.uint8,
                                     chunks=(1, size_px, size_px, 3), compression="lzf")
             wanted = rows[kept]

@@ -110,7 +110,9 @@ def extract_patches(image_path: str | Path, centres_px: np.ndarray, *, mpp: floa
         def one(i: int) -> np.ndarray:
             return reader.read_window(centres[i, 0], centres[i, 1], side_l0, size_px)
 
-        with atomic_output(out) as tmp, h5py.File(tmp, "w") as h5, \
+        needs = n_kept * size_px * size_px * 3  # uncompressed: lzf only makes it smaller
+        # no chunk cache: HDF5 crashes the interpreter flushing a cache the disk cannot take
+        with atomic_output(out, needs=needs) as tmp, h5py.File(tmp, "w", rdcc_nbytes=0) as h5, \
                 ThreadPoolExecutor(workers) as pool:
             img = h5.create_dataset("img", shape=(n_kept, size_px, size_px, 3), dtype=np.uint8,
                                     chunks=(1, size_px, size_px, 3), compression="lzf")

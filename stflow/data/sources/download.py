@@ -24,6 +24,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from stflow.atomic import (
+    SIDECAR,
     atomic_output,
     remove_stale_temporaries,
     sha256_file,
@@ -223,10 +224,11 @@ def _same_file_content(a: Path, b: Path) -> bool:
 
 def iter_files(raw_dir: Path) -> Iterable[Path]:
     """Every finished file under ``raw_dir`` (temporaries, hub cache, manifest and the
-    workflow's done-record left out)."""
+    workflow's done-record, and their checksum records, left out)."""
+    records = {MANIFEST, DONE, MANIFEST + SIDECAR, DONE + SIDECAR}
     for path in sorted(raw_dir.rglob("*")):
         rel = path.relative_to(raw_dir)
-        if (path.is_file() and path.name not in (MANIFEST, DONE) and ".tmp-" not in path.name
+        if (path.is_file() and path.name not in records and ".tmp-" not in path.name
                 and rel.parts[0] != ".cache"):
             yield path
 
