@@ -224,12 +224,13 @@ def _same_file_content(a: Path, b: Path) -> bool:
 
 def iter_files(raw_dir: Path) -> Iterable[Path]:
     """Every finished file under ``raw_dir`` (temporaries, hub cache, manifest and the
-    workflow's done-record, and their checksum records, left out)."""
-    records = {MANIFEST, DONE, MANIFEST + SIDECAR, DONE + SIDECAR}
+    workflow's done-record, and the checksum records stflow writes beside what it wrote,
+    left out: the manifest is raw/'s own checksum record)."""
+    records = {MANIFEST, DONE}
     for path in sorted(raw_dir.rglob("*")):
         rel = path.relative_to(raw_dir)
         if (path.is_file() and path.name not in records and ".tmp-" not in path.name
-                and rel.parts[0] != ".cache"):
+                and not path.name.endswith(SIDECAR) and rel.parts[0] != ".cache"):
             yield path
 
 
