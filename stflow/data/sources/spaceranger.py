@@ -99,6 +99,11 @@ def _ingested(table: ad.AnnData, *, where: Path, sample: str, patient: str, imag
     var = table.var[[c for c in VAR_COLUMNS if c in table.var]].copy()
     counts = ad.AnnData(X=table.X, obs=obs, var=var)[in_tissue].copy()
     spatial = np.asarray(table.obsm["spatial"], dtype=np.float64)[in_tissue]  # x = column
+    if not np.isfinite(spatial).all():  # an empty or "nan" pxl_*_in_fullres cell
+        bad = counts.obs_names[~np.isfinite(spatial).all(axis=1)][:5].tolist()
+        raise input_error(where.parent / "spatial", f"{int((~np.isfinite(spatial)).any(1).sum())}"
+                          f" in-tissue spots have no pixel position (NaN or inf), e.g. {bad}",
+                          "use the tissue positions Space Ranger wrote for this image")
     return IngestedSample(sample=sample, patient=patient, counts=counts, spatial_px=spatial,
                           image_path=Path(image), mpp=mpp, source=source)
 
