@@ -408,6 +408,22 @@ def test_a_fuzzed_model_manifest_is_read_or_refused(content):
     assert name is None or name in MODELS
 
 
+PARAMS = {"genes": ["G1", "G2"], "features": {"encoder": None, "weights_sha256": None}}
+
+
+@FUZZ
+@given(st.one_of(mutated(PARAMS).map(json_text), file_bytes(json_text(PARAMS))))
+@example(json_text({**PARAMS, "genes": 5}))  # found: TypeError
+def test_a_fuzzed_params_json_is_read_or_refused(content):
+    from stflow.crossval.predict import check_trained_with
+
+    with folder() as model:
+        (model / "params.json").write_bytes(content)
+        trained = refused_or_read(check_trained_with, model, model / "genes.json",
+                                  ["G1", "G2"], model, [])
+    assert trained is None or isinstance(trained, dict)
+
+
 def test_a_json_path_that_is_a_folder_is_refused(tmp_path):
     from stflow.atomic import read_json
 
