@@ -207,8 +207,10 @@ def positions_files(draw: st.DrawFn) -> str:
        st.sampled_from([None, 0.5]))
 @example(positions=f"{POSITIONS_HEADER}\nAC0-1,1,0,0,nan,0\n", factors=json_text(FACTORS),
          um=None)  # found: a NaN pixel position was passed on
-@example(positions=f"{POSITIONS_HEADER}\nAC0-1,yes,0,0,0,0\n", factors=json_text(FACTORS),
-         um=None)
+@example(positions=f"{POSITIONS_HEADER}\nAC0-1,1e999,0,0,0,0\n", factors=json_text(FACTORS),
+         um=None)  # found: ValueError from pandas
+@example(positions=f"{POSITIONS_HEADER}\nAC0-1,1,nan,0,0,0\n", factors=json_text(FACTORS),
+         um=None)  # found: IntCastingNaNError
 def test_fuzzed_space_ranger_positions_and_scale_factors_read_or_are_refused(positions,
                                                                              factors, um):
     from stflow.data.sources.spaceranger import read_outs
