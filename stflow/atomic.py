@@ -219,3 +219,7 @@ def read_json(path: str | Path, what: str, fix: str) -> Any:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise input_error(path, f"not valid JSON ({err})", fix) from err
+    except RecursionError:  # brackets nested past the decoder's depth: not a file we wrote
+        raise input_error(path, "not valid JSON (nested too deeply)", fix) from None
+    except OSError as err:  # a folder by that name, or no permission to read it
+        raise input_error(path, f"cannot be read ({err.strerror})", fix) from err

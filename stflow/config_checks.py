@@ -110,6 +110,27 @@ def schema_problems(config: Mapping[str, Any], schema: Mapping[str, Any]) -> lis
     return sorted(problems, key=lambda p: p.key)
 
 
+def _numbers(value: Any, path: tuple = ()) -> Iterator[tuple[tuple, float]]:
+    """(key path, number) of every float in a config, at any depth."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _numbers(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _numbers(item, (*path, index))
+    elif isinstance(value, float):
+        yield path, value
+
+
+def nonfinite_problems(config: Mapping[str, Any]) -> list[Problem]:
+    """NaN or infinity anywhere (YAML's ``.nan``, ``--config x=nan``, ``1e999``): the schema's
+    bounds do not refuse them (every comparison with NaN is false), so a stage would be
+    handed a number that is none."""
+    return [Problem(_key(path), value, f"{value} is not a finite number",
+                    f"give {_key(path)} a finite number")
+            for path, value in _numbers(config) if not math.isfinite(value)]
+
+
 def with_defaults(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of ``config`` with the schema's defaults filled in, as Snakemake's
     ``validate`` fills them (the cross-field checks read the config the rules will)."""
@@ -327,7 +348,7 @@ def check_config(config: Mapping[str, Any], schema: Mapping[str, Any], *, cwd: s
     can read the config. ``cwd``: where relative paths are read from; ``remote``: inside a
     cluster job, whose node need not see the mirror or the weights (checked on submit);
     ``her2st``: the sections the her2st download knows (:func:`her2st_sections`)."""
-    problems = schema_problems(config, schema)
+    problems = schema_problems(config, schema) + nonfinite_problems(config)
     filled = with_defaults(config, schema)
     checks: list[Check] = [*CROSS_FIELD, lambda c: her2st_sample_problems(c, her2st)]
     if not remote:

@@ -12,9 +12,11 @@ import sys
 import time
 from pathlib import Path
 
-import anndata as ad
 import pytest
 from workflow_fixtures import REPO, snakemake, write_config
+
+from stflow.atomic import TEMPORARY
+from stflow.data.dataset import read_features
 
 pytestmark = pytest.mark.workflow  # every test here spawns Snakemake
 
@@ -70,39 +72,47 @@ def test_a_failed_download_of_a_new_sample_keeps_the_finished_study(tmp_path, he
     assert "results/h/st/C2.h5ad" in fixed.stdout and "output: results/h/st/B4.h5ad" not in fixed.stdout
 
 
-def test_a_run_killed_outright_resumes_after_unlock_as_the_readme_says(tmp_path):
-    """kill -9 of Snakemake and its jobs (a power cut): the next run stops on the lock,
-    `--unlock` lifts it, and the run completes with every file whole."""
+def wait_for_temporary(run: subprocess.Popen, folder: Path, pattern: str) -> Path:
+    """The first temporary sibling matching ``pattern`` under ``folder`` (an output being
+    written), polled while ``run`` lasts; the run is killed where it hurts, mid-write."""
+    deadline = time.monotonic() + 240
+    while True:
+        found = [p for p in folder.rglob(pattern) if TEMPORARY.match(p.name)]
+        if found:
+            return found[0]
+        assert run.poll() is None and time.monotonic() < deadline, f"no {pattern} appeared"
+        time.sleep(0.05)
+
+
+def test_a_run_killed_mid_write_resumes_after_unlock_and_redoes_that_job(tmp_path):
+    """kill -9 of Snakemake and its jobs (a power cut) while embed writes a features store:
+    its temporary is left behind and Snakemake's lock with it; the next run stops on the
+    lock, `--unlock` lifts it, and the run (`rerun-incomplete`, as the profiles set it, and
+    as the README says) redoes that embed, completes and leaves no temporary."""
     config = write_config(tmp_path / "tiny.yaml")
-    target = "results/tiny/samples.tsv"
+    target = "results/tiny/features/efficientnet_lite0/P1S1.zarr"
+    profile = ["--profile", str(REPO / "profiles" / "local"), "--cores", "1"]
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-               "--directory", str(tmp_path), "--configfile", str(config),
-               "--profile", str(REPO / "profiles" / "local"), "--cores", "1"]
+               "--directory", str(tmp_path), "--configfile", str(config), *profile]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.Popen([*command, target], cwd=tmp_path, env=env, start_new_session=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 180
-        while not list((tmp_path / "results" / "tiny" / "logs").glob("ingest/*.log")):
-            assert run.poll() is None and time.monotonic() < deadline, "no ingest job started"
-            time.sleep(0.2)
+        temporary = wait_for_temporary(run, tmp_path / "results", ".P1S1.zarr.tmp-*")
     finally:
         os.killpg(run.pid, signal.SIGKILL)  # the group this test started, nothing else
         run.wait()
+    assert temporary.exists() and not (tmp_path / target).exists()
 
-    locked = subprocess.run([*command, target], cwd=tmp_path, env=env, capture_output=True,
-                            text=True, timeout=300)
+    locked = snakemake(tmp_path, config, *profile, target)
     assert locked.returncode != 0 and "--unlock" in locked.stdout + locked.stderr
     readme = (REPO / "README.md").read_text()
-    assert "--unlock" in readme and "kill -9" in readme
-    unlocked = subprocess.run([*command, "--unlock", target], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=300)
+    assert all(words in readme for words in ("--unlock", "kill -9", "rerun-incomplete"))
+    unlocked = snakemake(tmp_path, config, *profile, "--unlock", target)
     assert unlocked.returncode == 0, unlocked.stderr[-3000:]
-    resumed = subprocess.run([*command, target], cwd=tmp_path, env=env, capture_output=True,
-                             text=True, timeout=600)
+    resumed = snakemake(tmp_path, config, *profile, target)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    st = sorted((tmp_path / "results" / "tiny" / "st").iterdir())
-    assert [p.name for p in st] == ["P1S1.h5ad", "P1S2.h5ad", "P2S1.h5ad", "P2S2.h5ad"]
-    for path in st:
-        assert ad.read_h5ad(path).n_obs > 0
-    assert not list((tmp_path / "results").rglob("*.tmp-*"))
+    assert re.search(r"rule embed:\n(.*\n)*?\s+output: " + re.escape(target), resumed.stderr)
+    features, _, _ = read_features(tmp_path / target)
+    assert len(features) > 0
+    assert not [p for p in (tmp_path / "results").rglob("*") if TEMPORARY.match(p.name)]

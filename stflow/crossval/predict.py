@@ -129,7 +129,11 @@ def check_trained_with(model_dir: Path, genes_path: str | Path, genes: list[str]
     trained = read_json(params_path, "model parameters", "re-run the train stage")
     if not isinstance(trained, dict):
         raise input_error(params_path, "is not a JSON object", "re-run the train stage")
-    if "genes" in trained and [str(g) for g in trained["genes"]] != genes:
+    if "genes" in trained and not (isinstance(trained["genes"], list) and all(
+            isinstance(g, str) for g in trained["genes"])):  # str() would pass 5 or null on
+        raise input_error(params_path, "genes is not a list of gene names",
+                          "re-run the train stage")
+    if "genes" in trained and trained["genes"] != genes:
         raise input_error(genes_path, f"lists {len(genes)} genes that differ from the "
                           f"{len(trained['genes'])} the model was trained on ({params_path})",
                           "re-run train with this genes.json, or predict with the genes.json "

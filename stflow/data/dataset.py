@@ -82,9 +82,8 @@ def read_features(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         if not group.attrs.get("complete", False):
             raise input_error(path, "features store is incomplete (an interrupted write)",
                               "delete it and run `stflow embed` again")
-        features = np.asarray(group["features"][:], dtype=np.float32)
-        barcodes = np.asarray(group["barcode"][:], dtype=object).astype(str)
-        coords = np.asarray(group["coords_um"][:], dtype=np.float64)
+        raw = {name: np.asarray(group[name][...]) for name in ("features", "barcode",
+                                                                "coords_um")}
     except KeyError as err:
         raise input_error(path, f"features store lacks the array {err}",
                           "delete it and run `stflow embed` again") from err
@@ -94,7 +93,24 @@ def read_features(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         raise input_error(path, f"features store is damaged: a chunk cannot be decoded ({err})",
                           "delete it and run `stflow embed` again (`stflow verify` on the "
                           "results folder lists every damaged file)") from None
-    return features, barcodes, coords
+    return checked_features(raw, path)
+
+
+def checked_features(raw: dict[str, np.ndarray], path: Path
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``features`` (N, D) float32, ``barcode`` (N,) str and ``coords_um`` (N, 2) float64 of
+    a store, or the project's error: a store written by another tool (or a damaged attrs
+    record) must not reach the models as a wrongly shaped or non-numeric array."""
+    fix = "delete it and run `stflow embed` again"
+    for name, kind in (("features", "numbers"), ("coords_um", "numbers")):
+        if raw[name].dtype.kind not in "biuf":
+            raise input_error(path, f"array {name} holds {raw[name].dtype}, not {kind}", fix)
+    n = len(raw["features"]) if raw["features"].ndim else 0
+    check_shape(raw["features"], "features", (n, None), path)
+    check_shape(raw["barcode"], "barcode", (n,), path)
+    check_shape(raw["coords_um"], "coords_um", (n, 2), path)
+    return (raw["features"].astype(np.float32), raw["barcode"].astype(object).astype(str),
+            raw["coords_um"].astype(np.float64))
 
 
 def read_target_counts(path: str | Path, barcodes: np.ndarray, genes: Sequence[str]) -> np.ndarray:

@@ -297,6 +297,17 @@ def _um_per_px(cell: str) -> float | None:
     return value if math.isfinite(value) and value > 0 else None
 
 
+def _sheet_text(path: Path) -> str:
+    """The sheet as text: UTF-8 (a byte-order mark, as Excel writes one, is dropped); a
+    sheet saved in another encoding is refused here rather than as a decoder's traceback."""
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise SheetError(path, [Problem(0, "", "-", f"sample sheet is not UTF-8 text (byte "
+                                        f"{err.start} is {err.object[err.start:err.start + 1]!r})",
+                                        "save it as UTF-8 tab-separated text")]) from None
+
+
 def _read_table(path: Path) -> tuple[int, list[str], list[tuple[int, dict[str, str]]]]:
     """The header's line number, the header and (line number, row) pairs; blank lines and
     ``#`` comments skipped, quotes kept as they are (plain TSV)."""
@@ -305,7 +316,7 @@ def _read_table(path: Path) -> tuple[int, list[str], list[tuple[int, dict[str, s
                                         if not path.exists() else "sample sheet is not a file",
                                         "give dataset.sheet as a TSV file (a relative path "
                                         "is read from the working directory)")])
-    lines = [(n, line) for n, line in enumerate(path.read_text().splitlines(), start=1)
+    lines = [(n, line) for n, line in enumerate(_sheet_text(path).splitlines(), start=1)
              if line.strip() and not line.lstrip().startswith("#")]
     if not lines:
         raise SheetError(path, [Problem(0, "", "-", "sample sheet is empty",

@@ -28,6 +28,7 @@ only, so the calibration scores stay exchangeable with new spots' scores.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -383,6 +384,9 @@ def load_calibration(directory: str | Path) -> Calibration | None:
             raise ValueError(f"unknown difficulty '{calibration.difficulty}'")
         if calibration.scope not in SCOPES:
             raise ValueError(f"unknown calibration '{calibration.scope}'")
+        if not 0 <= calibration.shift_median < math.inf:  # NaN too: it scales every interval
+            raise ValueError(f"shift_median {calibration.shift_median} is not a finite "
+                             "non-negative number")
     except (OSError, KeyError, TypeError, ValueError) as err:
         raise input_error(directory, f"its interval calibration is incomplete or damaged "
                           f"({err})", RECALIBRATE) from err

@@ -119,7 +119,9 @@ def trained_model_name(directory: str | Path) -> str:
     """The registry name recorded in a trained model folder's manifest.json."""
     manifest = read_json(Path(directory) / "manifest.json", "model manifest",
                          "run the train stage for this model and fold")
-    if not isinstance(manifest, dict) or "model" not in manifest:
-        raise input_error(Path(directory) / "manifest.json", "names no model",
+    name = manifest.get("model") if isinstance(manifest, dict) else None
+    if not isinstance(name, str) or name not in MODELS:  # not str(): null would read "None"
+        raise input_error(Path(directory) / "manifest.json", f"names no model of this stflow "
+                          f"({name!r}; it knows {sorted(MODELS)})",
                           "re-run the train stage for this model and fold")
-    return str(manifest["model"])
+    return name

@@ -10,6 +10,7 @@ A folder without this file (an older version) or with an unknown format version 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from stflow import __version__
 from stflow.atomic import read_json, write_json
 from stflow.data.dataset import Slide
 from stflow.data.spot_layout import LAYOUTS, SpotLayout, measure_layout
-from stflow.errors import input_error
+from stflow.errors import check_field_types, input_error
 
 log = logging.getLogger(__name__)
 
@@ -161,14 +162,21 @@ def read_deployment(model_dir: str | Path) -> Deployment:
     missing = [name for name in fields if name not in record]
     if missing:
         raise input_error(path, f"lacks {missing}", RETRAIN)
-    try:
-        deployment = Deployment(**{name: record[name] for name in fields})
-        ok = (deployment.layout in LAYOUTS and float(deployment.pitch_um) > 0
-              and float(deployment.patch_size_um) > 0 and int(deployment.patch_size_px) > 0
-              and int(deployment.graph_k) > 0 and len(deployment.genes) > 0)
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
+    deployment = Deployment(**{name: record[name] for name in fields})
+    check_field_types(deployment, str(path))  # "100" or 4.5 would reach the stages as such
+    if not _valid(deployment):
         raise input_error(path, "holds invalid values (layout, pitch, patch size, k or genes)",
                           RETRAIN)
     return deployment
+
+
+def _valid(deployment: Deployment) -> bool:
+    """Whether the record's values (its types checked) can rebuild the model's inputs:
+    positive finite sizes, a tissue fraction, a known spot layout, named genes and samples."""
+    lists = (deployment.genes, deployment.trained_on)
+    return (deployment.layout in LAYOUTS
+            and all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in lists)
+            and len(deployment.genes) > 0 and 0 <= deployment.min_tissue <= 1
+            and all(math.isfinite(v) and v > 0 for v in (
+                deployment.pitch_um, deployment.patch_size_um, deployment.patch_size_px,
+                deployment.graph_k, deployment.feature_dim)))

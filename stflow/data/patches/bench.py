@@ -8,7 +8,8 @@ ingested order; spots the bench file lacks are dropped and counted.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
@@ -33,7 +34,7 @@ def is_patch_file(path: str | Path) -> bool:
 
 def _read_index(h5: h5py.File, path: Path) -> dict[str, int]:
     """Barcode -> row of a bench patch file (``img``, ``barcode``; HEST's layout)."""
-    missing = [key for key in ("img", "barcode") if key not in h5]
+    missing = [key for key in ("img", "barcode") if not isinstance(h5.get(key), h5py.Dataset)]
     if missing:
         raise input_error(path, f"lacks the datasets {missing}",
                           "use the HEST-bench patches/{id}.h5 as published")
@@ -41,12 +42,28 @@ def _read_index(h5: h5py.File, path: Path) -> dict[str, int]:
     if img.ndim != 4 or img.shape[3] != 3 or img.shape[1] != img.shape[2]:
         raise input_error(path, f"img has shape {img.shape}, expected (N, S, S, 3)",
                           "use the HEST-bench patches/{id}.h5 as published")
+    if img.dtype != np.uint8:  # a cast would wrap values above 255 into other colours
+        raise input_error(path, f"img holds {img.dtype}, not uint8 RGB",
+                          "use the HEST-bench patches/{id}.h5 as published")
     raw = np.asarray(h5["barcode"]).reshape(-1)
     barcodes = [b.decode() if isinstance(b, bytes) else str(b) for b in raw]
     if len(barcodes) != img.shape[0]:
         raise input_error(path, f"{len(barcodes)} barcodes for {img.shape[0]} patches",
                           "download the bench task again")
     return {b: i for i, b in enumerate(barcodes)}
+
+
+@contextmanager
+def _open_bench(path: Path) -> Iterator[h5py.File]:
+    """The bench file open for reading; one that is not HDF5 (cut short, an HTML error page
+    saved by a failed download) is refused by name, not as h5py's OSError."""
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as err:
+        raise input_error(path, f"not a readable HDF5 file ({err})",
+                          "download the bench task again (it ships patches/{id}.h5)") from None
+    with handle:
+        yield handle
 
 
 def patches_from_bench_h5(bench_h5: str | Path, centres_px: np.ndarray, *, mpp: float,
@@ -60,7 +77,7 @@ def patches_from_bench_h5(bench_h5: str | Path, centres_px: np.ndarray, *, mpp: 
                           "download the bench task again (it ships patches/{id}.h5)")
     centres = np.asarray(centres_px, dtype=np.float64)
     barcodes = [str(b) for b in barcodes]
-    with h5py.File(bench_h5, "r") as src:
+    with _open_bench(bench_h5) as src:
         index = _read_index(src, bench_h5)
         rows = np.array([index.get(b, -1) for b in barcodes])
         kept = rows >= 0

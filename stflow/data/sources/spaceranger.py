@@ -19,6 +19,7 @@ from pathlib import Path
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 
 from stflow.data.sheet import (
     FEATURE_SLICE,
@@ -80,6 +81,19 @@ def read_table(outs: Path, sample: str) -> ad.AnnData:
     return sdata.tables["table"]
 
 
+def _whole_numbers(values: pd.Series, column: str, where: Path) -> np.ndarray:
+    """A column of the tissue positions as integers; spatialdata-io passes a "nan" or
+    "1e999" cell through, which the cast to int would raise on as pandas' error."""
+    numbers = pd.to_numeric(pd.Series(np.asarray(values, dtype=object)), errors="coerce")
+    numbers = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = ~np.isfinite(numbers) | (numbers != np.round(numbers))
+    if bad.any():
+        raise input_error(where.parent / "spatial", f"{int(bad.sum())} spots have a {column} "
+                          f"that is not a whole number, e.g. {np.asarray(values)[bad][:3].tolist()}",
+                          "use the tissue positions Space Ranger wrote for this image")
+    return numbers.astype(np.int64)
+
+
 def _ingested(table: ad.AnnData, *, where: Path, sample: str, patient: str, image: str | Path,
               mpp: float, source: str) -> IngestedSample:
     """The in-tissue spots (or bins) of a spatialdata-io table in the common ingest form."""
@@ -88,17 +102,22 @@ def _ingested(table: ad.AnnData, *, where: Path, sample: str, patient: str, imag
         raise input_error(where, f"{int(unplaced.sum())} barcodes have counts but no "
                           f"tissue position, e.g. {table.obs_names[unplaced][:5].tolist()}",
                           "use the spatial/ folder of the same Space Ranger run")
-    in_tissue = table.obs["in_tissue"].astype(int).to_numpy() == 1
+    in_tissue = _whole_numbers(table.obs["in_tissue"], "in_tissue", where) == 1
     if not in_tissue.all():
         log.info("%s: dropped %d spots outside the tissue", sample, int((~in_tissue).sum()))
     obs = table.obs[[c for c in OBS_COLUMNS if c in table.obs]].copy()
     obs["in_tissue"] = obs["in_tissue"].astype(bool)
     for column in ("array_row", "array_col"):
         if column in obs:
-            obs[column] = obs[column].astype(np.int32)
+            obs[column] = _whole_numbers(obs[column], column, where).astype(np.int32)
     var = table.var[[c for c in VAR_COLUMNS if c in table.var]].copy()
     counts = ad.AnnData(X=table.X, obs=obs, var=var)[in_tissue].copy()
     spatial = np.asarray(table.obsm["spatial"], dtype=np.float64)[in_tissue]  # x = column
+    if not np.isfinite(spatial).all():  # an empty or "nan" pxl_*_in_fullres cell
+        bad = counts.obs_names[~np.isfinite(spatial).all(axis=1)][:5].tolist()
+        raise input_error(where.parent / "spatial", f"{int((~np.isfinite(spatial)).any(1).sum())}"
+                          f" in-tissue spots have no pixel position (NaN or inf), e.g. {bad}",
+                          "use the tissue positions Space Ranger wrote for this image")
     return IngestedSample(sample=sample, patient=patient, counts=counts, spatial_px=spatial,
                           image_path=Path(image), mpp=mpp, source=source)
 
