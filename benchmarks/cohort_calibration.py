@@ -3,7 +3,8 @@
 through the whole pipeline, calibrated within the training patients and across patients.
 
     .venv/bin/python benchmarks/cohort_calibration.py --workdir /tmp/cohort-bench \\
-        [--model stflow --model spatial_ridge --model ridge] [--rotations 3] [--cores 2]
+        [--model stflow --model spatial_ridge --model ridge] [--rotations 3] [--cores 2] \\
+        [--stflow-epochs 100]
 
 1. Leave one patient out, run twice on the same cohort: ``intervals.calibration: within``
    (each fold validates and calibrates on a section of a training patient) and ``patient``
@@ -17,7 +18,8 @@ through the whole pipeline, calibrated within the training patients and across p
 
 Each run is Snakemake on the repository's Snakefile in a folder of ``--workdir`` (reused:
 a second call redoes nothing that is done). The search is off (``search: {stflow: null}``)
-to keep the CPU time in hours, not days.
+and ``--stflow-epochs`` caps STFlow's epochs (early stopping after 20 as usual) to keep the
+CPU time in hours, not days.
 """
 
 from __future__ import annotations
@@ -88,14 +90,15 @@ def left_out_coverage(results: Path, model: str, samples: list[str]) -> float:
     return float(np.concatenate(inside).mean())
 
 
-def rotation(workdir: Path, patient: int, models: list[str], cores: int) -> dict[str, float]:
+def rotation(workdir: Path, patient: int, models: list[str], settings: dict, cores: int
+             ) -> dict[str, float]:
     """The study without patient P{patient}, its final models, on that patient's sections."""
     name = f"cohort_wo_P{patient}"
     left_out = [f"P{patient}S1", f"P{patient}S2"]
     samples = [f"P{p}S{s}" for p in range(1, 7) for s in (1, 2) if p != patient]
     overlay = {"dataset": {"name": name, "source": "synthetic", "mirror": None,
                            "samples": samples + left_out},
-               "models": models, "search": {"stflow": None},
+               "models": models, **settings,
                "intervals": {"level": LEVEL, "calibration": "patient"}}
     # the study (folds, final model) lists its own sections; the left-out ones are listed
     # only to ingest and embed them for the test
@@ -115,16 +118,19 @@ def main() -> None:
     parser.add_argument("--model", action="append", dest="models")
     parser.add_argument("--rotations", type=int, default=3)
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--stflow-epochs", type=int, default=100)
     args = parser.parse_args()
     models = args.models or ["stflow", "spatial_ridge", "ridge"]
+    settings = {"search": {"stflow": None},
+                "model_params": {"stflow": {"epochs": args.stflow_epochs, "patience": 20}}}
     for calibration in ("within", "patient"):
         workdir = args.workdir / calibration
-        snakemake(workdir, {"models": models, "search": {"stflow": None},
+        snakemake(workdir, {"models": models, **settings,
                             "intervals": {"level": LEVEL, "calibration": calibration}},
                   "--until", "interval_coverage", cores=args.cores)
         print_folds(calibration, fold_coverage(workdir / "results/cohort/tables/coverage.tsv"))
     for patient in range(1, args.rotations + 1):
-        found = rotation(args.workdir, patient, models, args.cores)
+        found = rotation(args.workdir, patient, models, settings, args.cores)
         print(f"deployed, P{patient} left out: " +
               " ".join(f"{m} {c:.3f}" for m, c in found.items()), flush=True)
 
