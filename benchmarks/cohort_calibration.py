@@ -43,9 +43,9 @@ def snakemake(workdir: Path, overlay: dict, *targets: str, cores: int) -> None:
     """The pipeline with config/cohort.yaml and ``overlay`` in ``workdir``; stops on failure."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "bench.yaml").write_text(yaml.safe_dump(overlay, sort_keys=False))
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-               "--directory", str(workdir), "--cores", str(cores), "--configfile",
-               str(REPO / "config" / "cohort.yaml"), str(workdir / "bench.yaml"), *targets]
+    command = [sys.executable, "-m", "snakemake", *targets, "--snakefile",
+               str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", str(cores),
+               "--configfile", str(REPO / "config" / "cohort.yaml"), str(workdir / "bench.yaml")]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     (workdir / "snakemake.log").write_text(done.stdout + done.stderr)
     if done.returncode:
@@ -127,7 +127,7 @@ def main() -> None:
         workdir = args.workdir / calibration
         snakemake(workdir, {"models": models, **settings,
                             "intervals": {"level": LEVEL, "calibration": calibration}},
-                  "--until", "interval_coverage", cores=args.cores)
+                  "results/cohort/tables/coverage.tsv", cores=args.cores)
         print_folds(calibration, fold_coverage(workdir / "results/cohort/tables/coverage.tsv"))
     for patient in range(1, args.rotations + 1):
         found = rotation(args.workdir, patient, models, settings, args.cores)

@@ -76,6 +76,25 @@ def check(path: Path, digest: str) -> str | None:
     return None
 
 
+def check_recorded(path: str | Path) -> None:
+    """Refuse an artifact (file or folder) a stage is about to read whose content differs
+    from the checksum recorded when it was written, naming it and the fix, before a decoder
+    fails deep inside on it (or, worse, reads it); one without a record is read as it is."""
+    from stflow.errors import input_error
+
+    path = Path(path)
+    sidecar = path.with_name(path.name + SIDECAR)
+    if not sidecar.is_file():
+        return
+    for file, digest in recorded(sidecar):
+        problem = check(file, digest)
+        if problem is not None:
+            raise input_error(file, f"{problem} ({sidecar.name})",
+                              f"delete {path} and rerun the stage that writes it "
+                              f"(snakemake --cores all --forcerun {path}); `stflow verify` "
+                              "on the results folder lists every such file")
+
+
 def records_of(root: Path) -> list[tuple[Path, str]]:
     """Every (file, sha256) recorded under ``root``: sidecars and the download manifest."""
     sidecars = sorted(p for p in root.rglob(f"*{SIDECAR}") if ".tmp-" not in p.name

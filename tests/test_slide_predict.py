@@ -88,7 +88,8 @@ def test_the_aperio_slide_is_predicted_on_virtual_spots_over_its_tissue(aperio_r
     assert intervals["share_shifted"] == pytest.approx(adata.obs["shifted"].mean())
     assert {"tissue", "patches_and_embedding", "graph", "sampling"} <= set(info["seconds"])
     assert sorted(p.name for p in result.maps.iterdir()) == ["ERBB2.png", "GATA3.png"]
-    assert finished_outputs(out) == ["cmu_small_region.h5ad", "cmu_small_region_maps"]
+    assert finished_outputs(out) == ["cmu_small_region.h5ad", "cmu_small_region.h5ad.sha256",
+                                     "cmu_small_region_maps", "cmu_small_region_maps.sha256"]
 
 
 @pytest.mark.slow

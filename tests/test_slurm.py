@@ -31,7 +31,8 @@ from workflow_fixtures import FOLDS, REPO, SAMPLES, SEEDS, write_config
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
 N_TRAIN = 2 * len(SEEDS) * len(FOLDS)  # models x seeds x folds
-RULES = {"ingest": len(SAMPLES), "samples_table": 1, "splits": 1, "genes": 1,
+# genes.scope fold (the default): each fold's genes from its training samples
+RULES = {"ingest": len(SAMPLES), "samples_table": 1, "splits": 1, "fold_genes": len(FOLDS),
          "patches": len(SAMPLES), "embed": len(SAMPLES), "graph": len(SAMPLES),
          "train": N_TRAIN + 1,  # one killed, run again
          "predict": N_TRAIN, "evaluate": N_TRAIN, "aggregate": 1, "paper_tables": 1,

@@ -116,3 +116,23 @@ def test_reading_a_store_with_a_truncated_chunk_names_the_file_not_the_decoder(t
     with pytest.raises(StflowError, match=r"S1.zarr: features store is damaged.*Fix: delete "
                        r"it and run `stflow embed` again"):
         read_features(store)
+
+
+def test_a_stage_reading_a_damaged_artifact_names_it_before_decoding_it(tmp_path):
+    from stflow.crossval.predict import predict_fold
+    from stflow.data.dataset import load_slide
+
+    root = results(tmp_path / "results" / "tiny")
+    store = root / "features" / "enc" / "S1.zarr"
+    assert load_slide("S1", store).n_spots == 500  # as written: read
+    chunk = next(p for p in (store / "features").rglob("*")
+                 if p.is_file() and p.name != "zarr.json")
+    flip_one_byte(chunk)  # a flip the decoder may not even notice
+    with pytest.raises(StflowError, match=r"S1.zarr/features/.*damaged.*S1.zarr.sha256.*Fix: delete "
+                       r".*S1.zarr and rerun the stage that writes it"):
+        load_slide("S1", store)
+    model = root / "models" / "enc" / "ridge" / "seed0" / "fold0"
+    flip_one_byte(model / "weights.npy")
+    with pytest.raises(StflowError, match=r"weights.npy: damaged.*fold0.sha256"):
+        predict_fold(model, splits=root / "splits.json", fold="fold0", genes=root / "g.json",
+                     st_dir=root, features_dir=root, graph_dir=None, out_dir=root / "p")

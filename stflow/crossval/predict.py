@@ -29,6 +29,7 @@ from stflow.models.registry import (
     trained_model_name,
 )
 from stflow.provenance import X_PREDICTED, log1p_uns, stflow_uns
+from stflow.verify import check_recorded
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ def predict_fold(model_dir: str | Path, *, splits: str | Path, fold: str, genes:
     """
     level = check_level(level, "--level")
     model_dir = Path(model_dir)
+    check_recorded(model_dir)
     gene_list = read_genes(genes)
     test_samples = read_fold(splits, fold)["test"]
     trained = check_trained_with(model_dir, genes, gene_list, features_dir, test_samples)

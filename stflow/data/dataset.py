@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from stflow.errors import StflowError, check_finite, check_shape, input_error
+from stflow.verify import check_recorded
 
 
 @dataclass
@@ -156,7 +157,11 @@ def read_neighbors(path: str | Path, barcodes: np.ndarray) -> np.ndarray:
 def load_slide(sample: str, features_path: str | Path, st_path: str | Path | None = None,
                genes: Sequence[str] | None = None,
                graph_path: str | Path | None = None) -> Slide:
-    """Join the artifacts of one sample into a :class:`Slide`."""
+    """Join the artifacts of one sample into a :class:`Slide`, each checked against the
+    checksum recorded when it was written."""
+    for artifact in (features_path, st_path, graph_path):
+        if artifact is not None:
+            check_recorded(artifact)
     features, barcodes, coords = read_features(features_path)
     counts = targets = None
     if st_path is not None and genes is not None:

@@ -27,6 +27,7 @@ from stflow.data.encoders import PRECISIONS, Encoder, load_encoder
 from stflow.data.graph import PATCHES_FIX, PatchSpots, open_patch_file, patch_spots
 from stflow.device import resolve_device
 from stflow.errors import StflowError, input_error
+from stflow.verify import check_recorded
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class PatchFile(PatchSpots):
 def read_patch_file(path: str | Path) -> PatchFile:
     """Open and check a ``patches/{sample}.h5`` (HEST layout), without reading the images."""
     path = Path(path)
+    check_recorded(path)
     with open_patch_file(path) as h5:
         if "img" not in h5:
             raise input_error(path, "dataset 'img' is missing", PATCHES_FIX)

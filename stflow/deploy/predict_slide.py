@@ -52,6 +52,7 @@ from stflow.intervals.calibration import RECALIBRATE, load_calibration, shift_sc
 from stflow.intervals.conformal import DEFAULT_LEVEL, check_level
 from stflow.provenance import X_PREDICTED, stflow_uns
 from stflow.records.deployment import Deployment, read_deployment
+from stflow.verify import check_recorded
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,7 @@ class DeployedModel:
                               "out), or a model trained on the encoder you want")
         self.device = resolve_device(options.device)
         try:
+            check_recorded(self.dir)
             self.estimator = load_estimator(self.dir, device=options.device)
         except (OSError, KeyError, RuntimeError) as err:
             raise input_error(self.dir, f"model files are incomplete or damaged ({err})",
