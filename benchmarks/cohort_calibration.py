@@ -104,7 +104,7 @@ def rotation(workdir: Path, patient: int, models: list[str], settings: dict, cor
     # only to ingest and embed them for the test
     study = {**overlay, "dataset": {**overlay["dataset"], "samples": samples}}
     results = workdir / name / "results" / name
-    extra = [str(results / f"{kind}/{s}{suffix}") for s in left_out
+    extra = [f"results/{name}/{kind}/{s}{suffix}" for s in left_out
              for kind, suffix in (("st", ".h5ad"), (f"features/{ENCODER}", ".zarr"),
                                   ("graph", ".npz"))]
     snakemake(workdir / name, study, "final_models", cores=cores)

@@ -256,3 +256,30 @@ def test_predict_slide(disk, tmp_path, capsys):
     got, want = (ad.read_h5ad(p / "slide.h5ad") for p in (out, tmp_path / "undisturbed"))
     np.testing.assert_array_equal(got.X, want.X)
     assert sorted(got.layers) == sorted(want.layers)
+
+
+def test_download_and_ingest(disk, tmp_path):
+    from stflow.data.download import download_source
+    from stflow.data.ingest import ingest_sample
+
+    def download(to: Path) -> Path:
+        return download_source("synthetic", to, patients=2, sections=1, grid=8, genes=50)
+
+    raw = disk.root / "raw"
+    disk.fill(leave=0)
+    with pytest.raises(StflowError, match=r"no space left.*Fix: free space there"):
+        download(raw)
+    assert not [p for p in disk.leftovers() if ".tmp-" in p], disk.leftovers()
+    disk.free()
+    download(raw)
+    download(tmp_path / "raw")
+    for want in sorted(p for p in (tmp_path / "raw").rglob("*") if p.is_file()):
+        got = raw / want.relative_to(tmp_path / "raw")
+        assert got.read_bytes() == want.read_bytes(), got
+    st = disk.root / "st" / "P1S1.h5ad"
+    assert_full_disk_error(lambda: ingest_sample("synthetic", raw, sample="P1S1", out=st), st,
+                           disk)
+    ingest_sample("synthetic", raw, sample="P1S1", out=st)
+    ingest_sample("synthetic", raw, sample="P1S1", out=tmp_path / "P1S1.h5ad")
+    got, want = ad.read_h5ad(st), ad.read_h5ad(tmp_path / "P1S1.h5ad")
+    assert (got.X != want.X).nnz == 0 and got.obs.equals(want.obs)
