@@ -33,3 +33,12 @@ def log1p_uns() -> dict[str, Any]:
     """``uns["log1p"]`` as scanpy sets it: X is natural-log log1p, so scanpy will not log it
     again."""
     return {"base": None}
+
+
+def dense(matrix: Any) -> Any:
+    """An h5ad matrix (``X`` or a layer, sparse or dense) as a float64 numpy array: how every
+    reader of prediction files takes its values."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    return np.asarray(matrix.toarray() if sp.issparse(matrix) else matrix, dtype=np.float64)

@@ -40,6 +40,7 @@ from stflow.errors import input_error
 from stflow.evaluation.fold_scores import prediction_gene_scope
 from stflow.evaluation.summary import protocol_line
 from stflow.metrics import pearson_per_gene
+from stflow.provenance import dense
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def read_interval_slide(path: str | Path) -> IntervalSlide | None:
     if not info or "conformal_quantile" not in adata.varm or "truth" not in adata.layers:
         return None
     return IntervalSlide(str(adata.uns.get("sample", path.stem)),
-                         _dense(adata.layers["truth"]), _dense(adata.X),
+                         dense(adata.layers["truth"]), dense(adata.X),
                          np.asarray(adata.varm["conformal_quantile"], np.float64),
                          tuple(float(v) for v in info["levels"]),
                          _interval_scale(adata),
@@ -94,14 +95,8 @@ def read_interval_slide(path: str | Path) -> IntervalSlide | None:
 def _interval_scale(adata: object) -> np.ndarray:
     """The interval scale as (N, 1) (per spot, in obs) or (N, G) (per spot and gene)."""
     if "interval_scale" in adata.layers:
-        return _dense(adata.layers["interval_scale"])
+        return dense(adata.layers["interval_scale"])
     return adata.obs["interval_scale"].to_numpy(np.float64)[:, None]
-
-
-def _dense(matrix: object) -> np.ndarray:
-    import scipy.sparse as sp
-
-    return np.asarray(matrix.toarray() if sp.issparse(matrix) else matrix, dtype=np.float64)
 
 
 def half_widths(slide: IntervalSlide, level: float) -> np.ndarray:

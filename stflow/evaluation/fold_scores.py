@@ -23,6 +23,7 @@ from stflow.evaluation.bootstrap import (
     fold_bootstrap,
 )
 from stflow.evaluation.metrics import fold_metrics
+from stflow.provenance import dense
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,6 @@ def spot_coordinates_um(adata: object, path: Path) -> np.ndarray:
 def read_prediction(path: str | Path) -> Prediction:
     """A prediction h5ad (docs/artifacts.md) as the evaluate stage reads it."""
     import anndata as ad
-    import scipy.sparse as sp
 
     path = Path(path)
     if not path.exists():
@@ -67,9 +67,6 @@ def read_prediction(path: str | Path) -> Prediction:
     if "truth" not in adata.layers:
         raise input_error(path, "has no layers['truth'] (measured log1p expression)",
                           "re-run the predict stage, which stores the truth beside X")
-
-    def dense(matrix: object) -> np.ndarray:
-        return np.asarray(matrix.toarray() if sp.issparse(matrix) else matrix, dtype=np.float64)
 
     pred, truth = dense(adata.X), dense(adata.layers["truth"])
     check_finite(pred, "X (prediction)", path)

@@ -32,26 +32,23 @@ from stflow.intervals.calibration import (
     load_calibration,
 )
 from stflow.intervals.conformal import nonconformity
+from stflow.provenance import dense
 
 log = logging.getLogger(__name__)
 
 
-def _dense(matrix: object) -> np.ndarray:
-    return np.asarray(matrix.toarray() if hasattr(matrix, "toarray") else matrix, np.float64)
-
-
-def fold_scores(calibration: Calibration, prediction_file: Path, model_dir: Path,
+def fold_scores(calibration: Calibration, prediction_file: Path, fold: Calibration | None,
                 genes: Sequence[str]) -> tuple[str, np.ndarray]:
-    """(sample, (n, G) scores) of one out-of-fold prediction file, in the order of ``genes``;
-    NaN for a gene that fold did not predict (genes chosen per fold)."""
+    """(sample, (n, G) scores) of one out-of-fold prediction file, predicted by the fold model
+    calibrated as ``fold``, in the order of ``genes``; NaN for a gene that fold did not
+    predict (genes chosen per fold)."""
     import anndata as ad
 
-    fold = load_calibration(model_dir)
     adata = ad.read_h5ad(prediction_file)
     if fold is None or "truth" not in adata.layers or "shift_score" not in adata.obs:
         raise input_error(prediction_file, "has no truth or shift score, or its fold model "
-                          f"{model_dir} no calibration", RECALIBRATE)
-    prediction, truth = _dense(adata.X), _dense(adata.layers["truth"])
+                          "no calibration", RECALIBRATE)
+    prediction, truth = dense(adata.X), dense(adata.layers["truth"])
     scale = difficulty(calibration.difficulty,
                        adata.obs["shift_score"].to_numpy(np.float64)
                        / max(fold.shift_median, 1e-12), fold.level_curve, prediction)
@@ -73,8 +70,9 @@ def calibrate_across_patients(calibration: Calibration, runs: Sequence[tuple[str
     and said so, where fewer than two patients were predicted out of fold."""
     rows, owners = [], []
     for prediction_dir, model_dir in runs:
+        fold = load_calibration(model_dir)  # once per fold, for all its test samples
         for path in sorted(Path(prediction_dir).glob("*.h5ad")):
-            sample, scores = fold_scores(calibration, path, Path(model_dir), genes)
+            sample, scores = fold_scores(calibration, path, fold, genes)
             rows.append(scores)
             owners += [patients.get(sample, sample)] * len(scores)
     named = sorted(set(owners))
