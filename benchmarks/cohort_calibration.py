@@ -6,9 +6,11 @@ through the whole pipeline, calibrated within the training patients and across p
         [--model stflow --model spatial_ridge --model ridge] [--rotations 3] [--cores 2] \\
         [--stflow-epochs 100]
 
-1. Leave one patient out, run twice on the same cohort: ``intervals.calibration: within``
-   (each fold validates and calibrates on a section of a training patient) and ``patient``
-   (on a whole training patient it never trains on). Prints, per model, the 90 % coverage
+1. Leave one patient out, run four times on the same cohort (:data:`CALIBRATIONS`):
+   ``intervals.calibration: within`` (each fold validates and calibrates on a section of a
+   training patient) and ``patient`` with ``calibration_patients`` 1, 3 and 5 (on a whole
+   training patient it never trains on, and on up to 2 or 4 more, each predicted by one more
+   fit without it). Prints, per model, the 90 % coverage
    of each held-out patient (``tables/coverage.tsv``, the fold's test spots pooled), the
    mean, the lowest fold and the 10th percentile over genes.
 2. The deployed model on a patient left out of the whole study, ``--rotations`` times: a
@@ -37,6 +39,14 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 LEVEL = 0.9
 ENCODER = "efficientnet_lite0"
+# each run's intervals settings: within the training patients; the validation patient
+# alone; it and up to two more training patients (the default); every training patient
+CALIBRATIONS = {
+    "within": {"calibration": "within"},
+    "patient": {"calibration": "patient", "calibration_patients": 1},
+    "patients3": {"calibration": "patient", "calibration_patients": 3},
+    "patients5": {"calibration": "patient", "calibration_patients": 5},
+}
 
 
 def snakemake(workdir: Path, overlay: dict, *targets: str, cores: int) -> None:
@@ -123,12 +133,12 @@ def main() -> None:
     models = args.models or ["stflow", "spatial_ridge", "ridge"]
     settings = {"search": {"stflow": None},
                 "model_params": {"stflow": {"epochs": args.stflow_epochs, "patience": 20}}}
-    for calibration in ("within", "patient"):
-        workdir = args.workdir / calibration
+    for label, intervals in CALIBRATIONS.items():
+        workdir = args.workdir / label
         snakemake(workdir, {"models": models, **settings,
-                            "intervals": {"level": LEVEL, "calibration": calibration}},
+                            "intervals": {"level": LEVEL, **intervals}},
                   "results/cohort/tables/coverage.tsv", cores=args.cores)
-        print_folds(calibration, fold_coverage(workdir / "results/cohort/tables/coverage.tsv"))
+        print_folds(label, fold_coverage(workdir / "results/cohort/tables/coverage.tsv"))
     for patient in range(1, args.rotations + 1):
         found = rotation(args.workdir, patient, models, settings, args.cores)
         print(f"deployed, P{patient} left out: " +

@@ -15,6 +15,7 @@ from stflow.catalogue import SOURCES as SOURCES  # the one list (stflow/catalogu
 SCHEMES = ("patient", "section")  # how stflow.data.splits builds folds
 # whose spots calibrate the intervals (intervals.calibration; stflow.data.splits, final model)
 CALIBRATIONS = ("auto", "patient", "within")
+ALL_PATIENTS = "all"  # intervals.calibration_patients: every training patient of a fold
 MIN_FRACTION = 0.10  # HEST: a target gene is expressed in this share of every sample's spots
 HEST_REPO = "MahmoodLab/hest"  # the Hugging Face dataset HEST downloads come from
 DEVICES = ("auto", "cpu", "cuda", "cuda:N")  # where torch runs (stflow.device.resolve_device)

@@ -106,8 +106,10 @@ def typed_like_schema(value: Any, schema: dict, root: dict | None = None) -> Any
     alternative of anyOf/oneOf."""
     root = schema if root is None else root
     branches = _branches(schema, root)
-    if isinstance(value, str):
-        return _scalar(value, set().union(*(_types(branch) for branch in branches)))
+    if isinstance(value, str):  # a string branch whose enum lacks the text does not take it
+        fitting = [b for b in branches if _types(b) != {"string"} or value in
+                   b.get("enum", [value])]
+        return _scalar(value, set().union(*(_types(branch) for branch in fitting)))
     if isinstance(value, dict):
         schema = _container(branches, "object")
         properties = schema.get("properties", {})

@@ -253,7 +253,8 @@ class Study:
         out (the fold count the DAG was built with); scheme section leaves one section out.
         Stops on fold problems, as :meth:`n_folds` does."""
         return {**self._fold_settings(dataset),
-                "calibration": self.config["intervals"]["calibration"]}
+                "calibration": self.config["intervals"]["calibration"],
+                "calibration_patients": self.config["intervals"]["calibration_patients"]}
 
     def _fold_settings(self, dataset: str) -> dict[str, Any]:
         entry = self.datasets[dataset]

@@ -40,6 +40,22 @@ def test_every_fold_validates_on_a_whole_training_patient(cohort):
         assert not val & {s[:2] for s in fold["train"] + fold["test"]}
 
 
+def test_each_fold_model_is_calibrated_on_five_patients_it_never_trained_on(cohort):
+    """The default intervals.calibration_patients (all): the validation patient and the
+    four other training patients, each predicted by one more fit without it."""
+    folds = json.loads((cohort / "splits.json").read_text())["folds"]
+    for fold in folds:
+        extra = [sorted({s[:2] for s in group}) for group in fold["calibrating"]]
+        assert len(extra) == 4 and all(len(p) == 1 for p in extra)
+        assert {p[0] for p in extra} <= {s[:2] for s in fold["train"]}
+        record = json.loads((cohort / "models" / "efficientnet_lite0" / "ridge" / "seed0" /
+                             fold["name"] / "calibration.json").read_text())
+        assert record["calibration"] == "patient"
+        for group in fold["calibrating"]:
+            assert f"{group} by a fit without them" in record["spots"]
+        assert "each patient weighted alike" in record["spots"]
+
+
 def test_the_coverage_table_says_every_fold_was_calibrated_across_patients(cohort):
     coverage = pd.read_csv(cohort / "tables" / "coverage.tsv", sep="\t")
     assert set(coverage["calibration"]) == {"patient"} and len(set(coverage["fold"])) == 6

@@ -14,6 +14,7 @@ from stflow.intervals.calibration import (
     Calibration,
     LevelCurve,
     apply_calibration,
+    candidate_scales,
     choose_difficulty,
     load_calibration,
     save_calibration,
@@ -65,7 +66,7 @@ def test_the_difficulty_is_chosen_by_width_on_held_back_calibration_spots():
     level = rng.uniform(0, 3, size=(600, 3))  # predicted log1p levels
     flat = LevelCurve.fit(level, level + rng.normal(size=(600, 3)))  # training: no trend
     truth = level + rng.normal(size=(600, 3)) * shift[:, None]
-    chosen, rows = choose_difficulty(truth, level, shift, flat, seed=0)
+    chosen, rows = choose_difficulty(truth, level, candidate_scales(shift, flat, level), seed=0)
     assert chosen == "shift"  # the errors grow with the shift score
     # every candidate covers exchangeable held-back spots at the level: 1800 spot x gene
     # pairs of 300 spots per half, so a band of about two quantile-estimation sd
@@ -73,9 +74,11 @@ def test_the_difficulty_is_chosen_by_width_on_held_back_calibration_spots():
     assert all(0.87 <= row["coverage"] <= 0.93 for row in rows), rows
     steep = LevelCurve.fit(level, level + rng.normal(size=(600, 3)) * level)
     truth = level + rng.normal(size=(600, 3)) * level
-    assert choose_difficulty(truth, level, shift, steep, seed=0)[0] == "level"
+    chosen = choose_difficulty(truth, level, candidate_scales(shift, steep, level), seed=0)[0]
+    assert chosen == "level"
     truth = level + rng.normal(size=(600, 3))
-    assert choose_difficulty(truth, level, shift, flat, seed=0)[0] in {"constant", "level"}
+    chosen = choose_difficulty(truth, level, candidate_scales(shift, flat, level), seed=0)[0]
+    assert chosen in {"constant", "level"}
 
 
 def test_a_gene_constant_on_the_calibration_spots_does_not_decide_the_difficulty():
@@ -85,7 +88,7 @@ def test_a_gene_constant_on_the_calibration_spots_does_not_decide_the_difficulty
     flat = LevelCurve.fit(level, level + rng.normal(size=(60, 3)))
     truth = level + rng.normal(size=(60, 3)) * shift[:, None]
     truth[:, 2] = 0.0  # silent on this small held-out region; predicted non-zero
-    chosen, rows = choose_difficulty(truth, level, shift, flat, seed=0)
+    chosen, rows = choose_difficulty(truth, level, candidate_scales(shift, flat, level), seed=0)
     assert chosen == "shift" and all(np.isfinite(row["width_sd"]) for row in rows)
     assert max(row["width_sd"] for row in rows) < 100
 
@@ -245,3 +248,15 @@ def test_the_shift_flag_marks_at_most_five_percent_of_exchangeable_spots_whateve
             reference.set_threshold(rng.random(n))
             flagged.append(np.mean(rng.random(2000) > reference.threshold))
         assert 0.03 <= np.mean(flagged) <= 0.05 + 0.005, n  # exact order statistic: <= 5 %
+
+
+def test_a_calibration_too_small_to_split_keeps_the_constant_difficulty_quietly():
+    import warnings
+
+    curve = LevelCurve.fit(np.ones((5, 2)), np.ones((5, 2)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "Mean of empty slice"
+        chosen, rows = choose_difficulty(np.ones((3, 2)), np.ones((3, 2)),
+                                         candidate_scales(np.ones(3), curve, np.ones((3, 2))),
+                                         seed=0)
+    assert (chosen, rows) == ("constant", [])

@@ -68,6 +68,27 @@ def test_each_fold_records_whose_spots_calibrate_it(tmp_path, calibration, scope
     assert [f["calibration"] for f in splits["folds"]] == [scope] * 3
 
 
+def test_further_training_patients_calibrate_a_fold_each_by_one_more_fit(tmp_path):
+    six = {f"{p}{i}": p for p in "ABCDEF" for i in (1, 2)}
+    samples = write_samples(tmp_path / "s.tsv", six)
+    for fold in make_splits(samples, calibration_patients=3)["folds"]:
+        groups = fold["calibrating"]
+        assert len(groups) == 2  # the validation patient and two more: two more fits
+        for group in groups:
+            assert len({six[s] for s in group}) == 1  # one whole patient per fit
+            assert group == [s for s in fold["train"] if six[s] == six[group[0]]]
+    for everyone in (make_splits(samples)["folds"][0],  # the default: all
+                     make_splits(samples, calibration_patients=99)["folds"][0]):
+        assert len(everyone["calibrating"]) == 4  # every training patient but the validation
+    assert all(not f["calibrating"] for f in make_splits(samples, calibration_patients=1)[
+        "folds"])  # the validation patient alone: no extra fit
+    within = make_splits(samples, calibration="within", calibration_patients=3)
+    assert all(not f["calibrating"] for f in within["folds"])
+    for wrong in (0, "some", 2.5):
+        with pytest.raises(StflowError, match="calibration_patients.*Fix: give 'all' or a"):
+            make_splits(samples, calibration_patients=wrong)
+
+
 def test_calibrating_across_patients_is_refused_where_a_fold_trains_on_one_patient(tmp_path):
     samples = write_samples(tmp_path / "s.tsv", {"B1": "B", "C2": "C", "C3": "C"})
     assert [f["calibration"] for f in make_splits(samples)["folds"]] == ["within", "within"]
@@ -136,7 +157,8 @@ def test_cli_writes_splits_json(tmp_path):
                               "--folds-json", str(explicit)])
     args.func(args)
     assert json.loads(out.read_text()) == {"scheme": "explicit", "folds": [
-        {"name": "fold0", "train": ["A1"], "val": [], "test": ["D1"], "calibration": "within"}]}
+        {"name": "fold0", "train": ["A1"], "val": [], "test": ["D1"], "calibration": "within",
+        "calibrating": []}]}
 
 
 def test_samples_table_without_patient_column_is_refused(tmp_path):
@@ -222,5 +244,6 @@ def test_cli_writes_section_splits(tmp_path):
     args.func(args)
     written = json.loads(out.read_text())
     assert written["scheme"] == "section"
-    assert [{k: v for k, v in f.items() if k != "calibration"} for f in written["folds"]] == \
+    assert [{k: v for k, v in f.items() if k not in ("calibration", "calibrating")}
+            for f in written["folds"]] == \
         section_folds(PATIENTS, seed=2)

@@ -19,6 +19,7 @@ from stflow.config_checks import stop_on, with_defaults
 from stflow.study import Study, fold_members, synthetic_samples
 
 SCHEMA = load_schema(REPO / "config" / "schema.yaml")
+ALL_PATIENTS = {"calibration_patients": "all"}  # the default: every training patient
 HER2ST = ["B4", "C2", "C3", "C4", "C5", "C6"]
 
 
@@ -61,7 +62,8 @@ def test_the_study_imports_no_torch_numpy_pandas_anndata_or_scanpy():
         "config = with_defaults(yaml.safe_load(open('config/config.yaml')),\n"
         "                       load_schema('config/schema.yaml'))\n"
         "study = Study(config)\n"
-        "assert study.targets() and study.splits_settings('synthetic') == {'calibration': 'auto'}")
+        "assert study.targets() and study.splits_settings('synthetic') == "
+        "{'calibration': 'auto', 'calibration_patients': 'all'}")
     assert not loaded & HEAVY, sorted(loaded & HEAVY)
 
 
@@ -144,7 +146,8 @@ def test_a_fold_count_or_explicit_folds_decide_the_folds():
 def test_leaving_one_section_out_makes_one_fold_per_sample():
     study = study_of(splits={"scheme": "section"})
     assert study.folds("tiny") == [f"fold{i}" for i in range(len(study.samples("tiny")))]
-    assert study.splits_settings("tiny") == {"scheme": "section", "calibration": "auto"}
+    assert study.splits_settings("tiny") == {"scheme": "section", "calibration": "auto",
+                                             **ALL_PATIENTS}
 
 
 def test_fold_problems_of_every_dataset_stop_the_run_at_once_only_where_folds_are_asked():
@@ -224,7 +227,7 @@ def test_other_downloads_take_the_samples_and_hest_bench_fetches_the_task_folder
                                               "samples": ["a", "b"],
                                               "repo_id": "MahmoodLab/hest-bench"}
     assert bench.splits_settings("IDC") == {"hest_bench": "results/IDC/raw/IDC", "n_folds": 2,
-                                            "calibration": "auto"}
+                                            "calibration": "auto", **ALL_PATIENTS}
 
 
 def test_a_sheet_download_reads_the_sheet_and_ingest_reads_each_row(sheet):
@@ -256,10 +259,11 @@ def test_splits_settings_give_explicit_folds_their_names_else_the_count():
                                           {"name": "fold5", "test": ["P2S2"]}]})
     assert explicit.splits_settings("tiny") == {"folds": [
         {"name": "fold0", "test": ["P1S1"], "val": ["P2S1"]},
-        {"name": "fold5", "test": ["P2S2"]}], "calibration": "auto"}
+        {"name": "fold5", "test": ["P2S2"]}], "calibration": "auto", **ALL_PATIENTS}
     assert study_of(splits={"n_folds": 2}).splits_settings("tiny") == {"n_folds": 2,
-                                                                      "calibration": "auto"}
-    assert study_of().splits_settings("tiny") == {"calibration": "auto"}  # one patient out
+                                                                      "calibration": "auto", **ALL_PATIENTS}
+    # one patient out
+    assert study_of().splits_settings("tiny") == {"calibration": "auto", **ALL_PATIENTS}
 
 
 def test_calibrating_across_patients_is_refused_before_any_job_where_a_fold_has_one():

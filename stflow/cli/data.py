@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stflow.choices import CALIBRATIONS, HEST_REPO, MIN_FRACTION, SCHEMES, SOURCES
+from stflow.choices import ALL_PATIENTS, CALIBRATIONS, HEST_REPO, MIN_FRACTION, SCHEMES, SOURCES
 from stflow.cli.common import add_device
 from stflow.errors import input_error
 
@@ -87,7 +87,13 @@ def _run_splits(args: argparse.Namespace) -> None:
     folds = read_folds_json(args.folds_json) if args.folds_json else None
     write_splits(args.samples_tsv, args.out, n_folds=args.n_folds, folds=folds, seed=args.seed,
                  hest_bench=args.hest_bench_dir, scheme=args.scheme,
-                 folds_source=args.folds_json or "splits.folds", calibration=args.calibration)
+                 folds_source=args.folds_json or "splits.folds", calibration=args.calibration,
+                 calibration_patients=args.calibration_patients)
+
+
+def _patients(value: str) -> int | str:
+    """``--calibration-patients``: 'all' or a whole number."""
+    return value if value == ALL_PATIENTS else int(value)
 
 
 def _register_splits(subparsers: argparse._SubParsersAction) -> None:
@@ -111,6 +117,11 @@ def _register_splits(subparsers: argparse._SubParsersAction) -> None:
                    help="patient: validate (and calibrate) on one whole training patient, "
                    "refused where a fold has one; within: a training section or region; auto: "
                    "patient where a fold has two training patients")
+    p.add_argument("--calibration-patients", type=_patients, default=ALL_PATIENTS,
+                   help="under patient calibration, how many training patients calibrate a "
+                   "fold: the validation patient and up to N-1 more, each predicted by one "
+                   f"more fit without it ({ALL_PATIENTS!r}, the default: every one; 1: no "
+                   "extra fit)")
     p.set_defaults(func=_run_splits)
 
 

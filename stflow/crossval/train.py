@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from stflow.crossval.inputs import calibration_scope_of, read_fold
+from stflow.crossval.inputs import calibrating_of, calibration_scope_of, read_fold
 from stflow.data.loading import features_identity, load_slides, read_genes
 from stflow.models.progress import ProgressFile
 from stflow.records.deployment import describe_training, write_deployment
@@ -51,7 +51,8 @@ def train_fold(*, splits: str | Path, fold: str, genes: str | Path, st_dir: str 
     stages = ProgressFile(progress).stage if progress is not None else None
     trained = train_validated(model, train, val, params=params, search=search, refit=refit,
                               seed=seed, device=device, stages=stages,
-                              scope=calibration_scope_of(splits, fold))
+                              scope=calibration_scope_of(splits, fold),
+                              calibrating=calibrating_of(splits, fold))
     # the deployment record holds the settings the kept model was trained with
     deployment = describe_training(model, gene_list, features, train + val, features_dir,
                                    graph_dir, trained.effective_params, fold)

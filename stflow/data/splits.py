@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from stflow.atomic import read_json, write_json
-from stflow.choices import CALIBRATIONS, SCHEMES
+from stflow.choices import ALL_PATIENTS, CALIBRATIONS, SCHEMES
 from stflow.errors import StflowError, input_error
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,22 @@ def choose_val_patient(train: list[str], patients: dict[str, str],
         return choose_val(train, patients, rng)
     chosen = order[int(rng.integers(len(order)))]
     return [s for s in train if patients[s] == chosen]
+
+
+def calibrating_patients(fold: dict, patients: dict[str, str], most: int | str, seed: int
+                         ) -> list[list[str]]:
+    """The samples of further training patients that calibrate a fold validating on a whole
+    patient, one list per patient: up to ``most`` − 1 of them (``all``: every training
+    patient; else seeded, in the samples' order),
+    each predicted for the calibration by one more fit without it (inner leave one patient
+    out), so the fold's intervals pool several patients' out-of-patient residuals instead
+    of one patient's. None for a fold calibrated within its training patients."""
+    order = list(dict.fromkeys(patients[s] for s in fold["train"]))
+    if fold["calibration"] != "patient" or len(order) < 2:  # leaving the only one out
+        return []                                             # would leave nothing to fit
+    more = len(order) if most == ALL_PATIENTS else int(most) - 1
+    chosen = set(np.random.default_rng(seed).permutation(order)[:more].tolist())
+    return [[s for s in fold["train"] if patients[s] == p] for p in order if p in chosen]
 
 
 def calibration_scope(fold: dict, patients: dict[str, str]) -> str:
@@ -223,13 +239,16 @@ def bench_folds(bench_dir: str | Path, patients: dict[str, str], n_folds: int | 
 def make_splits(samples_tsv: str | Path, n_folds: int | None = None,
                 folds: list[dict] | None = None, seed: int = 0,
                 hest_bench: str | Path | None = None, scheme: str = "patient",
-                folds_source: str | Path = "splits.folds", calibration: str = "auto") -> dict:
+                folds_source: str | Path = "splits.folds", calibration: str = "auto",
+                calibration_patients: int | str = ALL_PATIENTS) -> dict:
     """The splits.json content for a samples table (``scheme`` records how it was split).
 
     ``folds`` are explicit folds to validate (``folds_source`` names where they came from in
     the errors); else HEST-bench's published ones, else patient folds, validating on a whole
     training patient unless ``calibration`` (intervals.calibration) is 'within'. Each fold
-    records whose spots calibrate its intervals (:func:`calibration_scope`)."""
+    records whose spots calibrate its intervals (:func:`calibration_scope`) and, where that
+    is a whole patient, further training patients that calibrate it too (``calibrating``:
+    up to ``calibration_patients`` − 1, or all; :func:`calibrating_patients`)."""
     if scheme not in SCHEMES:
         raise input_error("--scheme", f"unknown scheme '{scheme}'", f"use one of {SCHEMES}")
     if calibration not in CALIBRATIONS:
@@ -238,8 +257,14 @@ def make_splits(samples_tsv: str | Path, n_folds: int | None = None,
     patients = read_samples(samples_tsv)
     splits = _folds(patients, n_folds, folds, seed, hest_bench, scheme, folds_source,
                     calibration != "within")
+    if calibration_patients != ALL_PATIENTS and not (
+            isinstance(calibration_patients, int) and calibration_patients >= 1):
+        raise input_error("intervals.calibration_patients", f"is {calibration_patients!r}",
+                          f"give {ALL_PATIENTS!r} or a number from 1 (the validation patient "
+                          "alone) up")
     for fold in splits["folds"]:
         fold["calibration"] = calibration_scope(fold, patients)
+        fold["calibrating"] = calibrating_patients(fold, patients, calibration_patients, seed)
     within = [f["name"] for f in splits["folds"] if f["calibration"] == "within"]
     if calibration == "patient" and within:
         raise input_error(samples_tsv, f"folds {within} have fewer than two training patients "
@@ -271,11 +296,11 @@ def _folds(patients: dict[str, str], n_folds: int | None, folds: list[dict] | No
 def write_splits(samples_tsv: str | Path, out: str | Path, *, n_folds: int | None = None,
                  folds: list[dict] | None = None, seed: int = 0,
                  hest_bench: str | Path | None = None, scheme: str = "patient",
-                 folds_source: str | Path = "splits.folds", calibration: str = "auto"
-                 ) -> dict:
+                 folds_source: str | Path = "splits.folds", calibration: str = "auto",
+                 calibration_patients: int | str = ALL_PATIENTS) -> dict:
     """The splits stage: :func:`make_splits` written to ``out`` (splits.json)."""
     splits = make_splits(samples_tsv, n_folds, folds, seed, hest_bench, scheme, folds_source,
-                         calibration)
+                         calibration, calibration_patients)
     write_json(splits, out)
     log.info("%d folds (%s, seed %d) → %s", len(splits["folds"]), splits["scheme"], seed, out)
     return splits

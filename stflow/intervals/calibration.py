@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ CALIBRATION_JSON = "calibration.json"
 METHOD = "normalised split-conformal, per gene"
 DIFFICULTIES = ("constant", "shift", "level")
 LEVEL_BINS = 10
+MIN_CHOICE_SPOTS = 4  # below this, no two halves to choose the difficulty on: constant
 SHIFT_ROWS = 16384  # spots whitened at a time for their shift scores
 # whose spots calibrated the intervals -> what that promises
 SCOPES = {
@@ -248,23 +250,34 @@ def spot_intervals(calibration: Calibration, scores: np.ndarray, prediction: np.
                          calibration.describe(level, levels))
 
 
-def choose_difficulty(truth: np.ndarray, prediction: np.ndarray, relative_shift: np.ndarray,
-                      curve: LevelCurve, seed: int) -> tuple[str, list[dict[str, Any]]]:
-    """The candidate whose 90 % intervals are narrowest on held-back calibration spots.
+def candidate_scales(relative_shift: np.ndarray, curve: LevelCurve, prediction: np.ndarray
+                     ) -> dict[str, np.ndarray]:
+    """Every candidate difficulty of the same spots, by name."""
+    return {name: difficulty(name, relative_shift, curve, prediction) for name in DIFFICULTIES}
+
+
+def choose_difficulty(truth: np.ndarray, prediction: np.ndarray,
+                      scales: dict[str, np.ndarray], seed: int
+                      ) -> tuple[str, list[dict[str, Any]]]:
+    """The candidate (``scales``: :func:`candidate_scales`) whose 90 % intervals are
+    narrowest on held-back calibration spots.
 
     Width is in units of each gene's standard deviation on the calibration spots, averaged
     over the genes that vary there (a gene constant on a small held-out region would
     otherwise weigh without bound); each candidate is calibrated on one random half and
-    measured on the other, both ways round. Ties go to ``constant``, the simplest.
+    measured on the other, both ways round. Ties go to ``constant``, the simplest; so does
+    a calibration too small to split (fewer than :data:`MIN_CHOICE_SPOTS` spots).
     """
     n = len(truth)
+    if n < MIN_CHOICE_SPOTS:
+        return "constant", []
     order = np.random.default_rng(seed).permutation(n)
     halves = (order[: n // 2], order[n // 2:])
     spread = np.asarray(truth, np.float64).std(0)
     varies = spread > 1e-6
     rows = []
     for name in DIFFICULTIES:
-        scale = difficulty(name, relative_shift, curve, prediction)
+        scale = scales[name]
         scores = nonconformity(truth, prediction, scale)
         scale = scale if scale.ndim == 2 else scale[:, None]
         widths, covered = [], []
@@ -278,6 +291,58 @@ def choose_difficulty(truth: np.ndarray, prediction: np.ndarray, relative_shift:
                      "coverage": float(np.mean(covered))})
     best = min(rows, key=lambda r: (r["width_sd"], DIFFICULTIES.index(r["difficulty"])))
     return best["difficulty"], rows
+
+
+@dataclass
+class HeldOut:
+    """Calibration spots one predictor never trained on, with what their difficulty needs:
+    the shift scores in units of their median and the level curve, both of that predictor
+    (its own training spots), so every group's scores are in the units its difficulty
+    multiplies."""
+
+    truth: np.ndarray  # (n, G)
+    prediction: np.ndarray  # (n, G)
+    relative_shift: np.ndarray  # (n,)
+    curve: LevelCurve
+    described: str  # whose spots, for calibration.json
+
+    @property
+    def n_spots(self) -> int:
+        return len(self.truth)
+
+    def halves(self, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted indices of a seeded random half (to choose the difficulty on) and the
+        rest (to set the quantiles on)."""
+        order = np.random.default_rng(seed).permutation(self.n_spots)
+        return np.sort(order[: self.n_spots // 2]), np.sort(order[self.n_spots // 2:])
+
+    def scales(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        return candidate_scales(self.relative_shift[rows], self.curve, self.prediction[rows])
+
+
+def held_out(fit: tuple[np.ndarray, np.ndarray, np.ndarray],
+             held: tuple[np.ndarray, np.ndarray, np.ndarray], seed: int, described: str
+             ) -> tuple[HeldOut, ShiftReference, np.ndarray]:
+    """The held-out spots of one predictor from (features, truth, prediction) of the spots
+    it trained on (``fit``) and of the spots it did not (``held``); also the shift reference
+    fitted on its training features and the held spots' raw shift scores."""
+    shift = ShiftReference.fit(fit[0], seed=seed)
+    curve = LevelCurve.fit(fit[2], fit[1])
+    scores = shift.score(held[0])
+    relative = scores / max(float(np.median(scores)), 1e-12)
+    return HeldOut(held[1], held[2], relative, curve, described), shift, scores
+
+
+def inner_held_out(predictor: Any, fitted_on: list[Slide], held: list[Slide], seed: int
+                   ) -> HeldOut:
+    """A training patient's spots (``held``) predicted by ``predictor``, a fit on the other
+    training patients (``fitted_on``): out-of-patient residuals inside a fold."""
+    def stacked(slides: list[Slide]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return (np.concatenate([s.features for s in slides]),
+                np.concatenate([s.targets for s in slides]),
+                np.concatenate(predictor.predict(slides)))
+    return held_out(stacked(fitted_on), stacked(held), seed,
+                    f"{[s.sample for s in held]} by a fit without them")[0]
 
 
 def calibration_spots(train: list[Slide], val: list[Slide], val_fraction: float, seed: int
@@ -294,14 +359,17 @@ def calibration_spots(train: list[Slide], val: list[Slide], val_fraction: float,
 
 def calibrate(predictor: Any, train: list[Slide], val: list[Slide], seed: int,
               val_fraction: float = VAL_FRACTION, predictor_name: str = "the kept model",
-              scope: str = "within") -> Calibration | None:
-    """Calibrate on the validation spots with ``predictor``, a fit that never saw them.
+              scope: str = "within", others: Sequence[HeldOut] = ()) -> Calibration | None:
+    """Calibrate on the validation spots with ``predictor``, a fit that never saw them, and
+    on ``others``: further training patients, each predicted by a fit without it
+    (:func:`inner_held_out`), pooled with each patient weighted alike.
 
     ``scope``: 'patient' when the validation samples are patients none of the training
     samples has (the splits stage records it), else 'within'. The difficulty is chosen on
-    one random half of the spots and the quantiles are set on the other, so the choice does
-    not shrink the intervals it then scales. None (with a warning) when there are no
-    validation spots to calibrate on.
+    one random half of each group's spots and the quantiles are set on the other, so the
+    choice does not shrink the intervals it then scales. The shift flag's reference and
+    threshold are the kept predictor's (its validation spots). None (with a warning) when
+    there are no validation spots to calibrate on.
     """
     if not val and val_fraction <= 0:
         log.warning("no validation spots (no validation samples, nothing held out): the "
@@ -315,30 +383,40 @@ def calibrate(predictor: Any, train: list[Slide], val: list[Slide], seed: int,
     else:
         held = [s.subset(m) for s, m in zip(train, masks, strict=True)]
         predicted = [p[m] for p, m in zip(on_train, masks, strict=True)]
-    fitted = [(s.features[~m], s.targets[~m], p[~m]) for s, m, p in
-              zip(train, masks, on_train, strict=True)]
-    shift = ShiftReference.fit(np.concatenate([f[0] for f in fitted]), seed=seed)
-    curve = LevelCurve.fit(np.concatenate([f[2] for f in fitted]),
-                           np.concatenate([f[1] for f in fitted]))
-    truth = np.concatenate([s.targets for s in held])
-    prediction = np.concatenate(predicted)
-    shift_scores = shift.score(np.concatenate([s.features for s in held]))
+    fit = tuple(np.concatenate(parts) for parts in zip(*[
+        (s.features[~m], s.targets[~m], p[~m]) for s, m, p in
+        zip(train, masks, on_train, strict=True)], strict=True))
+    validation, shift, shift_scores = held_out(
+        fit, (np.concatenate([s.features for s in held]),
+              np.concatenate([s.targets for s in held]), np.concatenate(predicted)), seed, spots)
     shift.set_threshold(shift_scores)
-    shift_median = float(np.median(shift_scores))
-    relative_shift = shift_scores / max(shift_median, 1e-12)
-    order = np.random.default_rng(seed).permutation(len(truth))
-    choose, keep = np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2:])
-    chosen, candidates = choose_difficulty(truth[choose], prediction[choose],
-                                           relative_shift[choose], curve, seed)
-    scores = nonconformity(truth[keep], prediction[keep],
-                           difficulty(chosen, relative_shift[keep], curve, prediction[keep]))
+    groups = [validation, *others]
+    halves = [group.halves(seed + i) for i, group in enumerate(groups)]
+    choose = [rows for rows, _ in halves]
+    chosen, candidates = choose_difficulty(
+        np.concatenate([g.truth[r] for g, r in zip(groups, choose, strict=True)]),
+        np.concatenate([g.prediction[r] for g, r in zip(groups, choose, strict=True)]),
+        {name: np.concatenate([g.scales(r)[name] for g, r in zip(groups, choose, strict=True)])
+         for name in DIFFICULTIES}, seed)
+    scores = np.concatenate([
+        nonconformity(g.truth[keep], g.prediction[keep], g.scales(keep)[chosen])
+        for g, (_, keep) in zip(groups, halves, strict=True)])
+    kept = [len(keep) for _, keep in halves]
+    weights = (np.concatenate([np.full(n, 1.0 / max(n, 1)) for n in kept])
+               if len(groups) > 1 else None)
+    described = spots if not others else (
+        f"{spots} with the kept model, and the training patients' samples "
+        f"{'; '.join(g.described for g in others)}, each patient weighted alike")
     log.info("calibrated on %d spots (%s) with %s: difficulty '%s' (%s) chosen on %d of them, "
-             "quantiles set on the other %d; %s", len(truth), spots, predictor_name, chosen,
+             "quantiles set on the other %d; %s", sum(g.n_spots for g in groups), described,
+             predictor_name, chosen,
              ", ".join(f"{r['difficulty']} {r['width_sd']:.3f} sd" for r in candidates),
-             len(choose), len(keep), SCOPES[scope])
-    return Calibration(scores.astype(np.float32), chosen, shift, shift_median, curve,
-                       f"{spots}: difficulty chosen on {len(choose)} spots, quantiles set on "
-                       f"the other {len(keep)}", predictor_name, candidates, scope)
+             sum(len(r) for r in choose), sum(kept), SCOPES[scope])
+    return Calibration(scores.astype(np.float32), chosen, shift,
+                       float(np.median(shift_scores)), validation.curve,
+                       f"{described}: difficulty chosen on {sum(len(r) for r in choose)} "
+                       f"spots, quantiles set on the other {sum(kept)}", predictor_name,
+                       candidates, scope, weights)
 
 
 def save_calibration(calibration: Calibration | None, directory: str | Path) -> None:

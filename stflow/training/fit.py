@@ -8,12 +8,20 @@ the refit's epoch count or alpha, and the interval calibration.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from stflow.data.dataset import Slide
 from stflow.data.holdout import VAL_FRACTION
-from stflow.intervals.calibration import Calibration, calibrate, calibration_spots
+from stflow.errors import StflowError
+from stflow.intervals.calibration import (
+    Calibration,
+    HeldOut,
+    calibrate,
+    calibration_spots,
+    inner_held_out,
+)
 from stflow.models.progress import Stages, fit_following, stage_callback
 from stflow.models.registry import Estimator, build_estimator
 from stflow.models.search import SearchResult, check_space, search_fit
@@ -90,10 +98,13 @@ def check_request(model: str, params: dict[str, Any] | None, search: dict[str, A
 def train_validated(model: str, train: list[Slide], val: list[Slide], *,
                     params: dict[str, Any] | None = None, search: dict[str, Any] | None = None,
                     refit: bool = False, seed: int = 0, device: str = "auto",
-                    stages: Stages | None = None, scope: str = "within") -> TrainedModel:
+                    stages: Stages | None = None, scope: str = "within",
+                    calibrating: Sequence[Sequence[str]] = ()) -> TrainedModel:
     """Search (when asked) and fit on ``train`` selecting on ``val``, refit on both (when
     asked), and calibrate the intervals with a fit that never saw the validation spots
     (``scope``: 'patient' when ``val`` is patients ``train`` lacks, else 'within').
+    ``calibrating``: the samples of further training patients, each predicted for the
+    calibration by one more fit without it (:func:`inner_fits`).
     ``stages(name)`` follows every fit's epochs as they end ("trial N", "fit", "refit")."""
     params = dict(params or {})
     estimator, rows, result = fit_or_search(model, params, search, train, val, seed, device,
@@ -105,6 +116,8 @@ def train_validated(model: str, train: list[Slide], val: list[Slide], *,
     if getattr(estimator, "fits_on_validation", False):
         predictor, predictor_name = calibration_twin(model, selected, train, val,
                                                      val_fraction, seed, device, stages)
+    others = inner_fits(model, selected, train, val, calibrating, seed, device, stages,
+                        twin=predictor is not estimator)
     refit_with = None
     if refit:
         kept, rows, refit_with = refit_estimator(model, estimator, rows, selected,
@@ -112,7 +125,8 @@ def train_validated(model: str, train: list[Slide], val: list[Slide], *,
         if refit_with is not None:
             predictor_name = "the model before its refit on train + validation"
         estimator = kept
-    calibration = calibrate(predictor, train, val, seed, val_fraction, predictor_name, scope)
+    calibration = calibrate(predictor, train, val, seed, val_fraction, predictor_name, scope,
+                            others)
     return TrainedModel(model, estimator, rows, params, chosen, refit_with, result,
                         dict(search["space"]) if search else None, calibration)
 
@@ -128,3 +142,27 @@ def calibration_twin(model: str, params: dict[str, Any], train: list[Slide], val
     twin = build_estimator(model, params, seed, device=device)
     fit_following(twin, spots, [], stage_callback(stages, "calibration twin"))
     return twin, "a twin with the same settings fitted on the training spots alone"
+
+
+def inner_fits(model: str, params: dict[str, Any], train: list[Slide], val: list[Slide],
+               calibrating: Sequence[Sequence[str]], seed: int, device: str,
+               stages: Stages | None = None, twin: bool = False) -> list[HeldOut]:
+    """Out-of-patient residuals inside a fold: for each group of ``calibrating`` (one
+    training patient's samples), the model with the calibrating predictor's settings fitted
+    on the other training samples (selecting on ``val`` as the kept model did; a ``twin``
+    on the training samples alone) predicts that patient."""
+    groups = []
+    for i, samples in enumerate(calibrating, start=1):
+        held = [s for s in train if s.sample in set(samples)]
+        rest = [s for s in train if s.sample not in set(samples)]
+        if not held or not rest:
+            raise StflowError(f"calibrating samples {list(samples)}: not a part of the training "
+                              f"samples {[s.sample for s in train]}. Fix: re-run the splits "
+                              "stage")
+        log.info("calibration fit %d/%d: %s without %s", i, len(calibrating), model,
+                 list(samples))
+        fit = build_estimator(model, params, seed, device=device)
+        fit_following(fit, rest, [] if twin else val,
+                      stage_callback(stages, f"calibration fit {i}"))
+        groups.append(inner_held_out(fit, rest, held, seed))
+    return groups
