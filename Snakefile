@@ -5,13 +5,14 @@
 import os
 import sys
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 # the workflow's own library (also when used as a module, or with --directory elsewhere)
 sys.path.insert(0, str(workflow.current_basedir))
-from stflow.config import load_schema, replace_search_spaces, typed_like_schema
-from stflow.config_checks import check_config, her2st_sections, stop_on
+from stflow.config import replace_search_spaces, typed_like_schema
+from stflow.config_checks import check_config, her2st_sections, stop_on, with_defaults
+from stflow.schema import load_schema
 
 
 configfile: "config/config.yaml"
@@ -21,13 +22,14 @@ configfile: "config/config.yaml"
 replace_search_spaces(config, workflow.config_settings.overwrite_config)
 
 # --config 'genes={n_top: 50}' gives '50': read such values as the schema types them first
+# (the schema with the catalogues' model and encoder names and patch defaults put in)
 SCHEMA = load_schema(workflow.current_basedir.join("config/schema.yaml"))
 config.update(typed_like_schema(dict(config), SCHEMA))
 # every mistake at once (schema, cross-field rules, model parameters, search spaces, files),
 # before any job: one message, no traceback (stflow/config_checks.py)
 stop_on(check_config(config, SCHEMA, cwd=os.getcwd(), remote=workflow.remote_exec,
                      her2st=her2st_sections(str(workflow.current_basedir))))
-validate(config, "config/schema.yaml")  # passes now; fills in the schema's defaults
+config.update(with_defaults(config, SCHEMA))  # the schema's defaults filled in
 
 
 report: "workflow/report/workflow.rst"

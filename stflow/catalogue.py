@@ -1,8 +1,8 @@
 """The project's cross-cutting facts, defined once: sources, encoders, paper tables, default
 biomarkers and the her2st sections the download knows.
 
-The rules, the library, config/schema.yaml (checked against this by tests/test_catalogue.py)
-and the tests all read these, so no fact is restated and kept in sync by hand. Model facts
+The rules, the library, config/schema.yaml (its encoder names put in by stflow.schema) and
+the tests all read these, so no fact is restated and kept in sync by hand. Model facts
 live beside the models (:mod:`stflow.models.catalogue`). Standard library only: the Snakefile
 imports this while Snakemake parses it.
 """
@@ -20,6 +20,10 @@ HEST_BENCH_REPO = "MahmoodLab/hest-bench"
 ENCODERS = ("efficientnet_lite0", "ciga", "uni", "uni2_h", "gigapath", "h_optimus_0",
             "virchow2")
 TIMM_PREFIX = "timm:"
+
+# The share held out of each training slide for validation when a fold has no validation
+# sample (stflow.data.holdout; STFlow's val_fraction parameter defaults to it)
+VAL_FRACTION = 0.2
 
 # The paper's experiments as tables (stflow.evaluation.paper_tables): tables/{name}.tsv, .md
 PAPER_TABLES = ("methods", "priors", "denoisers", "ablations", "inference_time")

@@ -13,7 +13,7 @@ schema would refuse ``'50' is not of type 'integer'`` although the user wrote wh
 holds. Here a string becomes the number, boolean or null it spells wherever the schema wants
 that type (and not a string); anything else is left for the schema to refuse by name.
 
-Only the standard library (PyYAML when the schema is read): the workflow imports this
+Only the standard library (the schema itself is read by :mod:`stflow.schema`): the workflow imports this
 before any job, and the models' catalogue reads its :func:`spelled`.
 """
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 SCALARS = {"integer", "number", "boolean", "null"}
@@ -122,13 +121,6 @@ def typed_like_schema(value: Any, schema: dict, root: dict | None = None) -> Any
         if isinstance(items, dict):
             return [typed_like_schema(item, items, root) for item in value]
     return value
-
-
-def load_schema(path: str | Path) -> dict:
-    """The workflow's config schema (YAML)."""
-    import yaml
-
-    return yaml.safe_load(Path(path).read_text())
 
 
 def replace_search_spaces(config: dict, command_line: Mapping[str, Any]) -> None:

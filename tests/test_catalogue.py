@@ -24,6 +24,7 @@ from stflow.models.catalogue import (
     reads_graph,
 )
 from stflow.models.registry import build_estimator, init_parameters
+from stflow.schema import load_schema
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))
@@ -79,7 +80,7 @@ def test_ranges_are_refused_with_the_allowed_values():
 # --- the one catalogue of facts: the schema, the registries and the tables agree with it ---
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+SCHEMA = load_schema(REPO / "config" / "schema.yaml")
 
 
 def test_the_models_that_read_the_graph_are_those_whose_estimator_takes_k():
@@ -90,9 +91,10 @@ def test_the_models_that_read_the_graph_are_those_whose_estimator_takes_k():
     assert "stflow" in GRAPH_MODELS and "ridge" not in GRAPH_MODELS
 
 
-def test_the_schema_names_exactly_the_catalogue_s_models_encoders_and_sources():
+def test_the_schema_as_loaded_names_exactly_the_catalogue_s_models_encoders_and_sources():
     definitions = SCHEMA["definitions"]
-    assert definitions["model_name"]["enum"] == list(MODELS)
+    predict_model = SCHEMA["properties"]["predict"]["properties"]["model"]
+    assert definitions["model_name"]["enum"] == predict_model["enum"] == list(MODELS)
     pattern = definitions["encoder_name"]["pattern"]
     alternatives = pattern.removeprefix("^(").removesuffix(")$").split("|")
     assert alternatives == [*facts.ENCODERS, f"{facts.TIMM_PREFIX}[A-Za-z0-9_.-]+"]

@@ -12,7 +12,7 @@ import pytest
 from light_imports import HEAVY, top_level_modules_after
 from workflow_fixtures import REPO, TINY, snakemake, write_config
 
-from stflow.config import load_schema, replace_search_spaces, typed_like_schema
+from stflow.config import replace_search_spaces, typed_like_schema
 from stflow.config_checks import (
     bench_fold_count_problems,
     check_config,
@@ -32,6 +32,7 @@ from stflow.config_checks import (
     seed_problems,
     with_defaults,
 )
+from stflow.schema import load_schema
 
 SCHEMA = load_schema(REPO / "config" / "schema.yaml")
 HER2ST = her2st_sections(REPO)
@@ -364,7 +365,7 @@ def test_one_config_with_several_mistakes_reports_all_of_them(tmp_path):
 def test_the_checks_import_no_torch_numpy_pandas_or_anndata():
     loaded = top_level_modules_after(
         "import yaml\n"
-        "from stflow.config import load_schema\n"
+        "from stflow.schema import load_schema\n"
         "from stflow.config_checks import check_config, her2st_sections\n"
         "config = yaml.safe_load(open('config/config.yaml'))\n"
         "config['model_params'] = {'stflow': {'lr': 'fast'}}\n"

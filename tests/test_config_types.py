@@ -19,9 +19,10 @@ import pytest
 from snakemake.cli import parse_config
 from workflow_fixtures import REPO, TINY
 
-from stflow.config import load_schema, typed_like_schema
+from stflow.config import typed_like_schema
 from stflow.config_checks import check_config, her2st_sections, with_defaults
 from stflow.errors import StflowError
+from stflow.schema import load_schema
 from stflow.study import Study
 
 SCHEMA = load_schema(REPO / "config" / "schema.yaml")

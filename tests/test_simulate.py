@@ -15,12 +15,12 @@ from scipy import ndimage
 
 from stflow.atomic import sha256_file
 from stflow.cli.data import register
-from stflow.config import load_schema
 from stflow.config_checks import check_config, her2st_sections, with_defaults
 from stflow.data.simulator import SPOT_COLUMNS, simulate
 from stflow.data.simulator.expression import Batch, make_programme
 from stflow.data.simulator.image import EOSIN, HAEMATOXYLIN, SHIFT, Stain
 from stflow.errors import StflowError
+from stflow.schema import load_schema
 from stflow.study import Study
 
 REPO = Path(__file__).resolve().parents[1]
@@ -395,8 +395,8 @@ def test_the_cohort_benchmark_measures_under_coverage_of_a_shifted_patient() -> 
 
 def test_the_schema_refuses_what_the_simulator_cannot_honour():
     """A config the checks pass must simulate: the schema's floors are the simulator's."""
-    from stflow.config import load_schema
     from stflow.data.simulator import MIN_GRID, MIN_NOISE_GENES, programme_size
+    from stflow.schema import load_schema
 
     schema = load_schema(Path(__file__).resolve().parents[1] / "config" / "schema.yaml")
     simulate = schema["properties"]["simulate"]["properties"]

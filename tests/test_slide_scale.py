@@ -4,6 +4,7 @@ time with the same numbers as in one piece."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import anndata as ad
@@ -16,13 +17,13 @@ from slide_models import ENCODER, GENES, deployable_model, grid_slide
 from slides import aperio_slide
 
 import stflow.deploy.predict_slide as predict_module
-from stflow.cli import main
-from stflow.cli.deploy import DEFAULT_MAX_SPOTS as CLI_MAX_SPOTS
+from stflow.choices import DEFAULT_MAX_SPOTS
+from stflow.cli import build_parser, main
 from stflow.data.encoders.registry import load_encoder
 from stflow.deploy.chunked_h5ad import write_h5ad_in_chunks
 from stflow.deploy.predict_slide import DeployedModel, SlideOptions, predict_slides
 from stflow.deploy.slide_maps import spot_raster
-from stflow.deploy.spot_budget import DEFAULT_MAX_SPOTS, lattice_estimate
+from stflow.deploy.spot_budget import lattice_estimate
 from stflow.deploy.spot_grid import SpotLayout, virtual_spots
 from stflow.intervals.calibration import apply_calibration
 from stflow.models.registry import build_estimator
@@ -263,7 +264,9 @@ def test_many_spots_are_drawn_as_a_raster_of_mean_values():
 
 
 def test_the_cli_and_the_library_default_to_the_same_spot_cap():
-    assert CLI_MAX_SPOTS == DEFAULT_MAX_SPOTS == SlideOptions().max_spots
+    (commands,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    cli_default = commands.choices["predict-slide"].get_default("max_spots")
+    assert cli_default == DEFAULT_MAX_SPOTS == SlideOptions().max_spots == 3_000_000
 
 
 @pytest.mark.slow

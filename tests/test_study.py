@@ -14,8 +14,9 @@ from snakemake.exceptions import WorkflowError
 from workflow_fixtures import REPO, TINY
 
 from stflow.catalogue import PAPER_TABLES
-from stflow.config import Problem, load_schema
+from stflow.config import Problem
 from stflow.config_checks import stop_on, with_defaults
+from stflow.schema import load_schema
 from stflow.study import Study, fold_members, synthetic_samples
 
 SCHEMA = load_schema(REPO / "config" / "schema.yaml")
@@ -56,7 +57,7 @@ def sheet(tmp_path: Path) -> Path:
 def test_the_study_imports_no_torch_numpy_pandas_anndata_or_scanpy():
     loaded = top_level_modules_after(
         "import yaml\n"
-        "from stflow.config import load_schema\n"
+        "from stflow.schema import load_schema\n"
         "from stflow.config_checks import with_defaults\n"
         "from stflow.study import Study\n"
         "config = with_defaults(yaml.safe_load(open('config/config.yaml')),\n"

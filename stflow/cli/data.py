@@ -7,7 +7,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stflow.choices import ALL_PATIENTS, CALIBRATIONS, HEST_REPO, MIN_FRACTION, SCHEMES, SOURCES
+from stflow.choices import (
+    ALL_PATIENTS,
+    CALIBRATIONS,
+    HEST_REPO,
+    MIN_FRACTION,
+    MIN_TISSUE,
+    PATCH_SIZE_PX,
+    PATCH_SIZE_UM,
+    SCHEMES,
+    SOURCES,
+)
 from stflow.cli.common import add_device
 from stflow.errors import input_error
 
@@ -180,9 +190,10 @@ def _register_patches(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--st", required=True, help="ingested st/{sample}.h5ad")
     parser.add_argument("--out", required=True, help="output patches/{sample}.h5")
     parser.add_argument("--qc", default=None, help="QC thumbnail PNG (kept green, dropped red)")
-    parser.add_argument("--size-um", type=float, default=112.0, help="patch side in microns")
-    parser.add_argument("--size-px", type=int, default=224, help="patch side in pixels")
-    parser.add_argument("--min-tissue", type=float, default=0.5,
+    parser.add_argument("--size-um", type=float, default=float(PATCH_SIZE_UM),
+                        help="patch side in microns")
+    parser.add_argument("--size-px", type=int, default=PATCH_SIZE_PX, help="patch side in pixels")
+    parser.add_argument("--min-tissue", type=float, default=MIN_TISSUE,
                         help="drop patches with a smaller tissue fraction")
     parser.add_argument("--threads", type=int, default=None,
                         help="image reader threads (default: up to 4, from the CPUs)")

@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 
 from stflow.catalogue import DEFAULT_BIOMARKERS
+from stflow.choices import DEFAULT_MAX_SPOTS
 from stflow.cli.common import add_device, json_object
 from stflow.cli.models import add_training, progress_path
-
-DEFAULT_MAX_SPOTS = 3_000_000  # stflow.deploy.spot_budget's, not imported: --help stays fast
 
 
 def _run_train_final(args: argparse.Namespace) -> None:

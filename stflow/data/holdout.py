@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from stflow.catalogue import VAL_FRACTION as VAL_FRACTION  # the one definition
 from stflow.errors import input_error
-
-VAL_FRACTION = 0.2  # the share held out of a training slide when a fold has no validation one
 
 
 def nearest_spots(coords: np.ndarray, centre: int, n: int) -> np.ndarray:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stflow.choices import PATCH_SIZE_UM
 from stflow.config import Problem as ConfigProblem
 from stflow.errors import StflowError, input_error
 
@@ -53,7 +54,6 @@ BIN_FOLDER = re.compile(r"^square_(\d{3})um$")
 HD_POSITIONS = "tissue_positions.parquet"
 FEATURE_SLICE = "feature_slice.h5"
 HD_DEFAULT_BIN_UM = 16
-PATCH_UM = 112  # the patch a spot is predicted from; a default bin is smaller
 HD_SCALE_KEYS = ("bin_size_um", "spot_diameter_fullres", "microns_per_pixel")  # the reader's
 FORMAT = ("columns sample, patient and either spaceranger (+ image) or image + counts + "
           "positions, optional um_per_px and bin_um; see README, 'Your own data'")
@@ -164,7 +164,7 @@ def default_bin_um(sizes: list[int]) -> int | None:
     """16 µm when present, else the largest size below the 112 µm patch (None: none is)."""
     if HD_DEFAULT_BIN_UM in sizes:
         return HD_DEFAULT_BIN_UM
-    return max((s for s in sizes if s < PATCH_UM), default=None)
+    return max((s for s in sizes if s < PATCH_SIZE_UM), default=None)
 
 
 def hd_bin_folder(outs: Path, bin_um: int) -> Path:
@@ -230,7 +230,7 @@ def _hd_problems(outs: Path, bin_cell: str) -> list[tuple[str, str, str]]:
         bin_um = default_bin_um(sizes)
         if bin_um is None:
             return [("bin_um", f"empty, and {outs}/{BINNED} has no bin size below "
-                     f"{PATCH_UM} µm (it has {listed} µm)", f"give one of {listed}")]
+                     f"{PATCH_SIZE_UM} µm (it has {listed} µm)", f"give one of {listed}")]
     missing = [p for p in hd_bin_files(outs, bin_um) if not p.is_file()]
     names = [str(p.relative_to(outs)) for p in missing]
     if feature_slice(outs) is None:

@@ -32,6 +32,7 @@ from PIL import Image
 
 from stflow import __version__
 from stflow.catalogue import DEFAULT_BIOMARKERS
+from stflow.choices import DEFAULT_MAX_SPOTS
 from stflow.data.dataset import Slide
 from stflow.data.graph import knn_graph
 from stflow.data.patches.readers import SlideReader, open_slide
@@ -42,7 +43,7 @@ from stflow.deploy.given_features import FeatureStore, open_feature_store
 from stflow.deploy.slide_anndata import slide_anndata
 from stflow.deploy.slide_maps import write_maps
 from stflow.deploy.slide_rows import SlideRows
-from stflow.deploy.spot_budget import DEFAULT_MAX_SPOTS, check_spot_count, lattice_estimate
+from stflow.deploy.spot_budget import check_spot_count, lattice_estimate
 from stflow.deploy.spot_grid import LAYOUTS, SpotLayout, VirtualSpots, given_spots, virtual_spots
 from stflow.deploy.window_embedding import StreamTimes, embed_windows
 from stflow.device import resolve_device

@@ -13,8 +13,6 @@ import numpy as np
 from stflow.deploy.spot_grid import HEX_ROW, SpotLayout
 from stflow.errors import input_error
 
-DEFAULT_MAX_SPOTS = 3_000_000
-
 
 def lattice_estimate(mask: np.ndarray, scale: float, mpp: float, layout: SpotLayout) -> int:
     """About how many lattice spots the tissue ``mask`` holds (``scale``: level-0 pixels

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from stflow.catalogue import VAL_FRACTION
 from stflow.config import spelled
 
 PRIOR_NAMES = ("zinb", "zinb-fitted", "zero", "gaussian")
@@ -139,8 +140,7 @@ STFLOW_PARAMS: dict[str, Param] = {
     "n_samples": _int(1),
     "regions_per_slide": _int(8),
     "regions_per_step": _int(4),
-    # stflow.data.holdout.VAL_FRACTION (that module needs numpy; the test keeps them equal)
-    "val_fraction": _float(0.2, low_open=True, high=1, high_open=True),
+    "val_fraction": _float(VAL_FRACTION, low_open=True, high=1, high_open=True),
     "length_scale_um": _float(100.0, low_open=True),
     "chunk_size": _int(8192),
     "target_scaling": _choice("standard", TARGET_SCALINGS),

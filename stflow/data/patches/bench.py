@@ -18,6 +18,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from stflow.atomic import atomic_output
+from stflow.choices import PATCH_SIZE_PX, PATCH_SIZE_UM
 from stflow.data.patches.extract import BLOCK, PatchSummary
 from stflow.data.patches.qc import draw_qc
 from stflow.errors import input_error
@@ -68,7 +69,7 @@ def _open_bench(path: Path) -> Iterator[h5py.File]:
 
 def patches_from_bench_h5(bench_h5: str | Path, centres_px: np.ndarray, *, mpp: float,
                           barcodes: Sequence[str], out: str | Path, sample: str,
-                          size_um: float = 112.0, size_px: int = 224,
+                          size_um: float = float(PATCH_SIZE_UM), size_px: int = PATCH_SIZE_PX,
                           qc_png: str | Path | None = None, **_: object) -> PatchSummary:
     """Write ``out`` (our patches layout) from a bench patch file, in the ingested order."""
     bench_h5 = Path(bench_h5)

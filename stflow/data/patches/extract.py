@@ -18,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from stflow.atomic import atomic_output
+from stflow.choices import MIN_TISSUE, PATCH_SIZE_PX, PATCH_SIZE_UM
 from stflow.data.patches.qc import draw_qc
 from stflow.data.patches.readers import SlideReader, open_slide
 from stflow.data.patches.tissue import tissue_mask, window_fractions
@@ -80,7 +81,8 @@ def _check_inside(reader: SlideReader, centres: np.ndarray, barcodes: Sequence[s
 
 def extract_patches(image_path: str | Path, centres_px: np.ndarray, *, mpp: float,
                     barcodes: Sequence[str], out: str | Path, sample: str | None = None,
-                    size_um: float = 112.0, size_px: int = 224, min_tissue: float = 0.5,
+                    size_um: float = float(PATCH_SIZE_UM), size_px: int = PATCH_SIZE_PX,
+                    min_tissue: float = MIN_TISSUE,
                     qc_png: str | Path | None = None, workers: int | None = None) -> PatchSummary:
     """Write ``out`` (HEST layout) with one ``size_um`` window per spot, resized to ``size_px``.
 
