@@ -32,13 +32,14 @@ import pandas as pd
 import yaml
 from PIL import Image
 
+from stflow.choices import PATCH_SIZE_UM
 from stflow.data.dataset import Slide
 from stflow.data.simulator import simulate
 from stflow.intervals.conformal import conformal_quantile, interval, nonconformity
 from stflow.models.baselines.ridge import PCARidge
 
 REPO = Path(__file__).resolve().parents[1]
-PATCH_UM = 112.0
+PATCH_UM = float(PATCH_SIZE_UM)
 CALIBRATION_SHARE = 0.25
 RIDGE_ALPHA = 1.0
 

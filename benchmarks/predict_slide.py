@@ -47,10 +47,12 @@ from pathlib import Path
 
 import numpy as np
 
+from stflow.choices import MIN_TISSUE, PATCH_SIZE_PX, PATCH_SIZE_UM
+
 MPP = 0.25
 TILE = 256
 TISSUE_SHARE = 0.6  # of the image area, covered by the tissue ellipse
-PATCH_UM, PATCH_PX = 112.0, 224
+PATCH_UM, PATCH_PX = float(PATCH_SIZE_UM), PATCH_SIZE_PX
 BARE_MAX = 4096  # windows held in memory for the bare forward (the first ones embedded)
 
 
@@ -128,7 +130,7 @@ def part_tissue(slide: str, work: Path, pitch_um: float, layout: str) -> dict:
         thumb, scale = reader.thumbnail(2048)
         mask, _ = tissue_mask(np.asarray(thumb))
         spots = virtual_spots(mask, scale, reader.width, reader.height, MPP,
-                              SpotLayout(pitch_um, layout), PATCH_UM, 0.5)
+                              SpotLayout(pitch_um, layout), PATCH_UM, MIN_TISSUE)
     seconds = time.perf_counter() - start
     np.save(work / "centres.npy", spots.centres_px)
     return {"spots": spots.n, "seconds_timed": seconds}

@@ -45,6 +45,7 @@ import torch
 from PIL import Image, ImageFilter
 from scipy.stats import rankdata
 
+from stflow.choices import MIN_TISSUE, PATCH_SIZE_PX, PATCH_SIZE_UM
 from stflow.data.encoders import Encoder, load_encoder
 from stflow.data.patches.extract import THUMB_SIDE
 from stflow.data.patches.readers import SlideReader, open_slide
@@ -57,7 +58,7 @@ from stflow.deploy.window_embedding import embed_windows
 from stflow.intervals.shift import ShiftReference
 
 REPO = Path(__file__).resolve().parents[1]
-PATCH_UM, PATCH_PX, MIN_TISSUE = 112.0, 224, 0.5
+PATCH_UM, PATCH_PX = float(PATCH_SIZE_UM), PATCH_SIZE_PX
 Transform = Callable[[np.ndarray], np.ndarray]
 
 

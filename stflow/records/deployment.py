@@ -21,6 +21,7 @@ import numpy as np
 
 from stflow import __version__
 from stflow.atomic import read_json, write_json
+from stflow.choices import MIN_TISSUE
 from stflow.data.dataset import Slide
 from stflow.data.spot_layout import LAYOUTS, SpotLayout, measure_layout
 from stflow.errors import check_field_types, input_error
@@ -77,7 +78,7 @@ def patch_settings(patch_files: Sequence[Path]) -> tuple[float, int, float] | No
         with h5py.File(path, "r") as h5:
             attrs = h5.attrs
             found.add((round(float(attrs["patch_size_um"]), 6), int(attrs["patch_size_px"]),
-                       float(attrs.get("min_tissue", 0.5))))
+                       float(attrs.get("min_tissue", MIN_TISSUE))))
     if len(found) != 1:
         log.warning("training patches differ in size or tissue filter (%s): deploy.json is not "
                     "written", sorted(found))
