@@ -44,8 +44,9 @@ class Section:
 
 def write_10x_h5(path: Path, counts: sp.spmatrix | np.ndarray, barcodes: list[str],
                  names: list[str], ids: list[str] | None = None,
-                 library_id: str = "sample") -> None:
-    """A filtered_feature_bc_matrix.h5 in the 10x v3 layout (genes x barcodes, CSC)."""
+                 library_id: str = "sample", feature_types: list[str] | None = None) -> None:
+    """A filtered_feature_bc_matrix.h5 in the 10x v3 layout (genes x barcodes, CSC);
+    ``feature_types`` default to "Gene Expression" (Xenium adds its control features)."""
     matrix = sp.csc_matrix(sp.csr_matrix(counts).T)
     ids = ids if ids is not None else [f"ENSG{i:05d}" for i in range(len(names))]
     with h5py.File(path, "w") as f:
@@ -61,7 +62,8 @@ def write_10x_h5(path: Path, counts: sp.spmatrix | np.ndarray, barcodes: list[st
         features = group.create_group("features")
         features["id"] = np.array(ids, dtype="S")
         features["name"] = np.array(names, dtype="S")
-        features["feature_type"] = np.array(["Gene Expression"] * len(names), dtype="S")
+        features["feature_type"] = np.array(feature_types or ["Gene Expression"] * len(names),
+                                            dtype="S")
         features["genome"] = np.array(["GRCh38"] * len(names), dtype="S")
         features["_all_tag_keys"] = np.array(["genome"], dtype="S")
 

@@ -34,6 +34,9 @@ from stflow.errors import StflowError, input_error
 log = logging.getLogger(__name__)
 
 EXCLUDED_SUBSTRINGS = ("BLANK", "Control")
+# Xenium features that are no gene beyond HEST's two: unassigned and deprecated codewords,
+# genomic (intergenic) control probes
+XENIUM_NON_GENES = ("Codeword", "Intergenic_Region")
 GENE_SCOPES = {  # genes.json "scope" → what it means for the scores made on those genes
     "study": "chosen once by HEST's protocol from every section, test sections included "
              "(optimistic for a new patient; comparable with HEST-bench and the paper)",
@@ -44,6 +47,12 @@ GENE_SCOPES = {  # genes.json "scope" → what it means for the scores made on t
     "list": "a fixed list from the config",
     "unknown": "not recorded (files written before stflow recorded the gene scope)",
 }
+
+
+def is_xenium_gene(name: str) -> bool:
+    """Whether a Xenium feature is a panel gene: HEST's exclusions (control probes, blank
+    codewords) and Xenium's other non-gene features dropped."""
+    return not any(s in name for s in (*EXCLUDED_SUBSTRINGS, *XENIUM_NON_GENES))
 
 
 def _check_exists(path: Path) -> None:

@@ -14,7 +14,11 @@ A tab-separated file (Snakemake-catalogue style) with the columns
   with ``counts``/``positions``);
 - ``bin_um`` (Visium HD folders only, those with ``binned_outputs/``): which binned output
   to read, one of the sizes present; empty means 16 µm when present, else the largest size
-  below 112 µm (the patch width: a bin is predicted from the patch around it).
+  below 112 µm (the patch width: a bin is predicted from the patch around it);
+- or ``xenium`` (a Xenium output folder) + ``image`` (the H&E) + ``alignment`` (its
+  ``*_imagealignment.csv`` from Xenium Explorer), optional ``unit`` (``transcripts`` or
+  ``cells``) and ``bin_um`` (the side of the square bins, any positive µm);
+  :mod:`stflow.data.xenium_sheet` checks these rows.
 
 Relative paths are read from the sheet's folder. Every problem of the sheet is collected
 and reported at once, naming line, sample and column. Only the standard library is
@@ -35,12 +39,21 @@ from typing import Any
 
 from stflow.choices import PATCH_SIZE_UM
 from stflow.config import Problem as ConfigProblem
+from stflow.data.xenium_sheet import (
+    DEFAULT_BIN_UM,
+    DEFAULT_UNIT,
+    UNIT_FILES,
+    bin_um_of,
+    xenium_files,
+    xenium_problems,
+)
 from stflow.errors import StflowError, input_error
 
 REQUIRED = ("sample", "patient")
 TABLE_COLUMNS = ("image", "counts", "positions")
-COLUMNS = ("sample", "patient", "spaceranger", "image", "counts", "positions", "um_per_px",
-           "bin_um")
+COLUMNS = ("sample", "patient", "spaceranger", "xenium", "image", "alignment", "counts",
+           "positions", "um_per_px", "unit", "bin_um")
+XENIUM_ONLY = ("alignment", "unit")  # columns that only a Xenium row may fill
 NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 MATRIX = "filtered_feature_bc_matrix.h5"
 POSITION_FILES = ("tissue_positions.csv", "tissue_positions_list.csv")
@@ -55,8 +68,9 @@ HD_POSITIONS = "tissue_positions.parquet"
 FEATURE_SLICE = "feature_slice.h5"
 HD_DEFAULT_BIN_UM = 16
 HD_SCALE_KEYS = ("bin_size_um", "spot_diameter_fullres", "microns_per_pixel")  # the reader's
-FORMAT = ("columns sample, patient and either spaceranger (+ image) or image + counts + "
-          "positions, optional um_per_px and bin_um; see README, 'Your own data'")
+FORMAT = ("columns sample, patient and either spaceranger (+ image), xenium (+ image + "
+          "alignment) or image + counts + positions, optional um_per_px, unit and bin_um; see "
+          "README, 'Your own data'")
 
 
 @dataclass(frozen=True)
@@ -71,7 +85,11 @@ class SheetRow:
     counts: Path | None = None
     positions: Path | None = None
     um_per_px: float | None = None
-    bin_um: int | None = None  # Visium HD rows: the binned output read (always set for them)
+    bin_um: float | None = None  # HD rows: the binned output read (a whole number); Xenium
+    # rows: the side of the square bins (always set for both)
+    xenium: Path | None = None  # the Xenium output folder
+    alignment: Path | None = None  # Xenium rows: H&E px -> Xenium px
+    unit: str | None = None  # Xenium rows: "transcripts" or "cells" (always set for them)
     line: int = 0
 
     def to_params(self) -> dict[str, str | float | None]:
@@ -81,11 +99,16 @@ class SheetRow:
                 "counts": str(self.counts) if self.counts else None,
                 "positions": str(self.positions) if self.positions else None,
                 "um_per_px": self.um_per_px,
-                # only HD rows carry it: the params of Visium rows, and so their ingests, stay
-                **({"bin_um": self.bin_um} if self.bin_um is not None else {})}
+                # only HD and Xenium rows carry these: the params of Visium rows, and so their
+                # ingests, stay as they were
+                **({"bin_um": self.bin_um} if self.bin_um is not None else {}),
+                **({"xenium": str(self.xenium), "alignment": str(self.alignment),
+                    "unit": self.unit} if self.xenium is not None else {})}
 
     def files(self) -> list[Path]:
         """The files ingest reads for this row (a newer one reruns the sample's ingest)."""
+        if self.xenium is not None and self.alignment is not None and self.unit is not None:
+            return [self.image, self.alignment, *xenium_files(self.xenium, self.unit)]
         if self.spaceranger is not None and self.bin_um is not None:
             found = [feature_slice(self.spaceranger), *hd_bin_files(self.spaceranger, self.bin_um)]
             return [self.image] + [p for p in found if p is not None]
@@ -102,11 +125,14 @@ class SheetRow:
             return Path(params[key]) if params.get(key) else None
 
         um, bin_um = params.get("um_per_px"), params.get("bin_um")
+        if bin_um is not None:  # HD bins name folders by whole µm
+            bin_um = float(bin_um) if params.get("xenium") else int(bin_um)
         return cls(sample=str(params["sample"]), patient=str(params["patient"]),
                    image=Path(params["image"]), spaceranger=path("spaceranger"),
                    counts=path("counts"), positions=path("positions"),
-                   um_per_px=None if um is None else float(um),
-                   bin_um=None if bin_um is None else int(bin_um))
+                   um_per_px=None if um is None else float(um), bin_um=bin_um,
+                   xenium=path("xenium"), alignment=path("alignment"),
+                   unit=params.get("unit"))
 
 
 @dataclass(frozen=True)
@@ -340,12 +366,14 @@ def _header_problems(line: int, header: list[str]) -> list[Problem]:
                  for c in header if c not in COLUMNS]
     problems += [Problem(line, "", c, "column appears twice", "keep one")
                  for c in sorted({c for c in header if header.count(c) > 1})]
-    if "spaceranger" not in header and not all(c in header for c in TABLE_COLUMNS):
+    if ("spaceranger" not in header and "xenium" not in header
+            and not all(c in header for c in TABLE_COLUMNS)):
         missing = [c for c in TABLE_COLUMNS if c not in header]
         problems.append(Problem(line, "", "spaceranger", "column is missing, and so are "
-                                f"{missing}: the sheet does not say where the data are",
-                                "add a spaceranger column (Space Ranger outs/ folders) or "
-                                "the columns image, counts and positions"))
+                                f"{missing} and xenium: the sheet does not say where the data "
+                                "are", "add a spaceranger column (Space Ranger outs/ folders), "
+                                "a xenium column (Xenium output folders, with image and "
+                                "alignment) or the columns image, counts and positions"))
     return problems
 
 
@@ -379,6 +407,14 @@ def _row_problems(number: int, row: dict[str, str], base: Path,
     if um_cell and um is None:
         bad("um_per_px", f"{um_cell!r} is not a positive number",
             "give microns per level-0 pixel of the image, e.g. 0.5")
+    if row.get("xenium"):
+        for column, problem, fix in _xenium_row_problems(row, base):
+            bad(column, problem, fix)
+        return out
+    for column in XENIUM_ONLY:
+        if row.get(column):
+            bad(column, f"{row[column]!r} given for a row that is not a Xenium folder",
+                f"remove it: {column} applies to rows with a xenium folder")
     spaceranger, table = row.get("spaceranger", ""), [row.get(c, "") for c in TABLE_COLUMNS]
     if spaceranger and (row.get("counts") or row.get("positions")):
         bad("spaceranger", "given together with counts/positions",
@@ -386,9 +422,9 @@ def _row_problems(number: int, row: dict[str, str], base: Path,
     elif not spaceranger and not all(table):
         missing = [c for c, v in zip(TABLE_COLUMNS, table, strict=True) if not v]
         bad("spaceranger" if not any(table) else missing[0],
-            f"no data: spaceranger is empty and so are {missing}",
-            "give a Space Ranger outs/ folder (spaceranger + image), or image + counts + "
-            "positions")
+            f"no data: spaceranger and xenium are empty and so are {missing}",
+            "give a Space Ranger outs/ folder (spaceranger + image), a Xenium output folder "
+            "(xenium + image + alignment), or image + counts + positions")
     for column in ("spaceranger", *TABLE_COLUMNS):
         if not row.get(column):
             continue
@@ -410,7 +446,7 @@ def _row_problems(number: int, row: dict[str, str], base: Path,
     if row.get("bin_um") and _not_hd(spaceranger, base):
         bad("bin_um", f"{row['bin_um']!r} given for a row that is not a Visium HD folder",
             f"remove it: bin_um chooses the binned output ({BINNED}/square_NNNum) of a "
-            "Visium HD outs/ folder")
+            "Visium HD outs/ folder, or the bin size of a Xenium row")
     if not spaceranger and row.get("image") and not um_cell:
         bad("um_per_px", "empty, and an image with counts + positions does not say its µm/px",
             "give microns per level-0 pixel of the image (from the scanner or the slide "
@@ -419,6 +455,43 @@ def _row_problems(number: int, row: dict[str, str], base: Path,
         bad("image", "empty: a Space Ranger outs/ folder does not include the full-resolution "
             "H&E", "give the image Space Ranger was run on (the one its pxl_*_in_fullres "
             "positions refer to)")
+    return out
+
+
+def _xenium_row_problems(row: dict[str, str], base: Path) -> list[tuple[str, str, str]]:
+    """Every problem of a row with a ``xenium`` folder, as (column, problem, fix)."""
+    out = [(c, "given together with xenium", "give one source of data per row: a Xenium "
+            "folder, a Space Ranger folder or counts + positions")
+           for c in ("spaceranger", "counts", "positions") if row.get(c)]
+    if row.get("um_per_px"):
+        out.append(("um_per_px", "given for a Xenium row, whose alignment fixes the H&E's "
+                    "µm/px", "remove it (the alignment's scale times experiment.xenium's "
+                    "pixel_size is used)"))
+    unit = row.get("unit") or DEFAULT_UNIT
+    if unit not in UNIT_FILES:
+        out.append(("unit", f"{unit!r} is not a unit", f"give one of {list(UNIT_FILES)} "
+                    f"(empty: {DEFAULT_UNIT})"))
+    paths: dict[str, Path | None] = {}
+    for column, needed in (("xenium", ""), ("image", "the H&E the alignment was made on"),
+                           ("alignment", "the *_imagealignment.csv Xenium Explorer exported "
+                            "for this H&E")):
+        paths[column] = _path(row[column], base) if row.get(column) else None
+        if paths[column] is None:
+            out.append((column, "empty: a Xenium row places its bins on the H&E through "
+                        "the alignment", f"give {needed}"))
+        elif not paths[column].exists():
+            out.append((column, f"{paths[column]} does not exist", "correct the path "
+                        "(relative paths are read from the sheet's folder)"))
+            paths[column] = None
+        elif column != "xenium" and not paths[column].is_file():
+            out.append((column, f"{paths[column]} is not a file", "give the file itself"))
+            paths[column] = None
+    if paths["xenium"] is not None and unit in UNIT_FILES:
+        out += xenium_problems(paths["xenium"], paths["image"], paths["alignment"], unit,
+                               row.get("bin_um", ""))
+    elif row.get("bin_um") and bin_um_of(row["bin_um"]) is None:
+        out.append(("bin_um", f"{row['bin_um']!r} is not a positive number of µm",
+                    f"give the bin side in µm (empty: {DEFAULT_BIN_UM:g})"))
     return out
 
 
@@ -468,12 +541,17 @@ def _sheet_row(number: int, row: dict[str, str], base: Path) -> SheetRow:
 
     spaceranger = path_of("spaceranger")
     outs = find_outs(spaceranger) if spaceranger else None
-    bin_um = None
+    bin_um: float | None = None
     if outs is not None and is_hd(outs):
         bin_um = _bin_um(row.get("bin_um") or "") or default_bin_um(hd_bin_sizes(outs))
+    xenium = path_of("xenium")
+    if xenium is not None:
+        bin_um = bin_um_of(row.get("bin_um") or "") or DEFAULT_BIN_UM
     return SheetRow(sample=row["sample"], patient=row["patient"], image=path_of("image"),
                     spaceranger=outs, counts=path_of("counts"), positions=path_of("positions"),
                     um_per_px=_um_per_px(row.get("um_per_px") or "nan"), bin_um=bin_um,
+                    xenium=xenium, alignment=path_of("alignment"),
+                    unit=(row.get("unit") or DEFAULT_UNIT) if xenium is not None else None,
                     line=number)
 
 
@@ -536,7 +614,8 @@ def write_resolved(rows: list[SheetRow], out: Path) -> None:
         writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
         writer.writerow(COLUMNS)
         for row in rows:
-            writer.writerow([row.sample, row.patient, row.spaceranger or "", row.image,
-                             row.counts or "", row.positions or "",
+            writer.writerow([row.sample, row.patient, row.spaceranger or "", row.xenium or "",
+                             row.image, row.alignment or "", row.counts or "",
+                             row.positions or "",
                              "" if row.um_per_px is None else repr(row.um_per_px),
-                             "" if row.bin_um is None else row.bin_um])
+                             row.unit or "", "" if row.bin_um is None else row.bin_um])

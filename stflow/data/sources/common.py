@@ -9,8 +9,9 @@ from __future__ import annotations
 import csv
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anndata as ad
 import numpy as np
@@ -46,6 +47,8 @@ class IngestedSample:
     image_path: Path
     mpp: float  # microns per level-0 pixel
     source: str
+    record: dict[str, Any] = field(default_factory=dict)  # how the spots were made (binned
+    # platforms: platform, bin size, unit, ...), added to uns["stflow"]
 
     def validate(self) -> None:
         """Refuse a sample that would give a wrong ``st/`` file (shapes, counts, µm/px, image)."""
@@ -162,7 +165,8 @@ def build_st(sample: IngestedSample) -> ad.AnnData:
     adata.uns["image_path"] = str(Path(sample.image_path).resolve())
     adata.uns["source"] = str(sample.source)
     adata.uns["stflow"] = stflow_uns("st", sample.sample, X_COUNTS, patient=str(sample.patient),
-                                     source=str(sample.source), mpp=float(sample.mpp))
+                                     source=str(sample.source), mpp=float(sample.mpp),
+                                     **sample.record)
     spatial = sample_spatial(sample.image_path, float(sample.mpp), spatial, str(sample.sample))
     if spatial is not None:  # a downscaled H&E inside: sc.pl.spatial draws the file anywhere
         adata.uns["spatial"] = spatial

@@ -5,7 +5,8 @@ Nothing is downloaded: :func:`download` validates the sheet and writes ``raw/she
 the same rows with absolute paths (a record of what the study read, checksummed in the
 manifest); the data stay where the user keeps them. A row is either a Space Ranger
 ``outs/`` folder, Visium or Visium HD at one bin size (read by spatialdata-io,
-:mod:`stflow.data.sources.spaceranger`), or an image with a counts table and spot positions
+:mod:`stflow.data.sources.spaceranger`), a Xenium output folder binned into square bins
+(:mod:`stflow.data.sources.xenium`), or an image with a counts table and spot positions
 (read here).
 """
 
@@ -24,6 +25,7 @@ from stflow.data.sheet import SheetRow, read_sheet, sheet_row, sheet_samples, wr
 from stflow.data.sources.common import IngestedSample
 from stflow.data.sources.options import IngestOptions
 from stflow.data.sources.spaceranger import read_hd, read_outs
+from stflow.data.sources.xenium import read_xenium
 from stflow.errors import input_error
 
 log = logging.getLogger(__name__)
@@ -69,8 +71,15 @@ def read_sample(raw_dir: str | Path, sample: str, row: dict | None = None) -> In
     if entry.sample != sample:
         raise input_error(f"sample {sample}", f"was given the sheet row of {entry.sample}",
                           "pass the row of the sample being ingested")
+    if entry.xenium is not None:
+        if entry.alignment is None or entry.unit is None or entry.bin_um is None:
+            raise input_error(f"sample {sample}", "the Xenium row lacks alignment, unit or "
+                              "bin_um", "read the sheet again (stflow download)")
+        return read_xenium(entry.xenium, alignment=entry.alignment, image=entry.image,
+                           bin_um=float(entry.bin_um), unit=entry.unit, sample=sample,
+                           patient=entry.patient, source="sheet")
     if entry.spaceranger is not None and entry.bin_um is not None:  # Visium HD
-        return read_hd(entry.spaceranger, entry.bin_um, sample=sample, patient=entry.patient,
+        return read_hd(entry.spaceranger, int(entry.bin_um), sample=sample, patient=entry.patient,
                        image=entry.image, um_per_px=entry.um_per_px, source="sheet")
     if entry.spaceranger is not None:
         return read_outs(entry.spaceranger, sample=sample, patient=entry.patient,
