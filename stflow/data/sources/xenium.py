@@ -1,12 +1,13 @@
 """A Xenium output folder and its aligned H&E in the common ingest form, read by spatialdata-io.
 
 ``spatialdata_io.xenium`` reads the transcripts (lazily, a dask dataframe over
-``transcripts.parquet``) or the cells (``cell_feature_matrix.h5`` + ``cells.parquet``), each
-with its transformation from Xenium µm to Xenium pixels; ``spatialdata_io.xenium_aligned_image``
-reads the H&E with the alignment (H&E pixels to Xenium pixels). Here are only what they do
-not do: binning into square bins (:mod:`stflow.data.sources.xenium_bins`, one dask partition
-at a time), the 10x quality threshold and the panel's genes, bin centres through both
-transformations into the H&E's level-0 pixels, and the H&E's µm/px from the alignment.
+``transcripts.parquet``: its features, its transformation) or the cells
+(``cell_feature_matrix.h5`` + ``cells.parquet``), each with its transformation from Xenium µm
+to Xenium pixels; ``spatialdata_io.xenium_aligned_image`` reads the H&E with the alignment
+(H&E pixels to Xenium pixels). Here are only what they do not do: binning into square bins
+(:mod:`stflow.data.sources.xenium_bins`, the transcripts' columns a batch of rows at a time),
+the 10x quality threshold and the panel's genes, bin centres through both transformations
+into the H&E's level-0 pixels, and the H&E's µm/px from the alignment.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from stflow.data.sources.xenium_bins import BinCounter
 from stflow.data.xenium_sheet import (
     ALIGNMENT_FIX,
     SPECS,
+    TRANSCRIPTS,
+    UNIT_COLUMNS,
     pixel_size,
     read_alignment,
     um_per_px,
@@ -38,6 +41,7 @@ from stflow.errors import input_error
 log = logging.getLogger(__name__)
 
 MIN_QV = 20.0  # 10x counts a transcript in the cell-feature matrix from this quality on
+BATCH = 1_000_000  # transcripts read at a time (about 30 MB of columns)
 AXES = ("x", "y")
 
 
@@ -88,27 +92,51 @@ def _image_from_xenium(image: Path, alignment: Path) -> np.ndarray:
     return _matrix(element, inverse=True)
 
 
-def _bin_transcripts(points: Any, bin_um: float) -> tuple[BinCounter, pd.DataFrame, dict]:
-    """Panel transcripts of quality >= :data:`MIN_QV` counted per bin, one partition at a time."""
-    features = list(points["feature_name"].dtype.categories.astype(str))
+def _feature_names(column: Any) -> Any:
+    """A batch's ``feature_name`` as plain strings (XOA writes bytes, strings or a
+    dictionary of either)."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    return column if pa.types.is_string(column.type) else column.cast(pa.string())
+
+
+def _bin_transcripts(folder: Path, points: Any,
+                     bin_um: float) -> tuple[BinCounter, pd.DataFrame, dict]:
+    """Panel transcripts of quality >= :data:`MIN_QV` counted per bin, a batch of
+    :data:`BATCH` rows at a time. The features are the reader's; the rows are read from
+    ``transcripts.parquet`` in batches because the reader's dask frame holds a single-file
+    parquet as one partition (dask's inference), which would load every transcript."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    features = [str(f) for f in points["feature_name"].dtype.categories]
     genes = sorted(f for f in features if is_xenium_gene(f))
     position = {gene: i for i, gene in enumerate(genes)}
-    index = np.array([position.get(f, -1) for f in features] + [-1])  # code -1: no name
-    has_qv = "qv" in points.columns
-    columns = ["x", "y", "feature_name", *(["qv"] if has_qv else [])]
+    index = np.array([position.get(f, -1) for f in features] + [-1])  # -1: not in features
+    parquet = pq.ParquetFile(folder / TRANSCRIPTS)
+    has_qv = "qv" in parquet.schema_arrow.names
+    columns = [*UNIT_COLUMNS["transcripts"], "feature_name", *(["qv"] if has_qv else [])]
     counter = BinCounter(bin_um, len(genes))
     tally = {"read": 0, "low_quality": 0, "not_genes": 0}
-    for part in tqdm(points[columns].to_delayed(), desc="binning transcripts", unit="part"):
-        frame = part.compute()
-        gene = index[frame["feature_name"].cat.codes.to_numpy()]  # code -1 (NaN) -> -1
-        good = np.ones(len(frame), dtype=bool)
-        if has_qv:
-            good = frame["qv"].to_numpy() >= MIN_QV
-            tally["low_quality"] += int((~good).sum())
-        tally["not_genes"] += int((good & (gene < 0)).sum())
-        good &= gene >= 0
-        tally["read"] += len(frame)
-        counter.add(frame["x"].to_numpy()[good], frame["y"].to_numpy()[good], gene[good])
+    known = pa.array(features, pa.string())
+    with tqdm(total=parquet.metadata.num_rows, desc="binning transcripts", unit="tx") as bar:
+        for batch in parquet.iter_batches(batch_size=BATCH, columns=columns):
+            found = pc.index_in(_feature_names(batch.column("feature_name")), value_set=known)
+            gene = index[found.fill_null(-1).to_numpy(zero_copy_only=False)]
+            good = np.ones(batch.num_rows, dtype=bool)
+            if has_qv:
+                good = batch.column("qv").to_numpy(zero_copy_only=False) >= MIN_QV
+                tally["low_quality"] += int((~good).sum())
+            tally["not_genes"] += int((good & (gene < 0)).sum())
+            good &= gene >= 0
+            tally["read"] += batch.num_rows
+            x, y = (batch.column(c).to_numpy(zero_copy_only=False)
+                    for c in UNIT_COLUMNS["transcripts"])
+            counter.add(x[good], y[good], gene[good])
+            bar.update(batch.num_rows)
     record = {"transcripts_read": tally["read"], "transcripts_not_genes": tally["not_genes"],
               **({"min_qv": MIN_QV, "transcripts_low_quality": tally["low_quality"]}
                  if has_qv else {})}
@@ -148,7 +176,7 @@ def read_xenium(folder: str | Path, *, alignment: str | Path, image: str | Path,
         counter, var, record = _bin_cells(sdata.tables["table"], bin_um)
         to_xenium = _matrix(sdata.shapes["cell_circles"])
     else:
-        counter, var, record = _bin_transcripts(sdata.points["transcripts"], bin_um)
+        counter, var, record = _bin_transcripts(folder, sdata.points["transcripts"], bin_um)
         to_xenium = _matrix(sdata.points["transcripts"])
     rows, cols, counts = counter.result()
     if not len(rows):
