@@ -202,6 +202,20 @@ def write_sidecar(path: Path, lines: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def write_h5ad(adata: Any, path: str | Path) -> Path:
+    """``adata`` as an h5ad at ``path``, atomically, as anndata writes it but into an HDF5
+    file without a chunk cache: on a full disk a write then fails once, cleanly, where
+    anndata's own file flushes a cache the disk cannot take and leaves HDF5 broken for the
+    rest of the process."""
+    import h5py
+    from anndata.io import write_elem
+
+    adata.strings_to_categoricals()  # as AnnData.write_h5ad does
+    with atomic_output(path) as tmp, h5py.File(tmp, "w", rdcc_nbytes=0) as file:
+        write_elem(file, "/", adata)
+    return Path(path)
+
+
 def write_json(data: Any, path: str | Path) -> Path:
     """Write ``data`` as indented JSON, atomically."""
     path = Path(path)

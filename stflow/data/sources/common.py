@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from stflow.atomic import atomic_output
+from stflow.atomic import atomic_output, write_h5ad
 from stflow.data.spatial_image import sample_spatial
 from stflow.errors import check_finite, input_error
 from stflow.provenance import X_COUNTS, stflow_uns
@@ -183,8 +183,7 @@ def write_st(sample: IngestedSample, out: str | Path) -> Path:
     out = Path(out)
     adata.uns["stflow"]["image_relative_path"] = os.path.relpath(
         adata.uns["image_path"], out.resolve().parent)
-    with atomic_output(out) as tmp:
-        adata.write_h5ad(tmp)
+    write_h5ad(adata, out)
     log.info("wrote %s: %d spots x %d genes, %.4f µm/px", out, adata.n_obs, adata.n_vars,
              adata.uns["mpp"])
     return out
