@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from stflow.errors import StflowError, input_error
+from stflow.errors import DiskFullError, input_error
 
 
 def temporary_sibling(path: str | Path) -> Path:
@@ -87,21 +87,22 @@ def is_disk_full(err: BaseException, folder: Path) -> bool:
     return isinstance(err, OSError | RuntimeError) and free_bytes(folder) < NEARLY_FULL
 
 
-def disk_full_error(path: Path, needs: str) -> StflowError:
+def disk_full_error(path: Path, needs: str) -> DiskFullError:
     """The one line a full disk gives: the file, the free space, what it needs, the fix."""
     free = human_bytes(free_bytes(path.parent))
-    return input_error(path, f"no space left on its filesystem ({free} free; the output "
-                       f"needs {needs})", "free space there (or move results/ to a larger "
-                       "filesystem) and rerun the same command: finished outputs are kept, "
-                       "this one's temporary file was removed")
+    return DiskFullError(f"{path}: no space left on its filesystem ({free} free; the output "
+                         f"needs {needs}). Fix: free space there (or move results/ to a larger "
+                         "filesystem) and rerun the same command: finished outputs are kept, "
+                         "this one's temporary file was removed")
 
 
 def check_space(path: Path, needs: int) -> None:
     """Refuse up front an output of known size that its filesystem cannot hold."""
     if needs > (free := free_bytes(path.parent)):
-        raise input_error(final_path(path), f"needs up to {human_bytes(needs)} but its filesystem has "
-                          f"{human_bytes(free)} free", "free space there (or move results/ "
-                          "to a larger filesystem) and rerun the same command")
+        raise DiskFullError(f"{final_path(path)}: needs up to {human_bytes(needs)} but its "
+                            f"filesystem has {human_bytes(free)} free. Fix: free space there "
+                            "(or move results/ to a larger filesystem) and rerun the same "
+                            "command")
 
 
 def remove_temporary(tmp: Path) -> None:

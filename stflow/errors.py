@@ -15,6 +15,16 @@ if TYPE_CHECKING:  # numpy is imported where arrays are checked: `stflow --help`
 class StflowError(ValueError):
     """Bad input or configuration, explained for a person to fix."""
 
+    exit_status = 2  # of the `stflow` command and of a workflow job that stops on it
+
+
+class DiskFullError(StflowError):
+    """No space left (or a quota hit) where an output is written: not the input's fault, so
+    the command exits 1, not 2, and a script can tell "free space and rerun" from "fix the
+    input"."""
+
+    exit_status = 1
+
 
 def input_error(where: str | Path, problem: str, fix: str) -> StflowError:
     """Build a StflowError worded as ``<where>: <problem>. Fix: <fix>``."""

@@ -27,7 +27,7 @@ from test_tables import write_run
 
 from stflow.atomic import atomic_output, is_disk_full
 from stflow.cli import main
-from stflow.errors import StflowError
+from stflow.errors import DiskFullError
 
 REPO = Path(__file__).resolve().parents[1]
 DISK = 8 << 20  # bytes of each test's tmpfs
@@ -68,10 +68,11 @@ def disk(tmp_path: Path) -> Iterator[SmallDisk]:
 
 
 def refused(capsys: pytest.CaptureFixture, argv: list[str], path: Path) -> str:
-    """Run ``stflow argv``, expect the one-line disk-full error naming ``path``."""
+    """Run ``stflow argv``, expect the one-line disk-full error naming ``path`` and exit
+    status 1 (not the 2 of bad input: nothing is wrong with the input)."""
     code = main(argv)
     err = capsys.readouterr().err
-    assert code == 2, err
+    assert code == 1, err
     assert "Traceback" not in err and str(path) in err and "free" in err and "Fix:" in err, err
     return err
 
@@ -79,7 +80,7 @@ def refused(capsys: pytest.CaptureFixture, argv: list[str], path: Path) -> str:
 def assert_full_disk_error(write: Callable[[], object], path: Path, disk: SmallDisk) -> None:
     """``write`` on the filled disk raises the project's one line and leaves nothing."""
     disk.fill()
-    with pytest.raises(StflowError) as caught:
+    with pytest.raises(DiskFullError) as caught:
         write()
     message = str(caught.value)
     assert str(path) in message and "free" in message and "needs" in message, message
@@ -106,7 +107,7 @@ def test_every_wrapping_of_a_full_disk_is_recognised(tmp_path):
 
 def test_a_quota_error_is_one_line_and_removes_the_temporary(tmp_path):
     out = tmp_path / "x.tsv"
-    with pytest.raises(StflowError, match=r"x.tsv: no space left.*Fix: free space"):
+    with pytest.raises(DiskFullError, match=r"x.tsv: no space left.*Fix: free space"):
         with atomic_output(out) as tmp:
             tmp.write_text("partial")
             raise OSError(errno.EDQUOT, "Disk quota exceeded")
@@ -162,7 +163,7 @@ def test_patches_filling_the_disk_mid_write_end_in_one_line_not_a_crash(disk, tm
     done = subprocess.run([sys.executable, "-c", FILL_THEN_PATCH, "patches", "--st", str(st),
                            "--out", str(out), "--size-px", "64"], capture_output=True,
                           text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.returncode == 1, done.stderr[-2000:]
     assert "Traceback" not in done.stderr and f"{out}: no space left" in done.stderr
     assert "the output needs up to" in done.stderr and disk.leftovers() == []
 
@@ -231,7 +232,7 @@ def test_tables(disk, tmp_path):
                                          out_dir=to)
 
     disk.fill(leave=0)
-    with pytest.raises(StflowError, match=r"tables/\w+\.(tsv|md): no space left"):
+    with pytest.raises(DiskFullError, match=r"tables/\w+\.(tsv|md): no space left"):
         tables(out)
     assert not [p for p in disk.leftovers() if ".tmp-" in p]
     disk.free()
@@ -269,7 +270,7 @@ def test_download_and_ingest(disk, tmp_path):
 
     raw = disk.root / "raw"
     disk.fill(leave=0)
-    with pytest.raises(StflowError, match=r"no space left.*Fix: free space there"):
+    with pytest.raises(DiskFullError, match=r"no space left.*Fix: free space there"):
         download(raw)
     assert not [p for p in disk.leftovers() if ".tmp-" in p], disk.leftovers()
     disk.free()
@@ -288,7 +289,7 @@ def test_download_and_ingest(disk, tmp_path):
         return ingest_sample("synthetic", tmp_path / "raw", sample=sample, out=out)
 
     disk.fill(leave=16 << 10)
-    with pytest.raises(StflowError, match=r"no space left.*Fix: free space there"):
+    with pytest.raises(DiskFullError, match=r"no space left.*Fix: free space there"):
         ingest(st)
     assert not [p for p in disk.leftovers() if ".tmp-" in p], disk.leftovers()
     disk.free()

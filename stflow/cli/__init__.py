@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except StflowError as err:
         print(f"stflow {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return err.exit_status
     return 0
 
 

@@ -37,7 +37,7 @@ def stage(snakemake: Any) -> Iterator[None]:
         yield
     except StflowError as err:
         print(f"stflow {snakemake.rule}: error: {err}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(err.exit_status)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
