@@ -241,6 +241,29 @@ def test_tables(disk, tmp_path):
         assert path.read_bytes() == (tmp_path / "undisturbed" / path.name).read_bytes()
 
 
+def test_figures(disk, tmp_path):
+    import pandas as pd
+
+    from stflow.evaluation.figures import comparison_chart, training_curves
+
+    history = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [1.0, 0.6, 0.5],
+                            "val_loss": [1.0, 0.8, 0.7], "val_pearson": [0.1, 0.2, 0.25]})
+    metrics = pd.DataFrame({"encoder": ["E"] * 4, "model": ["stflow", "stflow", "ridge", "ridge"],
+                            "fold": ["fold0", "fold1"] * 2, "pearson_mean": [0.3, 0.4, 0.2, 0.1]})
+
+    def figures(to: Path) -> list[Path]:
+        training_curves({("E", "stflow", "fold0"): history}, to / "curves.png")
+        comparison_chart(metrics, to / "comparison.png")
+        return [to / "curves.png", to / "comparison.png"]
+
+    out = disk.root / "figures"
+    out.mkdir()
+    assert_full_disk_error(lambda: figures(out), out / "curves.png", disk)
+    undisturbed = figures(tmp_path)
+    for got, want in zip(figures(out), undisturbed, strict=True):
+        assert got.read_bytes() == want.read_bytes(), got
+
+
 @pytest.mark.slow
 def test_predict_slide(disk, tmp_path, capsys):
     model_dir = deployable_model(tmp_path / "model" / "final")
@@ -288,11 +311,7 @@ def test_download_and_ingest(disk, tmp_path):
     def ingest(out: Path) -> Path:
         return ingest_sample("synthetic", tmp_path / "raw", sample=sample, out=out)
 
-    disk.fill(leave=16 << 10)
-    with pytest.raises(DiskFullError, match=r"no space left.*Fix: free space there"):
-        ingest(st)
-    assert not [p for p in disk.leftovers() if ".tmp-" in p], disk.leftovers()
-    disk.free()
+    assert_full_disk_error(lambda: ingest(st), st, disk)
     ingest(st)
     ingest(tmp_path / "undisturbed.h5ad")
     got, want = ad.read_h5ad(st), ad.read_h5ad(tmp_path / "undisturbed.h5ad")
