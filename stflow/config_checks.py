@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -220,7 +221,7 @@ def her2st_sample_problems(config: Mapping[str, Any], sections: Sequence[str]) -
 
 def _local(path: str, cwd: str | Path) -> Path:
     """A configured path as the jobs read it: relative to the working directory."""
-    return Path(cwd) / Path(path).expanduser()
+    return Path(cwd) / os.path.expanduser(path)  # '~nobody' stays as written
 
 
 def mirror_problems(config: Mapping[str, Any], cwd: str | Path) -> list[Problem]:

@@ -213,3 +213,12 @@ def test_without_um_per_px_the_visium_spot_diameter_sets_the_scale(her2st_folder
     row = read_sheet(path)[0]
     sample = get_source("sheet").read_sample(root, row.sample, row=row.to_params())
     assert sample.mpp == pytest.approx(0.55 * sections[0].um_per_px)
+
+
+def test_a_path_of_an_unknown_users_home_is_a_missing_file_not_a_crash(tmp_path):
+    """'~nobody/x.tif' (no such user) is read as written and refused as missing: found by the
+    long fuzz (benchmarks/fuzz_readers.py), where pathlib's expanduser raised RuntimeError."""
+    sheet = tmp_path / "samples.tsv"
+    sheet.write_text("sample\tpatient\timage\tspaceranger\nS1\tP1\t~0/he.tif\t~0/outs\n")
+    with pytest.raises(StflowError, match=r"~0"):
+        read_sheet(sheet)

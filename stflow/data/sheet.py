@@ -31,6 +31,7 @@ import csv
 import functools
 import json
 import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -311,7 +312,7 @@ def _spaceranger_problems(folder: Path, has_um_per_px: bool) -> list[tuple[str, 
 
 
 def _path(cell: str, base: Path) -> Path:
-    path = Path(cell).expanduser()
+    path = Path(os.path.expanduser(cell))  # '~nobody' stays as written: Path's would raise
     return path if path.is_absolute() else (base / path)
 
 

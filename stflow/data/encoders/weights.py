@@ -49,7 +49,7 @@ def missing_weights(encoder: str, source: str, reason: str) -> StflowError:
 
 def check_local(encoder: str, weights: str | Path) -> Path:
     """A local weights path that exists."""
-    path = Path(weights).expanduser()
+    path = Path(os.path.expanduser(weights))  # '~nobody' stays as written
     if not path.exists():
         raise input_error(path, f"weights for encoder '{encoder}' not found",
                           "give the path of the downloaded checkpoint (file or hub snapshot "
