@@ -33,6 +33,7 @@ COMMAND_MODULES = [
     "stflow.cli.deploy",      # train-final, predict-slide
     "stflow.cli.export",      # export-features, export-spatialdata
     "stflow.cli.verify",      # verify
+    "stflow.cli.view",        # view
 ]
 
 
