@@ -47,12 +47,14 @@ include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/figures.smk"
 include: "rules/slides.smk"
+include: "rules/view.smk"
 
 
 rule all:
     input:
         STUDY.targets(),
         slide_targets(),
+        view_targets(),
     default_target: True
 
 

@@ -27,6 +27,10 @@ def slide_targets():
     return STUDY.slide_targets()
 
 
+def view_targets():
+    return STUDY.view_targets()
+
+
 def slide_options(wc):
     return STUDY.slide_options()
 

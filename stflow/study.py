@@ -433,6 +433,16 @@ class Study:
         return [result(dataset, f"slides/{name}{suffix}") for name in slides
                 for suffix in (".h5ad", "_maps")]
 
+    def view_targets(self) -> list[str]:
+        """The zoomable views (rules/view.smk): one beside each configured slide's h5ad, and
+        one folder per encoder x model x fold of the first seed's fold predictions, holding a
+        view of each of the fold's test sections (measured beside predicted)."""
+        slides = self.config["predict"]["slides"]
+        targets = [result(self.predict_dataset(), f"slides/{name}.view") for name in slides]
+        return targets + [result(dataset, f"views/{e}/{m}/seed{self.seeds[0]}/{fold}")
+                          for dataset in self.datasets for e in self.config["encoders"]
+                          for m in self.config["models"] for fold in self.folds(dataset)]
+
     def slide_options(self) -> dict[str, Any]:
         """Fields of stflow.deploy.predict_slide.SlideOptions but the device: sampling,
         interval level, spot lattice, tissue filter, genes drawn as maps and the encoder's

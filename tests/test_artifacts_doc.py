@@ -101,6 +101,24 @@ def test_trained_models(tiny_run):
         assert {"params", "chosen", "refit"} <= set(params)
 
 
+def test_views_of_the_test_sections(tiny_run):
+    """views/{encoder}/{model}/seed{first seed}/{fold}/{sample}.view: each test section's view,
+    measured beside predicted (docs/artifacts.md; the page is tested in a browser in
+    tests/test_view_browser.py)."""
+    splits = json.loads((tiny_run.results / "splits.json").read_text())
+    for fold in splits["folds"]:
+        folder = tiny_run.results / "views" / ENCODER / "stflow" / "seed0" / fold["name"]
+        assert sorted(p.name for p in folder.glob("*.view")) == \
+            sorted(f"{s}.view" for s in fold["test"])
+        view = folder / f"{fold['test'][0]}.view"
+        for name in ("index.html", "image.dzi", "data/meta.js", "data/spots.js",
+                     "data/genes/00000.js", "openseadragon/openseadragon.min.js"):
+            assert (view / name).is_file(), name
+        meta = (view / "data" / "meta.js").read_text()
+        assert '"kind": "measured"' in meta and '"kind": "width"' in meta
+    assert not (tiny_run.results / "views" / ENCODER / "stflow" / "seed1").exists()
+
+
 def test_predictions(tiny_run):
     splits = json.loads((tiny_run.results / "splits.json").read_text())
     for fold in splits["folds"]:

@@ -330,6 +330,15 @@ def test_slides_are_predicted_by_the_named_final_model_else_the_first():
     assert study.slide_targets() == ["results/tiny/slides/a.h5ad", "results/tiny/slides/a_maps"]
 
 
+def test_views_are_beside_each_slide_and_of_the_first_seed_s_test_sections():
+    views = study_of(seeds=[3, 4]).view_targets()
+    assert views == [f"results/tiny/views/efficientnet_lite0/{m}/seed3/{f}"
+                     for m in ("stflow", "ridge") for f in ("fold0", "fold1")]
+    with_slide = study_of(predict={"slides": {"a": "a.svs"}}).view_targets()
+    assert with_slide[0] == "results/tiny/slides/a.view" and with_slide[1:] == \
+        study_of().view_targets()
+
+
 def test_slide_options_take_the_predict_section_else_the_study_s_settings():
     options = study_of(seeds=[3, 4], predict={"pitch_um": 50.0}).slide_options()
     assert options["seed"] == 3 and options["pitch_um"] == 50.0

@@ -16,6 +16,7 @@ from slides import aperio_slide
 from view_slides import GENES, write_prediction
 
 from stflow.cli import main
+from stflow.errors import StflowError
 from stflow.view.assets import OPENSEADRAGON_VERSION
 from stflow.view.build import write_view
 from stflow.view.pyramid import write_pyramid
@@ -132,3 +133,11 @@ def test_the_makefile_fetches_the_openseadragon_the_views_expect():
     makefile = (REPO / "Makefile").read_text()
     assert f"OSD_VERSION := {OPENSEADRAGON_VERSION}\n" in makefile
     assert re.search(r"OSD_SHA256 := [0-9a-f]{64}\n", makefile)
+
+
+def test_opening_or_serving_a_folder_that_is_no_view_says_how_to_build_one(tmp_path):
+    from stflow.view.serve import open_view, serve_view
+
+    for show in (open_view, lambda folder: serve_view(folder, 0)):
+        with pytest.raises(StflowError, match="is not a view .no index.html.. Fix: build it"):
+            show(tmp_path)

@@ -131,7 +131,7 @@ def test_a_changed_model_setting_reruns_only_training_and_what_follows(tiny_run)
     jobs = jobs_of(result.stdout)
     assert jobs.get("train") == len(FOLDS) * len(SEEDS)  # stflow only; ridge keeps its models
     assert set(jobs) <= {"train", "predict", "evaluate", "aggregate", "paper_tables", "figures",
-                         "interval_coverage", "all"}
+                         "interval_coverage", "section_views", "all"}
 
 
 def test_an_added_sample_is_ingested_and_embedded_alone(tiny_run):

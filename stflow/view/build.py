@@ -93,3 +93,18 @@ def write_view(h5ad: str | Path, *, out: str | Path | None = None,
     log.info("view of %s (%d spots, %d genes) in %s: open %s", h5ad, adata.n_obs,
              adata.n_vars, out, out / "index.html")
     return out
+
+
+def write_views(predictions_dir: str | Path, *, out: str | Path, threads: int = 1) -> Path:
+    """A view of each prediction file of a fold's folder (its test sections, with the
+    measured expression beside the predicted), as ``out/{sample}.view``."""
+    predictions_dir, out = Path(predictions_dir), Path(out)
+    files = sorted(predictions_dir.glob("*.h5ad"))
+    if not files:
+        raise input_error(predictions_dir, "holds no prediction file (*.h5ad)",
+                          "rerun the fold's predict job")
+    with atomic_output(out) as tmp:
+        tmp.mkdir()
+        for path in files:
+            write_view(path, out=tmp / f"{path.stem}.view", threads=threads)
+    return out

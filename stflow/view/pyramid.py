@@ -12,6 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm import tqdm
+
 from stflow.errors import input_error
 
 log = logging.getLogger(__name__)
@@ -104,7 +106,8 @@ def write_pyramid(image_path: str | Path, out_dir: Path, *, threads: int = 1) ->
             zoom.get_tile(level, (col, row)).convert("RGB").save(path, quality=QUALITY)
 
         with ThreadPoolExecutor(max(1, threads)) as pool:
-            list(pool.map(tile, jobs))
+            list(tqdm(pool.map(tile, jobs), total=len(jobs), desc="view: tiles",
+                      disable=len(jobs) < 500))
         width, height = zoom.level_dimensions[-1]
     finally:
         slide.close()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from stflow.errors import input_error
 
@@ -41,13 +42,13 @@ def dense(matrix: Any) -> np.ndarray:
 
 
 def value_layers(adata: Any) -> dict[str, np.ndarray]:
-    """The kinds a view offers: the predicted mean (X), the interval's bounds and width
-    where the file has them, the measured log1p counts (``layers["truth"]``) where known."""
+    """The matrices a view reads: the predicted mean (X), the interval's bounds where the
+    file has them (their width is taken a gene at a time), the measured log1p counts
+    (``layers["truth"]``) where known."""
     layers = {"mean": dense(adata.X)}
     if "lower" in adata.layers and "upper" in adata.layers:
         layers["lower"] = dense(adata.layers["lower"])
         layers["upper"] = dense(adata.layers["upper"])
-        layers["width"] = layers["upper"] - layers["lower"]
     if "truth" in adata.layers:
         layers["measured"] = dense(adata.layers["truth"])
     return layers
@@ -73,6 +74,8 @@ def gene_payload(layers: dict[str, np.ndarray], j: int) -> dict[str, dict]:
     """One gene's kinds: the expression kinds share one range (so switching between mean,
     bounds and measured keeps the colours comparable), the width has its own from 0."""
     columns = {kind: values[:, j] for kind, values in layers.items()}
+    if "lower" in columns:
+        columns["width"] = columns["upper"] - columns["lower"]
     lo, hi = value_range([v for k, v in columns.items() if k != "width"])
     payload = {}
     for kind, values in columns.items():
@@ -118,10 +121,12 @@ def write_spot_data(adata: Any, data_dir: Path, *, where: str | Path) -> dict[st
         "n": int(len(xy)), "xy": b64(xy),
         "shifted": None if shifted is None else b64(shifted.astype(np.uint8))}))
     layers = value_layers(adata)
-    for j in range(adata.n_vars):
+    kinds = [*layers, *(["width"] if "lower" in layers else [])]
+    kinds = sorted(kinds, key=list(KIND_LABELS).index)
+    for j in tqdm(range(adata.n_vars), desc="view: genes", disable=adata.n_vars < 50):
         (data_dir / "genes" / f"{j:05d}.js").write_text(
             script("gene", j, gene_payload(layers, j)))
     return {"n": int(len(xy)), "genes": [str(g) for g in adata.var_names],
-            "kinds": [{"kind": k, "label": KIND_LABELS[k]} for k in layers],
+            "kinds": [{"kind": k, "label": KIND_LABELS[k]} for k in kinds],
             "spot_diameter_px": spot_diameter_px(adata, xy),
             "n_shifted": None if shifted is None else int(shifted.sum())}

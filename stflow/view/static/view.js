@@ -140,7 +140,9 @@
     const r = Math.max(0.5, (V.meta.spot_diameter_px / 2) * sx);
     const R = Math.ceil(r) + 2;
     const disc = discOffsets(r, 0);
-    const ring = V.shifted && $("mark-shifted").checked ? discOffsets(r + 1.5, r + 0.01) : null;
+    // rings only where a spot is a few pixels wide: below that they would hide neighbours
+    const ring = V.shifted && $("mark-shifted").checked && r >= 1.5 ?
+      discOffsets(r + 1.5, r + 0.01) : null;
     const image = ctx.createImageData(w, h);
     const buf = new Uint32Array(image.data.buffer);
     const xy = V.xy, lut = V.lut, n = V.meta.n, missing = V.meta.missing;
@@ -184,7 +186,7 @@
     }
     const n = V.meta.n_shifted;
     $("legend-shifted").textContent = n === null ? "" :
-      `${n} of ${V.meta.n} spots shifted (unlike the training spots), ringed in magenta`;
+      `${n} of ${V.meta.n} spots shifted (unlike the training spots), ringed in magenta when zoomed in`;
   }
 
   async function chooseGene(name) {
