@@ -123,6 +123,7 @@
 
   function draw() {
     scheduled = false;
+    const start = performance.now();
     const canvas = V.canvas, item = V.viewer && V.viewer.world.getItemAt(0);
     if (!canvas || !item) return;
     const dpr = window.devicePixelRatio || 1;
@@ -157,6 +158,7 @@
       if (ring && V.shifted[i]) paint(buf, w, h, x, y, ring, V.shiftColour);
     }
     ctx.putImageData(image, 0, 0);
+    V.drawMs = performance.now() - start;  // the last redraw's cost (benchmarks/view_open.py)
     document.body.dataset.drawn = `${V.geneName}/${$("kind").value}`;
     if (V.firstDrawMs === null) V.firstDrawMs = performance.now();
   }
