@@ -141,3 +141,35 @@ def test_opening_or_serving_a_folder_that_is_no_view_says_how_to_build_one(tmp_p
     for show in (open_view, lambda folder: serve_view(folder, 0)):
         with pytest.raises(StflowError, match="is not a view .no index.html.. Fix: build it"):
             show(tmp_path)
+
+
+@pytest.mark.slow  # a child process that imports the library, then serves until stopped
+def test_serve_answers_the_view_on_localhost(prediction, tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    server = subprocess.Popen([sys.executable, "-m", "stflow", "view", str(prediction), "--out",
+                               str(tmp_path / "v"), "--serve", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no proxy
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with direct.open(f"http://127.0.0.1:{port}/data/meta.js") as reply:
+                    assert reply.read().startswith(b"STFLOW_VIEW.meta(")
+                    break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline
+                time.sleep(0.2)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
