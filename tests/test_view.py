@@ -173,3 +173,17 @@ def test_serve_answers_the_view_on_localhost(prediction, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_a_fold_gets_a_view_of_each_test_section_that_has_an_image(prediction, tmp_path):
+    from stflow.view.build import write_views
+
+    fold = tmp_path / "fold0"
+    fold.mkdir()
+    adata = ad.read_h5ad(prediction)
+    adata.write_h5ad(fold / "A.h5ad")
+    del adata.uns["spatial"]  # as a HEST-Benchmark sample: its image is a patch file
+    adata.write_h5ad(fold / "B.h5ad")
+    out = write_views(fold, out=tmp_path / "views")
+    assert sorted(p.name for p in out.iterdir()) == ["A.view"]
+    assert (out / "A.view" / "index.html").is_file()

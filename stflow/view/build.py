@@ -81,6 +81,11 @@ def write_view(h5ad: str | Path, *, out: str | Path | None = None,
     out = Path(out) if out else default_out(h5ad)
     adata = read_prediction(h5ad)
     image = Path(image) if image else named_image(adata, h5ad)
+    return view_of(adata, h5ad, image, out=out, threads=threads)
+
+
+def view_of(adata: Any, h5ad: Path, image: Path, *, out: Path, threads: int) -> Path:
+    """The view of ``adata`` (read from ``h5ad``) over ``image``, written atomically."""
     xy = spot_positions(adata, h5ad)
     check_on_image(xy, *image_size(image), h5ad, image)
     title = str((adata.uns.get("stflow") or {}).get("sample") or h5ad.stem)
@@ -95,9 +100,16 @@ def write_view(h5ad: str | Path, *, out: str | Path | None = None,
     return out
 
 
+def names_no_image(adata: Any) -> bool:
+    """True for a file without an H&E (a HEST-Benchmark sample: its image is a patch file)."""
+    return not any((library.get("metadata") or {}).get("source_image_path")
+                   for library in (adata.uns.get("spatial") or {}).values())
+
+
 def write_views(predictions_dir: str | Path, *, out: str | Path, threads: int = 1) -> Path:
     """A view of each prediction file of a fold's folder (its test sections, with the
-    measured expression beside the predicted), as ``out/{sample}.view``."""
+    measured expression beside the predicted), as ``out/{sample}.view``; a section without
+    an H&E (HEST-Benchmark's patch files) gets none, and the log says so."""
     predictions_dir, out = Path(predictions_dir), Path(out)
     files = sorted(predictions_dir.glob("*.h5ad"))
     if not files:
@@ -106,5 +118,10 @@ def write_views(predictions_dir: str | Path, *, out: str | Path, threads: int = 
     with atomic_output(out) as tmp:
         tmp.mkdir()
         for path in files:
-            write_view(path, out=tmp / f"{path.stem}.view", threads=threads)
+            adata = read_prediction(path)
+            if names_no_image(adata):
+                log.warning("%s: no H&E image (uns['spatial']), so no view of it", path)
+                continue
+            view_of(adata, path, named_image(adata, path), out=tmp / f"{path.stem}.view",
+                    threads=threads)
     return out
