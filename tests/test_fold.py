@@ -18,12 +18,13 @@ from stflow.crossval.predict import predict_fold
 from stflow.crossval.train import train_fold
 from stflow.errors import StflowError
 from stflow.models import registry as models
+from stflow.models.capabilities import Capabilities
 
 GENES = ["ERBB2", "GATA3", "ACTB"]
 SAMPLES = {"P1S1": "P1", "P1S2": "P1", "P2S1": "P2"}
 
 
-class MeanEstimator:
+class MeanEstimator(Capabilities):
     """A tiny real estimator: predicts each gene's training mean (plus an offset param)."""
 
     def __init__(self, seed: int, offset: float = 0.0, epochs: int = 2) -> None:
@@ -280,6 +281,8 @@ def test_cli_takes_a_device(registry):
 
 class SelectingMeanEstimator(MeanEstimator):
     """MeanEstimator that 'selects' its epoch on validation and can refit with it fixed."""
+
+    refits = True
 
     def refit_params(self, history):
         best = max(history, key=lambda row: row["val_pearson"])

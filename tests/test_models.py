@@ -30,3 +30,31 @@ def test_unknown_parameters_and_wrong_types_are_refused_by_name():
         build_estimator("stflow", {"epochs": True})
     with pytest.raises(StflowError, match=r"unknown parameters \['epochs'\]"):
         build_estimator("ridge", {"epochs": 3})
+
+
+def test_every_registered_model_declares_its_capabilities_in_its_own_classes():
+    """Training, the search and predict-slide read the declarations and never probe, so each
+    must say what the class really does: a method or keyword exists exactly when declared."""
+    import inspect
+
+    from stflow.models.capabilities import CAPABILITIES, Capabilities
+    from stflow.models.registry import estimator_class
+
+    for name in MODELS:
+        cls = estimator_class(name)
+        own = [c for c in cls.__mro__ if c not in (Capabilities, object)]
+        for capability in CAPABILITIES:
+            assert any(capability in vars(c) for c in own), (name, capability)
+        assert cls.reports_epochs == ("on_epoch" in inspect.signature(cls.fit).parameters), name
+        assert cls.refits == hasattr(cls, "refit_params"), name
+        assert cls.draws == (hasattr(cls, "sample_moments")
+                             and hasattr(cls, "distinct_samples")), name
+
+
+def test_a_class_that_declares_no_capabilities_is_refused_by_name(monkeypatch):
+    from stflow.models import registry
+
+    monkeypatch.setitem(registry.MODELS, "plain",
+                        registry.ModelSpec("collections:OrderedDict", {}, "test"))
+    with pytest.raises(StflowError, match="'plain'.*does not declare its capabilities"):
+        build_estimator("plain", {})

@@ -156,26 +156,20 @@ class DeployedModel:
     def sample(self, slide: Slide, n_samples: int, seed: int, chunk_spots: int | None = None,
                reuse_features: bool = False) -> tuple[np.ndarray, np.ndarray, str]:
         """(mean, std, what the spread means) of the model's predictions for one slide; the
-        spread is the samples' own, not a calibrated uncertainty. An estimator with
-        ``sample_moments`` keeps one sample at a time, not all of them, and with
-        ``reuse_features`` may overwrite the slide's features."""
+        spread is the samples' own, not a calibrated uncertainty. An estimator that
+        ``draws`` keeps one sample at a time, not all of them, and with ``reuse_features``
+        may overwrite the slide's features."""
         genes = len(self.deployment.genes)
-        sampler = getattr(self.estimator, "sample_predictions", None)
-        moments = getattr(self.estimator, "sample_moments", None)
-        n_draws, draws = (self.estimator.distinct_samples(n_samples) if sampler is not None
+        n_draws, draws = (self.estimator.distinct_samples(n_samples) if self.estimator.draws
                           else (1, None))
         if draws is None:
             mean = np.asarray(self.estimator.predict([slide])[0], dtype=np.float32)
             std = np.zeros_like(mean)
             meaning = f"none: {self.deployment.model} is deterministic, so sample_std is 0"
         else:
-            if moments is not None:
-                mean, std = moments(slide, n_draws, seed=seed, chunk_spots=chunk_spots,
-                                    reuse_features=reuse_features)
-            else:
-                samples = np.asarray(sampler([slide], n_draws, seed=seed)[0], dtype=np.float32)
-                mean = samples.mean(0)
-                std = samples.std(0, ddof=1) if n_draws > 1 else np.zeros_like(mean)
+            mean, std = self.estimator.sample_moments(slide, n_draws, seed=seed,
+                                                      chunk_spots=chunk_spots,
+                                                      reuse_features=reuse_features)
             meaning = (f"standard deviation (ddof=1) of {draws}; uncalibrated (see "
                        "layers lower/upper for calibrated intervals)")
         if mean.shape != (slide.n_spots, genes) or not np.isfinite(mean).all():

@@ -8,7 +8,6 @@ the fitting path all report through it.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import time
@@ -67,9 +66,10 @@ def stage_callback(stages: Stages | None, name: str) -> EpochCallback | None:
 def fit_following(estimator: Any, train: list, val: list,
                   on_epoch: EpochCallback | None = None) -> list[dict[str, float]]:
     """``estimator.fit(train, val)``, reporting each epoch to ``on_epoch`` as it ends where the
-    estimator trains in epochs (STFlow); otherwise one log line when the fit is done, and its
-    rows reported then, so the progress file always ends with the model's history."""
-    if "on_epoch" in inspect.signature(estimator.fit).parameters:
+    estimator declares ``reports_epochs`` (STFlow); otherwise one log line when the fit is
+    done, and its rows reported then, so the progress file always ends with the model's
+    history."""
+    if estimator.reports_epochs:
         return estimator.fit(train, val, on_epoch=on_epoch)
     start = time.monotonic()
     rows = estimator.fit(train, val)

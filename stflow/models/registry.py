@@ -17,6 +17,7 @@ import numpy as np
 from stflow.atomic import read_json, write_json
 from stflow.data.dataset import Slide
 from stflow.errors import StflowError, input_error
+from stflow.models.capabilities import Capabilities
 from stflow.models.catalogue import MODELS, PARAMETERS, ModelSpec, Param, coerce, parameters
 
 __all__ = ["MODELS", "Estimator", "ModelSpec", "build_estimator", "check_params", "get_spec",
@@ -24,7 +25,13 @@ __all__ = ["MODELS", "Estimator", "ModelSpec", "build_estimator", "check_params"
 
 
 class Estimator(Protocol):
-    """What the pipeline needs of a model."""
+    """What the pipeline needs of a model; what it may do besides, it declares
+    (:class:`stflow.models.capabilities.Capabilities`, which its class subclasses)."""
+
+    reports_epochs: bool
+    fits_on_validation: bool
+    refits: bool
+    draws: bool
 
     def fit(self, train: list[Slide], val: list[Slide]) -> list[dict[str, float]]:
         """Train; return the per-epoch (or single) log rows, e.g. loss and val Pearson."""
@@ -40,6 +47,15 @@ def get_spec(name: str) -> ModelSpec:
     if name not in MODELS:
         raise StflowError(f"unknown model '{name}'. Fix: use one of {sorted(MODELS)}")
     return MODELS[name]
+
+
+def estimator_class(name: str) -> type:
+    """The class of registry entry ``name``, which declares its capabilities."""
+    cls = get_spec(name).load_class()
+    if not (isinstance(cls, type) and issubclass(cls, Capabilities)):
+        raise StflowError(f"model '{name}': {cls!r} does not declare its capabilities. Fix: "
+                          "subclass stflow.models.capabilities.Capabilities")
+    return cls
 
 
 def init_parameters(cls: type) -> dict[str, Any]:
@@ -91,7 +107,7 @@ def build_estimator(name: str, params: dict[str, Any] | None = None, seed: int =
     unless ``params`` names a device itself.
     """
     spec = get_spec(name)
-    cls = spec.load_class()
+    cls = estimator_class(name)
     params = {**(params or {}), **spec.fixed}
     if device is not None and "device" in init_parameters(cls):
         params.setdefault("device", device)
@@ -109,7 +125,7 @@ def save_estimator(name: str, estimator: Estimator, directory: str | Path) -> No
 def load_estimator(directory: str | Path, device: str | None = None) -> Estimator:
     """Load what :func:`save_estimator` wrote, onto ``device`` where the class takes one
     (a model trained on cuda must load on a CPU node)."""
-    load = get_spec(trained_model_name(directory)).load_class().load
+    load = estimator_class(trained_model_name(directory)).load
     if device is not None and "device" in inspect.signature(load).parameters:
         return load(directory, device=device)
     return load(directory)

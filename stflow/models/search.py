@@ -18,7 +18,6 @@ integer range when both bounds are integers).
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 from collections.abc import Mapping
@@ -115,7 +114,7 @@ def search_fit(model: str, params: dict[str, Any], space: Mapping[str, Any], tri
         values = {name: suggest(trial, name, spec) for name, spec in space.items()}
         estimator = build_estimator(model, {**params, **values}, seed, device=device)
         follow = stage_callback(stages, f"trial {trial.number}")
-        live = "on_epoch" in inspect.signature(estimator.fit).parameters
+        live = estimator.reports_epochs
 
         def on_epoch(row: dict[str, float]) -> None:
             if follow is not None:

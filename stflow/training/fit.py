@@ -67,7 +67,7 @@ def fit_or_search(model: str, params: dict[str, Any] | None, search: dict[str, A
     return estimator, fit_following(estimator, train, val, stage_callback(stages, "fit")), None
 
 
-def refit_estimator(model: str, estimator: Any, rows: list[dict[str, float]],
+def refit_estimator(model: str, estimator: Estimator, rows: list[dict[str, float]],
                     params: dict[str, Any], slides: list[Slide], seed: int, device: str,
                     stages: Stages | None = None
                     ) -> tuple[Any, list[dict[str, float]], dict[str, Any] | None]:
@@ -76,8 +76,7 @@ def refit_estimator(model: str, estimator: Any, rows: list[dict[str, float]],
     Returns the estimator to keep, its log rows and the fixed settings (None when the model
     selected nothing, or cannot refit, and is kept as it is).
     """
-    refit_params = getattr(estimator, "refit_params", None)
-    fixed = refit_params(rows) if refit_params is not None else None
+    fixed = estimator.refit_params(rows) if estimator.refits else None
     if not fixed:
         log.info("refit: %s selects nothing on validation (or cannot refit); kept as fitted",
                  model)
@@ -113,7 +112,7 @@ def train_validated(model: str, train: list[Slide], val: list[Slide], *,
     selected = {**params, **chosen}
     val_fraction = float(selected.get("val_fraction", VAL_FRACTION))
     predictor, predictor_name = estimator, "the kept model"
-    if getattr(estimator, "fits_on_validation", False):
+    if estimator.fits_on_validation:
         predictor, predictor_name = calibration_twin(model, selected, train, val,
                                                      val_fraction, seed, device, stages)
     others = inner_fits(model, selected, train, val, calibrating, seed, device, stages,

@@ -24,9 +24,10 @@ from stflow.models.baselines.tree_arrays import (
     forest_arrays,
     predict_forest,
 )
+from stflow.models.capabilities import Capabilities
 
 
-class RandomForest:
+class RandomForest(Capabilities):
     """HEST's random-forest head: StandardScaler → PCA(256) → 70 trees (paper, App. A).
 
     HEST fits one cuML forest per gene (``RandomForestRegressor(n_estimators=70)``, cuML's
@@ -36,7 +37,10 @@ class RandomForest:
     Like HEST-bench it selects nothing, so it fits on train + val.
     """
 
+    reports_epochs = False
     fits_on_validation = True  # calibration then needs a twin fitted without them
+    refits = False  # nothing selected, nothing to refit
+    draws = False
 
     def __init__(self, seed: int = 0, n_estimators: int = 70, max_depth: int = 16,
                  max_features: str | float = "sqrt", min_samples_leaf: int = 1,

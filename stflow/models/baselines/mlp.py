@@ -21,13 +21,19 @@ from stflow.models.baselines.arrays import (
     train_val_arrays,
     write_npz,
 )
+from stflow.models.capabilities import Capabilities
 
 
-class MLPRegressor:
+class MLPRegressor(Capabilities):
     """A two-layer MLP on the standardised features, early-stopped on validation Pearson.
 
     A non-linear spot-based head between ridge and STFlow: same inputs, no spatial context.
     """
+
+    reports_epochs = False  # its epochs are reported when the fit is done
+    fits_on_validation = False  # early-stopped there
+    refits = False
+    draws = False
 
     def __init__(self, seed: int = 0, hidden: int = 256, dropout: float = 0.1,
                  lr: float = 1e-3, weight_decay: float = 1e-4, batch_size: int = 256,

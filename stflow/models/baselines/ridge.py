@@ -22,6 +22,7 @@ from stflow.models.baselines.arrays import (
     write_npz,
 )
 from stflow.models.baselines.projection import Projection
+from stflow.models.capabilities import Capabilities
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def ridge_path(z: np.ndarray, y: np.ndarray, alphas: np.ndarray
     return out
 
 
-class PCARidge:
+class PCARidge(Capabilities):
     """HEST-bench's linear probe: StandardScaler → PCA(256) → Ridge.
 
     ``alpha="hest"`` reproduces HEST exactly (mahmoodlab/HEST ``src/hest/bench/trainer.py``,
@@ -54,6 +55,9 @@ class PCARidge:
     """
 
     name = "pca_ridge"
+    reports_epochs = False  # one closed-form fit
+    refits = True  # refit_params: the alpha chosen on validation (None for a fixed alpha)
+    draws = False
 
     @property
     def fits_on_validation(self) -> bool:

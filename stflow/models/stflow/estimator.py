@@ -23,6 +23,7 @@ from stflow.data.graph import check_coords
 from stflow.device import resolve_device
 from stflow.errors import StflowError, input_error
 from stflow.models.baselines.spatial_ridge import SpatialRidge
+from stflow.models.capabilities import Capabilities
 from stflow.models.progress import EpochCallback, member_callback
 from stflow.models.stflow.moments import RunningMoments
 from stflow.models.stflow.networks import build_denoiser
@@ -39,10 +40,14 @@ from stflow.models.stflow.trainer import (
 STANDARDISE_ROWS = 65536  # spots standardised at a time when no chunk size is given
 
 
-class STFlowEstimator:
+class STFlowEstimator(Capabilities):
     """Flow matching with a ZINB (or other) prior and a frame-averaging (or EGNN) denoiser."""
 
     SETTINGS = STFlowSettings  # its parameters, for the registry
+    reports_epochs = True  # fit(..., on_epoch=) as each epoch ends
+    fits_on_validation = False  # selects its checkpoint there
+    refits = True  # refit_params: the best epoch as a fixed budget
+    draws = True  # flow samples: distinct_samples, sample_moments
 
     def __init__(self, seed: int = 0, device: str = "auto", **params: Any) -> None:
         """``params``: fields of :class:`STFlowSettings` (the registry checks the names)."""
