@@ -302,10 +302,13 @@ def part_write(slide: str, work: Path, threads: int, chunk: int) -> dict:
     from stflow.data.graph import knn_graph
     from stflow.data.patches import open_slide
     from stflow.data.spatial_image import HIRES_SIDE, spatial_uns
-    from stflow.deploy.chunked_h5ad import write_h5ad_in_chunks
-    from stflow.deploy.slide_anndata import slide_anndata
     from stflow.deploy.slide_maps import write_maps
     from stflow.deploy.slide_rows import SlideRows
+    from stflow.inference.prediction_anndata import (
+        ModelGraph,
+        prediction_anndata,
+        write_prediction,
+    )
     from stflow.intervals.calibration import shift_scores
 
     _, calibration = bench_model(threads)
@@ -327,10 +330,13 @@ def part_write(slide: str, work: Path, threads: int, chunk: int) -> dict:
     def rest():
         obs = pd.DataFrame({"tissue_fraction": np.ones(n, np.float32), **rows.obs},
                            index=pd.Index([f"s_{i}" for i in range(n)]))
-        return slide_anndata(genes, centres, MPP, obs, spatial, {"kind": "benchmark"},
-                             rows.intervals_record(), rows.last.quantiles, neighbors)
+        obsm = {"spatial": centres.astype(np.float64), "spatial_um": centres * MPP}
+        return prediction_anndata(genes, obs, obsm, {"kind": "benchmark"},
+                                  intervals=rows.intervals_record(),
+                                  quantiles=rows.last.quantiles, spatial=spatial,
+                                  graph=ModelGraph(neighbors, obsm["spatial_um"], "benchmark"))
 
-    write_h5ad_in_chunks(work / "s.h5ad", n, rows, rest)
+    write_prediction(work / "s.h5ad", n, rows, rest)
     write_maps(work / "s_maps", genes[:2], genes[:2], mean[:, :2],
                (rows.second, rows.second_label()), centres, spatial, "s")
     return {"spots": n, "seconds_timed": time.perf_counter() - start,

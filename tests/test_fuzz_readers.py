@@ -419,12 +419,12 @@ PARAMS = {"genes": ["G1", "G2"], "features": {"encoder": None, "weights_sha256":
 @given(st.one_of(mutated(PARAMS).map(json_text), file_bytes(json_text(PARAMS))))
 @example(json_text({**PARAMS, "genes": 5}))  # found: TypeError
 def test_a_fuzzed_params_json_is_read_or_refused(content):
-    from stflow.crossval.predict import check_trained_with
+    from stflow.inference.model_folder import TrainedOn, check_trained_with
 
     with folder() as model:
         (model / "params.json").write_bytes(content)
-        trained = refused_or_read(check_trained_with, model, model / "genes.json",
-                                  ["G1", "G2"], model, [])
+        trained = refused_or_read(check_trained_with, model,
+                                  TrainedOn(model / "genes.json", ["G1", "G2"], model, []))
     assert trained is None or isinstance(trained, dict)
 
 

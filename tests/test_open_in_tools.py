@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from stflow.crossval.predict import prediction_anndata
+from stflow.crossval.predict import write_fold_prediction
 from stflow.data.dataset import Slide
 from stflow.data.graph import knn_graph
 
@@ -57,8 +57,8 @@ def prediction(he_crop: Path, tmp_path_factory) -> Path:
     values = np.log1p(rng.poisson(3, size=(16, 2))).astype(np.float32)
     identity = {"model": "ridge", "encoder": "efficientnet_lite0",
                 "weights_sha256": "a" * 64, "seed": 0, "fold": "fold0"}
-    adata = prediction_anndata(slide, values, GENES, folder / "B4_st.h5ad", identity)
-    adata.write_h5ad(folder / "B4.h5ad")
+    write_fold_prediction(folder / "B4.h5ad", slide, values, GENES, folder / "B4_st.h5ad",
+                          identity)
     return folder / "B4.h5ad"
 
 

@@ -20,11 +20,11 @@ import stflow.deploy.predict_slide as predict_module
 from stflow.choices import DEFAULT_MAX_SPOTS
 from stflow.cli import build_parser, main
 from stflow.data.encoders.registry import load_encoder
-from stflow.deploy.chunked_h5ad import write_h5ad_in_chunks
 from stflow.deploy.predict_slide import DeployedModel, SlideOptions, predict_slides
 from stflow.deploy.slide_maps import spot_raster
 from stflow.deploy.spot_budget import lattice_estimate
 from stflow.deploy.spot_grid import SpotLayout, virtual_spots
+from stflow.inference.chunked_h5ad import write_h5ad_in_chunks
 from stflow.intervals.calibration import apply_calibration
 from stflow.models.registry import build_estimator
 from stflow.models.stflow.moments import RunningMoments
@@ -182,7 +182,7 @@ def test_a_failure_while_writing_leaves_neither_h5ad_nor_maps(model_dir, store, 
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(predict_module, "slide_anndata", broken)
+    monkeypatch.setattr(predict_module, "prediction_anndata", broken)
     with pytest.raises(OSError, match="disk full"):
         predict_slides([aperio_slide()], model_dir, out_dir=tmp_path / "out",
                        features=store[0], options=SlideOptions(n_samples=1, device="cpu",

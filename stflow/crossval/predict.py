@@ -10,42 +10,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stflow.atomic import atomic_output, read_json
+from stflow.atomic import atomic_output
 from stflow.crossval.inputs import read_fold
 from stflow.data.dataset import Slide
-from stflow.data.graph import squidpy_graph
 from stflow.data.loading import features_identity, load_slides, read_gene_scope, read_genes
 from stflow.data.spatial_image import sample_spatial
 from stflow.errors import check_finite, check_shape, input_error
-from stflow.intervals.calibration import (
-    RECALIBRATE,
-    SpotIntervals,
-    apply_calibration,
-    load_calibration,
-)
+from stflow.inference.model_folder import TrainedOn, open_model_folder
+from stflow.inference.prediction_anndata import ModelGraph, prediction_anndata, write_prediction
+from stflow.intervals.calibration import SpotIntervals, apply_calibration
 from stflow.intervals.conformal import DEFAULT_LEVEL, check_level
-from stflow.models.registry import (
-    load_estimator,
-    trained_model_name,
-)
-from stflow.provenance import X_PREDICTED, log1p_uns, stflow_uns
-from stflow.verify import check_recorded
+from stflow.provenance import X_PREDICTED, stflow_uns
 
 log = logging.getLogger(__name__)
 
 
-def prediction_anndata(slide: Slide, prediction: np.ndarray, genes: list[str],
-                       st_path: str | Path, identity: dict[str, Any],
-                       intervals: SpotIntervals | None = None):
-    """Prediction of one slide as AnnData, carrying the ingested obs/obsm of its spots, the
-    graph the model read (squidpy's obsp layout) and, when the model is calibrated, its
-    intervals and shift flag. ``identity``: model, encoder, weights_sha256, seed, fold, gene_scope."""
+def spot_records(slide: Slide, st_path: str | Path
+                 ) -> tuple[pd.DataFrame, dict[str, np.ndarray], dict[str, Any] | None]:
+    """The ingested obs and obsm (spatial, spatial_um) of the slide's spots, and scanpy's
+    ``uns["spatial"]`` image of the sample (None without an H&E)."""
     import anndata as ad
 
-    where = f"prediction of {identity.get('model')} for sample {slide.sample}"
-    prediction = np.asarray(prediction, dtype=np.float32)
-    check_shape(prediction, "prediction", (slide.n_spots, len(genes)), where)
-    check_finite(prediction, "prediction", where)
     source = ad.read_h5ad(st_path, backed="r")  # obs and obsm only: the counts stay on disk
     try:
         index = source.obs_names.get_indexer(slide.barcodes)
@@ -58,23 +43,38 @@ def prediction_anndata(slide: Slide, prediction: np.ndarray, genes: list[str],
         image_path, mpp = source.uns.get("image_path"), source.uns.get("mpp")
     finally:
         source.file.close()
-    result = ad.AnnData(X=prediction, obs=obs, var=pd.DataFrame(index=pd.Index(genes)),
-                        obsm=obsm)
-    if slide.targets is not None:
-        result.layers["truth"] = slide.targets.astype(np.float32)
-    result.uns["sample"] = slide.sample  # read by evaluate and coverage
-    result.uns["stflow"] = stflow_uns("prediction", slide.sample, X_PREDICTED, **identity)
-    result.uns["log1p"] = log1p_uns()
-    if slide.neighbors is not None:  # the graph the model read, as squidpy writes one
-        obsp, graph = squidpy_graph(slide.neighbors, slide.coords_um, "graph/{sample}.npz")
-        result.obsp.update(obsp)
-        result.uns["spatial_neighbors"] = graph
     spatial = sample_spatial(image_path, mpp, obsm.get("spatial", np.zeros((0, 2))), slide.sample)
-    if spatial is not None:  # scanpy's layout: sc.pl.spatial draws it over the H&E
-        result.uns["spatial"] = spatial
+    return obs, obsm, spatial
+
+
+def write_fold_prediction(path: str | Path, slide: Slide, prediction: np.ndarray,
+                          genes: list[str], st_path: str | Path, identity: dict[str, Any],
+                          intervals: SpotIntervals | None = None) -> Path:
+    """Write the prediction of one slide as an h5ad carrying the ingested obs/obsm of its
+    spots, its truth, the graph the model read (squidpy's obsp layout) and, when the model
+    is calibrated, its intervals and shift flag. ``identity``: model, encoder,
+    weights_sha256, seed, fold, gene_scope."""
+    where = f"prediction of {identity.get('model')} for sample {slide.sample}"
+    prediction = np.asarray(prediction, dtype=np.float32)
+    check_shape(prediction, "prediction", (slide.n_spots, len(genes)), where)
+    check_finite(prediction, "prediction", where)
+    obs, obsm, spatial = spot_records(slide, st_path)
+    arrays = {"X": prediction}
+    if slide.targets is not None:
+        arrays["truth"] = slide.targets.astype(np.float32)
     if intervals is not None:
-        intervals.attach(result)
-    return result
+        arrays.update(intervals.layers())
+        for name, column in intervals.obs_columns().items():
+            obs[name] = column
+    graph = None if slide.neighbors is None else ModelGraph(slide.neighbors, slide.coords_um,
+                                                            "graph/{sample}.npz")
+    rest = prediction_anndata(
+        genes, obs, obsm, stflow_uns("prediction", slide.sample, X_PREDICTED, **identity),
+        intervals=None if intervals is None else intervals.uns_info(),
+        quantiles=None if intervals is None else intervals.quantiles, graph=graph,
+        spatial=spatial, sample=slide.sample)
+    return write_prediction(path, slide.n_spots, [(slice(0, slide.n_spots), arrays)],
+                            lambda: rest)
 
 
 def predict_fold(model_dir: str | Path, *, splits: str | Path, fold: str, genes: str | Path,
@@ -89,24 +89,16 @@ def predict_fold(model_dir: str | Path, *, splits: str | Path, fold: str, genes:
     model was trained with.
     """
     level = check_level(level, "--level")
-    model_dir = Path(model_dir)
-    check_recorded(model_dir)
-    gene_list = read_genes(genes)
-    test_samples = read_fold(splits, fold)["test"]
-    trained = check_trained_with(model_dir, genes, gene_list, features_dir, test_samples)
-    estimator = load_estimator(model_dir, device=device)
-    identity = {"model": trained_model_name(model_dir),
-                "encoder": encoder or Path(features_dir).name,
+    folder = open_model_folder(model_dir, device=device, trained_on=lambda: TrainedOn(
+        Path(genes), read_genes(genes), Path(features_dir), read_fold(splits, fold)["test"]))
+    gene_list, test_samples = folder.trained_on.genes, folder.trained_on.samples
+    identity = {"model": folder.model, "encoder": encoder or Path(features_dir).name,
                 "weights_sha256": features_identity(features_dir, test_samples)[
                     "weights_sha256"],
-                "seed": trained.get("seed"), "fold": fold,
+                "seed": folder.params.get("seed"), "fold": fold,
                 "gene_scope": read_gene_scope(genes)}
-    calibration = load_calibration(model_dir)
-    if calibration is None:
-        log.warning("%s has no interval calibration (trained by an older stflow): the "
-                    "predictions carry no intervals. Fix: %s", model_dir, RECALIBRATE)
     test = load_slides(test_samples, gene_list, st_dir, features_dir, graph_dir)
-    predictions = estimator.predict(test)
+    predictions = folder.estimator.predict(test)
     if len(predictions) != len(test):
         raise input_error(model_dir, f"the model returned {len(predictions)} predictions for "
                           f"{len(test)} slides", "fix the estimator's predict()")
@@ -114,37 +106,8 @@ def predict_fold(model_dir: str | Path, *, splits: str | Path, fold: str, genes:
     with atomic_output(out_dir) as tmp:
         tmp.mkdir()
         for slide, prediction in zip(test, predictions, strict=True):
-            st_path = Path(st_dir) / f"{slide.sample}.h5ad"
-            intervals = None if calibration is None else apply_calibration(
-                calibration, slide.features, prediction, level)
-            adata = prediction_anndata(slide, prediction, gene_list, st_path, identity,
-                                       intervals)
-            adata.write_h5ad(tmp / f"{slide.sample}.h5ad")
+            intervals = None if folder.calibration is None else apply_calibration(
+                folder.calibration, slide.features, prediction, level)
+            write_fold_prediction(tmp / f"{slide.sample}.h5ad", slide, prediction, gene_list,
+                                  Path(st_dir) / f"{slide.sample}.h5ad", identity, intervals)
     return [out_dir / f"{slide.sample}.h5ad" for slide in test]
-
-
-def check_trained_with(model_dir: Path, genes_path: str | Path, genes: list[str],
-                       features_dir: str | Path, samples: list[str]) -> dict[str, Any]:
-    """Refuse to predict with other genes or other features than the model was trained on;
-    return the model's params.json."""
-    params_path = model_dir / "params.json"
-    trained = read_json(params_path, "model parameters", "re-run the train stage")
-    if not isinstance(trained, dict):
-        raise input_error(params_path, "is not a JSON object", "re-run the train stage")
-    if "genes" in trained and not (isinstance(trained["genes"], list) and all(
-            isinstance(g, str) for g in trained["genes"])):  # str() would pass 5 or null on
-        raise input_error(params_path, "genes is not a list of gene names",
-                          "re-run the train stage")
-    if "genes" in trained and trained["genes"] != genes:
-        raise input_error(genes_path, f"lists {len(genes)} genes that differ from the "
-                          f"{len(trained['genes'])} the model was trained on ({params_path})",
-                          "re-run train with this genes.json, or predict with the genes.json "
-                          "the model was trained on")
-    if "features" in trained:
-        found = features_identity(features_dir, samples)
-        if found != trained["features"]:
-            raise input_error(features_dir, f"features made by {found}, but the model was "
-                              f"trained on {trained['features']} ({params_path})",
-                              "re-run train on these features, or predict from the features "
-                              "the model was trained on")
-    return trained

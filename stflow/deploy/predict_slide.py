@@ -16,11 +16,12 @@ model folder is needed (``deploy.json``; ``calibration.*`` for the intervals).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,9 +39,7 @@ from stflow.data.graph import knn_graph
 from stflow.data.patches.readers import SlideReader, open_slide
 from stflow.data.patches.tissue import tissue_mask
 from stflow.data.spatial_image import HIRES_SIDE, spatial_uns
-from stflow.deploy.chunked_h5ad import write_h5ad_in_chunks
 from stflow.deploy.given_features import FeatureStore, open_feature_store
-from stflow.deploy.slide_anndata import slide_anndata
 from stflow.deploy.slide_maps import write_maps
 from stflow.deploy.slide_rows import SlideRows
 from stflow.deploy.spot_budget import check_spot_count, lattice_estimate
@@ -49,17 +48,19 @@ from stflow.deploy.window_embedding import StreamTimes, embed_windows
 from stflow.device import resolve_device
 from stflow.errors import StflowError, check_field_types, input_error, require_number
 from stflow.evaluation.shown_genes import choose_genes
-from stflow.intervals.calibration import RECALIBRATE, load_calibration, shift_scores
+from stflow.inference.model_folder import open_model_folder
+from stflow.inference.prediction_anndata import ModelGraph, prediction_anndata, write_prediction
+from stflow.intervals.calibration import shift_scores
 from stflow.intervals.conformal import DEFAULT_LEVEL, check_level
 from stflow.provenance import X_PREDICTED, stflow_uns
-from stflow.records.deployment import Deployment, read_deployment
-from stflow.verify import check_recorded
+from stflow.records.deployment import Deployment
 
 log = logging.getLogger(__name__)
 
 MPP_FIX = "pass --um-per-px (microns per level-0 pixel, e.g. 0.25 at 40x, 0.5 at 20x)"
 MPP_DISAGREE = 0.05  # a --um-per-px this far from the file's own value is warned about
 NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+NO_INTERVALS = {"method": "none", "reason": "the model folder has no calibration"}
 
 
 @dataclass(frozen=True)
@@ -105,43 +106,36 @@ class DeployedModel:
                  features: FeatureStore | None = None) -> None:
         """``features``: the slide's given features, checked against the model in place of
         the encoder, which is then not loaded."""
-        from stflow.data.encoders import load_encoder
-        from stflow.models.registry import load_estimator
-
         self.dir = Path(model_dir).resolve()
-        self.deployment: Deployment = read_deployment(self.dir)
-        dep = self.deployment
-        if options.encoder is not None and options.encoder != dep.encoder:
-            raise input_error(self.dir, f"was trained on '{dep.encoder}' features, not on "
-                              f"'{options.encoder}'", f"use --encoder {dep.encoder} (or leave it "
-                              "out), or a model trained on the encoder you want")
+        folder = open_model_folder(self.dir, device=options.device, deployable=True,
+                                   encoder=options.encoder)
+        self.deployment: Deployment = folder.deployment
+        self.estimator, self.calibration = folder.estimator, folder.calibration
         self.device = resolve_device(options.device)
-        try:
-            check_recorded(self.dir)
-            self.estimator = load_estimator(self.dir, device=options.device)
-        except (OSError, KeyError, RuntimeError) as err:
-            raise input_error(self.dir, f"model files are incomplete or damaged ({err})",
-                              "re-run the train stage for this model") from err
-        self.calibration = load_calibration(self.dir)
-        if self.calibration is None:
-            log.warning("%s has no interval calibration (trained by an older stflow): the "
-                        "slides are predicted without intervals or shift flag. Fix: %s",
-                        self.dir, RECALIBRATE)
         self.encoder = None
         if features is not None:
-            features.check_model(dep)
-            return
-        self.encoder = load_encoder(dep.encoder, options.weights)
-        if self.encoder.weights_sha256 != dep.weights_sha256:
-            raise input_error(self.encoder.weights_path, f"these '{dep.encoder}' weights "
-                              f"(sha256 {self.encoder.weights_sha256[:12]}…) are not the ones "
+            features.check_model(self.deployment)
+        else:
+            self.encoder = self._encoder(options.weights)
+
+    def _encoder(self, weights: str | None) -> Any:
+        """The model's encoder (``weights``: a local checkpoint), refused unless its weights
+        and feature width are those the model was trained with."""
+        from stflow.data.encoders import load_encoder
+
+        dep = self.deployment
+        encoder = load_encoder(dep.encoder, weights)
+        if encoder.weights_sha256 != dep.weights_sha256:
+            raise input_error(encoder.weights_path, f"these '{dep.encoder}' weights "
+                              f"(sha256 {encoder.weights_sha256[:12]}…) are not the ones "
                               f"the model was trained with ({dep.weights_sha256[:12]}…, "
                               f"{self.dir / 'deploy.json'})", "pass the same checkpoint with "
                               "--weights, or use a model trained on these weights")
-        if self.encoder.feature_dim != dep.feature_dim:
+        if encoder.feature_dim != dep.feature_dim:
             raise input_error(self.dir, f"expects {dep.feature_dim} features, encoder "
-                              f"'{dep.encoder}' gives {self.encoder.feature_dim}",
+                              f"'{dep.encoder}' gives {encoder.feature_dim}",
                               "use the encoder checkpoint the model was trained with")
+        return encoder
 
     def identity(self) -> dict[str, Any]:
         """The model's identity, for ``uns["stflow"]``."""
@@ -288,6 +282,41 @@ def place_spots(reader: SlideReader, mpp: float, dep: Deployment, options: Slide
     return placed, thumb, scale, threshold, layout
 
 
+class StepClock(dict):
+    """Seconds of each named step of a slide's prediction (``uns["stflow"]["seconds"]``),
+    in the order the steps first end: ``with clock("graph"): ...`` (a step timed in parts
+    adds them up)."""
+
+    @contextlib.contextmanager
+    def __call__(self, step: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        self[step] = self.get(step, 0.0) + time.perf_counter() - start
+
+
+@dataclass
+class SlideSpots:
+    """One slide's spots and their features, as the steps after embedding need them."""
+
+    name: str
+    path: Path
+    mpp: float
+    mpp_source: str
+    placed: VirtualSpots
+    thumb: Image.Image
+    scale: float
+    threshold: float
+    layout: SpotLayout
+    given: bool  # spots given (a spots file or a features store), not a virtual lattice
+    names: list[str]
+    features: np.ndarray | None
+    store: FeatureStore | None
+
+    @property
+    def coords_um(self) -> np.ndarray:
+        return self.placed.centres_px * self.mpp
+
+
 def predict_slide(slide_path: str | Path, model: DeployedModel, out_dir: str | Path, *,
                   name: str | None = None, um_per_px: float | None = None,
                   spots: np.ndarray | None = None, spot_names: Sequence[str] | None = None,
@@ -299,101 +328,151 @@ def predict_slide(slide_path: str | Path, model: DeployedModel, out_dir: str | P
     (a store ``stflow embed`` wrote) replace the lattice and the embedding. After sampling,
     the (N, G) outputs are made and written ``options.chunk_spots`` spots at a time.
     """
-    dep = model.deployment
     slide_path = Path(slide_path)
     name = NAME.sub("_", name or slide_path.stem)
-    if options.n_samples < 1:
-        raise input_error("--n-samples", f"{options.n_samples}", "draw at least one sample")
-    level = check_level(options.level, "--level")
-    seconds: dict[str, float] = {}
-    clock = time.perf_counter()
-    mpp, mpp_source = slide_mpp(slide_path, um_per_px)
-    store, features = features, None
-    if store is not None:
-        features, coords, store_names = store.read(dep.feature_dim)
-        spots, spot_names = coords / mpp, list(store_names)
-    with open_slide(slide_path, downsample=dep.patch_size_um / mpp / dep.patch_size_px
-                    ) as reader:
-        placed, thumb, scale, threshold, layout = place_spots(reader, mpp, dep, options, spots)
-        seconds["tissue"] = time.perf_counter() - clock
-        log.info("%s: %d %s at %.3f µm/px", name, placed.n, "given spots" if spots is not None
-                 else f"virtual spots ({layout.layout}, {layout.pitch_um:.0f} µm pitch)", mpp)
-        if features is None:
-            times, clock = StreamTimes(), time.perf_counter()
-            features = embed_windows(reader, placed.centres_px, dep.patch_size_um / mpp,
-                                     dep.patch_size_px, model.encoder, model.device,
-                                     options.batch_size, options.workers, times)
-            seconds["patches_wait"] = times.patches_wait_s
-            seconds["patches_and_embedding"] = time.perf_counter() - clock
-    clock = time.perf_counter()
-    coords_um = placed.centres_px * mpp
-    neighbors, _ = knn_graph(coords_um, dep.graph_k, where=f"slide {slide_path}")
-    seconds["graph"] = time.perf_counter() - clock
-    barcodes = _spot_names(name, placed, spot_names)
-    clock = time.perf_counter()
-    calibration = model.calibration
-    scores = None if calibration is None else shift_scores(calibration, features,
-                                                           options.chunk_spots)
-    seconds["shift_scores"] = time.perf_counter() - clock
-    clock = time.perf_counter()
-    mean, std, meaning = model.sample(Slide(sample=name, features=features, coords_um=coords_um,
-                                            barcodes=np.asarray(barcodes),
-                                            neighbors=neighbors),
-                                      options.n_samples, options.seed,
-                                      chunk_spots=options.chunk_spots, reuse_features=True)
-    del features  # standardised in place by the sampling: the raw values are gone
-    seconds["sampling"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
-    diameter_um = layout.spot_diameter_um if spots is None else dep.spots.spot_diameter_um
-    spatial = spatial_uns(name, thumb, scale, diameter_um / mpp, slide_path.resolve())
-    drawn = genes_to_draw(options.genes, dep.genes)
-    rows = SlideRows(mean, std, calibration, scores, level,
-                     [list(dep.genes).index(g) for g in drawn], options.chunk_spots)
-
-    def rest():  # after the rows: the per-spot interval columns are known then
-        seconds["intervals"] = rows.interval_seconds
-        obs = pd.DataFrame({"array_row": placed.array_rc[:, 0],
-                            "array_col": placed.array_rc[:, 1],
-                            "tissue_fraction": placed.tissue_fraction.astype(np.float32),
-                            "in_tissue": True, **rows.obs}, index=pd.Index(barcodes))
-        info = {**stflow_uns("slide_prediction", name, X_PREDICTED, **model.identity()),
-                "slide_path": str(slide_path.resolve()), "mpp": mpp,
-                "mpp_source": mpp_source, "spots": "given" if spots is not None else "virtual",
-                "pitch_um": layout.pitch_um, "layout": layout.layout,
-                "min_tissue": dep.min_tissue if options.min_tissue is None
-                else options.min_tissue, "tissue_threshold": threshold,
-                "n_samples": options.n_samples, "seed": options.seed,
-                "sample_spread": meaning, "n_spots": placed.n,
-                **({"features": str(store.path.resolve())} if store else {}),
-                "seconds": {k: round(v, 3) for k, v in seconds.items()}}
-        return slide_anndata(dep.genes, placed.centres_px, mpp, obs, spatial, info,
-                             rows.intervals_record(),
-                             None if rows.last is None else rows.last.quantiles, neighbors)
-
-    out_dir = Path(out_dir)
-    maps, h5ad = out_dir / f"{name}_maps", out_dir / f"{name}.h5ad"
-
-    def draw() -> None:  # before the h5ad's rename: maps never outlive a failed write
-        write_maps(maps, drawn, drawn, mean[:, rows.drawn], (rows.second, rows.second_label()),
-                   placed.centres_px, spatial, name)
-
-    try:
-        write_h5ad_in_chunks(h5ad, placed.n, rows, rest, then=draw)
-    except BaseException:
-        shutil.rmtree(maps, ignore_errors=True)
-        raise
-    if "shifted" in rows.obs:
-        log.info("%s: %.1f %% of spots flagged as unlike the training spots (shift score > "
-                 "%.3g)", name, 100 * float(np.mean(rows.obs["shifted"])),
-                 calibration.shift.threshold)
-    seconds["write"] = time.perf_counter() - clock
-    result = SlideResult(name, h5ad, maps, placed.n, seconds)
+    level = check_slide_options(options)
+    clock = StepClock()
+    found = locate_spots(slide_path, name, model, um_per_px, spots, spot_names, features,
+                         options, clock)
+    with clock("graph"):
+        neighbors, _ = knn_graph(found.coords_um, model.deployment.graph_k,
+                                 where=f"slide {slide_path}")
+    with clock("shift_scores"):
+        scores = None if model.calibration is None else shift_scores(
+            model.calibration, found.features, options.chunk_spots)
+    with clock("sampling"):
+        mean, std, meaning = model.sample(
+            Slide(sample=name, features=found.features, coords_um=found.coords_um,
+                  barcodes=np.asarray(found.names), neighbors=neighbors),
+            options.n_samples, options.seed, chunk_spots=options.chunk_spots,
+            reuse_features=True)
+        found.features = None  # standardised in place by the sampling: the raw values are gone
+    with clock("write"):
+        h5ad, maps = write_slide(Path(out_dir), found, model, (mean, std, meaning), scores,
+                                 neighbors, level, options, clock)
+    result = SlideResult(name, h5ad, maps, found.placed.n, dict(clock))
     if options.spatialdata:
         from stflow.deploy.spatialdata_export import export_spatialdata
 
-        result.spatialdata = export_spatialdata(h5ad, out_dir / f"{name}.zarr", slide_path)
+        result.spatialdata = export_spatialdata(h5ad, Path(out_dir) / f"{name}.zarr", slide_path)
     return result
+
+
+def check_slide_options(options: SlideOptions) -> float:
+    """Refuse options no slide can be predicted with; the interval level."""
+    if options.n_samples < 1:
+        raise input_error("--n-samples", f"{options.n_samples}", "draw at least one sample")
+    return check_level(options.level, "--level")
+
+
+def locate_spots(slide_path: Path, name: str, model: DeployedModel, um_per_px: float | None,
+                 spots: np.ndarray | None, spot_names: Sequence[str] | None,
+                 store: FeatureStore | None, options: SlideOptions, clock: StepClock
+                 ) -> SlideSpots:
+    """The slide's scale, tissue and spots (clock: ``tissue``), and their features: the
+    given store's, else embedded from the slide's windows (``patches_and_embedding``)."""
+    dep = model.deployment
+    with clock("tissue"):
+        mpp, mpp_source = slide_mpp(slide_path, um_per_px)
+        features = None
+        if store is not None:
+            features, coords, store_names = store.read(dep.feature_dim)
+            spots, spot_names = coords / mpp, list(store_names)
+    with open_slide(slide_path, downsample=dep.patch_size_um / mpp / dep.patch_size_px
+                    ) as reader:
+        with clock("tissue"):
+            placed, thumb, scale, threshold, layout = place_spots(reader, mpp, dep, options,
+                                                                  spots)
+        log.info("%s: %d %s at %.3f µm/px", name, placed.n, "given spots" if spots is not None
+                 else f"virtual spots ({layout.layout}, {layout.pitch_um:.0f} µm pitch)", mpp)
+        if features is None:
+            features = embed_spots(reader, placed, mpp, model, options, clock)
+    return SlideSpots(name, slide_path, mpp, mpp_source, placed, thumb, scale, threshold,
+                      layout, spots is not None, _spot_names(name, placed, spot_names),
+                      features, store)
+
+
+def embed_spots(reader: SlideReader, placed: VirtualSpots, mpp: float, model: DeployedModel,
+                options: SlideOptions, clock: StepClock) -> np.ndarray:
+    """The spots' features from the model's encoder, each window read at the training
+    window and pixel size (clock: ``patches_wait``, the share spent waiting for windows,
+    and ``patches_and_embedding``)."""
+    dep, times = model.deployment, StreamTimes()
+    with clock("patches_and_embedding"):
+        features = embed_windows(reader, placed.centres_px, dep.patch_size_um / mpp,
+                                 dep.patch_size_px, model.encoder, model.device,
+                                 options.batch_size, options.workers, times)
+        clock["patches_wait"] = times.patches_wait_s
+    return features
+
+
+def write_slide(out_dir: Path, found: SlideSpots, model: DeployedModel,
+                sampled: tuple[np.ndarray, np.ndarray, str], scores: np.ndarray | None,
+                neighbors: np.ndarray, level: float, options: SlideOptions, clock: StepClock
+                ) -> tuple[Path, Path]:
+    """Write ``{name}.h5ad`` from the ``sampled`` (mean, spread, what the spread means) a
+    row chunk at a time, with the intervals at ``level`` (:class:`SlideRows`, which also
+    keeps the columns the maps draw), then the PNG maps, which never outlive a failed
+    write."""
+    dep, name, (mean, std, meaning) = model.deployment, found.name, sampled
+    diameter_um = dep.spots.spot_diameter_um if found.given else found.layout.spot_diameter_um
+    spatial = spatial_uns(name, found.thumb, found.scale, diameter_um / found.mpp,
+                          found.path.resolve())
+    drawn = genes_to_draw(options.genes, dep.genes)
+    rows = SlideRows(mean, std, model.calibration, scores, level,
+                     [list(dep.genes).index(g) for g in drawn], options.chunk_spots)
+    maps, h5ad = out_dir / f"{name}_maps", out_dir / f"{name}.h5ad"
+
+    def rest():  # after the rows: the per-spot interval columns are known then
+        clock["intervals"] = rows.interval_seconds
+        obs = pd.DataFrame({"array_row": found.placed.array_rc[:, 0],
+                            "array_col": found.placed.array_rc[:, 1],
+                            "tissue_fraction": found.placed.tissue_fraction.astype(np.float32),
+                            "in_tissue": True, **rows.obs}, index=pd.Index(found.names))
+        centres = np.asarray(found.placed.centres_px, dtype=np.float64)
+        obsm = {"spatial": centres, "spatial_um": centres * found.mpp}
+        return prediction_anndata(
+            dep.genes, obs, obsm, slide_info(found, model, meaning, options, clock),
+            intervals=rows.intervals_record() or NO_INTERVALS,
+            quantiles=None if rows.last is None else rows.last.quantiles,
+            graph=ModelGraph(neighbors, obsm["spatial_um"], "predict-slide kNN"),
+            spatial=spatial)
+
+    def draw() -> None:  # before the h5ad's rename: maps never outlive a failed write
+        write_maps(maps, drawn, drawn, mean[:, rows.drawn],
+                   (rows.second, rows.second_label()), found.placed.centres_px, spatial, name)
+
+    try:
+        write_prediction(h5ad, found.placed.n, rows, rest, then=draw)
+    except BaseException:
+        shutil.rmtree(maps, ignore_errors=True)
+        raise
+    log_shifted(name, rows, model)
+    return h5ad, maps
+
+
+def slide_info(found: SlideSpots, model: DeployedModel, meaning: str, options: SlideOptions,
+               clock: StepClock) -> dict[str, Any]:
+    """``uns["stflow"]`` of a slide's prediction: the model's identity, how the spots were
+    placed and sampled, and the seconds of each step so far."""
+    dep, layout = model.deployment, found.layout
+    return {**stflow_uns("slide_prediction", found.name, X_PREDICTED, **model.identity()),
+            "slide_path": str(found.path.resolve()), "mpp": found.mpp,
+            "mpp_source": found.mpp_source, "spots": "given" if found.given else "virtual",
+            "pitch_um": layout.pitch_um, "layout": layout.layout,
+            "min_tissue": dep.min_tissue if options.min_tissue is None else options.min_tissue,
+            "tissue_threshold": found.threshold, "n_samples": options.n_samples,
+            "seed": options.seed, "sample_spread": meaning, "n_spots": found.placed.n,
+            **({"features": str(found.store.path.resolve())} if found.store else {}),
+            "seconds": {k: round(v, 3) for k, v in clock.items()}}
+
+
+def log_shifted(name: str, rows: SlideRows, model: DeployedModel) -> None:
+    """The share of the slide's spots flagged as unlike the training spots, when known."""
+    if "shifted" in rows.obs:
+        log.info("%s: %.1f %% of spots flagged as unlike the training spots (shift score > "
+                 "%.3g)", name, 100 * float(np.mean(rows.obs["shifted"])),
+                 model.calibration.shift.threshold)
 
 
 def _spot_names(name: str, placed: VirtualSpots, given: Sequence[str] | None) -> list[str]:
