@@ -381,81 +381,101 @@ def _header_problems(line: int, header: list[str]) -> list[Problem]:
 def _row_problems(number: int, row: dict[str, str], base: Path,
                   seen: dict[str, int]) -> list[Problem]:
     """Every problem of one row (the samples met so far in ``seen``)."""
-    sample = row.get("sample", "")
-    out: list[Problem] = []
-
-    def bad(column: str, problem: str, fix: str) -> None:
-        out.append(Problem(number, sample, column, problem, fix))
-
-    if EXTRA in row:
-        bad("-", f"more cells than header columns ({row[EXTRA]!r})",
-            "use one tab between cells and name every column in the header")
-    if not sample:
-        bad("sample", "empty", "give the sample a name")
-    elif not NAME.match(sample):
-        bad("sample", f"{sample!r} holds characters other than letters, digits, _ . -",
-            "rename it (it becomes a file name)")
-    elif sample in seen:
-        bad("sample", f"{sample!r} already on line {seen[sample]}",
-            "give each section its own sample name")
-    else:
-        seen[sample] = number
-    if not row.get("patient"):
-        bad("patient", "empty: without a patient, folds could put two sections of one "
-            "patient on both sides of a split", "give the patient id of this section")
+    found = _name_problems(number, row, seen)
     um_cell = row.get("um_per_px", "")
     um = _um_per_px(um_cell) if um_cell else None
     if um_cell and um is None:
-        bad("um_per_px", f"{um_cell!r} is not a positive number",
-            "give microns per level-0 pixel of the image, e.g. 0.5")
-    if row.get("xenium"):
-        for column, problem, fix in _xenium_row_problems(row, base):
-            bad(column, problem, fix)
-        return out
-    for column in XENIUM_ONLY:
-        if row.get(column):
-            bad(column, f"{row[column]!r} given for a row that is not a Xenium folder",
-                f"remove it: {column} applies to rows with a xenium folder")
+        found.append(("um_per_px", f"{um_cell!r} is not a positive number",
+                      "give microns per level-0 pixel of the image, e.g. 0.5"))
+    found += (_xenium_row_problems(row, base) if row.get("xenium")
+              else _spot_row_problems(row, base, um))
+    return [Problem(number, row.get("sample", ""), column, problem, fix)
+            for column, problem, fix in found]
+
+
+def _name_problems(number: int, row: dict[str, str], seen: dict[str, int]
+                   ) -> list[tuple[str, str, str]]:
+    """Problems of a row's cells count, sample name (recorded in ``seen`` when new) and
+    patient, as (column, problem, fix)."""
+    sample = row.get("sample", "")
+    out = []
+    if EXTRA in row:
+        out.append(("-", f"more cells than header columns ({row[EXTRA]!r})",
+                    "use one tab between cells and name every column in the header"))
+    if not sample:
+        out.append(("sample", "empty", "give the sample a name"))
+    elif not NAME.match(sample):
+        out.append(("sample", f"{sample!r} holds characters other than letters, digits, _ . -",
+                    "rename it (it becomes a file name)"))
+    elif sample in seen:
+        out.append(("sample", f"{sample!r} already on line {seen[sample]}",
+                    "give each section its own sample name"))
+    else:
+        seen[sample] = number
+    if not row.get("patient"):
+        out.append(("patient", "empty: without a patient, folds could put two sections of "
+                    "one patient on both sides of a split", "give the patient id of this "
+                    "section"))
+    return out
+
+
+def _spot_row_problems(row: dict[str, str], base: Path, um: float | None
+                       ) -> list[tuple[str, str, str]]:
+    """Every data problem of a row that is not a Xenium folder (Space Ranger, or image +
+    counts + positions), as (column, problem, fix)."""
+    out = [(column, f"{row[column]!r} given for a row that is not a Xenium folder",
+            f"remove it: {column} applies to rows with a xenium folder")
+           for column in XENIUM_ONLY if row.get(column)]
     spaceranger, table = row.get("spaceranger", ""), [row.get(c, "") for c in TABLE_COLUMNS]
     if spaceranger and (row.get("counts") or row.get("positions")):
-        bad("spaceranger", "given together with counts/positions",
-            "give either a Space Ranger folder or counts + positions, not both")
+        out.append(("spaceranger", "given together with counts/positions",
+                    "give either a Space Ranger folder or counts + positions, not both"))
     elif not spaceranger and not all(table):
         missing = [c for c, v in zip(TABLE_COLUMNS, table, strict=True) if not v]
-        bad("spaceranger" if not any(table) else missing[0],
-            f"no data: spaceranger and xenium are empty and so are {missing}",
-            "give a Space Ranger outs/ folder (spaceranger + image), a Xenium output folder "
-            "(xenium + image + alignment), or image + counts + positions")
+        out.append(("spaceranger" if not any(table) else missing[0],
+                    f"no data: spaceranger and xenium are empty and so are {missing}",
+                    "give a Space Ranger outs/ folder (spaceranger + image), a Xenium output "
+                    "folder (xenium + image + alignment), or image + counts + positions"))
+    out += _path_problems(row, base, um)
+    if row.get("bin_um") and _not_hd(spaceranger, base):
+        out.append(("bin_um", f"{row['bin_um']!r} given for a row that is not a Visium HD "
+                    "folder", f"remove it: bin_um chooses the binned output ({BINNED}/"
+                    "square_NNNum) of a Visium HD outs/ folder, or the bin size of a Xenium "
+                    "row"))
+    if not spaceranger and row.get("image") and not row.get("um_per_px"):
+        out.append(("um_per_px", "empty, and an image with counts + positions does not say "
+                    "its µm/px", "give microns per level-0 pixel of the image (from the "
+                    "scanner or the slide metadata)"))
+    if spaceranger and not row.get("image"):
+        out.append(("image", "empty: a Space Ranger outs/ folder does not include the "
+                    "full-resolution H&E", "give the image Space Ranger was run on (the one "
+                    "its pxl_*_in_fullres positions refer to)"))
+    return out
+
+
+def _path_problems(row: dict[str, str], base: Path, um: float | None
+                   ) -> list[tuple[str, str, str]]:
+    """Problems of the row's Space Ranger folder and table files: missing, of the wrong
+    kind, or (a Space Ranger folder) incomplete, as (column, problem, fix)."""
+    out = []
     for column in ("spaceranger", *TABLE_COLUMNS):
         if not row.get(column):
             continue
         path = _path(row[column], base)
         if not path.exists():
-            bad(column, f"{path} does not exist", "correct the path (relative paths are "
-                "read from the sheet's folder)")
+            out.append((column, f"{path} does not exist", "correct the path (relative paths "
+                        "are read from the sheet's folder)"))
         elif column == "spaceranger":
             if not path.is_dir():
-                bad(column, f"{path} is not a folder", "give the Space Ranger outs/ folder")
+                out.append((column, f"{path} is not a folder",
+                            "give the Space Ranger outs/ folder"))
             elif (outs := find_outs(path)) is not None and is_hd(outs):
-                for where, problem, fix in _hd_problems(outs, row.get("bin_um", "")):
-                    bad(where, problem, fix)
+                out += _hd_problems(outs, row.get("bin_um", ""))
             else:
-                for problem, fix in _spaceranger_problems(path, um is not None):
-                    bad(column, problem, fix)
+                out += [(column, problem, fix)
+                        for problem, fix in _spaceranger_problems(path, um is not None)]
         elif not path.is_file():
-            bad(column, f"{path} is not a file", "give the file itself")
-    if row.get("bin_um") and _not_hd(spaceranger, base):
-        bad("bin_um", f"{row['bin_um']!r} given for a row that is not a Visium HD folder",
-            f"remove it: bin_um chooses the binned output ({BINNED}/square_NNNum) of a "
-            "Visium HD outs/ folder, or the bin size of a Xenium row")
-    if not spaceranger and row.get("image") and not um_cell:
-        bad("um_per_px", "empty, and an image with counts + positions does not say its µm/px",
-            "give microns per level-0 pixel of the image (from the scanner or the slide "
-            "metadata)")
-    if spaceranger and not row.get("image"):
-        bad("image", "empty: a Space Ranger outs/ folder does not include the full-resolution "
-            "H&E", "give the image Space Ranger was run on (the one its pxl_*_in_fullres "
-            "positions refer to)")
+            out.append((column, f"{path} is not a file", "give the file itself"))
     return out
 
 

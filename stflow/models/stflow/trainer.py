@@ -199,6 +199,112 @@ def weight_average(model: torch.nn.Module, decay: float
         model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
+class AdamSteps:
+    """The optimiser side of training: one AdamW step on a batch of regions at a time, in
+    mixed precision where the device has it, the gradient norm clipped, the EMA copy (the
+    weights validated and kept, when ``ema``) updated after each step."""
+
+    def __init__(self, model: torch.nn.Module, prior: Prior, config: STFlowSettings,
+                 device: torch.device) -> None:
+        self.model, self.prior, self.config, self.device = model, prior, config, device
+        self.generator = torch.Generator().manual_seed(config.seed)
+        model.to(device).train()
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                           weight_decay=config.weight_decay)
+        self.averaged = weight_average(model, config.ema)
+        self.autocast, amp_dtype = autocast_for(device)
+        self.scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+
+    @property
+    def evaluated(self) -> torch.nn.Module:
+        """The weights validation judges: the EMA copy's, else the model's own."""
+        return self.averaged.module if self.averaged is not None else self.model
+
+    def step(self, regions: list[SlideArrays]) -> float:
+        """One step on ``regions`` (padded into one batch); its loss."""
+        config, device = self.config, self.device
+        features, targets, geometry = collate(regions, config.k, config.length_scale_um)
+        features, targets, geometry = (features.to(device), targets.to(device),
+                                       geometry.to(device))
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.autocast:
+            loss = flow_matching_loss(self.model, features, targets, geometry, self.prior,
+                                      self.generator, config.flow_matching)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), GRAD_CLIP)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        if self.averaged is not None:
+            self.averaged.update_parameters(self.model)
+        return float(loss.detach())
+
+    def epoch(self, train: list[SlideArrays], rng: np.random.Generator) -> float:
+        """One epoch: every slide's random regions (at least ``regions_per_slide`` each,
+        enough for ``min_steps_per_epoch`` steps), shuffled into steps; the mean loss."""
+        config = self.config
+        per_slide = max(config.regions_per_slide, -(-config.min_steps_per_epoch
+                                                    * config.regions_per_step // len(train)))
+        order = [i for i in range(len(train)) for _ in range(per_slide)]
+        rng.shuffle(order)
+        losses = []
+        for start in range(0, len(order), config.regions_per_step):
+            regions = [train[i].subset(random_region(train[i].coords_um, rng, config.k,
+                                                     config.min_region_fraction),
+                                       train[i].name)
+                       for i in order[start:start + config.regions_per_step]]
+            losses.append(self.step(regions))
+        return float(np.mean(losses))
+
+    def keep_final(self, best_state: dict[str, torch.Tensor] | None) -> None:
+        """Leave the model at ``best_state`` (the best validated epoch), else at the last
+        averaged weights (nothing validated), else as it is."""
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        elif self.averaged is not None:
+            self.model.load_state_dict(self.evaluated.state_dict())
+
+
+@dataclass
+class EarlyStopping:
+    """The best validated epoch so far, its weights, and when to stop: after ``patience``
+    epochs without a better validation Pearson."""
+
+    patience: int
+    best_score: float = -np.inf
+    best_epoch: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    stale: int = 0
+
+    def judge(self, epoch: int, val_pearson: float) -> bool:
+        """Whether ``epoch`` is the best so far (a NaN Pearson never is, but the first
+        epoch is kept whatever it scores)."""
+        score = val_pearson if np.isfinite(val_pearson) else -np.inf
+        improved = self.best_state is None or score > self.best_score
+        if improved:
+            self.best_score, self.best_epoch = score, epoch
+        return improved
+
+    def keep_or_stop(self, improved: bool, evaluated: torch.nn.Module, epoch: int) -> bool:
+        """Keep the weights of an improved epoch; whether training should stop now."""
+        if improved:
+            self.stale = 0
+            self.best_state = copy.deepcopy({k: v.detach().cpu()
+                                             for k, v in evaluated.state_dict().items()})
+            return False
+        self.stale += 1
+        if self.stale >= self.patience:
+            log.info("early stop at epoch %d (best val Pearson %.4f)", epoch, self.best_score)
+            return True
+        return False
+
+
 def train_denoiser(model: torch.nn.Module, prior: Prior, train: list[SlideArrays],
                    val: list[SlideArrays], config: STFlowSettings, device: torch.device,
                    on_epoch: EpochCallback | None = None) -> list[dict[str, float]]:
@@ -214,86 +320,34 @@ def train_denoiser(model: torch.nn.Module, prior: Prior, train: list[SlideArrays
     weights are kept — the refit on train + validation, whose epoch count was chosen before.
     """
     rng = np.random.default_rng(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
+    steps = AdamSteps(model, prior, config, device)
     train, val = validation_split(train, val, config)
     n_genes = train[0].targets.shape[1]
-    model.to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
-                                  weight_decay=config.weight_decay)
-    averaged = weight_average(model, config.ema)
-    evaluated = averaged.module if averaged is not None else model
-    autocast, amp_dtype = autocast_for(device)
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    stopping = EarlyStopping(config.patience)
     history: list[dict[str, float]] = []
-    best_score, best_state, stale = -np.inf, None, 0
-    best_epoch = 0
     for epoch in range(1, config.epochs + 1):
         started = time.monotonic()
-        per_slide = max(config.regions_per_slide, -(-config.min_steps_per_epoch
-                                                    * config.regions_per_step // len(train)))
-        order = [i for i in range(len(train)) for _ in range(per_slide)]
-        rng.shuffle(order)
-        losses = []
-        for start in range(0, len(order), config.regions_per_step):
-            regions = []
-            for i in order[start:start + config.regions_per_step]:
-                index = random_region(train[i].coords_um, rng, config.k,
-                                      config.min_region_fraction)
-                regions.append(train[i].subset(index, train[i].name))
-            features, targets, geometry = collate(regions, config.k, config.length_scale_um)
-            features, targets, geometry = (features.to(device), targets.to(device),
-                                           geometry.to(device))
-            optimizer.zero_grad(set_to_none=True)
-            with autocast:
-                loss = flow_matching_loss(model, features, targets, geometry, prior, generator,
-                                          config.flow_matching)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-            else:
-                loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            if averaged is not None:
-                averaged.update_parameters(model)
-            losses.append(float(loss.detach()))
+        loss = steps.epoch(train, rng)
         if not val:
-            row = {"epoch": epoch, "train_loss": float(np.mean(losses)),
-                   "val_loss": float("nan"), "val_pearson": float("nan")}
+            row = {"epoch": epoch, "train_loss": loss, "val_loss": float("nan"),
+                   "val_pearson": float("nan")}
             history.append(row)
             log.info("epoch %d/%d train_loss %.4f (nothing validated) %.1f s", epoch,
-                     config.epochs, row["train_loss"], time.monotonic() - started)
+                     config.epochs, loss, time.monotonic() - started)
             if on_epoch is not None:
                 on_epoch(row)
             continue
-        val_loss, val_pearson = validate(evaluated, prior, val, n_genes, config, device)
-        row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss,
+        val_loss, val_pearson = validate(steps.evaluated, prior, val, n_genes, config, device)
+        row = {"epoch": epoch, "train_loss": loss, "val_loss": val_loss,
                "val_pearson": val_pearson}
         history.append(row)
-        score = val_pearson if np.isfinite(val_pearson) else -np.inf
-        improved = best_state is None or score > best_score
-        if improved:
-            best_score, best_epoch = score, epoch
+        improved = stopping.judge(epoch, val_pearson)
         log.info("epoch %d/%d train_loss %.4f val_pearson %.4f (best %.4f @%d) %.1f s", epoch,
-                 config.epochs, row["train_loss"], val_pearson, best_score, best_epoch,
+                 config.epochs, loss, val_pearson, stopping.best_score, stopping.best_epoch,
                  time.monotonic() - started)
         if on_epoch is not None:
             on_epoch(row)
-        if improved:
-            stale = 0
-            best_state = copy.deepcopy({k: v.detach().cpu()
-                                        for k, v in evaluated.state_dict().items()})
-        else:
-            stale += 1
-            if stale >= config.patience:
-                log.info("early stop at epoch %d (best val Pearson %.4f)", epoch, best_score)
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    elif averaged is not None:
-        model.load_state_dict(evaluated.state_dict())
+        if stopping.keep_or_stop(improved, steps.evaluated, epoch):
+            break
+    steps.keep_final(stopping.best_state)
     return history
