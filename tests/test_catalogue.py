@@ -106,7 +106,7 @@ def test_the_encoder_registry_and_the_sources_hold_exactly_the_catalogue_s_names
     from stflow.data.encoders import ENCODERS
     from stflow.data.sources import get_source
 
-    assert tuple(ENCODERS) == facts.ENCODERS
+    assert tuple(ENCODERS) == facts.ENCODERS == tuple(facts.ENCODER_FACTS)
     for name in facts.SOURCES:  # each a module stflow.data.sources.<name> that lists and reads
         source = get_source(name)
         assert callable(source.list_samples) and callable(source.read_sample)

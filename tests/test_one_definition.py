@@ -194,14 +194,6 @@ def test_one_place_lists_the_model_names():
     assert listing_sites(list(MODELS)) == ["stflow/models/catalogue.py"]
 
 
-def test_the_light_side_lists_the_encoder_names_once():
-    sites = listing_sites(catalogue.ENCODERS)
-    assert "stflow/catalogue.py" in sites and "config/schema.yaml" not in sites
-    assert set(sites) <= {"stflow/catalogue.py", "stflow/data/encoders/registry.py"}
-
-
-@pytest.mark.xfail(strict=True, reason="the encoder registry (torch) still names each encoder "
-                   "beside stflow.catalogue.ENCODERS; tests/test_catalogue.py keeps them equal "
-                   "until the registry's table is light enough to be the one list (issue 25)")
 def test_one_place_lists_the_encoder_names():
+    """The encoders' light table is the one list; the torch registry maps builder kinds."""
     assert listing_sites(catalogue.ENCODERS) == ["stflow/catalogue.py"]

