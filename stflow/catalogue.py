@@ -14,7 +14,44 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SOURCES = ("her2st", "hest", "visium", "sheet", "synthetic")  # stflow.data.sources.<name>
+
+@dataclass(frozen=True)
+class SourceFacts:
+    """What the study and the config checks know of a source before any job runs; its
+    reader is the module stflow.data.sources.<name> (heavy: anndata), this is data, so no
+    code outside the source's module and this table branches on a source's name.
+    """
+
+    name: str
+    # where the samples come from: "listed" (dataset.samples; none by default), "simulated"
+    # (dataset.samples, else the simulator's P{p}S{s} of the simulate section),
+    # "known_sections" (dataset.samples, else the sections the download's checksum list
+    # knows), "sample_sheet" (the rows of dataset.sheet, which also give each sample's
+    # patient, files and ingest options and go to the download)
+    samples: str = "listed"
+    # a sample's patient in its name: group 1 of this pattern matched in full; "" not there
+    patient_in_name: str = ""
+    # dataset.patients may map its samples to patients (the other sources know them); its
+    # ingest then needs a patient where patient-stratified folds are built
+    takes_patients: bool = False
+    # ingest finds a patient the config does not map (in the source's metadata); without
+    # it, patient-stratified folds need dataset.patients for every sample
+    patients_at_ingest: bool = False
+    takes_images: bool = False  # dataset.images: a full-resolution image per sample
+    # HEST-bench's splits and gene lists apply (genes/splits.source: hest-bench); the
+    # download then fetches HEST_BENCH_REPO's task folders
+    hest_bench: bool = False
+
+
+# The data sources (stflow.data.sources.<name>), defined once
+SOURCE_FACTS: dict[str, SourceFacts] = {facts.name: facts for facts in (
+    SourceFacts("her2st", samples="known_sections", patient_in_name=r"(.).*"),
+    SourceFacts("hest", takes_patients=True, patients_at_ingest=True, hest_bench=True),
+    SourceFacts("visium", takes_patients=True, takes_images=True),
+    SourceFacts("sheet", samples="sample_sheet"),
+    SourceFacts("synthetic", samples="simulated", patient_in_name=r"(P\d+)S\d+"),
+)}
+SOURCES = tuple(SOURCE_FACTS)
 # the Hugging Face dataset of HEST-bench's task folders (their splits, gene lists, patches)
 HEST_BENCH_REPO = "MahmoodLab/hest-bench"
 _CIGA_URL = ("https://github.com/ozanciga/self-supervised-histopathology/releases/download/"

@@ -25,7 +25,7 @@ from typing import Any
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 
-from stflow.catalogue import HER2ST_CHECKSUMS
+from stflow.catalogue import HER2ST_CHECKSUMS, SOURCE_FACTS, SourceFacts
 from stflow.catalogue import her2st_sections as catalogue_sections
 from stflow.config import Problem
 from stflow.data.sheet import dataset_problems
@@ -168,30 +168,37 @@ def run_seeds(config: Mapping[str, Any]) -> list[int]:
     return [config["seed"]] if config.get("seed") is not None else list(config["seeds"])
 
 
+def _taking(fact: str) -> str:
+    """The sources that have ``fact`` (a SourceFacts flag), as a message names them."""
+    return " and ".join(name for name, facts in SOURCE_FACTS.items() if getattr(facts, fact))
+
+
 def sample_map_problems(config: Mapping[str, Any]) -> list[Problem]:
     """Settings that apply only to some sources, splits sources or schemes."""
     dataset, splits, tasks = config["dataset"], config["splits"], config["tasks"]
     source, problems = dataset["source"], []
-    if dataset.get("patients") and source not in ("visium", "hest"):
+    facts = SOURCE_FACTS.get(source, SourceFacts(source))
+    if dataset.get("patients") and not facts.takes_patients:
         problems.append(Problem("dataset.patients", dataset["patients"],
                                 f"does not apply to source '{source}' (it knows its patients)",
                                 "remove dataset.patients"))
-    if dataset.get("images") and source != "visium":
+    if dataset.get("images") and not facts.takes_images:
         problems.append(Problem("dataset.images", dataset["images"],
                                 f"does not apply to source '{source}'",
-                                "remove dataset.images (only visium takes full-res images)"))
-    if config["genes"]["source"] == "hest-bench" and source != "hest":
+                                f"remove dataset.images (only {_taking('takes_images')} "
+                                "takes full-res images)"))
+    if config["genes"]["source"] == "hest-bench" and not facts.hest_bench:
         problems.append(Problem("genes.source", "hest-bench", f"hest-bench needs "
-                                f"dataset.source hest, not '{source}'",
+                                f"dataset.source {_taking('hest_bench')}, not '{source}'",
                                 "set genes.source: config"))
     folds_listed = bool(splits["folds"]) or any(t.get("folds") for t in tasks)
     if splits["source"] == "hest-bench" and folds_listed:
         problems.append(Problem("splits.source", "hest-bench", "hest-bench takes the folds "
                                 "from HEST-bench, but folds are listed too",
                                 "remove the folds, or set splits.source: config"))
-    if splits["source"] == "hest-bench" and source != "hest":
+    if splits["source"] == "hest-bench" and not facts.hest_bench:
         problems.append(Problem("splits.source", "hest-bench", f"hest-bench needs "
-                                f"dataset.source hest, not '{source}'",
+                                f"dataset.source {_taking('hest_bench')}, not '{source}'",
                                 "set splits.source: config"))
     if splits["scheme"] == "section":
         given = [key for key, on in (
@@ -207,14 +214,16 @@ def sample_map_problems(config: Mapping[str, Any]) -> list[Problem]:
 
 
 def her2st_sample_problems(config: Mapping[str, Any], sections: Sequence[str]) -> list[Problem]:
-    """her2st section names the download does not know (it fetches its checksum list's)."""
+    """Section names the download of a source with known sections does not know (it fetches
+    its checksum list's)."""
     dataset = config["dataset"]
-    if dataset["source"] != "her2st" or not dataset["samples"]:
+    facts = SOURCE_FACTS.get(dataset["source"])
+    if facts is None or facts.samples != "known_sections" or not dataset["samples"]:
         return []
     unknown = sorted(set(dataset["samples"]) - set(sections))
     if not unknown:
         return []
-    return [Problem("dataset.samples", dataset["samples"], f"lists her2st sections {unknown} "
+    return [Problem("dataset.samples", dataset["samples"], f"lists {facts.name} sections {unknown} "
                     "that the download does not know",
                     f"choose among {list(sections)} (or set samples: null for all of them)")]
 
@@ -409,8 +418,9 @@ def fold_count_problems(dataset: str, source: str, samples: Sequence[str],
     if explicit:
         return []
     unmapped = [s for s in samples if patients.get(s) is None]
-    if source == "visium" and unmapped:
-        return [Problem("dataset.patients", None, f"visium samples {unmapped} of {where} have "
+    facts = SOURCE_FACTS.get(source, SourceFacts(source))
+    if facts.takes_patients and not facts.patients_at_ingest and unmapped:
+        return [Problem("dataset.patients", None, f"{source} samples {unmapped} of {where} have "
                         "no patient, so two sections of one patient could land in train and "
                         "test", "map each sample to its patient in dataset.patients "
                         "({sample: patient}), or list explicit splits.folds")]

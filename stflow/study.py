@@ -20,7 +20,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from stflow.catalogue import HEST_BENCH_REPO, PAPER_TABLES, her2st_sections
+from stflow.catalogue import (
+    HEST_BENCH_REPO,
+    PAPER_TABLES,
+    SOURCE_FACTS,
+    SourceFacts,
+    her2st_sections,
+)
 from stflow.config import Problem
 from stflow.config_checks import (
     fold_count_problems,
@@ -32,12 +38,9 @@ from stflow.data.sheet import sheet_patients, sheet_row, sheet_samples
 from stflow.models.catalogue import reads_graph
 
 RESULTS = "results"
-# the sources whose patients are known before ingest (from the sample names or the sheet)
-PATIENTS_BEFORE_INGEST = ("synthetic", "her2st", "sheet")
 RUN_TABLES = ("metrics.tsv", "summary.tsv", "summary.md", "genes.tsv", "coverage.tsv",
               "coverage.md", "risk_coverage.tsv")
 RUN_FIGURES = ("comparison.png", "risk_coverage.png", "training_curves.png", "biomarkers")
-_SYNTHETIC_SAMPLE = re.compile(r"(P\d+)S\d+")
 
 
 def result(dataset: str, path: str) -> str:
@@ -77,48 +80,53 @@ def datasets(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 class Study:
     """A checked config (schema defaults filled in) as datasets, samples, folds and settings.
 
-    ``her2st``: the sections the her2st download knows (default: the package's checksum
-    list). Methods take dataset, sample, fold and model names, never Snakemake wildcards.
+    ``sections``: the sections the download of a source with known sections knows
+    (default: the package's checksum list). Methods take dataset, sample, fold and model
+    names, never Snakemake wildcards; what differs by source is read from its
+    :class:`~stflow.catalogue.SourceFacts`, never from its name.
     """
 
-    def __init__(self, config: Mapping[str, Any], her2st: Sequence[str] | None = None) -> None:
+    def __init__(self, config: Mapping[str, Any], sections: Sequence[str] | None = None) -> None:
         self.config = config
-        self.her2st = list(her2st) if her2st is not None else her2st_sections()
+        self.sections = list(sections) if sections is not None else her2st_sections()
         self.datasets = datasets(config)
         self.scheme: str = config["splits"]["scheme"]
         self.seeds = run_seeds(config)
 
     # --- samples and patients -------------------------------------------------------------
 
+    def source(self, dataset: str) -> SourceFacts:
+        """What the dataset's source brings (stflow.catalogue.SOURCE_FACTS)."""
+        return SOURCE_FACTS[self.datasets[dataset]["source"]]
+
     def samples(self, dataset: str) -> list[str]:
         """Sample ids of a dataset: from the config, else the source's defaults."""
-        entry = self.datasets[dataset]
-        if entry["source"] == "sheet":
+        entry, source = self.datasets[dataset], self.source(dataset)
+        if source.samples == "sample_sheet":
             return sheet_samples(entry["sheet"], entry["samples"])
         if entry["samples"]:
             return list(entry["samples"])
-        if entry["source"] == "synthetic":
+        if source.samples == "simulated":
             sim = self.config["simulate"]
             return synthetic_samples(sim["patients"], sim["sections"])
-        if entry["source"] == "her2st":
-            return list(self.her2st)
+        if source.samples == "known_sections":
+            return list(self.sections)
         raise ValueError(f"config: dataset.samples is null for source '{entry['source']}'. "
                          "Fix: list the sample ids in dataset.samples (or tasks[].samples)")
 
     def patient(self, dataset: str, sample: str) -> str | None:
         """The sample's patient as known before ingest (dataset.patients first), else None:
-        synthetic P{p}S{s} is patient P{p}, a her2st section's letter is its patient."""
-        entry = self.datasets[dataset]
+        the sheet's, or the one in the sample's name (synthetic P{p}S{s} is patient P{p}, a
+        her2st section's letter is its patient)."""
+        entry, source = self.datasets[dataset], self.source(dataset)
         mapped = (entry.get("patients") or {}).get(sample)
         if mapped is not None:
             return str(mapped)
-        if entry["source"] == "synthetic":
-            match = _SYNTHETIC_SAMPLE.fullmatch(sample)
-            return match.group(1) if match else None
-        if entry["source"] == "her2st":
-            return sample[0]
-        if entry["source"] == "sheet":
+        if source.samples == "sample_sheet":
             return sheet_patients(entry["sheet"]).get(sample)
+        if source.patient_in_name:
+            match = re.fullmatch(source.patient_in_name, sample)
+            return match.group(1) if match else None
         return None
 
     def sample_files(self, dataset: str, pattern: str) -> list[str]:
@@ -147,7 +155,7 @@ class Study:
     def dataset_fold_problems(self, dataset: str) -> list[Problem]:
         """What stops the folds of ``dataset`` being counted before ingest."""
         entry = self.datasets[dataset]
-        if entry["source"] not in PATIENTS_BEFORE_INGEST and not entry["samples"]:
+        if self.source(dataset).samples == "listed" and not entry["samples"]:
             return [Problem("dataset.samples", None, f"null for source '{entry['source']}'",
                             "list the sample ids in dataset.samples (or tasks[].samples)")]
         names = self.samples(dataset)
@@ -199,15 +207,15 @@ class Study:
     def download_inputs(self, dataset: str) -> list[str]:
         """The sample sheet of source sheet (editing it redoes raw/sheet.tsv)."""
         entry = self.datasets[dataset]
-        return [entry["sheet"]] if entry["source"] == "sheet" else []
+        return [entry["sheet"]] if self.source(dataset).samples == "sample_sheet" else []
 
     def download_settings(self, dataset: str) -> dict[str, Any]:
         """Keyword arguments of stflow.data.download.download_source; only these (not model
         settings) rerun the download. A patient-shift scale left at its default of 1 is not
         listed, so studies made before the setting existed keep their download."""
-        entry = self.datasets[dataset]
+        entry, source = self.datasets[dataset], self.source(dataset)
         settings: dict[str, Any] = {"mirror": entry["mirror"], "task": entry["task"]}
-        if entry["source"] == "synthetic":
+        if source.samples == "simulated":
             sim = self.config["simulate"]
             settings.update(patients=sim["patients"], sections=sim["sections"],
                             grid=sim["grid"], genes=sim["genes"], seed=sim["seed"])
@@ -215,9 +223,9 @@ class Study:
                              if sim[key] != 1.0})
         else:
             settings["samples"] = self.samples(dataset)
-        if entry["source"] == "sheet":
+        if source.samples == "sample_sheet":
             settings["sheet"] = entry["sheet"]
-        if entry["source"] == "hest" and (self.bench_splits() or self.bench_genes()):
+        if source.hest_bench and (self.bench_splits() or self.bench_genes()):
             # the published splits and gene lists live in hest-bench's task folders, not in
             # HEST-1k: fetch the task folders (their patches are the bench samples' images)
             settings["repo_id"] = HEST_BENCH_REPO
@@ -227,23 +235,24 @@ class Study:
         """Source sheet: the files of the sample's row, which ingest reads in place; other
         sources: None (ingest reads the download)."""
         entry = self.datasets[dataset]
-        if entry["source"] != "sheet":
+        if self.source(dataset).samples != "sample_sheet":
             return None
         return [str(p) for p in sheet_row(entry["sheet"], sample).files()]
 
     def ingest_options(self, dataset: str, sample: str) -> dict[str, Any]:
         """Keyword arguments of stflow.data.ingest.ingest_sample: the sheet's row, or the task,
         the configured patient / image of the sample, and require_patient where
-        patient-stratified folds are built from the ingested patients (hest; visium is
-        checked when the DAG is built)."""
-        entry = self.datasets[dataset]
-        if entry["source"] == "sheet":  # the row itself: a changed row reruns this ingest only
+        patient-stratified folds are built from the ingested patients (the sources that take
+        dataset.patients; one that cannot find them at ingest is checked when the DAG is
+        built)."""
+        entry, source = self.datasets[dataset], self.source(dataset)
+        if source.samples == "sample_sheet":  # a changed row reruns this ingest only
             return {"row": sheet_row(entry["sheet"], sample).to_params()}
         patient = (entry.get("patients") or {}).get(sample)
         return {"task": entry["task"],
                 "patient": None if patient is None else str(patient),
                 "image": (entry.get("images") or {}).get(sample),
-                "require_patient": (entry["source"] in ("visium", "hest")
+                "require_patient": (source.takes_patients
                                     and not self.explicit_folds(dataset)
                                     and self.scheme == "patient")}
 

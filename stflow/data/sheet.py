@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stflow.catalogue import SOURCE_FACTS
 from stflow.choices import PATCH_SIZE_UM
 from stflow.config import Problem as ConfigProblem
 from stflow.data.xenium_sheet import (
@@ -599,10 +600,12 @@ def dataset_problems(dataset: Mapping[str, Any]) -> list[ConfigProblem]:
     and only then; the sheet replaces mirror, patients and images), and every problem of
     the sheet itself, each as a config problem listed with the others before any job."""
     sheet, source = dataset.get("sheet"), dataset.get("source")
-    if sheet and source != "sheet":
+    from_sheet = [name for name, facts in SOURCE_FACTS.items() if facts.samples == "sample_sheet"]
+    if sheet and source not in from_sheet:
         return [ConfigProblem("dataset.sheet", sheet, f"given with source {source!r}",
-                              "set dataset.source: sheet, or remove dataset.sheet")]
-    if source != "sheet":
+                              f"set dataset.source: {' or '.join(from_sheet)}, or remove "
+                              "dataset.sheet")]
+    if source not in from_sheet:
         return []
     if not sheet:
         return [ConfigProblem("dataset.sheet", None, "source sheet needs a sample sheet",
