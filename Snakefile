@@ -1,7 +1,7 @@
 # stflow: predict spatial gene expression from H&E histology with STFlow.
 #   snakemake --profile profiles/local                       # offline synthetic default
 #   snakemake --profile profiles/local --configfile config/her2st.yaml
-#   snakemake --report results/report.html                   # figures and tables as HTML
+#   snakemake --report results/synthetic/report.html         # figures and tables as HTML
 import os
 import sys
 
@@ -61,5 +61,5 @@ rule all:
 rule final_models:
     # a target only: every encoder x model trained on all samples (rules/slides.smk)
     input:
-        [res(d, f"models/{e}/{m}/final") for d in DATASETS for e in STUDY.encoders
-         for m in STUDY.models],
+        [res(d, L.FINAL_MODEL.format(encoder=e, model=m)) for d in DATASETS
+         for e in STUDY.encoders for m in STUDY.models],

@@ -6,8 +6,10 @@
 import os
 from pathlib import Path
 
+from stflow import layout as L  # every path of results/{dataset}/ (stflow/layout.py)
+from stflow.layout import result
 from stflow.models.catalogue import reads_graph
-from stflow.study import Study, fold_members, result
+from stflow.study import Study, fold_members
 
 # Rules run the library through workflow/scripts/<rule>.py (`script:`), which puts this
 # repository first on sys.path (workflow/scripts/_job.py): a job finds the library whatever its
@@ -75,7 +77,7 @@ def res(dataset, path):
 
 
 def st_files(wc):
-    return STUDY.sample_files(wc.dataset, "st/{sample}.h5ad")
+    return STUDY.sample_files(wc.dataset, L.ST)
 
 
 def fold_files(pattern, parts, graph_only=False):
@@ -120,8 +122,8 @@ def ingest_manifest(wc):
     row_files = STUDY.sheet_files(wc.dataset, wc.sample)
     if row_files is not None:
         return row_files
-    manifest = res(wc.dataset, "raw/MANIFEST.tsv")
-    if Path(res(wc.dataset, f"st/{wc.sample}.h5ad")).exists():
+    manifest = res(wc.dataset, L.MANIFEST)
+    if Path(res(wc.dataset, L.ST.format(sample=wc.sample))).exists():
         return ancient(manifest)
     return manifest
 
@@ -135,7 +137,7 @@ def bench_splits_input(wc):
     """The download, when the folds come from HEST-bench's splits/ files. Ancient: it orders
     the jobs, and a download rerun for other samples (which restores or rewrites the
     manifest) must not redo the folds; new samples redo them through samples.tsv."""
-    return [ancient(res(wc.dataset, "raw/MANIFEST.tsv"))] if STUDY.bench_splits() else []
+    return [ancient(res(wc.dataset, L.MANIFEST))] if STUDY.bench_splits() else []
 
 
 def splits_settings(wc):
@@ -145,7 +147,7 @@ def splits_settings(wc):
 def bench_genes_input(wc):
     """The download, when the genes come from HEST-bench's var_50genes.json (ancient, as
     for the splits; new samples redo the genes through their st/ files)."""
-    return [ancient(res(wc.dataset, "raw/MANIFEST.tsv"))] if STUDY.bench_genes() else []
+    return [ancient(res(wc.dataset, L.MANIFEST))] if STUDY.bench_genes() else []
 
 
 def genes_settings(wc):
@@ -170,23 +172,23 @@ def encoder_weights_input(wc):
 
 # --- evaluate, figures ---
 def metric_files(wc):
-    return STUDY.runs(wc.dataset, "metrics/{encoder}/{model}/seed{seed}/{fold}.json")
+    return STUDY.runs(wc.dataset, L.METRICS)
 
 
 def predict_benchmarks(wc):
     """The predict jobs' benchmark TSVs: the inference time of each test set (Table 5)."""
-    return STUDY.runs(wc.dataset, "benchmarks/predict/{encoder}/{model}/seed{seed}/{fold}.tsv")
+    return STUDY.runs(wc.dataset, L.benchmark("predict", L.RUN))
 
 
 def embed_benchmarks(wc):
     """The embed jobs' benchmark TSVs: the image-encoder time of each test section."""
-    return [path for e in STUDY.encoders
-            for path in STUDY.sample_files(wc.dataset, f"benchmarks/embed/{e}/{{sample}}.tsv")]
+    return [path for e in STUDY.encoders for path in STUDY.sample_files(
+        wc.dataset, L.benchmark("embed", L.ENCODER_SAMPLE).replace("{encoder}", e))]
 
 
 def prediction_dirs(wc):
-    return STUDY.runs(wc.dataset, "predictions/{encoder}/{model}/seed{seed}/{fold}")
+    return STUDY.runs(wc.dataset, L.PREDICTIONS)
 
 
 def model_dirs(wc):
-    return STUDY.runs(wc.dataset, "models/{encoder}/{model}/seed{seed}/{fold}")
+    return STUDY.runs(wc.dataset, L.MODEL)

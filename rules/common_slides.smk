@@ -5,18 +5,18 @@
 
 
 def feature_stores(wc):
-    return STUDY.sample_files(wc.dataset, f"features/{wc.encoder}/{{sample}}.zarr")
+    return STUDY.sample_files(wc.dataset, STUDY.features(wc.encoder))
 
 
 def graph_files(wc):
     """Every sample's graph, for the models that read it (stflow.models.catalogue)."""
     if not reads_graph(wc.model):
         return []
-    return STUDY.sample_files(wc.dataset, "graph/{sample}.npz")
+    return STUDY.sample_files(wc.dataset, L.GRAPH)
 
 
 def patch_files(wc):
-    return STUDY.sample_files(wc.dataset, "patches/{sample}.h5")
+    return STUDY.sample_files(wc.dataset, L.PATCHES)
 
 
 def final_model_dir(dataset=None):

@@ -14,16 +14,16 @@ rule download:
     input:
         download_inputs,
     output:
-        manifest=update(res("{dataset}", "raw/MANIFEST.tsv")),
-        done=res("{dataset}", "raw/DOWNLOAD_DONE"),
+        manifest=update(res("{dataset}", L.MANIFEST)),
+        done=res("{dataset}", L.DOWNLOAD_DONE),
     params:
         source=lambda wc: DATASETS[wc.dataset]["source"],
-        raw=lambda wc: res(wc.dataset, "raw"),
+        raw=lambda wc: res(wc.dataset, L.RAW),
         settings=download_settings,
     log:
-        res("{dataset}", "logs/download.log"),
+        res("{dataset}", L.log("download")),
     benchmark:
-        res("{dataset}", "benchmarks/download.tsv")
+        res("{dataset}", L.benchmark("download"))
     resources:
         mem_mb=grows(2000),
         runtime=120,

@@ -1,17 +1,17 @@
 rule evaluate:
     input:
-        predictions=res("{dataset}", "predictions/{encoder}/{model}/seed{seed}/{fold}"),
+        predictions=res("{dataset}", L.PREDICTIONS),
         # the fold's test samples and the split scheme, recorded in the metrics
-        splits=res("{dataset}", "splits.json"),
+        splits=res("{dataset}", L.SPLITS),
     output:
-        res("{dataset}", "metrics/{encoder}/{model}/seed{seed}/{fold}.json"),
+        res("{dataset}", L.METRICS),
     params:
         # the spatial block bootstrap of the fold score (stflow.evaluation.bootstrap)
         bootstrap=STUDY.bootstrap_settings(),
     log:
-        res("{dataset}", "logs/evaluate/{encoder}/{model}/seed{seed}/{fold}.log"),
+        res("{dataset}", L.log("evaluate", L.RUN)),
     benchmark:
-        res("{dataset}", "benchmarks/evaluate/{encoder}/{model}/seed{seed}/{fold}.tsv")
+        res("{dataset}", L.benchmark("evaluate", L.RUN))
     resources:
         mem_mb=grows(4000),
         runtime=10,
@@ -26,24 +26,24 @@ rule aggregate:
     input:
         metric_files,
     output:
-        metrics=report(res("{dataset}", "tables/metrics.tsv"),
+        metrics=report(res("{dataset}", L.METRICS_TABLE),
                        caption="../workflow/report/metrics.rst", category="Results",
                        subcategory="{dataset}",
                        labels={"dataset": "{dataset}", "table": "metrics"}),
-        summary=report(res("{dataset}", "tables/summary.tsv"),
+        summary=report(res("{dataset}", L.SUMMARY_TABLE),
                        caption="../workflow/report/summary.rst", category="Results",
                        subcategory="{dataset}",
                        labels={"dataset": "{dataset}", "table": "summary"}),
-        markdown=res("{dataset}", "tables/summary.md"),
-        genes=report(res("{dataset}", "tables/genes.tsv"),
+        markdown=res("{dataset}", L.SUMMARY_MD),
+        genes=report(res("{dataset}", L.GENES_TABLE),
                      caption="../workflow/report/genes.rst", category="Results",
                      subcategory="{dataset}", labels={"dataset": "{dataset}", "table": "genes"}),
     params:
-        out_dir=lambda wc: res(wc.dataset, "tables"),
+        out_dir=lambda wc: res(wc.dataset, L.TABLES),
     log:
-        res("{dataset}", "logs/aggregate.log"),
+        res("{dataset}", L.log("aggregate")),
     benchmark:
-        res("{dataset}", "benchmarks/aggregate.tsv")
+        res("{dataset}", L.benchmark("aggregate"))
     resources:
         mem_mb=grows(2000),
         runtime=10,
@@ -57,24 +57,24 @@ rule aggregate:
 rule interval_coverage:
     input:
         predictions=prediction_dirs,
-        splits=res("{dataset}", "splits.json"),
+        splits=res("{dataset}", L.SPLITS),
     output:
-        tsv=report(res("{dataset}", "tables/coverage.tsv"),
+        tsv=report(res("{dataset}", L.COVERAGE_TABLE),
                    caption="../workflow/report/coverage.rst", category="Results",
                    subcategory="{dataset}",
                    labels={"dataset": "{dataset}", "table": "coverage"}),
-        markdown=res("{dataset}", "tables/coverage.md"),
-        risk=res("{dataset}", "tables/risk_coverage.tsv"),
-        figure=report(res("{dataset}", "figures/risk_coverage.png"),
+        markdown=res("{dataset}", L.COVERAGE_MD),
+        risk=res("{dataset}", L.RISK_TABLE),
+        figure=report(res("{dataset}", L.RISK_FIGURE),
                       caption="../workflow/report/risk_coverage.rst", category="Figures",
                       subcategory="{dataset}",
                       labels={"dataset": "{dataset}", "figure": "risk against coverage"}),
     params:
-        out_dir=lambda wc: res(wc.dataset, "tables"),
+        out_dir=lambda wc: res(wc.dataset, L.TABLES),
     log:
-        res("{dataset}", "logs/interval_coverage.log"),
+        res("{dataset}", L.log("interval_coverage")),
     benchmark:
-        res("{dataset}", "benchmarks/interval_coverage.tsv")
+        res("{dataset}", L.benchmark("interval_coverage"))
     resources:
         mem_mb=grows(4000),
         runtime=20,
@@ -87,45 +87,45 @@ rule interval_coverage:
 
 rule paper_tables:
     input:
-        metrics=res("{dataset}", "tables/metrics.tsv"),
-        splits=res("{dataset}", "splits.json"),
+        metrics=res("{dataset}", L.METRICS_TABLE),
+        splits=res("{dataset}", L.SPLITS),
         # Table 5 reads the jobs' wall-clock times from their benchmark files
         predict=predict_benchmarks,
         embed=embed_benchmarks,
     output:
-        methods=report(res("{dataset}", "tables/methods.tsv"),
+        methods=report(res("{dataset}", L.table("methods.tsv")),
                        caption="../workflow/report/methods.rst", category="Paper tables",
                        subcategory="{dataset}",
                        labels={"dataset": "{dataset}", "table": "methods (Table 1)"}),
-        methods_md=res("{dataset}", "tables/methods.md"),
-        priors=report(res("{dataset}", "tables/priors.tsv"),
+        methods_md=res("{dataset}", L.table("methods.md")),
+        priors=report(res("{dataset}", L.table("priors.tsv")),
                       caption="../workflow/report/priors.rst", category="Paper tables",
                       subcategory="{dataset}",
                       labels={"dataset": "{dataset}", "table": "priors (Table 2)"}),
-        priors_md=res("{dataset}", "tables/priors.md"),
-        denoisers=report(res("{dataset}", "tables/denoisers.tsv"),
+        priors_md=res("{dataset}", L.table("priors.md")),
+        denoisers=report(res("{dataset}", L.table("denoisers.tsv")),
                          caption="../workflow/report/denoisers.rst", category="Paper tables",
                          subcategory="{dataset}",
                          labels={"dataset": "{dataset}", "table": "denoisers (Table 3)"}),
-        denoisers_md=res("{dataset}", "tables/denoisers.md"),
-        ablations=report(res("{dataset}", "tables/ablations.tsv"),
+        denoisers_md=res("{dataset}", L.table("denoisers.md")),
+        ablations=report(res("{dataset}", L.table("ablations.tsv")),
                          caption="../workflow/report/ablations.rst", category="Paper tables",
                          subcategory="{dataset}",
                          labels={"dataset": "{dataset}", "table": "ablations (Table 4)"}),
-        ablations_md=res("{dataset}", "tables/ablations.md"),
-        inference=report(res("{dataset}", "tables/inference_time.tsv"),
+        ablations_md=res("{dataset}", L.table("ablations.md")),
+        inference=report(res("{dataset}", L.table("inference_time.tsv")),
                          caption="../workflow/report/inference_time.rst",
                          category="Paper tables",
                          subcategory="{dataset}",
                          labels={"dataset": "{dataset}", "table": "inference time (Table 5)"}),
-        inference_md=res("{dataset}", "tables/inference_time.md"),
+        inference_md=res("{dataset}", L.table("inference_time.md")),
     params:
-        benchmarks=lambda wc: res(wc.dataset, "benchmarks"),
-        out_dir=lambda wc: res(wc.dataset, "tables"),
+        benchmarks=lambda wc: res(wc.dataset, L.BENCHMARKS),
+        out_dir=lambda wc: res(wc.dataset, L.TABLES),
     log:
-        res("{dataset}", "logs/paper_tables.log"),
+        res("{dataset}", L.log("paper_tables")),
     benchmark:
-        res("{dataset}", "benchmarks/paper_tables.tsv")
+        res("{dataset}", L.benchmark("paper_tables"))
     resources:
         mem_mb=grows(2000),
         runtime=10,

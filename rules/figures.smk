@@ -1,19 +1,19 @@
 rule figures:
     input:
-        metrics=res("{dataset}", "tables/metrics.tsv"),
+        metrics=res("{dataset}", L.METRICS_TABLE),
         predictions=prediction_dirs,
         models=model_dirs,
         st=st_files,
     output:
-        comparison=report(res("{dataset}", "figures/comparison.png"),
+        comparison=report(res("{dataset}", L.COMPARISON),
                           caption="../workflow/report/comparison.rst", category="Figures",
                           subcategory="{dataset}",
                           labels={"dataset": "{dataset}", "figure": "model comparison"}),
-        curves=report(res("{dataset}", "figures/training_curves.png"),
+        curves=report(res("{dataset}", L.CURVES),
                       caption="../workflow/report/curves.rst", category="Figures",
                       subcategory="{dataset}",
                       labels={"dataset": "{dataset}", "figure": "training curves"}),
-        biomarkers=report(directory(res("{dataset}", "figures/biomarkers")),
+        biomarkers=report(directory(res("{dataset}", L.BIOMARKERS)),
                           patterns=["{encoder}/{fold}.png"],
                           caption="../workflow/report/biomarkers.rst",
                           category="Biomarker maps", subcategory="{dataset}",
@@ -27,9 +27,9 @@ rule figures:
         folds=lambda wc: STUDY.folds(wc.dataset),
         genes=STUDY.figure_genes,
     log:
-        res("{dataset}", "logs/figures.log"),
+        res("{dataset}", L.log("figures")),
     benchmark:
-        res("{dataset}", "benchmarks/figures.tsv")
+        res("{dataset}", L.benchmark("figures"))
     resources:
         mem_mb=grows(8000),
         runtime=30,

@@ -5,13 +5,13 @@ rule genes:
         # HEST-bench's published gene list (genes.source: hest-bench) comes with the download
         bench=bench_genes_input,
     output:
-        res("{dataset}", "genes.json"),
+        res("{dataset}", L.GENES),
     params:
         settings=genes_settings,
     log:
-        res("{dataset}", "logs/genes.log"),
+        res("{dataset}", L.log("genes")),
     benchmark:
-        res("{dataset}", "benchmarks/genes.tsv")
+        res("{dataset}", L.benchmark("genes"))
     resources:
         mem_mb=grows(8000),
         runtime=30,
@@ -27,16 +27,16 @@ rule genes:
 # its targets; every sample's gene names are read, so a target is measured everywhere.
 rule fold_genes:
     input:
-        splits=res("{dataset}", "splits.json"),
+        splits=res("{dataset}", L.SPLITS),
         st=st_files,
     output:
-        res("{dataset}", "genes/{fold}.json"),
+        res("{dataset}", L.FOLD_GENES),
     params:
         settings=fold_genes_settings,
     log:
-        res("{dataset}", "logs/genes/{fold}.log"),
+        res("{dataset}", L.log("genes", "{fold}")),
     benchmark:
-        res("{dataset}", "benchmarks/genes/{fold}.tsv")
+        res("{dataset}", L.benchmark("genes", "{fold}"))
     resources:
         mem_mb=grows(8000),
         runtime=30,

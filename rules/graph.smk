@@ -1,14 +1,14 @@
 rule graph:
     input:
-        res("{dataset}", "patches/{sample}.h5"),
+        res("{dataset}", L.PATCHES),
     output:
-        res("{dataset}", "graph/{sample}.npz"),
+        res("{dataset}", L.GRAPH),
     params:
         k=STUDY.graph_k,
     log:
-        res("{dataset}", "logs/graph/{sample}.log"),
+        res("{dataset}", L.log("graph", L.SAMPLE)),
     benchmark:
-        res("{dataset}", "benchmarks/graph/{sample}.tsv")
+        res("{dataset}", L.benchmark("graph", L.SAMPLE))
     resources:
         mem_mb=grows(2000),
         runtime=10,

@@ -2,15 +2,15 @@ rule ingest:
     input:
         ingest_manifest,
     output:
-        res("{dataset}", "st/{sample}.h5ad"),
+        res("{dataset}", L.ST),
     params:
         source=lambda wc: DATASETS[wc.dataset]["source"],
-        raw=lambda wc: res(wc.dataset, "raw"),
+        raw=lambda wc: res(wc.dataset, L.RAW),
         options=ingest_options,
     log:
-        res("{dataset}", "logs/ingest/{sample}.log"),
+        res("{dataset}", L.log("ingest", L.SAMPLE)),
     benchmark:
-        res("{dataset}", "benchmarks/ingest/{sample}.tsv")
+        res("{dataset}", L.benchmark("ingest", L.SAMPLE))
     resources:
         mem_mb=grows(4000),
         runtime=30,
@@ -25,13 +25,13 @@ rule samples_table:
     input:
         st_files,
     output:
-        report(res("{dataset}", "samples.tsv"), caption="../workflow/report/samples.rst",
+        report(res("{dataset}", L.SAMPLES), caption="../workflow/report/samples.rst",
                category="Data", subcategory="{dataset}",
                labels={"dataset": "{dataset}", "table": "samples"}),
     log:
-        res("{dataset}", "logs/samples.log"),
+        res("{dataset}", L.log("samples")),
     benchmark:
-        res("{dataset}", "benchmarks/samples.tsv")
+        res("{dataset}", L.benchmark("samples"))
     resources:
         mem_mb=grows(2000),
         runtime=10,

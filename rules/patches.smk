@@ -1,18 +1,18 @@
 rule patches:
     input:
-        res("{dataset}", "st/{sample}.h5ad"),
+        res("{dataset}", L.ST),
     output:
-        patches=res("{dataset}", "patches/{sample}.h5"),
-        qc=report(res("{dataset}", "figures/qc/{sample}.png"),
+        patches=res("{dataset}", L.PATCHES),
+        qc=report(res("{dataset}", L.QC),
                   caption="../workflow/report/qc.rst", category="Quality control",
                   subcategory="{dataset}",
                   labels={"dataset": "{dataset}", "sample": "{sample}"}),
     params:
         **STUDY.patch_settings(),
     log:
-        res("{dataset}", "logs/patches/{sample}.log"),
+        res("{dataset}", L.log("patches", L.SAMPLE)),
     benchmark:
-        res("{dataset}", "benchmarks/patches/{sample}.tsv")
+        res("{dataset}", L.benchmark("patches", L.SAMPLE))
     resources:
         mem_mb=grows(8000),
         runtime=60,

@@ -12,10 +12,10 @@ include: "common_slides.smk"
 
 rule train_final:
     input:
-        samples=res("{dataset}", "samples.tsv"),
+        samples=res("{dataset}", L.SAMPLES),
         # the study-wide genes.json under either genes.scope: this model trains on every
         # sample, so genes chosen from all of them leave nothing out it is tested on
-        genes=res("{dataset}", "genes.json"),
+        genes=res("{dataset}", L.GENES),
         st=st_files,
         features=feature_stores,
         graph=graph_files,
@@ -25,22 +25,22 @@ rule train_final:
         predictions=out_of_fold_predictions,
         fold_models=out_of_fold_models,
     output:
-        directory(res("{dataset}", "models/{encoder}/{model}/final")),
+        directory(res("{dataset}", L.FINAL_MODEL)),
     params:
         # the study's own selection, as each fold ran it: search on validation, then refit
         model_params=model_params,
         search=lambda wc: STUDY.search(wc.model),
         refit=STUDY.refit,
         seed=SEEDS[0],
-        st_dir=lambda wc: res(wc.dataset, "st"),
-        features_dir=lambda wc: res(wc.dataset, f"features/{wc.encoder}"),
+        st_dir=lambda wc: res(wc.dataset, L.ST_DIR),
+        features_dir=lambda wc: res(wc.dataset, L.ENCODER_FEATURES.format(encoder=wc.encoder)),
         graph_dir=graph_dir,
-        patches_dir=lambda wc: res(wc.dataset, "patches"),
+        patches_dir=lambda wc: res(wc.dataset, L.PATCHES_DIR),
     threads: STUDY.threads
     log:
-        res("{dataset}", "logs/train_final/{encoder}/{model}.log"),
+        res("{dataset}", L.log("train_final", L.FINAL)),
     benchmark:
-        res("{dataset}", "benchmarks/train_final/{encoder}/{model}.tsv")
+        res("{dataset}", L.benchmark("train_final", L.FINAL))
     resources:
         mem_mb=grows(16000),
         runtime=720,
@@ -56,18 +56,18 @@ rule predict_slide:
         model=lambda wc: final_model_dir(wc.dataset),
         slide=lambda wc: STUDY.slide_file(wc.slide),
     output:
-        h5ad=res("{dataset}", "slides/{slide}.h5ad"),
-        maps=directory(res("{dataset}", "slides/{slide}_maps")),
-        spatialdata=directory(res("{dataset}", "slides/{slide}.zarr")),
+        h5ad=res("{dataset}", L.SLIDE),
+        maps=directory(res("{dataset}", L.SLIDE_MAPS)),
+        spatialdata=directory(res("{dataset}", L.SLIDE_ZARR)),
     params:
-        out_dir=lambda wc: res(wc.dataset, "slides"),
+        out_dir=lambda wc: res(wc.dataset, L.SLIDES),
         um_per_px=lambda wc: STUDY.slide_um_per_px(wc.slide),
         options=slide_options,
     threads: STUDY.threads
     log:
-        res("{dataset}", "logs/predict_slide/{slide}.log"),
+        res("{dataset}", L.log("predict_slide", "{slide}")),
     benchmark:
-        res("{dataset}", "benchmarks/predict_slide/{slide}.tsv")
+        res("{dataset}", L.benchmark("predict_slide", "{slide}"))
     resources:
         mem_mb=grows(16000),
         runtime=240,

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from stflow import layout
 from stflow.catalogue import (
     HEST_BENCH_REPO,
     PAPER_TABLES,
@@ -35,17 +36,8 @@ from stflow.config_checks import (
     stop_on,
 )
 from stflow.data.sheet import sheet_patients, sheet_row, sheet_samples
+from stflow.layout import result
 from stflow.models.catalogue import reads_graph
-
-RESULTS = "results"
-RUN_TABLES = ("metrics.tsv", "summary.tsv", "summary.md", "genes.tsv", "coverage.tsv",
-              "coverage.md", "risk_coverage.tsv")
-RUN_FIGURES = ("comparison.png", "risk_coverage.png", "training_curves.png", "biomarkers")
-
-
-def result(dataset: str, path: str) -> str:
-    """``path`` under the dataset's results folder (results/{dataset}/...)."""
-    return f"{RESULTS}/{dataset}/{path}"
 
 
 def synthetic_samples(patients: int, sections: int) -> list[str]:
@@ -129,6 +121,11 @@ class Study:
             return match.group(1) if match else None
         return None
 
+    @staticmethod
+    def features(encoder: str) -> str:
+        """features/{encoder}/{sample}.zarr of one encoder (``{sample}`` left to fill)."""
+        return layout.FEATURES.replace("{encoder}", encoder)
+
     def sample_files(self, dataset: str, pattern: str) -> list[str]:
         """``pattern`` (under results/{dataset}/, with ``{sample}``) for every sample."""
         return [result(dataset, pattern.format(sample=s)) for s in self.samples(dataset)]
@@ -150,7 +147,7 @@ class Study:
     def bench_dir(self, dataset: str) -> str:
         """The HEST-bench task folder in the raw data (raw/{task}, or raw/ without tasks)."""
         task = self.datasets[dataset]["task"]
-        return result(dataset, f"raw/{task}" if task else "raw")
+        return result(dataset, f"{layout.RAW}/{task}" if task else layout.RAW)
 
     def dataset_fold_problems(self, dataset: str) -> list[Problem]:
         """What stops the folds of ``dataset`` being counted before ingest."""
@@ -307,8 +304,8 @@ class Study:
         """The genes a fold trains, predicts and is scored on: the study's genes.json, or
         the fold's own genes/{fold}.json where they are chosen per fold."""
         if self.genes_per_fold():
-            return result(dataset, f"genes/{fold}.json")
-        return result(dataset, "genes.json")
+            return result(dataset, layout.FOLD_GENES.format(fold=fold))
+        return result(dataset, layout.GENES)
 
     def encoder_weights(self, encoder: str) -> str | None:
         """The encoder's local checkpoint, None for the published weights."""
@@ -391,22 +388,22 @@ class Study:
 
     def graph_dir(self, dataset: str, model: str) -> str | None:
         """The graph folder for the models that read the graph, None for the others."""
-        return result(dataset, "graph") if reads_graph(model) else None
+        return result(dataset, layout.GRAPH_DIR) if reads_graph(model) else None
 
     def targets(self) -> list[str]:
         """What `all` builds: every dataset's tables and figures, and the per-sample
         artifacts (deleting one, e.g. a features store, redoes it and what follows)."""
         targets = []
         for dataset in self.datasets:
-            targets.append(result(dataset, "raw/DOWNLOAD_DONE"))
-            targets += [result(dataset, f"tables/{t}") for t in RUN_TABLES]
-            targets += [result(dataset, f"tables/{t}.{ext}") for t in PAPER_TABLES
+            targets.append(result(dataset, layout.DOWNLOAD_DONE))
+            targets += [result(dataset, layout.table(t)) for t in layout.RUN_TABLES]
+            targets += [result(dataset, layout.table(f"{t}.{ext}")) for t in PAPER_TABLES
                         for ext in ("tsv", "md")]
-            targets += [result(dataset, f"figures/{f}") for f in RUN_FIGURES]
-            targets += self.sample_files(dataset, "figures/qc/{sample}.png")
-            targets += self.sample_files(dataset, "graph/{sample}.npz")
+            targets += [result(dataset, layout.figure(f)) for f in layout.RUN_FIGURES]
+            targets += self.sample_files(dataset, layout.QC)
+            targets += self.sample_files(dataset, layout.GRAPH)
             targets += [path for e in self.config["encoders"]
-                        for path in self.sample_files(dataset, f"features/{e}/{{sample}}.zarr")]
+                        for path in self.sample_files(dataset, self.features(e))]
         return targets
 
     # --- new slides (the predict section) ---------------------------------------------------
@@ -421,8 +418,8 @@ class Study:
 
     def final_model_dir(self, dataset: str | None = None) -> str:
         """models/{encoder}/{model}/final of the model named by the predict section."""
-        return result(dataset or self.predict_dataset(),
-                      f"models/{self.predict_encoder()}/{self.config['predict']['model']}/final")
+        return result(dataset or self.predict_dataset(), layout.FINAL_MODEL.format(
+            encoder=self.predict_encoder(), model=self.config["predict"]["model"]))
 
     def out_of_fold(self, dataset: str, encoder: str, model: str, kind: str) -> list[str]:
         """The first seed's fold ``predictions`` (or ``models``) of ``encoder`` × ``model``,
@@ -430,7 +427,9 @@ class Study:
         within, or where the folds are not patient-stratified (scheme section)."""
         if self.config["intervals"]["calibration"] == "within" or self.scheme == "section":
             return []
-        return [result(dataset, f"{kind}/{encoder}/{model}/seed{self.seeds[0]}/{fold}")
+        run = {"predictions": layout.PREDICTIONS, "models": layout.MODEL}[kind]
+        return [result(dataset, run.format(encoder=encoder, model=model, seed=self.seeds[0],
+                                           fold=fold))
                 for fold in self.folds(dataset)]
 
     def slide_targets(self) -> list[str]:
@@ -439,8 +438,8 @@ class Study:
         if not slides:
             return []
         dataset = self.predict_dataset()
-        return [result(dataset, f"slides/{name}{suffix}") for name in slides
-                for suffix in (".h5ad", "_maps")]
+        return [result(dataset, path.format(slide=name)) for name in slides
+                for path in (layout.SLIDE, layout.SLIDE_MAPS)]
 
     def view_targets(self) -> list[str]:
         """The zoomable views (rules/view.smk): one beside each configured slide's h5ad, and

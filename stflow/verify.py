@@ -13,13 +13,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from stflow import layout
 from stflow.atomic import SIDECAR, sha256_file
 
-FOLDER_RULES = {"raw": "download", "st": "ingest", "patches": "patches", "features": "embed",
-                "graph": "graph", "models": "train", "predictions": "predict",
-                "metrics": "evaluate", "figures": "figures", "slides": "predict_slide",
-                "genes": "fold_genes", "benchmarks": "(the job it times)"}
-FILE_RULES = {"samples.tsv": "samples_table", "splits.json": "splits", "genes.json": "genes"}
+FOLDER_RULES = {layout.RAW: "download", layout.ST_DIR: "ingest", layout.PATCHES_DIR: "patches",
+                layout.FEATURES_DIR: "embed", layout.GRAPH_DIR: "graph",
+                layout.MODELS_DIR: "train", layout.PREDICTIONS_DIR: "predict",
+                layout.METRICS_DIR: "evaluate", layout.FIGURES: "figures",
+                layout.SLIDES: "predict_slide", layout.FOLD_GENES_DIR: "fold_genes",
+                layout.BENCHMARKS: "(the job it times)"}
+FILE_RULES = {layout.SAMPLES: "samples_table", layout.SPLITS: "splits", layout.GENES: "genes"}
 TABLE_RULES = {"coverage": "interval_coverage", "risk_coverage": "interval_coverage",
                "metrics": "aggregate", "summary": "aggregate", "genes": "aggregate"}
 
@@ -43,9 +46,9 @@ def rule_of(root: Path, path: Path) -> str:
     rel = path.relative_to(root)
     if len(rel.parts) == 1:
         return FILE_RULES.get(rel.name, "all")
-    if rel.parts[0] == "tables":
+    if rel.parts[0] == layout.TABLES:
         return TABLE_RULES.get(rel.name.split(".")[0], "paper_tables")
-    if rel.parts[0] == "models" and "final" in rel.parts:
+    if rel.parts[0] == layout.MODELS_DIR and "final" in rel.parts:
         return "train_final"
     return FOLDER_RULES.get(rel.parts[0], "all")
 
@@ -100,7 +103,7 @@ def records_of(root: Path) -> list[tuple[Path, str]]:
     sidecars = sorted(p for p in root.rglob(f"*{SIDECAR}") if ".tmp-" not in p.name
                       and p.is_file())
     pairs = [pair for sidecar in sidecars for pair in recorded(sidecar)]
-    manifest = root / "raw" / "MANIFEST.tsv"
+    manifest = root / layout.MANIFEST
     return pairs + (manifest_records(manifest) if manifest.is_file() else [])
 
 

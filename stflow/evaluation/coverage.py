@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stflow import layout
 from stflow.atomic import atomic_output
 from stflow.data.splits import read_splits
 from stflow.errors import input_error
@@ -192,14 +193,12 @@ def risk_rows(slides: Sequence[IntervalSlide], run: dict) -> list[dict]:
 
 
 def run_of(folder: Path, scheme: str) -> dict:
-    """scheme, encoder, model, seed and fold of predictions/{encoder}/{model}/seed{s}/{fold}."""
-    fold, seed, model, encoder = folder.parts[-1], folder.parts[-2], folder.parts[-3], \
-        folder.parts[-4]
-    if not seed.startswith("seed"):
-        raise input_error(folder, "is not a predictions/{encoder}/{model}/seed{seed}/{fold} "
-                          "folder", "pass the predict stage's output folders")
-    return {"scheme": scheme, "encoder": encoder, "model": model, "seed": int(seed[4:]),
-            "fold": fold}
+    """scheme, encoder, model, seed and fold of a predictions folder (stflow.layout.RUN)."""
+    run = layout.run_of(folder)
+    if not run:
+        raise input_error(folder, f"is not a {layout.PREDICTIONS} folder",
+                          "pass the predict stage's output folders")
+    return {"scheme": scheme, **run}
 
 
 def coverage_tables(prediction_dirs: Sequence[str | Path], splits: str | Path

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from stflow import layout
 from stflow.atomic import atomic_output
 from stflow.errors import input_error
 from stflow.evaluation.shown_genes import choose_genes
@@ -158,7 +159,7 @@ def comparison_chart(metrics: pd.DataFrame, out: str | Path) -> None:
     """
     required = {"encoder", "model", "fold", "pearson_mean"}
     if not required <= set(metrics.columns):
-        raise input_error("tables/metrics.tsv", f"lacks columns {sorted(required - set(metrics))}",
+        raise input_error(layout.METRICS_TABLE, f"lacks columns {sorted(required - set(metrics))}",
                           "re-run the aggregate stage")
     metrics = (metrics.groupby(["encoder", "model", "fold"], sort=False)["pearson_mean"]
                .mean().reset_index())
@@ -189,14 +190,16 @@ def _save(fig, out: str | Path) -> None:
 def read_histories(models_dir: Path, encoders: Sequence[str], models: Sequence[str],
                    seeds: Sequence[int], folds: Sequence[str]
                    ) -> dict[tuple[str, str, str], pd.DataFrame]:
-    """history.tsv of every trained models/{encoder}/{model}/seed{seed}/{fold} folder, keyed
-    by (encoder, model, run): the run is the fold, prefixed by the seed when there are several."""
+    """history.tsv of every trained {encoder}/{model}/seed{seed}/{fold} folder of
+    ``models_dir`` (a results folder's models/), keyed by (encoder, model, run): the run is
+    the fold, prefixed by the seed when there are several."""
     histories = {}
     for encoder in encoders:
         for model in models:
             for seed in seeds:
                 for fold in folds:
-                    path = models_dir / encoder / model / f"seed{seed}" / fold / "history.tsv"
+                    path = layout.under(models_dir, layout.RUN, encoder=encoder, model=model,
+                                        seed=seed, fold=fold) / "history.tsv"
                     if not path.exists():
                         raise input_error(path, "training history is missing",
                                           "run the train stage for this model, seed and fold")
@@ -210,24 +213,24 @@ def make_figures(results: str | Path, *, encoders: Sequence[str], models: Sequen
                  ) -> list[Path]:
     """Write figures/comparison.png, figures/training_curves.png and one biomarker map
     per encoder and fold (figures/biomarkers/{encoder}/{fold}.png, from the first seed's
-    predictions) under ``results``."""
+    predictions) under ``results`` (paths: stflow.layout)."""
     results = Path(results)
-    figures = results / "figures"
-    metrics_path = results / "tables" / "metrics.tsv"
+    metrics_path = results / layout.METRICS_TABLE
     if not metrics_path.exists():
         raise input_error(metrics_path, "metrics table is missing", "run `stflow aggregate`")
     metrics = pd.read_csv(metrics_path, sep="\t")
     metrics = metrics[metrics["encoder"].isin(encoders) & metrics["model"].isin(models)]
-    comparison_chart(metrics, figures / "comparison.png")
-    training_curves(read_histories(results / "models", encoders, models, seeds, folds),
-                    figures / "training_curves.png")
-    written = [figures / "comparison.png", figures / "training_curves.png"]
-    with atomic_output(figures / "biomarkers") as tmp:
+    comparison_chart(metrics, results / layout.COMPARISON)
+    training_curves(read_histories(results / layout.MODELS_DIR, encoders, models, seeds, folds),
+                    results / layout.CURVES)
+    written = [results / layout.COMPARISON, results / layout.CURVES]
+    with atomic_output(results / layout.BIOMARKERS) as tmp:
         for encoder in encoders:
             for fold in tqdm(folds, desc=f"biomarker maps ({encoder})"):
-                predictions = {m: sorted((results / "predictions" / encoder / m /
-                                          f"seed{seeds[0]}" / fold).glob("*.h5ad"))
-                               for m in models}
-                biomarker_figure(predictions, genes, results / "st", tmp / encoder / f"{fold}.png")
-                written.append(figures / "biomarkers" / encoder / f"{fold}.png")
+                predictions = {m: sorted(layout.under(
+                    results, layout.PREDICTIONS, encoder=encoder, model=m, seed=seeds[0],
+                    fold=fold).glob("*.h5ad")) for m in models}
+                name = layout.BIOMARKER_MAP.format(encoder=encoder, fold=fold)
+                biomarker_figure(predictions, genes, results / layout.ST_DIR, tmp / name)
+                written.append(results / layout.BIOMARKERS / name)
     return written

@@ -19,7 +19,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from stflow import __version__
+from stflow import __version__, layout
 from stflow.atomic import read_json, write_json
 from stflow.choices import MIN_TISSUE
 from stflow.data.dataset import Slide
@@ -137,8 +137,10 @@ def write_deployment(directory: Path, deployment: Deployment | None) -> None:
 
 
 def default_patches_dir(features_dir: str | Path) -> Path:
-    """results/{dataset}/patches beside results/{dataset}/features/{encoder}."""
-    return Path(features_dir).resolve().parent.parent / "patches"
+    """results/{dataset}/patches beside results/{dataset}/features/{encoder}
+    (stflow.layout)."""
+    depth = layout.ENCODER_FEATURES.count("/") + 1  # features/{encoder}: two folders up
+    return Path(features_dir).resolve().parents[depth - 1] / layout.PATCHES_DIR
 
 
 def read_deployment(model_dir: str | Path) -> Deployment:
