@@ -1,6 +1,6 @@
 """The docs say what the code does, checked against the code: the README's list of
 subcommands against the `stflow` parser, and docs/DEVELOPING.md's floors against the imports
-of every module of `stflow/`."""
+of every module of `stflow/`, and the module paths config/schema.yaml cites against the files."""
 
 from __future__ import annotations
 
@@ -102,3 +102,34 @@ def test_every_import_goes_to_the_same_floor_or_one_below_as_the_floors_say():
 def test_deploy_and_crossval_do_not_import_each_other():
     edges = {(unit, imported) for unit, imported, _ in import_edges()}
     assert ("deploy/", "crossval/") not in edges and ("crossval/", "deploy/") not in edges
+
+
+# --- config/schema.yaml's references to the code ------------------------------------------
+
+def resolves(dotted: str) -> bool:
+    """Whether ``stflow.a.b.NAME`` is a module, or a name in one, of the package (by the
+    files and their top-level names, without importing them)."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        base = REPO.joinpath(*parts[:cut])
+        module = base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+        if module.is_file():
+            rest = parts[cut:]
+            if not rest:
+                return True
+            tree = ast.parse(module.read_text())
+            names = {t.id for node in tree.body for t in (
+                node.targets if isinstance(node, ast.Assign) else
+                [node.target] if isinstance(node, ast.AnnAssign) else []) if isinstance(t, ast.Name)}
+            names |= {node.name for node in tree.body
+                      if isinstance(node, ast.FunctionDef | ast.ClassDef)}
+            return len(rest) == 1 and rest[0] in names
+    return False
+
+
+def test_every_module_path_the_schema_cites_exists():
+    cited = set(re.findall(r"\bstflow(?:\.[A-Za-z_][A-Za-z0-9_]*)+",
+                           (REPO / "config" / "schema.yaml").read_text()))
+    assert cited, "the schema cites no module"
+    assert [name for name in sorted(cited) if not resolves(name)] == []
+    assert not resolves("stflow.models.MODELS") and not resolves("stflow.encoders.ENCODERS")
