@@ -1,15 +1,18 @@
 """docs/artifacts.md, checked on the artifacts of the tiny workflow run: every artifact
-opens with h5py / zarr / anndata / numpy exactly as the document shows and holds what it
-says."""
+opens with h5py / zarr / anndata / numpy exactly as the document shows (its own snippets are
+run on the tiny run) and holds what it says."""
 
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import anndata as ad
 import h5py
 import numpy as np
 import pandas as pd
+import pytest
 import scipy.sparse as sp
 import zarr
 from workflow_fixtures import FOLDS, PAPER_TABLES, SAMPLES, SEEDS
@@ -233,3 +236,79 @@ def test_every_artifact_is_as_its_checksum_records(tiny_run):
     assert (tiny_run.results / "splits.json.sha256").exists()
     checked, damaged = verify_results(tiny_run.results)
     assert checked > 0 and not damaged, [d.line() for d in damaged]
+
+
+# --- the document's own snippets, run on the tiny run ---------------------------------------
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "artifacts.md"
+# files the snippets name that a tiny run does not make: a user's HEST file, a SpatialData
+# export of a new slide, a new slide, the deployable model (final_models is a target of its own)
+NOT_IN_A_TINY_RUN = {"S.h5", "B4.zarr", "slides/new.h5ad",
+                     "models/efficientnet_lite0/stflow/final/deploy.json"}
+
+
+def doc_snippets() -> list[tuple[str, str]]:
+    """(stage heading, code) of every ```python block of docs/artifacts.md."""
+    snippets, heading, text = [], "", DOC.read_text()
+    for match in re.finditer(r"^(## [^\n]*)$|^```python\n(.*?)^```", text, flags=re.M | re.S):
+        if match.group(1):
+            heading = match.group(1)
+        else:
+            snippets.append((heading, match.group(2)))
+    return snippets
+
+
+def named_files(code: str) -> list[str]:
+    """The files a snippet opens, as it names them."""
+    quoted = r"""["']([^"'\s]+\.(?:h5ad|h5|zarr|json|tsv|md|npz|pt))["']"""
+    return [m for m in re.findall(quoted, code) if "{" not in m]
+
+
+def another_sample(path: Path) -> Path | None:
+    """The first file of ``path``'s kind in its folder, where the document's example names a
+    sample the tiny run has elsewhere (another fold's test section); None: no such folder."""
+    if not path.parent.is_dir() or path.parent.name in ("results", ""):
+        return None
+    return next(iter(sorted(path.parent.glob(f"*{path.suffix}"))), None)
+
+
+def test_the_document_has_snippets_for_each_stage():
+    headings = {heading.split(":")[0] for heading, _ in doc_snippets()}
+    assert {"## ingest", "## splits", "## patches", "## embed", "## graph", "## train",
+            "## predict", "## paper tables"} <= headings
+
+
+def test_every_snippet_of_the_document_runs_on_the_tiny_run(tiny_run, monkeypatch):
+    """Each snippet as written, its results/synthetic/ read as the tiny run's folder (a
+    sample the tiny run has in another fold read as one it has there); the first one's
+    ``path`` is an st file; they share one session. Only snippets naming files a tiny run does not make are left
+    out, and those are the ones listed."""
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.chdir(tiny_run.workdir)
+    absent, ran = set(), 0
+    # one session, as a reader runs them: a snippet may use what an earlier one imported
+    namespace = {"ad": ad, "path": tiny_run.results / "st" / "P1S1.h5ad"}
+    gene = json.loads((tiny_run.results / "genes.json").read_text())["genes"][0]
+    for heading, code in doc_snippets():
+        code = code.replace("results/synthetic/", f"{tiny_run.results}/")
+        code = code.replace('"ERBB2"', repr(gene))  # the example biomarker: a gene it predicts
+        for name in named_files(code):
+            if not Path(name).exists():
+                mine = another_sample(Path(name))
+                if mine is None:
+                    absent.add(name.removeprefix(f"{tiny_run.results}/"))
+                else:
+                    code = code.replace(name, str(mine))
+        if any(not Path(name).exists() for name in named_files(code)):
+            continue
+        try:
+            exec(compile(code, heading, "exec"), namespace)
+        except Exception as err:  # noqa: BLE001 - name the snippet that broke
+            pytest.fail(f"{heading}: its snippet fails on the tiny run: {err!r}\n{code}")
+        finally:
+            import matplotlib.pyplot as plt
+
+            plt.close("all")
+        ran += 1
+    assert absent <= NOT_IN_A_TINY_RUN, absent - NOT_IN_A_TINY_RUN
+    assert ran >= 10
