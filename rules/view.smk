@@ -8,15 +8,15 @@
 
 rule slide_view:
     input:
-        h5ad=res("{dataset}", "slides/{slide}.h5ad"),
+        h5ad=res("{dataset}", L.SLIDE),
         image=lambda wc: STUDY.slide_file(wc.slide),
     output:
-        directory(res("{dataset}", "slides/{slide}.view")),
+        directory(res("{dataset}", L.SLIDE_VIEW)),
     threads: STUDY.threads
     log:
-        res("{dataset}", "logs/slide_view/{slide}.log"),
+        res("{dataset}", L.log("slide_view", "{slide}")),
     benchmark:
-        res("{dataset}", "benchmarks/slide_view/{slide}.tsv")
+        res("{dataset}", L.benchmark("slide_view", "{slide}"))
     resources:
         mem_mb=grows(8000),
         runtime=60,
@@ -29,14 +29,14 @@ rule slide_view:
 
 rule section_views:
     input:
-        res("{dataset}", "predictions/{encoder}/{model}/seed{seed}/{fold}"),
+        res("{dataset}", L.PREDICTIONS),
     output:
-        directory(res("{dataset}", "views/{encoder}/{model}/seed{seed}/{fold}")),
+        directory(res("{dataset}", L.SECTION_VIEWS)),
     threads: STUDY.threads
     log:
-        res("{dataset}", "logs/section_views/{encoder}/{model}/seed{seed}/{fold}.log"),
+        res("{dataset}", L.log("section_views", L.RUN)),
     benchmark:
-        res("{dataset}", "benchmarks/section_views/{encoder}/{model}/seed{seed}/{fold}.tsv")
+        res("{dataset}", L.benchmark("section_views", L.RUN))
     resources:
         mem_mb=grows(8000),
         runtime=60,

@@ -80,6 +80,11 @@ SLIDES = "slides"
 SLIDE = f"{SLIDES}/{{slide}}.h5ad"
 SLIDE_MAPS = f"{SLIDES}/{{slide}}_maps"
 SLIDE_ZARR = f"{SLIDES}/{{slide}}.zarr"
+SLIDE_VIEW = f"{SLIDES}/{{slide}}.view"  # stflow view's folder beside the slide's h5ad
+
+# --- views of the test sections (measured beside predicted) --------------------------------
+VIEWS_DIR = "views"
+SECTION_VIEWS = f"{VIEWS_DIR}/{RUN}"  # one {sample}.view per test section of the fold
 
 # --- logs and job times ---------------------------------------------------------------------
 LOGS = "logs"

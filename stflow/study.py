@@ -446,8 +446,10 @@ class Study:
         one folder per encoder x model x fold of the first seed's fold predictions, holding a
         view of each of the fold's test sections (measured beside predicted)."""
         slides = self.config["predict"]["slides"]
-        targets = [result(self.predict_dataset(), f"slides/{name}.view") for name in slides]
-        return targets + [result(dataset, f"views/{e}/{m}/seed{self.seeds[0]}/{fold}")
+        targets = [result(self.predict_dataset(), layout.SLIDE_VIEW.format(slide=name))
+                   for name in slides]
+        return targets + [result(dataset, layout.SECTION_VIEWS.format(
+                              encoder=e, model=m, seed=self.seeds[0], fold=fold))
                           for dataset in self.datasets for e in self.config["encoders"]
                           for m in self.config["models"] for fold in self.folds(dataset)]
 

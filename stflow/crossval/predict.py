@@ -20,6 +20,7 @@ from stflow.inference.model_folder import TrainedOn, open_model_folder
 from stflow.inference.prediction_anndata import ModelGraph, prediction_anndata, write_prediction
 from stflow.intervals.calibration import SpotIntervals, apply_calibration
 from stflow.intervals.conformal import DEFAULT_LEVEL, check_level
+from stflow.layout import GRAPH
 from stflow.provenance import X_PREDICTED, stflow_uns
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def write_fold_prediction(path: str | Path, slide: Slide, prediction: np.ndarray
         for name, column in intervals.obs_columns().items():
             obs[name] = column
     graph = None if slide.neighbors is None else ModelGraph(slide.neighbors, slide.coords_um,
-                                                            "graph/{sample}.npz")
+                                                            GRAPH)
     rest = prediction_anndata(
         genes, obs, obsm, stflow_uns("prediction", slide.sample, X_PREDICTED, **identity),
         intervals=None if intervals is None else intervals.uns_info(),

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from stflow.errors import input_error
 
+GENES_DIR = "genes"  # inside a view's data folder: one script per gene, loaded when chosen
 MISSING = 255
 LEVELS = 254  # values are quantised to 0..254
 KIND_LABELS = {"mean": "predicted mean", "lower": "interval lower bound",
@@ -116,7 +117,7 @@ def write_spot_data(adata: Any, data_dir: Path, *, where: str | Path) -> dict[st
     xy = spot_positions(adata, where)
     shifted = (np.asarray(adata.obs["shifted"], dtype=bool) if "shifted" in adata.obs
                else None)
-    (data_dir / "genes").mkdir(parents=True, exist_ok=True)
+    (data_dir / GENES_DIR).mkdir(parents=True, exist_ok=True)
     (data_dir / "spots.js").write_text(script("spots", {
         "n": int(len(xy)), "xy": b64(xy),
         "shifted": None if shifted is None else b64(shifted.astype(np.uint8))}))
@@ -124,7 +125,7 @@ def write_spot_data(adata: Any, data_dir: Path, *, where: str | Path) -> dict[st
     kinds = [*layers, *(["width"] if "lower" in layers else [])]
     kinds = sorted(kinds, key=list(KIND_LABELS).index)
     for j in tqdm(range(adata.n_vars), desc="view: genes", disable=adata.n_vars < 50):
-        (data_dir / "genes" / f"{j:05d}.js").write_text(
+        (data_dir / GENES_DIR / f"{j:05d}.js").write_text(
             script("gene", j, gene_payload(layers, j)))
     return {"n": int(len(xy)), "genes": [str(g) for g in adata.var_names],
             "kinds": [{"kind": k, "label": KIND_LABELS[k]} for k in kinds],
