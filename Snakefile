@@ -54,7 +54,7 @@ rule all:
     input:
         STUDY.targets(),
         slide_targets(),
-        view_targets(),
+        view_targets,
     default_target: True
 
 

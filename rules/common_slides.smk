@@ -27,7 +27,9 @@ def slide_targets():
     return STUDY.slide_targets()
 
 
-def view_targets():
+def view_targets(wildcards):
+    """An input function: the views need the folds, which a study of one patient lacks, so
+    they are listed only when `all` is built, not while the workflow is parsed."""
     return STUDY.view_targets()
 
 

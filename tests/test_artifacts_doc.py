@@ -242,10 +242,11 @@ def test_every_artifact_is_as_its_checksum_records(tiny_run):
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "artifacts.md"
 # files the snippets name that a tiny run does not make: a user's HEST file, a SpatialData
-# export of a new slide, a new slide, the study-wide genes.json (under genes.scope fold only
+# export of a new slide, a new slide and its view, the study-wide genes.json (under genes.scope fold only
 # the final models read it) and the deployable model (final_models is a target of its own);
 # other workflow tests of the session may add the last three to the tiny run
-NOT_IN_A_TINY_RUN = {"S.h5", "B4.zarr", "slides/new.h5ad", "genes.json",
+NOT_IN_A_TINY_RUN = {"S.h5", "B4.zarr", "slides/new.h5ad", "slides/new.view/data/spots.js",
+                     "genes.json",
                      "models/efficientnet_lite0/stflow/final/deploy.json"}
 
 
@@ -262,7 +263,7 @@ def doc_snippets() -> list[tuple[str, str]]:
 
 def named_files(code: str) -> list[str]:
     """The files a snippet opens, as it names them."""
-    quoted = r"""["']([^"'\s]+\.(?:h5ad|h5|zarr|json|tsv|md|npz|pt))["']"""
+    quoted = r"""["']([^"'\s]+\.(?:h5ad|h5|zarr|json|tsv|md|npz|pt|js))["']"""
     return [m for m in re.findall(quoted, code) if "{" not in m]
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from workflow_fixtures import FOLDS, SAMPLES, Run, snakemake, write_config
 
-DIRECTORY_OUTPUTS = re.compile(r"(\.zarr|/models/.*|/predictions/.*|/figures/biomarkers)$")
+DIRECTORY_OUTPUTS = re.compile(r"(\.zarr|\.view|/models/.*|/predictions/.*|/views/.*|/figures/biomarkers)$")
 CONFIG = {"seeds": [0], "models": ["stflow", "ridge"]}
 
 
