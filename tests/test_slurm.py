@@ -36,7 +36,8 @@ RULES = {"ingest": len(SAMPLES), "samples_table": 1, "splits": 1, "fold_genes": 
          "patches": len(SAMPLES), "embed": len(SAMPLES), "graph": len(SAMPLES),
          "train": N_TRAIN + 1,  # one killed, run again
          "predict": N_TRAIN, "evaluate": N_TRAIN, "aggregate": 1, "paper_tables": 1,
-         "figures": 1, "interval_coverage": 1}
+         "figures": 1, "interval_coverage": 1,
+         "section_views": 2 * len(FOLDS)}  # models x folds of the first seed
 SNAKEMAKE_TIMEOUT = 1500  # s; the plugin can wait forever when status checks fail
 TRAIN_MEM_MB = 16000  # rules/train.smk; the retry asks for twice as much
 
