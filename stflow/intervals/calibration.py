@@ -316,8 +316,9 @@ class HeldOut:
         order = np.random.default_rng(seed).permutation(self.n_spots)
         return np.sort(order[: self.n_spots // 2]), np.sort(order[self.n_spots // 2:])
 
-    def scales(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        return candidate_scales(self.relative_shift[rows], self.curve, self.prediction[rows])
+    def scale(self, name: str, rows: np.ndarray) -> np.ndarray:
+        """The candidate difficulty ``name`` of the spots ``rows``."""
+        return difficulty(name, self.relative_shift[rows], self.curve, self.prediction[rows])
 
 
 def held_out(fit: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -396,10 +397,10 @@ def calibrate(predictor: Any, train: list[Slide], val: list[Slide], seed: int,
     chosen, candidates = choose_difficulty(
         np.concatenate([g.truth[r] for g, r in zip(groups, choose, strict=True)]),
         np.concatenate([g.prediction[r] for g, r in zip(groups, choose, strict=True)]),
-        {name: np.concatenate([g.scales(r)[name] for g, r in zip(groups, choose, strict=True)])
+        {name: np.concatenate([g.scale(name, r) for g, r in zip(groups, choose, strict=True)])
          for name in DIFFICULTIES}, seed)
     scores = np.concatenate([
-        nonconformity(g.truth[keep], g.prediction[keep], g.scales(keep)[chosen])
+        nonconformity(g.truth[keep], g.prediction[keep], g.scale(chosen, keep))
         for g, (_, keep) in zip(groups, halves, strict=True)])
     kept = [len(keep) for _, keep in halves]
     weights = (np.concatenate([np.full(n, 1.0 / max(n, 1)) for n in kept])

@@ -152,8 +152,9 @@ def inner_fits(model: str, params: dict[str, Any], train: list[Slide], val: list
     on the training samples alone) predicts that patient."""
     groups = []
     for i, samples in enumerate(calibrating, start=1):
-        held = [s for s in train if s.sample in set(samples)]
-        rest = [s for s in train if s.sample not in set(samples)]
+        left_out = set(samples)
+        held = [s for s in train if s.sample in left_out]
+        rest = [s for s in train if s.sample not in left_out]
         if not held or not rest:
             raise StflowError(f"calibrating samples {list(samples)}: not a part of the training "
                               f"samples {[s.sample for s in train]}. Fix: re-run the splits "
