@@ -52,7 +52,7 @@ from stflow.data.patches.readers import SlideReader, open_slide
 from stflow.data.patches.tissue import tissue_mask, window_fractions
 from stflow.data.simulator import simulate
 from stflow.data.sources.her2st import read_sample
-from stflow.deploy.predict_slide import slide_mpp
+from stflow.deploy.slide_scale import slide_mpp
 from stflow.deploy.spot_grid import SpotLayout, virtual_spots
 from stflow.deploy.window_embedding import embed_windows
 from stflow.intervals.shift import ShiftReference

@@ -43,3 +43,17 @@ def out_of_fold_predictions(wc):
 
 def out_of_fold_models(wc):
     return STUDY.out_of_fold(wc.dataset, wc.encoder, wc.model, "models")
+
+
+def cohort_checks(wc):
+    """Every slide's check: explicit inputs, so all of them are planned at once."""
+    return [res(wc.dataset, L.SLIDE_CHECK.format(slide=name)) for name in STUDY.slides()]
+
+
+def readable_slide_predictions(wc):
+    """The h5ads of the slides whose check read them, known once every check ran (the
+    checkpoint): an unreadable slide leaves the cohort to the others."""
+    checks = {name: checkpoints.slide_check.get(dataset=wc.dataset, slide=name).output[0]
+              for name in STUDY.slides()}
+    return [res(wc.dataset, L.SLIDE.format(slide=name))
+            for name in STUDY.readable_slides(checks)]

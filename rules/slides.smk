@@ -1,6 +1,9 @@
 # Deployable models and predictions for new slides (config section `predict`).
 #   snakemake final_models                 # models/{encoder}/{model}/final for every pair
 #   predict: {slides: {name: path}, ...}   # adds results/{dataset}/slides/{name}.h5ad to `all`
+#   predict: {sheet: slides.tsv}           # a cohort: also slides/cohort.{h5ad,tsv}, cohort_maps/
+# An unreadable slide fails its own predict_slide job; with --keep-going the others finish and
+# the cohort (built from the slides whose check read them) lists it as missing.
 
 
 wildcard_constraints:
@@ -8,6 +11,11 @@ wildcard_constraints:
 
 
 include: "common_slides.smk"
+
+
+# slides/cohort.h5ad and slides/cohort_maps/ are the cohort's, never a slide named cohort's
+# (a name the config check refuses)
+ruleorder: cohort > predict_slide
 
 
 rule train_final:
@@ -76,3 +84,50 @@ rule predict_slide:
         ENV
     script:
         "../workflow/scripts/predict_slide.py"
+
+
+checkpoint slide_check:
+    input:
+        image=lambda wc: STUDY.slide_file(wc.slide),
+    output:
+        res("{dataset}", L.SLIDE_CHECK),
+    params:
+        um_per_px=lambda wc: STUDY.slide_um_per_px(wc.slide),
+    log:
+        res("{dataset}", L.log("slide_check", "{slide}")),
+    benchmark:
+        res("{dataset}", L.benchmark("slide_check", "{slide}"))
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    conda:
+        ENV
+    script:
+        "../workflow/scripts/slide_check.py"
+
+
+rule cohort:
+    input:
+        checks=cohort_checks,
+        h5ads=readable_slide_predictions,
+    output:
+        h5ad=res("{dataset}", L.COHORT_H5AD),
+        tsv=report(res("{dataset}", L.COHORT_TSV), category="Cohort",
+                   caption="../workflow/report/cohort.rst"),
+        maps=report(directory(res("{dataset}", L.COHORT_MAPS)), patterns=["{gene}.png"],
+                    category="Cohort", caption="../workflow/report/cohort.rst"),
+    params:
+        slides=lambda wc: list(STUDY.slides()),
+        metadata=lambda wc: STUDY.slide_metadata(),
+        genes=lambda wc: list(STUDY.slide_options()["genes"]),
+    log:
+        res("{dataset}", L.log("cohort")),
+    benchmark:
+        res("{dataset}", L.benchmark("cohort"))
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        ENV
+    script:
+        "../workflow/scripts/cohort.py"

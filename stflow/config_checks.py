@@ -29,6 +29,9 @@ from stflow.catalogue import HER2ST_CHECKSUMS, SOURCE_FACTS, SourceFacts
 from stflow.catalogue import her2st_sections as catalogue_sections
 from stflow.config import Problem
 from stflow.data.sheet import dataset_problems
+from stflow.data.sheet_table import SheetError
+from stflow.data.slide_sheet import PLAIN_IMAGES, read_slide_sheet
+from stflow.layout import COHORT
 from stflow.models.catalogue import MODELS
 from stflow.models.param_checks import model_param_problems, space_problems, trials_problems
 
@@ -314,7 +317,6 @@ def bench_fold_count_problems(config: Mapping[str, Any]) -> list[Problem]:
             for i, task in enumerate(tasks) if not task.get("n_folds")]
 
 
-PLAIN_IMAGES = (".jpg", ".jpeg", ".png")  # never carry a usable microns-per-pixel
 
 
 def predict_problems(config: Mapping[str, Any]) -> list[Problem]:
@@ -331,6 +333,9 @@ def predict_problems(config: Mapping[str, Any]) -> list[Problem]:
                                 f" is not among encoders {config['encoders']}",
                                 "add it there or leave it null"))
     slides, scales = predict["slides"], predict["um_per_px"]
+    if COHORT in slides:
+        problems.append(Problem("predict.slides", slides, "names a slide 'cohort', the cohort "
+                                "table's own name (slides/cohort.h5ad)", "rename the slide"))
     unknown = sorted(set(scales) - set(slides))
     if unknown:
         problems.append(Problem("predict.um_per_px", scales, f"names slides {unknown} that "
@@ -343,6 +348,24 @@ def predict_problems(config: Mapping[str, Any]) -> list[Problem]:
                                 "record no reliable scale", "give their microns per pixel in "
                                 "predict.um_per_px ({name: value})"))
     return problems
+
+
+def slide_sheet_problems(config: Mapping[str, Any]) -> list[Problem]:
+    """Every problem of the slide sheet (predict.sheet), and slides named both there and in
+    predict.slides (which of the two images is meant is unknowable)."""
+    sheet, slides = config["predict"]["sheet"], config["predict"]["slides"]
+    if not sheet:
+        return []
+    try:
+        rows = read_slide_sheet(sheet)
+    except SheetError as err:
+        return [Problem(f"predict.sheet {sheet}", sheet, str(p).partition(". Fix: ")[0], p.fix)
+                for p in err.problems]
+    both = sorted({row.slide for row in rows} & set(slides))
+    if both:
+        return [Problem("predict.slides", slides, f"{both} are also rows of predict.sheet "
+                        f"{sheet}", "name each slide once: in the sheet or in predict.slides")]
+    return []
 
 
 Check = Callable[[Mapping[str, Any]], list[Problem]]
@@ -363,7 +386,7 @@ def check_config(config: Mapping[str, Any], schema: Mapping[str, Any], *, cwd: s
     checks: list[Check] = [*CROSS_FIELD, lambda c: her2st_sample_problems(c, her2st)]
     if not remote:
         checks += [lambda c: mirror_problems(c, cwd), lambda c: encoder_weight_problems(c, cwd),
-                   lambda c: dataset_problems(c["dataset"])]
+                   lambda c: dataset_problems(c["dataset"]), slide_sheet_problems]
     for check in checks:
         try:
             problems += check(filled)

@@ -81,6 +81,11 @@ SLIDE = f"{SLIDES}/{{slide}}.h5ad"
 SLIDE_MAPS = f"{SLIDES}/{{slide}}_maps"
 SLIDE_ZARR = f"{SLIDES}/{{slide}}.zarr"
 SLIDE_VIEW = f"{SLIDES}/{{slide}}.view"  # stflow view's folder beside the slide's h5ad
+SLIDE_CHECK = f"{SLIDES}/checks/{{slide}}.json"  # whether the slide reads, and its scale
+COHORT = "cohort"  # no slide takes this name: slides/cohort.* are the cohort's
+COHORT_H5AD = f"{SLIDES}/{COHORT}.h5ad"  # one row per slide, one column per gene
+COHORT_TSV = f"{SLIDES}/{COHORT}.tsv"  # the same as a table, with the slides missing
+COHORT_MAPS = f"{SLIDES}/{COHORT}_maps"  # {gene}.png: every slide, one colour scale
 
 # --- views of the test sections (measured beside predicted) --------------------------------
 VIEWS_DIR = "views"

@@ -11,7 +11,7 @@ from typing import Any
 
 from stflow import __version__
 
-KINDS = ("st", "prediction", "slide_prediction")
+KINDS = ("st", "prediction", "slide_prediction", "cohort")
 X_COUNTS = "raw counts"
 X_PREDICTED = "log1p of raw counts (predicted mean)"
 # identity of a prediction: always present (None when unknown), so readers need no fallbacks

@@ -36,6 +36,7 @@ from stflow.config_checks import (
     stop_on,
 )
 from stflow.data.sheet import sheet_patients, sheet_row, sheet_samples
+from stflow.data.slide_sheet import SlideRow, read_slide_sheet
 from stflow.layout import result
 from stflow.models.catalogue import reads_graph
 
@@ -378,13 +379,28 @@ class Study:
         return {"n": evaluation["bootstrap"], "block_um": evaluation["block_um"],
                 "seed": evaluation["seed"]}
 
+    def slides(self) -> dict[str, SlideRow]:
+        """Every slide to predict: predict.slides (with predict.um_per_px) and the rows of
+        predict.sheet, in that order (a name in both was refused by the config check)."""
+        predict = self.config["predict"]
+        slides = {name: SlideRow(name, Path(path), predict["um_per_px"].get(name))
+                  for name, path in predict["slides"].items()}
+        if predict["sheet"]:
+            slides.update((row.slide, row) for row in read_slide_sheet(predict["sheet"]))
+        return slides
+
     def slide_file(self, slide: str) -> str:
-        """The image file of a slide of the predict section."""
-        return self.config["predict"]["slides"][slide]
+        """The image file of a slide to predict."""
+        return str(self.slides()[slide].image)
 
     def slide_um_per_px(self, slide: str) -> float | None:
-        """The slide's µm per level-0 pixel from predict.um_per_px, None: the file's own."""
-        return self.config["predict"]["um_per_px"].get(slide)
+        """The slide's µm per level-0 pixel (predict.um_per_px or the sheet's), None: the
+        file's own."""
+        return self.slides()[slide].um_per_px
+
+    def slide_metadata(self) -> dict[str, dict[str, str]]:
+        """slide -> its sheet's further columns (none for predict.slides), for the cohort."""
+        return {name: row.metadata for name, row in self.slides().items()}
 
     def graph_dir(self, dataset: str, model: str) -> str | None:
         """The graph folder for the models that read the graph, None for the others."""
@@ -433,21 +449,30 @@ class Study:
                 for fold in self.folds(dataset)]
 
     def slide_targets(self) -> list[str]:
-        """The h5ad and maps of every configured slide; nothing when predict.slides is empty."""
-        slides = self.config["predict"]["slides"]
+        """Each slide's check, h5ad and maps, and the cohort's table, AnnData and maps;
+        nothing when no slide is named. A slide that cannot be read fails its own
+        predict_slide job; the cohort (built from the slides that read) lists it as missing."""
+        slides = self.slides()
         if not slides:
             return []
         dataset = self.predict_dataset()
-        return [result(dataset, path.format(slide=name)) for name in slides
-                for path in (layout.SLIDE, layout.SLIDE_MAPS)]
+        return ([result(dataset, path.format(slide=name)) for name in slides
+                 for path in (layout.SLIDE_CHECK, layout.SLIDE, layout.SLIDE_MAPS)]
+                + [result(dataset, path) for path in
+                   (layout.COHORT_H5AD, layout.COHORT_TSV, layout.COHORT_MAPS)])
+
+    @staticmethod
+    def readable_slides(checks: Mapping[str, str | Path]) -> list[str]:
+        """The slides whose check (slide -> its slides/checks/{slide}.json) read them."""
+        return [name for name, path in checks.items()
+                if json.loads(Path(path).read_text()).get("readable")]
 
     def view_targets(self) -> list[str]:
-        """The zoomable views (rules/view.smk): one beside each configured slide's h5ad, and
-        one folder per encoder x model x fold of the first seed's fold predictions, holding a
-        view of each of the fold's test sections (measured beside predicted)."""
-        slides = self.config["predict"]["slides"]
+        """The zoomable views (rules/view.smk): one beside each slide's h5ad, and one folder
+        per encoder x model x fold of the first seed's fold predictions, holding a view of
+        each of the fold's test sections (measured beside predicted)."""
         targets = [result(self.predict_dataset(), layout.SLIDE_VIEW.format(slide=name))
-                   for name in slides]
+                   for name in self.slides()]
         return targets + [result(dataset, layout.SECTION_VIEWS.format(
                               encoder=e, model=m, seed=self.seeds[0], fold=fold))
                           for dataset in self.datasets for e in self.config["encoders"]

@@ -246,6 +246,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "artifacts.md"
 # the final models read it) and the deployable model (final_models is a target of its own);
 # other workflow tests of the session may add the last three to the tiny run
 NOT_IN_A_TINY_RUN = {"S.h5", "B4.zarr", "slides/new.h5ad", "slides/new.view/data/spots.js",
+                     "slides/cohort.h5ad", "slides/cohort.tsv",
                      "genes.json",
                      "models/efficientnet_lite0/stflow/final/deploy.json"}
 

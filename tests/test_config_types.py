@@ -123,7 +123,8 @@ def test_a_slide_s_pixel_size_from_the_command_line_reaches_predict_slide_as_a_n
 
 
 def test_a_number_given_as_text_to_predict_slide_is_refused_naming_the_setting(tmp_path):
-    from stflow.deploy.predict_slide import SlideOptions, slide_mpp
+    from stflow.deploy.predict_slide import SlideOptions
+    from stflow.deploy.slide_scale import slide_mpp
 
     with pytest.raises(StflowError, match=r"--um-per-px is '0.737' \(str\), not a number"):
         slide_mpp(tmp_path / "C4.jpg", "0.737")

@@ -107,7 +107,8 @@ def sheets(draw: st.DrawFn) -> bytes:
 @FUZZ
 @given(sheets())
 def test_a_fuzzed_sample_sheet_reads_or_is_refused(sheet):
-    from stflow.data.sheet import NAME, read_sheet
+    from stflow.data.sheet import read_sheet
+    from stflow.data.sheet_table import NAME
 
     with folder() as base:
         for name in ("image.jpg", "counts.tsv", "positions.csv"):
@@ -120,6 +121,38 @@ def test_a_fuzzed_sample_sheet_reads_or_is_refused(sheet):
     for row in rows:
         assert NAME.match(row.sample) and row.patient
         assert row.um_per_px is None or finite_positive(row.um_per_px)
+
+
+SLIDE_COLUMNS = ["slide", "image", "um_per_px", "mpp", "Slide", "spots", "arm"]
+
+
+@st.composite
+def slide_sheets(draw: st.DrawFn) -> bytes:
+    """A slide sheet: known, look-alike and metadata columns, rows of paths, names, numbers."""
+    header = draw(st.lists(st.sampled_from(SLIDE_COLUMNS) | st.text(max_size=6),
+                           min_size=1, max_size=6))
+    rows = draw(st.lists(st.lists(PLACES | CELLS, max_size=7), max_size=4))
+    text = "\n".join("\t".join(cells) for cells in [header, *rows])
+    return draw(st.sampled_from(["utf-8", "latin-1", "utf-16"]).map(
+        lambda codec: text.encode(codec, errors="replace")) | st.binary(max_size=80))
+
+
+@FUZZ
+@given(slide_sheets())
+def test_a_fuzzed_slide_sheet_reads_or_is_refused(sheet):
+    from stflow.data.sheet_table import NAME
+    from stflow.data.slide_sheet import PLAIN_IMAGES, read_slide_sheet
+
+    with folder() as base:
+        (base / "image.jpg").write_text("x")
+        path = base / "slides.tsv"
+        path.write_bytes(sheet)
+        rows = refused_or_read(read_slide_sheet, path) or []
+    assert len({row.slide for row in rows}) == len(rows)
+    for row in rows:
+        assert NAME.match(row.slide) and row.slide != "cohort"
+        assert row.um_per_px is None or finite_positive(row.um_per_px)
+        assert row.um_per_px is not None or row.image.suffix.lower() not in PLAIN_IMAGES
 
 
 # --- the config and --config strings -----------------------------------------------------------

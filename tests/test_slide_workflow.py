@@ -122,8 +122,8 @@ def test_the_predict_section_trains_a_final_model_and_predicts_each_slide(tiny_r
     predict = predict_on_command_line(tiny_run)
     dry = tiny_run.snakemake("-n", *predict)
     assert dry.returncode == 0, dry.stderr
-    assert jobs_of(dry.stdout) == {"genes": 1, "train_final": 1, "predict_slide": 1,
-                                   "slide_view": 1, "all": 1}
+    assert jobs_of(dry.stdout) == {"genes": 1, "train_final": 1, "slide_check": 1,
+                                   "predict_slide": 1, "slide_view": 1, "cohort": 1, "all": 1}
     run = tiny_run.snakemake("--cores", "2", *predict, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     final = tiny_run.results / "models" / ENCODER / "stflow" / "final"
@@ -146,5 +146,7 @@ def test_the_predict_section_trains_a_final_model_and_predicts_each_slide(tiny_r
     view = tiny_run.results / "slides" / "newP1.view"  # beside the h5ad, opens offline
     assert (view / "index.html").is_file() and (view / "data" / "spots.js").is_file()
     assert (tiny_run.results / "slides" / "newP1.view.sha256").is_file()
+    cohort = ad.read_h5ad(tiny_run.results / "slides" / "cohort.h5ad")  # a cohort of one
+    assert list(cohort.obs_names) == ["newP1"] and cohort.n_vars == adata.n_vars
     again = tiny_run.snakemake("-n", *predict)
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -327,7 +327,10 @@ def test_slides_are_predicted_by_the_named_final_model_else_the_first():
     study = study_of(predict={"slides": {"a": "a.svs"}, "model": "ridge"})
     assert study.predict_dataset() == "tiny"
     assert study.final_model_dir() == "results/tiny/models/efficientnet_lite0/ridge/final"
-    assert study.slide_targets() == ["results/tiny/slides/a.h5ad", "results/tiny/slides/a_maps"]
+    assert study.slide_targets() == [
+        "results/tiny/slides/checks/a.json", "results/tiny/slides/a.h5ad",
+        "results/tiny/slides/a_maps", "results/tiny/slides/cohort.h5ad",
+        "results/tiny/slides/cohort.tsv", "results/tiny/slides/cohort_maps"]
 
 
 def test_views_are_beside_each_slide_and_of_the_first_seed_s_test_sections():

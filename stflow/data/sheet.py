@@ -28,10 +28,7 @@ imported here (the Snakefile reads the sheet while it builds the DAG).
 from __future__ import annotations
 
 import csv
-import functools
 import json
-import math
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,6 +38,17 @@ from typing import Any
 from stflow.catalogue import SOURCE_FACTS
 from stflow.choices import PATCH_SIZE_UM
 from stflow.config import Problem as ConfigProblem
+from stflow.data.sheet_table import (
+    Problem,
+    SheetError,
+    SheetKind,
+    cell_path,
+    duplicate_columns,
+    name_problems,
+    positive_number,
+    read_once,
+    read_table,
+)
 from stflow.data.xenium_sheet import (
     DEFAULT_BIN_UM,
     DEFAULT_UNIT,
@@ -49,18 +57,16 @@ from stflow.data.xenium_sheet import (
     xenium_files,
     xenium_problems,
 )
-from stflow.errors import StflowError, input_error
+from stflow.errors import input_error
 
 REQUIRED = ("sample", "patient")
 TABLE_COLUMNS = ("image", "counts", "positions")
 COLUMNS = ("sample", "patient", "spaceranger", "xenium", "image", "alignment", "counts",
            "positions", "um_per_px", "unit", "bin_um")
 XENIUM_ONLY = ("alignment", "unit")  # columns that only a Xenium row may fill
-NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 MATRIX = "filtered_feature_bc_matrix.h5"
 POSITION_FILES = ("tissue_positions.csv", "tissue_positions_list.csv")
 SCALEFACTORS = "scalefactors_json.json"
-EXTRA = "\0extra"  # the cells of a row beyond the header's columns
 VISIUM_SPOT_UM = 55.0  # Visium spots are 55 µm wide: µm/px = 55 / spot_diameter_fullres
 # Visium HD: outs/binned_outputs/square_016um/{MATRIX, spatial/HD_POSITIONS, spatial/SCALEFACTORS}
 # and outs/FEATURE_SLICE (or {prefix}_feature_slice.h5), as spatialdata_io.visium_hd reads them
@@ -70,9 +76,12 @@ HD_POSITIONS = "tissue_positions.parquet"
 FEATURE_SLICE = "feature_slice.h5"
 HD_DEFAULT_BIN_UM = 16
 HD_SCALE_KEYS = ("bin_size_um", "spot_diameter_fullres", "microns_per_pixel")  # the reader's
-FORMAT = ("columns sample, patient and either spaceranger (+ image), xenium (+ image + "
-          "alignment) or image + counts + positions, optional um_per_px, unit and bin_um; see "
-          "README, 'Your own data'")
+SAMPLE_SHEET = SheetKind(
+    noun="sample sheet", row="sample", config_key="dataset.sheet",
+    format=("columns sample, patient and either spaceranger (+ image), xenium (+ image + "
+            "alignment) or image + counts + positions, optional um_per_px, unit and bin_um; "
+            "see README, 'Your own data'"))
+FORMAT = SAMPLE_SHEET.format
 
 
 @dataclass(frozen=True)
@@ -135,34 +144,6 @@ class SheetRow:
                    um_per_px=None if um is None else float(um), bin_um=bin_um,
                    xenium=path("xenium"), alignment=path("alignment"),
                    unit=params.get("unit"))
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One bad cell: where, what, and how to fix it."""
-
-    line: int
-    sample: str
-    column: str
-    problem: str
-    fix: str
-
-    def __str__(self) -> str:
-        if not self.line:
-            return f"{self.problem}. Fix: {self.fix}"
-        row = f"line {self.line}" + (f" (sample {self.sample})" if self.sample else "")
-        return f"{row}, column {self.column}: {self.problem}. Fix: {self.fix}"
-
-
-class SheetError(StflowError):
-    """A sheet that does not read, with every problem it has (the config check lists them
-    beside the config's own)."""
-
-    def __init__(self, path: Path, problems: list[Problem]) -> None:
-        self.problems = problems
-        listed = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"{path}: {len(problems)} problem(s) in the sample sheet:\n{listed}\n"
-                         f"Fix: correct each listed cell ({FORMAT})")
 
 
 def find_outs(folder: Path) -> Path | None:
@@ -312,62 +293,12 @@ def _spaceranger_problems(folder: Path, has_um_per_px: bool) -> list[tuple[str, 
     return problems
 
 
-def _path(cell: str, base: Path) -> Path:
-    path = Path(os.path.expanduser(cell))  # '~nobody' stays as written: Path's would raise
-    return path if path.is_absolute() else (base / path)
-
-
-def _um_per_px(cell: str) -> float | None:
-    try:
-        value = float(cell)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) and value > 0 else None
-
-
-def _sheet_text(path: Path) -> str:
-    """The sheet as text: UTF-8 (a byte-order mark, as Excel writes one, is dropped); a
-    sheet saved in another encoding is refused here rather than as a decoder's traceback."""
-    try:
-        return path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise SheetError(path, [Problem(0, "", "-", f"sample sheet is not UTF-8 text (byte "
-                                        f"{err.start} is {err.object[err.start:err.start + 1]!r})",
-                                        "save it as UTF-8 tab-separated text")]) from None
-
-
-def _read_table(path: Path) -> tuple[int, list[str], list[tuple[int, dict[str, str]]]]:
-    """The header's line number, the header and (line number, row) pairs; blank lines and
-    ``#`` comments skipped, quotes kept as they are (plain TSV)."""
-    if not path.is_file():
-        raise SheetError(path, [Problem(0, "", "-", "sample sheet does not exist"
-                                        if not path.exists() else "sample sheet is not a file",
-                                        "give dataset.sheet as a TSV file (a relative path "
-                                        "is read from the working directory)")])
-    lines = [(n, line) for n, line in enumerate(_sheet_text(path).splitlines(), start=1)
-             if line.strip() and not line.lstrip().startswith("#")]
-    if not lines:
-        raise SheetError(path, [Problem(0, "", "-", "sample sheet is empty",
-                                        f"write a header and rows: {FORMAT}")])
-    reader = csv.reader((line for _, line in lines), delimiter="\t", quoting=csv.QUOTE_NONE)
-    header = [h.strip() for h in next(reader)]
-    rows = []
-    for (number, _), cells in zip(lines[1:], reader, strict=True):
-        cells = [c.strip() for c in cells]
-        rows.append((number, dict(zip(header, cells + [""] * (len(header) - len(cells)),
-                                      strict=False))))
-        if len(cells) > len(header):
-            rows[-1][1][EXTRA] = "\t".join(cells[len(header):])
-    return lines[0][0], header, rows
-
-
 def _header_problems(line: int, header: list[str]) -> list[Problem]:
     problems = [Problem(line, "", c, "column is missing", f"add it: {FORMAT}")
                 for c in REQUIRED if c not in header]
     problems += [Problem(line, "", c, "unknown column", f"use only {list(COLUMNS)}")
                  for c in header if c not in COLUMNS]
-    problems += [Problem(line, "", c, "column appears twice", "keep one")
-                 for c in sorted({c for c in header if header.count(c) > 1})]
+    problems += duplicate_columns(line, header)
     if ("spaceranger" not in header and "xenium" not in header
             and not all(c in header for c in TABLE_COLUMNS)):
         missing = [c for c in TABLE_COLUMNS if c not in header]
@@ -384,7 +315,7 @@ def _row_problems(number: int, row: dict[str, str], base: Path,
     """Every problem of one row (the samples met so far in ``seen``)."""
     found = _name_problems(number, row, seen)
     um_cell = row.get("um_per_px", "")
-    um = _um_per_px(um_cell) if um_cell else None
+    um = positive_number(um_cell) if um_cell else None
     if um_cell and um is None:
         found.append(("um_per_px", f"{um_cell!r} is not a positive number",
                       "give microns per level-0 pixel of the image, e.g. 0.5"))
@@ -398,21 +329,7 @@ def _name_problems(number: int, row: dict[str, str], seen: dict[str, int]
                    ) -> list[tuple[str, str, str]]:
     """Problems of a row's cells count, sample name (recorded in ``seen`` when new) and
     patient, as (column, problem, fix)."""
-    sample = row.get("sample", "")
-    out = []
-    if EXTRA in row:
-        out.append(("-", f"more cells than header columns ({row[EXTRA]!r})",
-                    "use one tab between cells and name every column in the header"))
-    if not sample:
-        out.append(("sample", "empty", "give the sample a name"))
-    elif not NAME.match(sample):
-        out.append(("sample", f"{sample!r} holds characters other than letters, digits, _ . -",
-                    "rename it (it becomes a file name)"))
-    elif sample in seen:
-        out.append(("sample", f"{sample!r} already on line {seen[sample]}",
-                    "give each section its own sample name"))
-    else:
-        seen[sample] = number
+    out = name_problems(number, row, SAMPLE_SHEET, seen)
     if not row.get("patient"):
         out.append(("patient", "empty: without a patient, folds could put two sections of "
                     "one patient on both sides of a split", "give the patient id of this "
@@ -462,7 +379,7 @@ def _path_problems(row: dict[str, str], base: Path, um: float | None
     for column in ("spaceranger", *TABLE_COLUMNS):
         if not row.get(column):
             continue
-        path = _path(row[column], base)
+        path = cell_path(row[column], base)
         if not path.exists():
             out.append((column, f"{path} does not exist", "correct the path (relative paths "
                         "are read from the sheet's folder)"))
@@ -497,7 +414,7 @@ def _xenium_row_problems(row: dict[str, str], base: Path) -> list[tuple[str, str
     for column, needed in (("xenium", ""), ("image", "the H&E the alignment was made on"),
                            ("alignment", "the *_imagealignment.csv Xenium Explorer exported "
                             "for this H&E")):
-        paths[column] = _path(row[column], base) if row.get(column) else None
+        paths[column] = cell_path(row[column], base) if row.get(column) else None
         if paths[column] is None:
             out.append((column, "empty: a Xenium row places its bins on the H&E through "
                         "the alignment", f"give {needed}"))
@@ -522,29 +439,19 @@ def _not_hd(spaceranger: str, base: Path) -> bool:
     (a missing path is refused as such, not twice)."""
     if not spaceranger:
         return True
-    path = _path(spaceranger, base)
+    path = cell_path(spaceranger, base)
     outs = find_outs(path) if path.is_dir() else None
     return path.exists() and not (outs is not None and is_hd(outs))
 
 
 def read_sheet(path: str | Path) -> list[SheetRow]:
     """The sheet's rows, validated; one error listing every problem when any. Read once per
-    version of the file (the DAG asks for samples and patients many times)."""
-    path = Path(path)
-    try:
-        stat = path.stat()
-    except OSError:
-        return _read_sheet(path)
-    return list(_cached(str(path.resolve()), stat.st_mtime_ns, stat.st_size))
-
-
-@functools.lru_cache(maxsize=8)
-def _cached(path: str, mtime_ns: int, size: int) -> tuple[SheetRow, ...]:
-    return tuple(_read_sheet(Path(path)))
+    version of the file."""
+    return read_once(path, _read_sheet)
 
 
 def _read_sheet(path: Path) -> list[SheetRow]:
-    line, header, rows = _read_table(path)
+    line, header, rows = read_table(path, SAMPLE_SHEET)
     problems = _header_problems(line, header)
     if not problems and not rows:
         problems.append(Problem(line + 1, "", "-", "no sample rows", "add one row per section"))
@@ -553,13 +460,13 @@ def _read_sheet(path: Path) -> list[SheetRow]:
         for number, row in rows:
             problems += _row_problems(number, row, path.parent, seen)
     if problems:
-        raise SheetError(path, problems)
+        raise SheetError(path, problems, SAMPLE_SHEET)
     return [_sheet_row(number, row, path.parent) for number, row in rows]
 
 
 def _sheet_row(number: int, row: dict[str, str], base: Path) -> SheetRow:
     def path_of(column: str) -> Path | None:
-        return _path(row[column], base).resolve() if row.get(column) else None
+        return cell_path(row[column], base).resolve() if row.get(column) else None
 
     spaceranger = path_of("spaceranger")
     outs = find_outs(spaceranger) if spaceranger else None
@@ -571,7 +478,7 @@ def _sheet_row(number: int, row: dict[str, str], base: Path) -> SheetRow:
         bin_um = bin_um_of(row.get("bin_um") or "") or DEFAULT_BIN_UM
     return SheetRow(sample=row["sample"], patient=row["patient"], image=path_of("image"),
                     spaceranger=outs, counts=path_of("counts"), positions=path_of("positions"),
-                    um_per_px=_um_per_px(row.get("um_per_px") or "nan"), bin_um=bin_um,
+                    um_per_px=positive_number(row.get("um_per_px") or "nan"), bin_um=bin_um,
                     xenium=xenium, alignment=path_of("alignment"),
                     unit=(row.get("unit") or DEFAULT_UNIT) if xenium is not None else None,
                     line=number)

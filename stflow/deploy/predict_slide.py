@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import openslide
 import pandas as pd
 from PIL import Image
 
@@ -42,11 +41,12 @@ from stflow.data.spatial_image import HIRES_SIDE, spatial_uns
 from stflow.deploy.given_features import FeatureStore, open_feature_store
 from stflow.deploy.slide_maps import write_maps
 from stflow.deploy.slide_rows import SlideRows
-from stflow.deploy.spot_budget import check_spot_count, lattice_estimate
+from stflow.deploy.slide_scale import slide_mpp
+from stflow.deploy.spot_budget import check_spot_count, lattice_estimate, tissue_area_um2
 from stflow.deploy.spot_grid import LAYOUTS, SpotLayout, VirtualSpots, given_spots, virtual_spots
 from stflow.deploy.window_embedding import StreamTimes, embed_windows
 from stflow.device import resolve_device
-from stflow.errors import StflowError, check_field_types, input_error, require_number
+from stflow.errors import StflowError, check_field_types, input_error
 from stflow.evaluation.shown_genes import choose_genes
 from stflow.inference.model_folder import open_model_folder
 from stflow.inference.prediction_anndata import ModelGraph, prediction_anndata, write_prediction
@@ -57,8 +57,6 @@ from stflow.records.deployment import Deployment
 
 log = logging.getLogger(__name__)
 
-MPP_FIX = "pass --um-per-px (microns per level-0 pixel, e.g. 0.25 at 40x, 0.5 at 20x)"
-MPP_DISAGREE = 0.05  # a --um-per-px this far from the file's own value is warned about
 NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 NO_INTERVALS = {"method": "none", "reason": "the model folder has no calibration"}
 
@@ -173,45 +171,6 @@ class DeployedModel:
         return mean, std, meaning
 
 
-def recorded_mpp(path: Path) -> float | None:
-    """The microns per pixel a whole-slide file records (OpenSlide's ``mpp-x``), if any."""
-    if openslide.OpenSlide.detect_format(str(path)) is None:
-        return None
-    try:
-        with openslide.OpenSlide(str(path)) as slide:
-            value = slide.properties.get(openslide.PROPERTY_NAME_MPP_X)
-    except openslide.OpenSlideError:
-        return None  # opening it for patches explains what is wrong
-    return float(value) if value else None
-
-
-def slide_mpp(path: Path, um_per_px: float | None) -> tuple[float, str]:
-    """Microns per level-0 pixel: ``um_per_px`` when given, else the slide file's own."""
-    recorded = recorded_mpp(path)
-    if um_per_px is not None:
-        um_per_px = require_number(um_per_px, "--um-per-px", path, MPP_FIX)
-        if not (np.isfinite(um_per_px) and um_per_px > 0):
-            raise input_error(path, f"--um-per-px {um_per_px} is not a positive number",
-                              MPP_FIX)
-        if recorded and abs(um_per_px - recorded) > MPP_DISAGREE * recorded:
-            log.warning("%s: --um-per-px %g overrides the file's own %g µm/px", path,
-                        um_per_px, recorded)
-        return float(um_per_px), "--um-per-px"
-    if recorded:
-        return recorded, "slide file"
-    if openslide.OpenSlide.detect_format(str(path)) is None:
-        try:  # the header alone: an unreadable file is named as such, not as unscaled
-            with Image.open(path):
-                pass
-        except (OSError, SyntaxError) as err:
-            raise input_error(path, f"is neither a whole-slide image OpenSlide reads nor a "
-                              f"plain image ({err})", "check that the file is complete and is "
-                              "an H&E slide (svs, ndpi, tiff, mrxs, ... or JPEG/PNG/TIFF)"
-                              ) from err
-        raise input_error(path, "is a plain image, which records no reliable scale", MPP_FIX)
-    raise input_error(path, "is a slide whose file records no microns per pixel", MPP_FIX)
-
-
 def read_spots_file(path: str | Path) -> tuple[np.ndarray, list[str] | None]:
     """Centres (level-0 px) and optional names from a CSV/TSV (x, y[, barcode]) or h5ad."""
     path = Path(path)
@@ -256,8 +215,17 @@ def genes_to_draw(wanted: Sequence[str], genes: Sequence[str]) -> list[str]:
     return shown
 
 
+@dataclass(frozen=True)
+class Tissue:
+    """What the tissue mask found: the stain threshold it chose and the tissue's area (the
+    cohort table's per-slide area)."""
+
+    threshold: float
+    area_mm2: float
+
+
 def place_spots(reader: SlideReader, mpp: float, dep: Deployment, options: SlideOptions,
-                spots: np.ndarray | None) -> tuple[VirtualSpots, Image.Image, float, float,
+                spots: np.ndarray | None) -> tuple[VirtualSpots, Image.Image, float, Tissue,
                                                    SpotLayout]:
     """Thumbnail, tissue mask and spots: the virtual lattice, or the given centres. A lattice
     whose estimated count passes ``--max-spots`` is refused before it is built."""
@@ -279,7 +247,8 @@ def place_spots(reader: SlideReader, mpp: float, dep: Deployment, options: Slide
                          f"a {layout.pitch_um:g} µm {layout.layout} lattice over its tissue has")
     else:
         placed = given_spots(spots, mask, scale, side_px, reader.width, reader.height, where)
-    return placed, thumb, scale, threshold, layout
+    return (placed, thumb, scale, Tissue(threshold, tissue_area_um2(mask, scale, mpp) / 1e6),
+            layout)
 
 
 class StepClock(dict):
@@ -305,7 +274,7 @@ class SlideSpots:
     placed: VirtualSpots
     thumb: Image.Image
     scale: float
-    threshold: float
+    tissue: Tissue
     layout: SpotLayout
     given: bool  # spots given (a spots file or a features store), not a virtual lattice
     names: list[str]
@@ -381,13 +350,13 @@ def locate_spots(slide_path: Path, name: str, model: DeployedModel, um_per_px: f
     with open_slide(slide_path, downsample=dep.patch_size_um / mpp / dep.patch_size_px
                     ) as reader:
         with clock("tissue"):
-            placed, thumb, scale, threshold, layout = place_spots(reader, mpp, dep, options,
-                                                                  spots)
+            placed, thumb, scale, tissue, layout = place_spots(reader, mpp, dep, options,
+                                                               spots)
         log.info("%s: %d %s at %.3f µm/px", name, placed.n, "given spots" if spots is not None
                  else f"virtual spots ({layout.layout}, {layout.pitch_um:.0f} µm pitch)", mpp)
         if features is None:
             features = embed_spots(reader, placed, mpp, model, options, clock)
-    return SlideSpots(name, slide_path, mpp, mpp_source, placed, thumb, scale, threshold,
+    return SlideSpots(name, slide_path, mpp, mpp_source, placed, thumb, scale, tissue,
                       layout, spots is not None, _spot_names(name, placed, spot_names),
                       features, store)
 
@@ -461,7 +430,8 @@ def slide_info(found: SlideSpots, model: DeployedModel, meaning: str, options: S
             "mpp_source": found.mpp_source, "spots": "given" if found.given else "virtual",
             "pitch_um": layout.pitch_um, "layout": layout.layout,
             "min_tissue": dep.min_tissue if options.min_tissue is None else options.min_tissue,
-            "tissue_threshold": found.threshold, "n_samples": options.n_samples,
+            "tissue_threshold": found.tissue.threshold,
+            "tissue_area_mm2": round(found.tissue.area_mm2, 4), "n_samples": options.n_samples,
             "seed": options.seed, "sample_spread": meaning, "n_spots": found.placed.n,
             **({"features": str(found.store.path.resolve())} if found.store else {}),
             "seconds": {k: round(v, 3) for k, v in clock.items()}}

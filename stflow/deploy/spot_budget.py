@@ -14,10 +14,15 @@ from stflow.deploy.spot_grid import HEX_ROW, SpotLayout
 from stflow.errors import input_error
 
 
+def tissue_area_um2(mask: np.ndarray, scale: float, mpp: float) -> float:
+    """The area of the tissue ``mask`` in µm² (``scale``: level-0 pixels per mask pixel)."""
+    return float(np.count_nonzero(mask)) * (scale * mpp) ** 2
+
+
 def lattice_estimate(mask: np.ndarray, scale: float, mpp: float, layout: SpotLayout) -> int:
     """About how many lattice spots the tissue ``mask`` holds (``scale``: level-0 pixels
     per mask pixel): its area over one lattice cell's."""
-    area_um2 = float(np.count_nonzero(mask)) * (scale * mpp) ** 2
+    area_um2 = tissue_area_um2(mask, scale, mpp)
     cell_um2 = layout.pitch_um ** 2 * (HEX_ROW if layout.layout == "hex" else 1.0)
     return int(round(area_um2 / cell_um2))
 
