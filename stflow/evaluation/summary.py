@@ -268,7 +268,8 @@ def biomarker_markdown(biomarkers: object) -> str:
     scores = biomarkers.assign(pearson=biomarkers["pearson"].astype(float))
     means = scores.groupby(GROUP_KEYS + ["gene"], sort=False)["pearson"].mean()
     lines = ["", "Biomarkers (trained beside the genes above, scored apart: not in their mean; "
-             "Pearson averaged over folds and seeds; biomarkers.tsv):", "",
+             "Pearson averaged over the seeds and the folds where the gene is a biomarker, "
+             "not a benchmark gene; biomarkers.tsv):", "",
              "| scheme | encoder | model | gene | pearson |", "|---|---|---|---|---|"]
     lines += [f"| {s} | {e} | {m} | {g} | {v:.3f} |" for (s, e, m, g), v in means.items()]
     return "\n".join(lines) + "\n"
