@@ -9,7 +9,7 @@ fold. It is how the figures in docs/results.md were measured:
         --model stflow --model spatial_ridge --seeds 0 1 2
 
 ``--params MODEL='{"epochs": 50}'`` sets a model's parameters; ``--genes hest`` (default)
-scores HEST's 50 highly variable genes without the biomarkers added by ``genes.include``.
+scores HEST's 50 highly variable genes without the biomarkers genes.json adds as extra targets.
 ``--genes-scope fold`` chooses them per fold from its training and validation samples only
 (the workflow's ``genes.scope: fold``; with ``--genes json`` it reads ``genes/{fold}.json``).
 """
@@ -53,10 +53,11 @@ def genes_per_fold(results: Path, source: str, scope: str, samples: list[str],
     genes.json or genes/{fold}.json."""
     if scope == "study":
         genes = (hest_genes(results, samples) if source == "hest"
-                 else read_genes(results / "genes.json"))
+                 else read_genes(results / "genes.json", biomarkers=False))
         return dict.fromkeys(parts, genes)
     if source == "json":
-        return {fold: read_genes(results / "genes" / f"{fold}.json") for fold in parts}
+        return {fold: read_genes(results / "genes" / f"{fold}.json", biomarkers=False)
+                for fold in parts}
     return {fold: hest_genes(results, sorted(p["train"] + p["val"]), sorted(p["test"]))
             for fold, p in parts.items()}
 

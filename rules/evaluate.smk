@@ -38,6 +38,8 @@ rule aggregate:
         genes=report(res("{dataset}", L.GENES_TABLE),
                      caption="../workflow/report/genes.rst", category="Results",
                      subcategory="{dataset}", labels={"dataset": "{dataset}", "table": "genes"}),
+        # the biomarkers trained beside the benchmark genes, scored apart (not in any mean)
+        biomarkers=res("{dataset}", L.BIOMARKERS_TABLE),
     params:
         out_dir=lambda wc: res(wc.dataset, L.TABLES),
     log:

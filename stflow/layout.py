@@ -59,12 +59,13 @@ METRICS_TABLE = f"{TABLES}/metrics.tsv"
 SUMMARY_TABLE = f"{TABLES}/summary.tsv"
 SUMMARY_MD = f"{TABLES}/summary.md"
 GENES_TABLE = f"{TABLES}/genes.tsv"
+BIOMARKERS_TABLE = f"{TABLES}/biomarkers.tsv"  # biomarkers scored apart from the benchmark
 COVERAGE_TABLE = f"{TABLES}/coverage.tsv"
 COVERAGE_MD = f"{TABLES}/coverage.md"
 RISK_TABLE = f"{TABLES}/risk_coverage.tsv"
 RUN_TABLES = tuple(path.removeprefix(f"{TABLES}/") for path in (
-    METRICS_TABLE, SUMMARY_TABLE, SUMMARY_MD, GENES_TABLE, COVERAGE_TABLE, COVERAGE_MD,
-    RISK_TABLE))
+    METRICS_TABLE, SUMMARY_TABLE, SUMMARY_MD, GENES_TABLE, BIOMARKERS_TABLE, COVERAGE_TABLE,
+    COVERAGE_MD, RISK_TABLE))
 FIGURES = "figures"
 COMPARISON = f"{FIGURES}/comparison.png"
 RISK_FIGURE = f"{FIGURES}/risk_coverage.png"

@@ -22,6 +22,7 @@ from typing import Any
 
 from stflow import layout
 from stflow.catalogue import (
+    DEFAULT_BIOMARKERS,
     HEST_BENCH_REPO,
     PAPER_TABLES,
     SOURCE_FACTS,
@@ -284,14 +285,24 @@ class Study:
         a configured list, or HEST's highly variable genes (plus genes.include)."""
         genes = self.config["genes"]
         if self.bench_genes():
-            return {"bench_dir": self.bench_dir(dataset)}
+            return {"bench_dir": self.bench_dir(dataset), "biomarkers": self.biomarker_genes}
         return {"n_top": genes["n_top"], "listed": genes["list"] or None,
-                "include": genes["include"] or []}
+                "include": genes["include"] or [], "biomarkers": self.biomarker_genes}
 
     def fold_genes_settings(self) -> dict[str, Any]:
         """Keyword arguments of stflow.data.genes.select_fold_genes (genes.scope fold)."""
         genes = self.config["genes"]
-        return {"n_top": genes["n_top"], "include": genes["include"] or []}
+        return {"n_top": genes["n_top"], "include": genes["include"] or [],
+                "biomarkers": self.biomarker_genes}
+
+    @property
+    def biomarker_genes(self) -> list[str]:
+        """The genes the study draws (figures.genes, then predict.genes), else the
+        catalogue's default biomarkers: trained as extra targets wherever the gene protocol
+        leaves them out, so a study's biomarker is always predicted, yet scored apart from
+        the benchmark genes (stflow.data.genes.biomarker_targets)."""
+        named = [*self.config["figures"]["genes"], *(self.config["predict"]["genes"] or [])]
+        return list(dict.fromkeys(named or DEFAULT_BIOMARKERS))
 
     def genes_per_fold(self) -> bool:
         """genes.scope fold with genes to choose: a fixed list (genes.list, HEST-bench's

@@ -24,7 +24,8 @@ FOLDER_RULES = {layout.RAW: "download", layout.ST_DIR: "ingest", layout.PATCHES_
                 layout.BENCHMARKS: "(the job it times)"}
 FILE_RULES = {layout.SAMPLES: "samples_table", layout.SPLITS: "splits", layout.GENES: "genes"}
 TABLE_RULES = {"coverage": "interval_coverage", "risk_coverage": "interval_coverage",
-               "metrics": "aggregate", "summary": "aggregate", "genes": "aggregate"}
+               "metrics": "aggregate", "summary": "aggregate", "genes": "aggregate",
+               "biomarkers": "aggregate"}
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,10 @@ def test_splits_and_genes(tiny_run):
         genes = json.loads((tiny_run.results / "genes" / f"{fold}.json").read_text())
         assert genes["protocol"] in {"hest-hvg", "list"} and len(genes["genes"]) == genes["n_top"]
         assert (genes["scope"], genes["fold"]) == ("fold", fold) and genes["samples"]
+        # the default figures.genes are always predicted: the simulated ERBB2 and GATA3 are
+        # each among one fold's benchmark genes, else that fold's extra targets
+        assert set(genes["biomarkers"]).isdisjoint(genes["genes"])
+        assert {"ERBB2", "GATA3"} <= set(genes["genes"] + genes["biomarkers"])
 
 
 def test_patches_are_hest_compatible(tiny_run):
@@ -125,8 +129,8 @@ def test_views_of_the_test_sections(tiny_run):
 def test_predictions(tiny_run):
     splits = json.loads((tiny_run.results / "splits.json").read_text())
     for fold in splits["folds"]:
-        genes = json.loads((tiny_run.results / "genes" / f"{fold['name']}.json").read_text())[
-            "genes"]
+        chosen = json.loads((tiny_run.results / "genes" / f"{fold['name']}.json").read_text())
+        genes = chosen["genes"] + chosen["biomarkers"]  # the benchmark genes, then the others
         folder = tiny_run.results / "predictions" / ENCODER / "stflow" / "seed0" / fold["name"]
         assert sorted(p.stem for p in folder.glob("*.h5ad")) == sorted(fold["test"])
         pred = ad.read_h5ad(folder / f"{fold['test'][0]}.h5ad")
@@ -138,6 +142,7 @@ def test_predictions(tiny_run):
             "prediction", "stflow", ENCODER, fold["name"], 0)
         assert info["X"].startswith("log1p") and len(info["weights_sha256"]) == 64
         assert info["gene_scope"] == "fold"
+        assert list(info.get("biomarkers", [])) == chosen["biomarkers"]
         assert "log1p" in pred.uns and pred.uns["spatial_neighbors"]["params"]["n_neighbors"]
         assert sp.issparse(pred.obsp["spatial_connectivities"])
         assert (pred.layers["lower"] <= pred.X).all() and (pred.X <= pred.layers["upper"]).all()
@@ -204,6 +209,14 @@ def test_metrics_and_tables(tiny_run):
     genes = pd.read_csv(tables / "genes.tsv", sep="\t")
     assert {"scheme", "encoder", "model", "seed", "fold", "gene",
             "pearson"} <= set(genes.columns)
+    biomarkers = pd.read_csv(tables / "biomarkers.tsv", sep="\t")
+    assert list(biomarkers.columns) == list(genes.columns)
+    for fold in FOLDS:  # each fold's biomarkers are scored apart, never among genes.tsv's
+        extra = json.loads((tiny_run.results / "genes" / f"{fold}.json").read_text())[
+            "biomarkers"]
+        assert set(biomarkers[biomarkers["fold"] == fold]["gene"]) == set(extra)
+        assert not set(genes[genes["fold"] == fold]["gene"]) & set(extra)
+    assert "Biomarkers (trained beside the genes above" in markdown
     for seed in SEEDS:
         for fold in FOLDS:
             assert (tiny_run.results / "metrics" / ENCODER / "ridge" / f"seed{seed}" /

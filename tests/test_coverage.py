@@ -170,6 +170,18 @@ def test_per_gene_scales_are_read_from_their_layer(tmp_path, splits):
     assert row["calibration"] == "within"  # the scope the calibration recorded
 
 
+def test_the_coverage_is_of_the_benchmark_genes_only(tmp_path):
+    folder = write_fold(tmp_path / "p" / "enc" / "stflow" / "seed0" / "fold0",
+                        np.random.default_rng(5))
+    adata = ad.read_h5ad(folder / "A.h5ad")
+    adata.uns["stflow"]["biomarkers"] = [adata.var_names[0]]  # a biomarker, scored apart
+    adata.write_h5ad(folder / "A.h5ad")
+    slide = read_interval_slide(folder / "A.h5ad")
+    assert slide.truth.shape == slide.prediction.shape == (adata.n_obs, adata.n_vars - 1)
+    assert slide.quantiles.shape[0] == adata.n_vars - 1
+    np.testing.assert_allclose(slide.truth, np.asarray(adata.layers["truth"])[:, 1:])
+
+
 def test_plain_intervals_rank_no_better_than_chance_and_old_predictions_are_left_out(
         tmp_path, splits, caplog):
     plain = write_fold(tmp_path / "p" / "enc" / "ridge" / "seed0" / "fold0",

@@ -94,15 +94,19 @@ def _lattice_um(n_spots, pitch_um=100.0):
     return np.stack([np.arange(n_spots) % 5, np.arange(n_spots) // 5], axis=1) * pitch_um
 
 
-def _write_prediction(path, sample, truth, pred, genes, mpp=None, gene_scope="fold"):
+def _write_prediction(path, sample, truth, pred, genes, mpp=None, gene_scope="fold",
+                      biomarkers=()):
     """A prediction h5ad as predict writes it; with ``mpp``, pixel coordinates and uns["mpp"]
-    instead of obsm["spatial_um"]; ``gene_scope`` None: written before it was recorded."""
+    instead of obsm["spatial_um"]; ``gene_scope`` None: written before it was recorded;
+    ``biomarkers``: the genes marked as outside the benchmark."""
     adata = ad.AnnData(X=pred.astype(np.float32), var=pd.DataFrame(index=genes),
                        obs=pd.DataFrame(index=[f"{sample}_{i}" for i in range(len(pred))]))
     adata.layers["truth"] = truth.astype(np.float32)
     adata.uns["sample"] = sample
     if gene_scope is not None:
         adata.uns["stflow"] = {"kind": "prediction", "gene_scope": gene_scope}
+        if biomarkers:
+            adata.uns["stflow"]["biomarkers"] = list(biomarkers)
     if mpp is None:
         adata.obsm["spatial_um"] = _lattice_um(len(pred))
     else:
@@ -120,16 +124,18 @@ def _splits(tmp_path, scheme="patient", test=("s1", "s2")):
     return path
 
 
-def _fold_json(tmp_path, model, fold, seed, noise, train_seed=0, options=()):
-    """Evaluate a fold of two test samples through the CLI; ``seed`` draws truth and noise."""
+def _fold_json(tmp_path, model, fold, seed, noise, train_seed=0, options=(), biomarkers=()):
+    """Evaluate a fold of two test samples through the CLI; ``seed`` draws truth and noise;
+    ``biomarkers`` are predicted after G1..G4, marked as outside the benchmark."""
     rng = np.random.default_rng(seed)
     paths = []
     for sample in ("s1", "s2"):
-        truth = rng.poisson(3, size=(20, 4)).astype(float)
+        truth = rng.poisson(3, size=(20, 4 + len(biomarkers))).astype(float)
         truth = np.log1p(truth)
         pred = truth + noise * rng.normal(size=truth.shape)
         path = tmp_path / f"{model}_{fold}_{sample}.h5ad"
-        _write_prediction(path, sample, truth, pred, ["G1", "G2", "G3", "G4"])
+        _write_prediction(path, sample, truth, pred, ["G1", "G2", "G3", "G4", *biomarkers],
+                          biomarkers=biomarkers)
         paths.append(str(path))
     out = tmp_path / "metrics" / "uni" / model / f"seed{train_seed}" / f"{fold}.json"
     assert main(["evaluate", "--predictions", *paths, "--encoder", "uni", "--model", model,
@@ -152,6 +158,36 @@ def test_evaluate_cli_writes_the_fold_json(tmp_path):
     assert {"n": 1000, "seed": 0, "block_um": {"s1": 400.0, "s2": 400.0},
             "n_blocks": {"s1": 2, "s2": 2}}.items() <= boot.items()
     assert len(boot["replicates"]) == 1000
+
+
+def test_biomarkers_are_scored_apart_and_never_enter_the_benchmark_mean(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    plain = json.loads(_fold_json(tmp_path / "a", "stflow", "fold0", 0, 0.5).read_text())
+    marked = json.loads(_fold_json(tmp_path / "b", "stflow", "fold0", 0, 0.5,
+                                   biomarkers=["ERBB2"]).read_text())
+    # the benchmark genes, their mean and its resamples are those of G1..G4 alone
+    assert marked["n_genes"] == 4 and set(marked["pearson_per_gene"]) == {"G1", "G2", "G3", "G4"}
+    assert marked["pearson_mean"] == pytest.approx(
+        np.mean(list(marked["pearson_per_gene"].values())))
+    assert plain["biomarker_pearson"] == {} and set(marked["biomarker_pearson"]) == {"ERBB2"}
+    assert -1 <= marked["biomarker_pearson"]["ERBB2"] <= 1
+    assert len(marked["bootstrap"]["replicates"]) == len(plain["bootstrap"]["replicates"])
+    # aggregate: genes.tsv and the mean hold no biomarker; biomarkers.tsv and summary.md do
+    out = tmp_path / "tables"
+    assert main(["aggregate", "--metrics", str(tmp_path / "b" / "metrics" / "uni" / "stflow" /
+                                               "seed0" / "fold0.json"), "--out", str(out)]) == 0
+    assert "ERBB2" not in set(pd.read_csv(out / "genes.tsv", sep="\t")["gene"])
+    biomarkers = pd.read_csv(out / "biomarkers.tsv", sep="\t")
+    assert list(biomarkers.columns) == ["scheme", "encoder", "model", "seed", "fold", "gene",
+                                        "pearson"]
+    assert list(biomarkers["gene"]) == ["ERBB2"]
+    summary = pd.read_csv(out / "summary.tsv", sep="\t")
+    assert summary["pearson_mean"].iloc[0] == pytest.approx(marked["pearson_mean"])
+    markdown = (out / "summary.md").read_text()
+    assert "Biomarkers (trained beside the genes above, scored apart: not in their mean" in markdown
+    erbb2 = marked["biomarker_pearson"]["ERBB2"]
+    assert f"| patient | uni | stflow | ERBB2 | {erbb2:.3f} |" in markdown
 
 
 def test_the_cli_sets_the_bootstrap_and_refuses_too_few_replicates(tmp_path):
@@ -202,6 +238,7 @@ def test_aggregate_reports_population_std_and_the_papers_table(tmp_path):
         "n_constant_genes", "pearson_mean"]
     assert list(pd.read_csv(out / "genes.tsv", sep="\t").columns) == [
         "scheme", "encoder", "model", "seed", "fold", "gene", "pearson"]
+    assert pd.read_csv(out / "biomarkers.tsv", sep="\t").empty  # no biomarker was marked
     assert list(pd.read_csv(out / "summary.tsv", sep="\t").columns) == [
         "scheme", "encoder", "model", "gene_scope", "pearson_mean", "fold_std", "seed_std",
         "n_folds",

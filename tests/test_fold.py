@@ -210,6 +210,26 @@ def _predict(inputs, model_dir, out_dir, genes=None):
                         out_dir=out_dir)
 
 
+def test_a_biomarker_is_trained_predicted_and_scored_apart_from_the_benchmark(fold_inputs,
+                                                                                registry):
+    from stflow.evaluation.fold_scores import evaluate_fold
+
+    genes = fold_inputs["root"] / "with_biomarker.json"
+    genes.write_text(json.dumps({"genes": GENES[1:], "protocol": "list", "n_top": 2,
+                                 "scope": "list", "biomarkers": ["ERBB2"]}))
+    model_dir = train_fold(splits=fold_inputs["splits"], fold="fold0", genes=genes,
+                           st_dir=fold_inputs["st"], features_dir=fold_inputs["features"],
+                           graph_dir=fold_inputs["graph"], model=registry,
+                           out=fold_inputs["root"] / "m" / "fold0", seed=3)
+    written = _predict(fold_inputs, model_dir, fold_inputs["root"] / "p", genes=genes)
+    pred = ad.read_h5ad(written[0])
+    assert pred.var_names.tolist() == ["GATA3", "ACTB", "ERBB2"]  # benchmark, then biomarker
+    assert list(pred.uns["stflow"]["biomarkers"]) == ["ERBB2"]
+    scores = evaluate_fold(written, fold_inputs["splits"], "E", registry, "fold0")
+    assert scores["n_genes"] == 2 and set(scores["pearson_per_gene"]) == {"GATA3", "ACTB"}
+    assert set(scores["biomarker_pearson"]) == {"ERBB2"}
+
+
 def test_predict_refuses_other_genes_than_the_model_was_trained_on(fold_inputs, registry):
     model_dir = _train(fold_inputs, registry, fold_inputs["root"] / "m" / "fold0")
     other = fold_inputs["root"] / "other_genes.json"

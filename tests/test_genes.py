@@ -25,6 +25,7 @@ from stflow.data.genes import (
     hest_genes,
     select_fold_genes,
 )
+from stflow.data.loading import read_biomarkers, read_genes
 from stflow.errors import StflowError
 
 BACKGROUND = [f"BG{i:03d}" for i in range(200)]
@@ -97,10 +98,10 @@ def test_cli_writes_genes_json(samples, tmp_path):
     out = tmp_path / "genes.json"
     run_cli(["genes", "--st", *map(str, samples), "--n-top", "3", "--out", str(out)])
     assert json.loads(out.read_text()) == {"genes": VARIABLE, "protocol": "hest-hvg",
-                                           "n_top": 3, "scope": "study"}
+                                           "n_top": 3, "scope": "study", "biomarkers": []}
     run_cli(["genes", "--st", *map(str, samples), "--list", "BG005", "VAR1", "--out", str(out)])
     assert json.loads(out.read_text()) == {"genes": ["BG005", "VAR1"], "protocol": "list",
-                                           "n_top": 2, "scope": "list"}
+                                           "n_top": 2, "scope": "list", "biomarkers": []}
 
 
 def test_included_biomarkers_are_appended_once_and_checked(samples, tmp_path):
@@ -109,9 +110,24 @@ def test_included_biomarkers_are_appended_once_and_checked(samples, tmp_path):
              "--out", str(out)])
     assert json.loads(out.read_text()) == {"genes": [*VARIABLE, "BG010"],
                                            "protocol": "hest-hvg+include", "n_top": 3,
-                                           "scope": "study"}
+                                           "scope": "study", "biomarkers": []}
     with pytest.raises(StflowError, match=r"NOPE \(missing in A, B\)"):
         run_cli(["genes", "--st", *map(str, samples), "--include", "NOPE", "--out", str(out)])
+
+
+def test_biomarkers_are_extra_targets_outside_the_benchmark_genes(samples, tmp_path, caplog):
+    out = tmp_path / "genes.json"
+    run_cli(["genes", "--st", *map(str, samples), "--n-top", "3", "--biomarkers", "BG010",
+             "VAR2", "NOPE", "BG020", "--out", str(out)])
+    written = json.loads(out.read_text())
+    # the benchmark genes are the protocol's, unchanged; the biomarkers they lack come apart,
+    # one already among them is not repeated and one no sample measures is left out, said so
+    assert (written["genes"], written["protocol"]) == (VARIABLE, "hest-hvg")
+    assert written["biomarkers"] == ["BG010", "BG020"]
+    assert "biomarkers not measured in every sample, so not predicted: NOPE" in caplog.text
+    assert read_genes(out) == [*VARIABLE, "BG010", "BG020"]  # what a model trains on
+    assert read_genes(out, biomarkers=False) == VARIABLE
+    assert read_biomarkers(out) == ["BG010", "BG020"]
 
 
 # genes.scope fold: each fold's genes come from its training and validation samples only.
@@ -173,6 +189,19 @@ def test_a_fold_s_test_counts_do_not_choose_its_genes_but_its_gene_names_do(rare
                                            out=tmp_path / "c.json", n_top=4)
 
 
+def test_a_fold_s_biomarkers_must_be_measured_by_its_test_samples_too(rare_in_c, splits,
+                                                                       tmp_path):
+    c = ad.read_h5ad(rare_in_c["C"])
+    unmeasured = tmp_path / "panel" / "C.h5ad"  # test sample C of fold0 lacks BG010
+    unmeasured.parent.mkdir()
+    c[:, [g for g in c.var_names if g != "BG010"]].copy().write_h5ad(unmeasured)
+    out = tmp_path / "fold0.json"
+    genes = select_fold_genes([rare_in_c["A"], rare_in_c["B"], unmeasured], splits_path=splits,
+                              fold="fold0", out=out, n_top=4, biomarkers=["BG010", "BG011"])
+    assert json.loads(out.read_text())["biomarkers"] == ["BG011"]
+    assert "BG011" not in genes  # select_fold_genes returns the benchmark genes
+
+
 def test_a_fold_s_training_sample_must_be_given(rare_in_c, splits, tmp_path):
     with pytest.raises(StflowError, match=r"fold 'fold0' trains on \['B'\], whose st files are "
                                           r"not given. Fix: pass the st/\{sample\}.h5ad file"):
@@ -187,7 +216,7 @@ def test_cli_chooses_one_fold_s_genes_with_splits_and_fold(rare_in_c, splits, tm
              "--fold", "fold0", "--out", str(out)])
     assert json.loads(out.read_text()) == {
         "genes": [*sorted(["RARE", *VARIABLE]), "BG010"], "protocol": "hest-hvg+include",
-        "n_top": 4, "scope": "fold", "fold": "fold0", "samples": ["A", "B"]}
+        "n_top": 4, "scope": "fold", "fold": "fold0", "samples": ["A", "B"], "biomarkers": []}
     with pytest.raises(StflowError, match=r"--splits/--fold: only one of the two is given"):
         run_cli(["genes", "--st", *st, "--fold", "fold0", "--out", str(out)])
     with pytest.raises(StflowError, match=r"--list: a listed gene set is the same for every "

@@ -91,7 +91,8 @@ def test_the_paths_are_the_documented_ones():
         "logs/predict/{encoder}/{model}/seed{seed}/{fold}.log"
     assert layout.benchmark("download") == "benchmarks/download.tsv"
     assert layout.RUN_TABLES == ("metrics.tsv", "summary.tsv", "summary.md", "genes.tsv",
-                                 "coverage.tsv", "coverage.md", "risk_coverage.tsv")
+                                 "biomarkers.tsv", "coverage.tsv", "coverage.md",
+                                 "risk_coverage.tsv")
     assert layout.RUN_FIGURES == ("comparison.png", "risk_coverage.png", "training_curves.png",
                                   "biomarkers")
     artifacts = (REPO / "docs" / "artifacts.md").read_text()

@@ -279,8 +279,11 @@ def test_calibrating_across_patients_is_refused_before_any_job_where_a_fold_has_
 
 def test_genes_settings_follow_genes_source_and_scope():
     study = study_of(genes={"n_top": 7, "list": None, "include": ["ERBB2"]})
-    assert study.genes_settings("tiny") == {"n_top": 7, "listed": None, "include": ["ERBB2"]}
-    assert study.fold_genes_settings() == {"n_top": 7, "include": ["ERBB2"]}
+    drawn = ["ERBB2", "GATA3"]  # figures.genes, the schema's default
+    assert study.genes_settings("tiny") == {"n_top": 7, "listed": None, "include": ["ERBB2"],
+                                            "biomarkers": drawn}
+    assert study.fold_genes_settings() == {"n_top": 7, "include": ["ERBB2"],
+                                           "biomarkers": drawn}
     # fold, the default: genes chosen without the test sections, as for a new patient
     assert study.genes_file("tiny", "fold1") == "results/tiny/genes/fold1.json"
     whole = study_of(genes={"scope": "study"})
@@ -288,7 +291,15 @@ def test_genes_settings_follow_genes_source_and_scope():
     bench = study_of(dataset={"name": "hest", "source": "hest", "mirror": None,
                               "samples": ["a", "b"]},
                      genes={"source": "hest-bench", "scope": "study"})
-    assert bench.genes_settings("hest") == {"bench_dir": "results/hest/raw"}
+    assert bench.genes_settings("hest") == {"bench_dir": "results/hest/raw",
+                                            "biomarkers": drawn}
+
+
+def test_the_biomarkers_trained_are_the_genes_the_study_draws():
+    assert study_of(figures={"genes": ["KRT5"]}).biomarker_genes == ["KRT5"]
+    assert study_of(figures={"genes": ["KRT5"]}, predict={"genes": ["ESR1", "KRT5"]}
+                    ).biomarker_genes == ["KRT5", "ESR1"]
+    assert study_of(figures={"genes": []}).biomarker_genes == ["ERBB2", "GATA3"]  # catalogue's
 
 
 def test_only_the_models_that_read_the_graph_get_graph_k_and_the_graph():

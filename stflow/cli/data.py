@@ -144,13 +144,15 @@ def _run_genes(args: argparse.Namespace) -> None:
                           "or neither for the whole study")
     if args.fold is None:
         write_target_genes(args.st, args.out, n_top=args.n_top, min_fraction=args.min_fraction,
-                           listed=args.list, include=args.include or ())
+                           listed=args.list, include=args.include or (),
+                           biomarkers=args.biomarkers or ())
         return
     if args.list:
         raise input_error("--list", f"a listed gene set is the same for every fold, so --fold "
                           f"{args.fold} would change nothing", "drop --splits and --fold")
     select_fold_genes(args.st, splits_path=args.splits, fold=args.fold, out=args.out,
-                      n_top=args.n_top, min_fraction=args.min_fraction, include=args.include or ())
+                      n_top=args.n_top, min_fraction=args.min_fraction, include=args.include or (),
+                      biomarkers=args.biomarkers or ())
 
 
 def _register_genes(subparsers: argparse._SubParsersAction) -> None:
@@ -165,7 +167,10 @@ def _register_genes(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--min-fraction", type=float, default=MIN_FRACTION,
                    help="a gene must be expressed in this fraction of spots of every sample")
     p.add_argument("--list", nargs="+", help="explicit genes instead of the HEST protocol")
-    p.add_argument("--include", nargs="+", help="genes added to the targets (e.g. biomarkers)")
+    p.add_argument("--include", nargs="+", help="genes added to the benchmark genes (they "
+                   "count in the mean)")
+    p.add_argument("--biomarkers", nargs="+", help="genes to predict too where the protocol "
+                   "leaves them out, scored apart from the benchmark (e.g. ERBB2 GATA3)")
     p.add_argument("--splits", help="splits.json: with --fold, choose from that fold's "
                    "training and validation samples among --st only (genes.scope: fold)")
     p.add_argument("--fold", help="the fold whose genes to choose (with --splits)")

@@ -13,7 +13,13 @@ import pandas as pd
 from stflow.atomic import atomic_output
 from stflow.crossval.inputs import read_fold
 from stflow.data.dataset import Slide
-from stflow.data.loading import features_identity, load_slides, read_gene_scope, read_genes
+from stflow.data.loading import (
+    features_identity,
+    load_slides,
+    read_biomarkers,
+    read_gene_scope,
+    read_genes,
+)
 from stflow.data.spatial_image import sample_spatial
 from stflow.errors import check_finite, check_shape, input_error
 from stflow.inference.model_folder import TrainedOn, open_model_folder
@@ -54,7 +60,7 @@ def write_fold_prediction(path: str | Path, slide: Slide, prediction: np.ndarray
     """Write the prediction of one slide as an h5ad carrying the ingested obs/obsm of its
     spots, its truth, the graph the model read (squidpy's obsp layout) and, when the model
     is calibrated, its intervals and shift flag. ``identity``: model, encoder,
-    weights_sha256, seed, fold, gene_scope."""
+    weights_sha256, seed, fold, gene_scope (and biomarkers, the genes outside the benchmark)."""
     where = f"prediction of {identity.get('model')} for sample {slide.sample}"
     prediction = np.asarray(prediction, dtype=np.float32)
     check_shape(prediction, "prediction", (slide.n_spots, len(genes)), where)
@@ -98,6 +104,9 @@ def predict_fold(model_dir: str | Path, *, splits: str | Path, fold: str, genes:
                     "weights_sha256"],
                 "seed": folder.params.get("seed"), "fold": fold,
                 "gene_scope": read_gene_scope(genes)}
+    biomarkers = read_biomarkers(genes)
+    if biomarkers:  # targets outside the benchmark: evaluate scores them apart
+        identity["biomarkers"] = biomarkers
     test = load_slides(test_samples, gene_list, st_dir, features_dir, graph_dir)
     predictions = folder.estimator.predict(test)
     if len(predictions) != len(test):

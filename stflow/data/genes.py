@@ -14,6 +14,12 @@ the test samples' gene names still keep out genes they do not measure.
 
 genes.json records how its genes were chosen under "scope" (:data:`GENE_SCOPES`); the
 prediction files carry it on to every table, so no score hides its gene protocol.
+
+Its "genes" are the benchmark genes, the ones every score averages. Its "biomarkers" are the
+genes a study names for its figures (``figures.genes``, e.g. ERBB2 in HER2+ breast cancer) that
+the protocol left out: they are trained and predicted as extra targets, so they can be drawn
+and scored, but are scored on their own and never enter the benchmark mean
+(:func:`biomarker_targets`).
 """
 
 from __future__ import annotations
@@ -156,17 +162,35 @@ def with_included(genes: Sequence[str], include: Sequence[str],
                   st_paths: Sequence[str | Path]) -> list[str]:
     """``genes`` plus the ``include`` genes not already there (checked in every sample).
 
-    For biomarkers a study must score and draw (ERBB2 and GATA3 in HER2+ breast cancer)
-    that HEST's highly-variable selection may leave out; they then count in the metric too.
+    For genes a study wants in its benchmark mean beside HEST's highly variable ones; a
+    biomarker only to be predicted, drawn and scored apart is one of :func:`biomarker_targets`.
     """
     extra = [g for g in include if g not in genes]
     return list(genes) + (check_gene_list(extra, st_paths) if extra else [])
 
 
+def biomarker_targets(biomarkers: Sequence[str], benchmark: Sequence[str],
+                      st_paths: Sequence[str | Path]) -> list[str]:
+    """The ``biomarkers`` trained beside the ``benchmark`` genes: those not among them and
+    measured in every sample of ``st_paths`` (a model needs its truth everywhere). So a
+    study's biomarker is always predicted, yet the benchmark genes (and their mean) stay
+    those of the protocol; one not measured everywhere is left out with a warning."""
+    wanted = [g for g in dict.fromkeys(map(str, biomarkers)) if g not in set(benchmark)]
+    if not wanted:
+        return []
+    names = [_gene_names(Path(p)) for p in st_paths]
+    extra = [g for g in wanted if all(g in n for n in names)]
+    missing = [g for g in wanted if g not in extra]
+    if missing:
+        log.warning("biomarkers not measured in every sample, so not predicted: %s",
+                    ", ".join(missing))
+    return extra
+
+
 def write_bench_genes(bench_dir: str | Path, st_paths: Sequence[str | Path],
-                      out: str | Path) -> list[str]:
+                      out: str | Path, biomarkers: Sequence[str] = ()) -> list[str]:
     """HEST-bench's published gene list as ``out`` (genes.json), checked against the
-    ingested samples ``st_paths``."""
+    ingested samples ``st_paths``, with the ``biomarkers`` it lacks as extra targets."""
     import anndata as ad
 
     from stflow.data.sources import hest
@@ -182,8 +206,9 @@ def write_bench_genes(bench_dir: str | Path, st_paths: Sequence[str | Path],
             raise input_error(path, f"lacks {len(missing)} of HEST-bench's genes, e.g. "
                               f"{missing[:5]}", "ingest the bench task's own samples, or set "
                               "genes.source: config")
-    write_json({**genes, "scope": "hest-bench"}, out)
-    log.info("%d HEST-bench genes -> %s", len(genes["genes"]), out)
+    extra = biomarker_targets(biomarkers, genes["genes"], st_paths)
+    write_json({**genes, "scope": "hest-bench", "biomarkers": extra}, out)
+    log.info("%d HEST-bench genes (+ biomarkers %s) -> %s", len(genes["genes"]), extra, out)
     return list(genes["genes"])
 
 
@@ -199,10 +224,12 @@ def gene_scope(data: dict) -> str:
 
 def target_genes(st_paths: Sequence[str | Path], *, n_top: int = 50,
                  min_fraction: float = MIN_FRACTION, listed: Sequence[str] | None = None,
-                 include: Sequence[str] = (), measured_in: Sequence[str | Path] = ()) -> dict:
+                 include: Sequence[str] = (), measured_in: Sequence[str | Path] = (),
+                 biomarkers: Sequence[str] = ()) -> dict:
     """genes.json's content (docs/artifacts.md): HEST's ``n_top`` highly variable genes of
     ``st_paths`` that ``measured_in`` also measure (or the ``listed`` ones, checked in every
-    sample) plus ``include``."""
+    sample) plus ``include``; then the ``biomarkers`` among neither, measured in all of
+    ``st_paths`` and ``measured_in``, as extra targets outside the benchmark."""
     if listed:
         genes = check_gene_list(listed, st_paths)
         protocol, n_top = "list", len(genes)
@@ -210,19 +237,21 @@ def target_genes(st_paths: Sequence[str | Path], *, n_top: int = 50,
         genes = hest_genes(st_paths, n_top, min_fraction, measured_in)
         protocol = "hest-hvg"
     genes = with_included(genes, include or [], st_paths)
+    extra = biomarker_targets(biomarkers, genes, [*st_paths, *measured_in])
     return {"genes": genes, "protocol": protocol if len(genes) == n_top else f"{protocol}+include",
-            "n_top": int(n_top)}
+            "n_top": int(n_top), "biomarkers": extra}
 
 
 def write_target_genes(st_paths: Sequence[str | Path], out: str | Path, *, n_top: int = 50,
                        min_fraction: float = MIN_FRACTION, listed: Sequence[str] | None = None,
-                       include: Sequence[str] = ()) -> list[str]:
+                       include: Sequence[str] = (), biomarkers: Sequence[str] = ()) -> list[str]:
     """The genes stage: :func:`target_genes` of every sample, written to ``out`` (genes.json)."""
     data = target_genes(st_paths, n_top=n_top, min_fraction=min_fraction, listed=listed,
-                        include=include)
+                        include=include, biomarkers=biomarkers)
     data["scope"] = "list" if listed else "study"
     write_json(data, out)
-    log.info("%d target genes → %s", len(data["genes"]), out)
+    log.info("%d target genes (+ biomarkers %s) → %s", len(data["genes"]), data["biomarkers"],
+             out)
     return data["genes"]
 
 
@@ -247,7 +276,7 @@ def fold_training_paths(st_paths: Sequence[str | Path], splits_path: str | Path,
 
 def select_fold_genes(st_paths: Sequence[str | Path], *, splits_path: str | Path, fold: str,
                       out: str | Path, n_top: int = 50, min_fraction: float = MIN_FRACTION,
-                      include: Sequence[str] = ()) -> list[str]:
+                      include: Sequence[str] = (), biomarkers: Sequence[str] = ()) -> list[str]:
     """genes.scope fold: HEST's protocol on ``fold``'s training and validation samples only,
     written to ``out`` (genes/{fold}.json) with the fold and those samples, so the genes a
     fold is scored on were chosen without the counts of its test samples. The other samples
@@ -256,21 +285,23 @@ def select_fold_genes(st_paths: Sequence[str | Path], *, splits_path: str | Path
     paths = fold_training_paths(st_paths, splits_path, fold)
     others = [Path(p) for p in st_paths if Path(p) not in paths]
     data = target_genes(paths, n_top=n_top, min_fraction=min_fraction, include=include,
-                        measured_in=others)
+                        measured_in=others, biomarkers=biomarkers)
     write_json({**data, "scope": "fold", "fold": fold, "samples": [p.stem for p in paths]},
                out)
-    log.info("%s: %d target genes from %s → %s", fold, len(data["genes"]),
-             ", ".join(p.stem for p in paths), out)
+    log.info("%s: %d target genes (+ biomarkers %s) from %s → %s", fold, len(data["genes"]),
+             data["biomarkers"], ", ".join(p.stem for p in paths), out)
     return data["genes"]
 
 
 def select_target_genes(st_paths: Sequence[str | Path], out: str | Path, *,
                         bench_dir: str | Path | None = None, n_top: int = 50,
                         min_fraction: float = MIN_FRACTION, listed: Sequence[str] | None = None,
-                        include: Sequence[str] = ()) -> list[str]:
+                        include: Sequence[str] = (), biomarkers: Sequence[str] = ()
+                        ) -> list[str]:
     """The genes stage as the workflow runs it: HEST-bench's published list when
-    ``bench_dir`` is given (genes.source: hest-bench), else :func:`write_target_genes`."""
+    ``bench_dir`` is given (genes.source: hest-bench), else :func:`write_target_genes`;
+    either with the ``biomarkers`` it lacks as extra targets."""
     if bench_dir is not None:
-        return write_bench_genes(bench_dir, st_paths, out)
+        return write_bench_genes(bench_dir, st_paths, out, biomarkers)
     return write_target_genes(st_paths, out, n_top=n_top, min_fraction=min_fraction,
-                              listed=listed, include=include)
+                              listed=listed, include=include, biomarkers=biomarkers)

@@ -16,18 +16,28 @@ from stflow.errors import input_error
 log = logging.getLogger(__name__)
 
 
-def read_genes(genes_path: str | Path) -> list[str]:
-    """The ordered target genes of a genes.json."""
+def read_genes(genes_path: str | Path, *, biomarkers: bool = True) -> list[str]:
+    """The ordered target genes of a genes.json: its benchmark "genes", then (unless
+    ``biomarkers`` is False) its "biomarkers", trained too but scored apart."""
     genes_path = Path(genes_path)
+    data = read_json(genes_path, "genes file", "run `stflow genes` first")
     try:
-        genes = [str(g) for g in read_json(genes_path, "genes file", "run `stflow genes` first")["genes"]]
-    except (KeyError, TypeError) as err:
+        genes = [str(g) for g in data["genes"]]
+        extra = [str(g) for g in data.get("biomarkers") or []] if biomarkers else []
+    except (KeyError, TypeError, AttributeError) as err:
         raise input_error(genes_path, f"not a genes.json ({err})",
                           "re-create it with `stflow genes`") from err
     if not genes:
         raise input_error(genes_path, "the gene list is empty",
                           "choose genes expressed in every sample")
-    return genes
+    return genes + [g for g in extra if g not in genes]
+
+
+def read_biomarkers(genes_path: str | Path) -> list[str]:
+    """The genes.json's "biomarkers": targets outside the benchmark, which the predictions
+    mark so that evaluate scores them apart from the benchmark mean."""
+    benchmark = set(read_genes(genes_path, biomarkers=False))
+    return [g for g in read_genes(genes_path) if g not in benchmark]
 
 
 def read_gene_scope(genes_path: str | Path) -> str:

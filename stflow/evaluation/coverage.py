@@ -4,7 +4,8 @@ Read from the fold prediction files (``layers["truth"]``, ``X``, the conformal q
 ``varm`` and each spot's interval scale and shift flag in ``obs``), for every encoder ×
 model × seed × fold and every stored level:
 
-- empirical coverage over all test spots and genes, per test slide too;
+- empirical coverage over all test spots and benchmark genes, per test slide too (the
+  biomarkers a prediction marks are left out, as they are from its score);
 - per-gene coverage (its 10th percentile and median over genes);
 - mean width, in log1p and in units of each gene's standard deviation on the test spots;
 - the median over genes of Spearman(width, |error|): do wider intervals mark larger errors;
@@ -38,7 +39,7 @@ from stflow import layout
 from stflow.atomic import atomic_output
 from stflow.data.splits import read_splits
 from stflow.errors import input_error
-from stflow.evaluation.fold_scores import prediction_gene_scope
+from stflow.evaluation.fold_scores import prediction_biomarkers, prediction_gene_scope
 from stflow.evaluation.summary import protocol_line
 from stflow.metrics import pearson_per_gene
 from stflow.provenance import dense
@@ -74,7 +75,8 @@ class IntervalSlide:
 
 
 def read_interval_slide(path: str | Path) -> IntervalSlide | None:
-    """A prediction file's interval parts; None for a file written without intervals."""
+    """A prediction file's interval parts over its benchmark genes (the biomarkers it marks
+    are scored apart, never in a mean); None for a file written without intervals."""
     import anndata as ad
 
     path = Path(path)
@@ -82,6 +84,9 @@ def read_interval_slide(path: str | Path) -> IntervalSlide | None:
     info = dict(adata.uns.get("stflow", {})).get("intervals")
     if not info or "conformal_quantile" not in adata.varm or "truth" not in adata.layers:
         return None
+    marked = prediction_biomarkers(adata)
+    if marked:
+        adata = adata[:, ~adata.var_names.isin(marked)]
     return IntervalSlide(str(adata.uns.get("sample", path.stem)),
                          dense(adata.layers["truth"]), dense(adata.X),
                          np.asarray(adata.varm["conformal_quantile"], np.float64),

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from stflow import layout
 from stflow.atomic import atomic_output
 from stflow.errors import input_error
+from stflow.evaluation.fold_scores import prediction_biomarkers
 from stflow.evaluation.shown_genes import choose_genes
 from stflow.metrics import pearson_per_gene
 from stflow.plotting import new_figure, save_png
@@ -95,6 +96,10 @@ def biomarker_figure(predictions: dict[str, list[Path]], genes: Sequence[str],
         raise input_error(out, "no prediction files to draw", "run the predict stage first")
     first = next(iter(next(iter(by_sample.values())).values()))
     shown, note = choose_genes(genes, list(first.var_names))
+    extra = [g for g in shown if g in prediction_biomarkers(first)]
+    if extra:  # say which maps lie outside the benchmark mean
+        note = "; ".join(filter(None, [note, f"{', '.join(extra)}: biomarker, trained beside "
+                                       "the benchmark genes and scored apart"]))
     if note:
         log.info("biomarker maps: %s", note)
     rows = [(s, g) for s in sorted(by_sample) for g in shown]

@@ -2,13 +2,15 @@
 (:mod:`stflow.evaluation.metrics`), with the fold's split scheme recorded and the score of
 every spatial block bootstrap replicate and jackknife resample, at the block side and at 2×
 and 8× it (:mod:`stflow.evaluation.bootstrap`), and the gene scope the predictions carry
-(how their genes were chosen, :data:`stflow.data.genes.GENE_SCOPES`)."""
+(how their genes were chosen, :data:`stflow.data.genes.GENE_SCOPES`). The biomarkers a
+prediction marks (targets outside the benchmark genes, :func:`stflow.data.genes.biomarker_targets`)
+are scored apart under "biomarker_pearson" and never enter the fold score or its resamples."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +24,7 @@ from stflow.evaluation.bootstrap import (
     bca_interval,
     fold_bootstrap,
 )
-from stflow.evaluation.metrics import fold_metrics
+from stflow.evaluation.metrics import fold_metrics, pearson_per_gene
 from stflow.provenance import dense
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,7 @@ class Prediction:
     genes: list[str]
     coords_um: np.ndarray
     gene_scope: str = "unknown"
+    biomarkers: tuple[str, ...] = ()
 
 
 def spot_coordinates_um(adata: object, path: Path) -> np.ndarray:
@@ -73,13 +76,38 @@ def read_prediction(path: str | Path) -> Prediction:
     check_finite(truth, "layers['truth']", path)
     return Prediction(str(adata.uns.get("sample", path.stem)), truth, pred,
                       [str(g) for g in adata.var_names], spot_coordinates_um(adata, path),
-                      prediction_gene_scope(adata))
+                      prediction_gene_scope(adata), prediction_biomarkers(adata))
 
 
 def prediction_gene_scope(adata: object) -> str:
     """``uns["stflow"]["gene_scope"]`` of a prediction file; "unknown" for one written before
     the predict stage recorded it."""
     return str(dict(adata.uns.get("stflow", {})).get("gene_scope") or "unknown")
+
+
+def prediction_biomarkers(adata: object) -> tuple[str, ...]:
+    """``uns["stflow"]["biomarkers"]`` of a prediction file: its genes outside the benchmark
+    (none in a file written before they were recorded, or without any)."""
+    names = dict(adata.uns.get("stflow", {})).get("biomarkers")
+    return () if names is None else tuple(str(g) for g in np.atleast_1d(names))
+
+
+def split_biomarkers(predictions: Sequence[Prediction]) -> tuple[list[Prediction], dict]:
+    """The predictions restricted to the benchmark genes, and the biomarkers' pooled Pearson
+    (gene → r, None where constant in the truth), scored apart so that they never enter the
+    benchmark mean."""
+    first = predictions[0]
+    marked = set(first.biomarkers)
+    if not marked:
+        return list(predictions), {}
+    bench = [i for i, g in enumerate(first.genes) if g not in marked]
+    extra = [i for i, g in enumerate(first.genes) if g in marked]
+    r = pearson_per_gene(np.concatenate([p.truth[:, extra] for p in predictions]),
+                         np.concatenate([p.pred[:, extra] for p in predictions]))
+    scores = {first.genes[i]: (float(v) if np.isfinite(v) else None)
+              for i, v in zip(extra, r, strict=True)}
+    return [replace(p, truth=p.truth[:, bench], pred=p.pred[:, bench],
+                    genes=[p.genes[i] for i in bench]) for p in predictions], scores
 
 
 def evaluate_predictions(paths: Sequence[str | Path], encoder: str, model: str,
@@ -89,7 +117,8 @@ def evaluate_predictions(paths: Sequence[str | Path], encoder: str, model: str,
 
     ``seed``, ``scheme`` (of the splits.json) and the predictions' gene scope are recorded
     to label the tables' rows;
-    ``bootstrap`` sets the replicates of the fold score stored under "bootstrap".
+    ``bootstrap`` sets the replicates of the fold score stored under "bootstrap". The
+    biomarkers the predictions mark are scored apart, under "biomarker_pearson".
     """
     if not paths:
         raise input_error("--predictions", "no prediction files given",
@@ -104,12 +133,18 @@ def evaluate_predictions(paths: Sequence[str | Path], encoder: str, model: str,
     if len(scopes) > 1:
         raise input_error(paths[0], f"the predictions carry different gene scopes {scopes}",
                           "predict every test sample of the fold with the same genes.json")
+    if len({p.biomarkers for p in predictions}) > 1:
+        raise input_error(paths[0], "the predictions mark different biomarkers",
+                          "predict every test sample of the fold with the same genes.json")
+    predictions, biomarkers = split_biomarkers(predictions)
+    genes = predictions[0].genes
     truths = [p.truth for p in predictions]
     preds = [p.pred for p in predictions]
     samples = [p.sample for p in predictions]
     result = {"scheme": scheme, "gene_scope": scopes[0], "encoder": encoder, "model": model,
               "seed": int(seed), "fold": fold}
     result.update(fold_metrics(truths, preds, genes, samples))
+    result["biomarker_pearson"] = biomarkers
     result["bootstrap"] = fold_bootstrap(truths, preds, [p.coords_um for p in predictions],
                                          samples, fold, bootstrap)
     return result

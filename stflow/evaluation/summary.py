@@ -2,8 +2,9 @@
 model × seed × fold), summary.tsv/.md (the mean over folds and seeds with each spread named:
 the population std over folds, ``fold_std``, and over seeds, ``seed_std``, and the 95 %
 bootstrap interval of the mean, ``ci_low``/``ci_high``; the paired difference to the best
-baseline) and genes.tsv (per-gene Pearson). Every row says its split scheme and gene scope,
-so no score hides how it was made."""
+baseline), genes.tsv (per-gene Pearson of the benchmark genes) and biomarkers.tsv (the
+biomarkers trained beside them, scored apart: never in a mean of the other tables). Every row
+says its split scheme and gene scope, so no score hides how it was made."""
 
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ METRIC_COLUMNS = RUN_KEYS + ["gene_scope", "n_test_spots", "n_genes", "n_constan
 
 
 GROUP_KEYS = ["scheme", "encoder", "model"]
+
+
+GENE_COLUMNS = RUN_KEYS + ["gene", "pearson"]  # genes.tsv and biomarkers.tsv
 
 
 SUMMARY_COLUMNS = GROUP_KEYS + ["gene_scope", "pearson_mean", "fold_std", "seed_std", "n_folds", "n_seeds"]
@@ -239,13 +243,36 @@ def aggregate(metric_paths: Sequence[str | Path]) -> dict[str, object]:
                            columns=METRIC_COLUMNS)
     metrics["pearson_mean"] = metrics["pearson_mean"].astype(float)
     metrics["seed"] = metrics["seed"].astype(int)
-    genes = pd.DataFrame([
-        {**{k: r[k] for k in RUN_KEYS}, "gene": g, "pearson": v}
-        for r in records for g, v in r["pearson_per_gene"].items()
-    ], columns=RUN_KEYS + ["gene", "pearson"])
     summary = summarize(metrics)
     replicates = model_replicates(metrics, fold_replicates(records, metric_paths))
-    return {"metrics": metrics, "summary": with_intervals(summary, replicates), "genes": genes}
+    return {"metrics": metrics, "summary": with_intervals(summary, replicates),
+            "genes": gene_table(records, "pearson_per_gene"),
+            "biomarkers": gene_table(records, "biomarker_pearson")}
+
+
+def gene_table(records: Sequence[dict], key: str) -> object:
+    """One row per run × gene of the records' ``key`` (gene → Pearson): genes.tsv from the
+    benchmark genes, biomarkers.tsv from the biomarkers (none in metrics written before)."""
+    import pandas as pd
+
+    return pd.DataFrame([{**{k: r[k] for k in RUN_KEYS}, "gene": g, "pearson": v}
+                         for r in records for g, v in (r.get(key) or {}).items()],
+                        columns=GENE_COLUMNS)
+
+
+def biomarker_markdown(biomarkers: object) -> str:
+    """summary.md's biomarker section (empty without biomarkers): each one's Pearson per
+    model and encoder, averaged over folds and seeds, said to be outside the mean above."""
+    if not len(biomarkers):
+        return ""
+    scores = biomarkers.assign(pearson=biomarkers["pearson"].astype(float))
+    means = scores.groupby(GROUP_KEYS + ["gene"], sort=False)["pearson"].mean()
+    lines = ["", "Biomarkers (trained beside the genes above, scored apart: not in their mean; "
+             "Pearson averaged over the seeds and the folds where the gene is a biomarker, "
+             "not a benchmark gene; biomarkers.tsv):", "",
+             "| scheme | encoder | model | gene | pearson |", "|---|---|---|---|---|"]
+    lines += [f"| {s} | {e} | {m} | {g} | {v:.3f} |" for (s, e, m, g), v in means.items()]
+    return "\n".join(lines) + "\n"
 
 
 def score_cell(row: object) -> str:
@@ -343,13 +370,14 @@ def summary_markdown(summary: object) -> str:
 
 
 def write_tables(tables: dict[str, object], out_dir: str | Path) -> None:
-    """Write metrics.tsv, summary.tsv, summary.md and genes.tsv atomically."""
+    """Write metrics.tsv, summary.tsv, summary.md, genes.tsv and biomarkers.tsv atomically."""
     out_dir = Path(out_dir)
-    for name in ("metrics", "summary", "genes"):
+    for name in ("metrics", "summary", "genes", "biomarkers"):
         with atomic_output(out_dir / f"{name}.tsv") as tmp:
             tables[name].to_csv(tmp, sep="\t", index=False, float_format="%.6g")
     with atomic_output(out_dir / "summary.md") as tmp:
-        Path(tmp).write_text(summary_markdown(tables["summary"]))
+        Path(tmp).write_text(summary_markdown(tables["summary"])
+                             + biomarker_markdown(tables["biomarkers"]))
 
 
 def write_summary(metric_paths: Sequence[str | Path], *, out_dir: str | Path) -> dict[str, object]:
