@@ -3,7 +3,8 @@ predicted by predict-slide with that fold's model as if they were new slides.
 
     .venv/bin/python benchmarks/slide_validation.py --results results/her2st \\
         [--model stflow] [--encoder efficientnet_lite0] [--seed 0] [--n-samples 8] \\
-        [--bootstrap 1000] [--out slide_validation.json] [--markdown slide_validation.md]
+        [--bootstrap 1000] [--out slide_validation.json] [--markdown slide_validation.md] \\
+        [--folds fold1 --reuse earlier.json]
 
 For every fold of a finished results folder (``splits.json``) and each of its test
 sections, the fold's model folder (``models/{encoder}/{model}/seed{seed}/{fold}``, which
@@ -169,34 +170,51 @@ def predict_both(image: str, mpp: float, model: DeployedModel, scored: ad.AnnDat
     return ad.read_h5ad(lattice.h5ad), ad.read_h5ad(given.h5ad), seconds
 
 
+def run_fold(results: Path, fold: dict, args: argparse.Namespace, options: SlideOptions,
+             rng: np.random.Generator, scratch: Path) -> tuple[list[str], list[dict]]:
+    """The fold model's genes and the rows of its test sections."""
+    name, sections = fold["name"], []
+    folder, predictions = fold_paths(results, args.encoder, args.model, args.seed, name)
+    model = DeployedModel(folder, options)
+    genes = list(model.deployment.genes)
+    for sample in fold["test"]:
+        image, mpp = section_image(results, sample)
+        scored = ad.read_h5ad(predictions / f"{sample}.h5ad")
+        if list(scored.var_names) != genes:
+            raise SystemExit(f"{predictions}: other genes than the model {folder}")
+        log.info("%s %s: predict-slide on %s at %.3f µm/px", name, sample, image, mpp)
+        lattice, given, seconds = predict_both(image, mpp, model, scored, scratch / name,
+                                               sample, options)
+        row = compare_section(genes, lattice, given, scored, rng, args.bootstrap)
+        sections.append({"fold": name, "sample": sample, "model_dir": str(folder),
+                         "seconds": seconds, **row})
+        log.info("%s %s: %d lattice spots, %d measured; spot Pearson (median over genes) %s "
+                 "(%.0f s)", name, sample, row["n_lattice"], row["n_measured"],
+                 {k: round(v, 3) for k, v in row["spot_pearson_median"].items()},
+                 sum(seconds.values()))
+    return genes, sections
+
+
 def run(args: argparse.Namespace) -> dict:
+    """Every fold (or ``--folds``); ``--reuse``: the other folds' rows of an earlier report."""
     results = Path(args.results)
     splits = json.loads(under(results, SPLITS).read_text())["folds"]
     options = SlideOptions(n_samples=args.n_samples, device=args.device, seed=args.seed)
     rng = np.random.default_rng(args.seed)
+    earlier = json.loads(Path(args.reuse).read_text()) if args.reuse else None
     sections, genes_of = [], {}
     with tempfile.TemporaryDirectory(prefix="slide-validation-") as tmp:
         for fold in splits:
             name = fold["name"]
-            folder, predictions = fold_paths(results, args.encoder, args.model, args.seed,
-                                             name)
-            model = DeployedModel(folder, options)
-            genes = list(model.deployment.genes)
-            genes_of[name] = genes
-            for sample in fold["test"]:
-                image, mpp = section_image(results, sample)
-                scored = ad.read_h5ad(predictions / f"{sample}.h5ad")
-                if list(scored.var_names) != genes:
-                    raise SystemExit(f"{predictions}: other genes than the model {folder}")
-                log.info("%s %s: predict-slide on %s at %.3f µm/px", name, sample, image, mpp)
-                lattice, given, seconds = predict_both(image, mpp, model, scored,
-                                                       Path(tmp) / name, sample, options)
-                row = compare_section(genes, lattice, given, scored, rng, args.bootstrap)
-                sections.append({"fold": name, "sample": sample, "model_dir": str(folder),
-                                 "seconds": seconds, **row})
-                log.info("%s %s: %d lattice spots, %d measured; spot Pearson (median over "
-                         "genes) %s", name, sample, row["n_lattice"], row["n_measured"],
-                         {k: round(v, 3) for k, v in row["spot_pearson_median"].items()})
+            if args.folds and name not in args.folds:
+                if earlier is None or name not in earlier["genes"]:
+                    continue
+                log.info("%s: rows reused from %s", name, args.reuse)
+                genes_of[name] = earlier["genes"][name]
+                sections += [s for s in earlier["sections"] if s["fold"] == name]
+                continue
+            genes_of[name], rows = run_fold(results, fold, args, options, rng, Path(tmp))
+            sections += rows
     return {"results": str(results), "model": args.model, "encoder": args.encoder,
             "seed": args.seed, "n_samples": args.n_samples, "bootstrap": args.bootstrap,
             "genes": genes_of, "sections": sections,
@@ -282,6 +300,9 @@ def main() -> None:
     parser.add_argument("--n-samples", type=int, default=8)
     parser.add_argument("--bootstrap", type=int, default=1000, help="resamples of the spots")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--folds", nargs="+", default=None, help="only these folds")
+    parser.add_argument("--reuse", default=None,
+                        help="an earlier --out JSON: the folds left out by --folds come from it")
     parser.add_argument("--out", default=None, help="write the report as JSON here")
     parser.add_argument("--markdown", default=None, help="write the tables here")
     args = parser.parse_args()
