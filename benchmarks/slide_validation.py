@@ -4,7 +4,7 @@ predicted by predict-slide with that fold's model as if they were new slides.
     .venv/bin/python benchmarks/slide_validation.py --results results/her2st \\
         [--model stflow] [--encoder efficientnet_lite0] [--seed 0] [--n-samples 8] \\
         [--bootstrap 1000] [--out slide_validation.json] [--markdown slide_validation.md] \\
-        [--folds fold1 --reuse earlier.json]
+        [--folds fold1] [--reuse fold0.json ...]
 
 For every fold of a finished results folder (``splits.json``) and each of its test
 sections, the fold's model folder (``models/{encoder}/{model}/seed{seed}/{fold}``, which
@@ -195,25 +195,35 @@ def run_fold(results: Path, fold: dict, args: argparse.Namespace, options: Slide
     return genes, sections
 
 
+def earlier_rows(paths: list[str] | None) -> tuple[dict[str, list[str]], list[dict]]:
+    """The genes and section rows of earlier reports (``--reuse``), by fold."""
+    genes_of, sections = {}, []
+    for path in paths or []:
+        earlier = json.loads(Path(path).read_text())
+        genes_of.update(earlier["genes"])
+        sections += earlier["sections"]
+    return genes_of, sections
+
+
 def run(args: argparse.Namespace) -> dict:
-    """Every fold (or ``--folds``); ``--reuse``: the other folds' rows of an earlier report."""
+    """Every fold of ``--folds`` (default: those the ``--reuse`` reports do not hold)."""
     results = Path(args.results)
     splits = json.loads(under(results, SPLITS).read_text())["folds"]
     options = SlideOptions(n_samples=args.n_samples, device=args.device, seed=args.seed)
     rng = np.random.default_rng(args.seed)
-    earlier = json.loads(Path(args.reuse).read_text()) if args.reuse else None
+    reused_genes, reused = earlier_rows(args.reuse)
     sections, genes_of = [], {}
     with tempfile.TemporaryDirectory(prefix="slide-validation-") as tmp:
         for fold in splits:
             name = fold["name"]
-            if args.folds and name not in args.folds:
-                if earlier is None or name not in earlier["genes"]:
-                    continue
+            if name in (args.folds or []) or (not args.folds and name not in reused_genes):
+                genes_of[name], rows = run_fold(results, fold, args, options, rng, Path(tmp))
+            elif name in reused_genes:
                 log.info("%s: rows reused from %s", name, args.reuse)
-                genes_of[name] = earlier["genes"][name]
-                sections += [s for s in earlier["sections"] if s["fold"] == name]
+                genes_of[name] = reused_genes[name]
+                rows = [s for s in reused if s["fold"] == name]
+            else:
                 continue
-            genes_of[name], rows = run_fold(results, fold, args, options, rng, Path(tmp))
             sections += rows
     return {"results": str(results), "model": args.model, "encoder": args.encoder,
             "seed": args.seed, "n_samples": args.n_samples, "bootstrap": args.bootstrap,
@@ -300,9 +310,10 @@ def main() -> None:
     parser.add_argument("--n-samples", type=int, default=8)
     parser.add_argument("--bootstrap", type=int, default=1000, help="resamples of the spots")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--folds", nargs="+", default=None, help="only these folds")
-    parser.add_argument("--reuse", default=None,
-                        help="an earlier --out JSON: the folds left out by --folds come from it")
+    parser.add_argument("--folds", nargs="+", default=None,
+                        help="predict only these folds (default: all but those reused)")
+    parser.add_argument("--reuse", nargs="+", default=None,
+                        help="earlier --out JSONs: the folds not predicted now come from them")
     parser.add_argument("--out", default=None, help="write the report as JSON here")
     parser.add_argument("--markdown", default=None, help="write the tables here")
     args = parser.parse_args()

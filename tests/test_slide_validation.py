@@ -77,3 +77,24 @@ def test_across_sections_follows_the_section_shifts_and_the_tables_name_them(ben
                            "sections": sections, "across_sections": across})
     assert "| fold0 | S3 | GATA3 | not among the fold's genes" in text
     assert "| lattice | " in text and "| fold | " in text
+
+
+def test_reports_of_single_folds_merge_without_predicting_again(bench, tmp_path):
+    rng = np.random.default_rng(2)
+    parts = []
+    for fold, shifts in (("fold0", [0.0]), ("fold1", [1.0, -0.5, 2.0])):
+        rows = [{"fold": fold, "sample": f"{fold}_{i}",
+                 **bench.compare_section(GENES, *section(rng, shift), rng, 20)}
+                for i, shift in enumerate(shifts)]
+        path = tmp_path / f"{fold}.json"
+        path.write_text(bench.json.dumps({"genes": {fold: GENES}, "sections": rows}))
+        parts.append(str(path))
+    (tmp_path / "splits.json").write_text('{"folds": [{"name": "fold0", "test": ["a"]}, '
+                                          '{"name": "fold1", "test": ["b"]}]}')
+    args = bench.argparse.Namespace(results=str(tmp_path), model="stflow", encoder="e", seed=0,
+                                    n_samples=8, device="cpu", bootstrap=20, folds=None,
+                                    reuse=parts)
+    report = bench.run(args)  # no model folder exists: nothing is predicted
+    assert [s["sample"] for s in report["sections"]] == ["fold0_0", "fold1_0", "fold1_1",
+                                                         "fold1_2"]
+    assert report["across_sections"]["n_sections"] == 4
