@@ -54,8 +54,8 @@ from stflow.metrics import pearson_per_gene
 log = logging.getLogger("slide_validation")
 MEANS = ("lattice", "given", "fold", "measured")  # slide means, in the tables' order
 SPOT_PAIRS = {  # name -> (reference, compared): Pearson per gene over the measured spots
-    "lattice_vs_fold": ("fold", "lattice"), "lattice_vs_measured": ("measured", "lattice"),
-    "given_vs_fold": ("fold", "given"), "given_vs_measured": ("measured", "given"),
+    "lattice_vs_fold": ("fold", "lattice"), "given_vs_fold": ("fold", "given"),
+    "lattice_vs_measured": ("measured", "lattice"), "given_vs_measured": ("measured", "given"),
     "fold_vs_measured": ("measured", "fold")}
 
 
@@ -234,8 +234,19 @@ def run(args: argparse.Namespace) -> dict:
 def across_sections(sections: list[dict], genes_of: dict[str, list[str]]) -> dict:
     """Per gene common to every fold, Pearson over the sections of the lattice (and fold)
     slide means against the pseudo-bulk: median and quartiles over genes, and the
-    biomarkers'."""
-    common = sorted(set.intersection(*(set(g) for g in genes_of.values())))
+    biomarkers'. Over every section (two models when there are two folds), and over each
+    fold's own sections (one model) where a fold tests three or more."""
+    groups = {"all": sections} if len(sections) >= 3 else {}
+    for fold in genes_of:
+        own = [s for s in sections if s["fold"] == fold]
+        if len(own) >= 3 and len(own) < len(sections):
+            groups[fold] = own
+    return {name: across_group(group, genes_of) for name, group in groups.items()}
+
+
+def across_group(sections: list[dict], genes_of: dict[str, list[str]]) -> dict:
+    """:func:`across_sections` of one group of sections."""
+    common = sorted(set.intersection(*(set(genes_of[s["fold"]]) for s in sections)))
     table = {k: np.array([[s["slide_means"][k][genes_of[s["fold"]].index(g)] for g in common]
                           for s in sections]) for k in MEANS}
     out = {"n_sections": len(sections), "n_genes": len(common)}
@@ -253,12 +264,8 @@ def _ci(pair: list[float] | tuple[float, float]) -> str:
     return f"[{pair[0]:.2f}, {pair[1]:.2f}]"
 
 
-def markdown(report: dict) -> str:
-    """The three tables: per section, the biomarkers, across sections."""
-    lines = [f"model `{report['model']}` ({report['encoder']}), seed {report['seed']}, "
-             f"{report['n_samples']} flow samples; Pearson per gene over the measured spots, "
-             "median over genes", "",
-             "| fold | section | lattice / measured spots | lattice vs fold | given vs fold | "
+def section_table(report: dict) -> list[str]:
+    lines = ["| fold | section | lattice / measured spots | lattice vs fold | given vs fold | "
              "lattice vs measured | given vs measured | fold vs measured | profile r "
              "(lattice; fold) | mean abs Δ slide mean (lattice; fold) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -269,9 +276,13 @@ def markdown(report: dict) -> str:
                      + " | ".join(f"{p[k]:.3f}" for k in SPOT_PAIRS)
                      + f" | {prof['lattice_vs_measured']:.3f}; {prof['fold_vs_measured']:.3f}"
                      f" | {diff['lattice']:.3f}; {diff['fold']:.3f} |")
-    lines += ["", "| fold | section | gene | lattice mean [95 % CI] | given | fold | measured "
-              "[95 % CI] | r lattice vs measured | r given vs fold | r fold vs measured |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    return lines
+
+
+def biomarker_table(report: dict) -> list[str]:
+    lines = ["| fold | section | gene | lattice mean [95 % CI] | given | fold | measured "
+             "[95 % CI] | r lattice vs measured | r given vs fold | r fold vs measured |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for s in report["sections"]:
         for gene, b in s["biomarkers"].items():
             if b is None:
@@ -284,18 +295,32 @@ def markdown(report: dict) -> str:
                          f"{m['measured']:.2f} {_ci(ci['measured'])} | "
                          f"{r['lattice_vs_measured']:.3f} | {r['given_vs_fold']:.3f} | "
                          f"{r['fold_vs_measured']:.3f} |")
-    across = report["across_sections"]
-    lines += ["", f"Across the {across['n_sections']} sections, per gene ({across['n_genes']} "
-              "genes): Pearson of the slide mean with the pseudo-bulk", "",
-              "| slide mean | median [quartiles] over genes | share > 0 | "
-              + " | ".join(DEFAULT_BIOMARKERS) + " |", "|---|---|---|"
-              + "---|" * len(DEFAULT_BIOMARKERS)]
-    for k in ("lattice", "fold"):
-        a = across[f"{k}_vs_measured"]
-        lines.append(f"| {k} | {a['median']:.3f} {_ci(a['quartiles'])} | "
-                     f"{a['share_positive']:.2f} | "
-                     + " | ".join(f"{a[g]:.3f}" if g in a else "—" for g in DEFAULT_BIOMARKERS)
-                     + " |")
+    return lines
+
+
+def across_table(report: dict) -> list[str]:
+    lines = ["| sections | slide mean | genes | median [quartiles] over genes | share > 0 | "
+             + " | ".join(DEFAULT_BIOMARKERS) + " |",
+             "|---|---|---|---|---|" + "---|" * len(DEFAULT_BIOMARKERS)]
+    for group, across in report["across_sections"].items():
+        for k in ("lattice", "fold"):
+            a = across[f"{k}_vs_measured"]
+            lines.append(f"| {group} ({across['n_sections']}) | {k} | {across['n_genes']} | "
+                         f"{a['median']:.3f} {_ci(a['quartiles'])} | "
+                         f"{a['share_positive']:.2f} | "
+                         + " | ".join(f"{a[g]:.3f}" if g in a else "—"
+                                      for g in DEFAULT_BIOMARKERS) + " |")
+    return lines
+
+
+def markdown(report: dict) -> str:
+    """The three tables: per section, the biomarkers, across sections."""
+    lines = [f"model `{report['model']}` ({report['encoder']}), seed {report['seed']}, "
+             f"{report['n_samples']} flow samples; Pearson per gene over the measured spots, "
+             "median over genes", "", *section_table(report), "", *biomarker_table(report)]
+    if report["across_sections"]:
+        lines += ["", "Per gene, Pearson over the sections of the slide mean with the "
+                  "pseudo-bulk", "", *across_table(report)]
     return "\n".join(lines) + "\n"
 
 

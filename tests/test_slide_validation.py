@@ -69,14 +69,16 @@ def test_across_sections_follows_the_section_shifts_and_the_tables_name_them(ben
         lattice, given, scored = section(rng, shift)
         sections.append({"fold": "fold0", "sample": f"S{i}",
                          **bench.compare_section(GENES, lattice, given, scored, rng, 50)})
-    across = bench.across_sections(sections, {"fold0": GENES})
+    groups = bench.across_sections(sections, {"fold0": GENES})
+    assert list(groups) == ["all"]  # one fold: no group of its own beside "all"
+    across = groups["all"]
     assert across["n_sections"] == 4 and across["n_genes"] == 3
     assert across["lattice_vs_measured"]["median"] > 0.9
     assert "GATA3" not in across["lattice_vs_measured"]
     text = bench.markdown({"model": "ridge", "encoder": "e", "seed": 0, "n_samples": 1,
-                           "sections": sections, "across_sections": across})
+                           "sections": sections, "across_sections": groups})
     assert "| fold0 | S3 | GATA3 | not among the fold's genes" in text
-    assert "| lattice | " in text and "| fold | " in text
+    assert "| all (4) | lattice | 3 | " in text and "| all (4) | fold | 3 | " in text
 
 
 def test_reports_of_single_folds_merge_without_predicting_again(bench, tmp_path):
@@ -97,4 +99,11 @@ def test_reports_of_single_folds_merge_without_predicting_again(bench, tmp_path)
     report = bench.run(args)  # no model folder exists: nothing is predicted
     assert [s["sample"] for s in report["sections"]] == ["fold0_0", "fold1_0", "fold1_1",
                                                          "fold1_2"]
-    assert report["across_sections"]["n_sections"] == 4
+    assert {k: v["n_sections"] for k, v in report["across_sections"].items()} == {
+        "all": 4, "fold1": 3}
+
+
+def test_the_section_table_heads_its_columns_in_the_order_it_fills_them(bench):
+    header = bench.section_table({"sections": []})[0]
+    named = [name.replace("_", " ") for name in bench.SPOT_PAIRS]
+    assert " | ".join(named) in header
