@@ -47,8 +47,9 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from stflow.catalogue import DEFAULT_BIOMARKERS
+from stflow.data.loading import load_slides
 from stflow.deploy.predict_slide import DeployedModel, SlideOptions, predict_slide
-from stflow.layout import MODEL, PREDICTIONS, SPLITS, ST, under
+from stflow.layout import ENCODER_FEATURES, MODEL, PREDICTIONS, SPLITS, ST, ST_DIR, under
 from stflow.metrics import pearson_per_gene
 
 log = logging.getLogger("slide_validation")
@@ -205,6 +206,29 @@ def earlier_rows(paths: list[str] | None) -> tuple[dict[str, list[str]], list[di
     return genes_of, sections
 
 
+def training_pseudo_bulk(results: Path, fold: dict, genes: list[str], encoder: str
+                         ) -> np.ndarray:
+    """Mean of the training targets (train and validation spots pooled, normalised as the
+    model was trained on them) per gene: the level a model that learnt only the training
+    patients' level would predict."""
+    slides = load_slides(list(fold["train"]) + list(fold["val"]), genes,
+                         under(results, ST_DIR),
+                         under(results, ENCODER_FEATURES, encoder=encoder), None)
+    return np.concatenate([s.targets for s in slides]).astype(np.float64).mean(axis=0)
+
+
+def versus_training(section: dict, training: np.ndarray, genes: list[str]) -> None:
+    """Add to a section's row how far its slide means are from the training pseudo-bulk."""
+    means = {k: np.asarray(v) for k, v in section["slide_means"].items()}
+    section["slide_mean_abs_diff_vs_training"] = {
+        k: float(np.mean(np.abs(means[k] - training))) for k in MEANS}
+    section["profile_pearson_vs_training"] = {
+        k: float(np.corrcoef(means[k], training)[0, 1]) for k in MEANS}
+    for gene, row in section["biomarkers"].items():
+        if row is not None:
+            row["training_mean"] = float(training[genes.index(gene)])
+
+
 def run(args: argparse.Namespace) -> dict:
     """Every fold of ``--folds`` (default: those the ``--reuse`` reports do not hold)."""
     results = Path(args.results)
@@ -224,6 +248,9 @@ def run(args: argparse.Namespace) -> dict:
                 rows = [s for s in reused if s["fold"] == name]
             else:
                 continue
+            training = training_pseudo_bulk(results, fold, genes_of[name], args.encoder)
+            for row in rows:
+                versus_training(row, training, genes_of[name])
             sections += rows
     return {"results": str(results), "model": args.model, "encoder": args.encoder,
             "seed": args.seed, "n_samples": args.n_samples, "bootstrap": args.bootstrap,
@@ -266,33 +293,38 @@ def _ci(pair: list[float] | tuple[float, float]) -> str:
 
 def section_table(report: dict) -> list[str]:
     lines = ["| fold | section | lattice / measured spots | lattice vs fold | given vs fold | "
-             "lattice vs measured | given vs measured | fold vs measured | profile r "
-             "(lattice; fold) | mean abs Δ slide mean (lattice; fold) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "lattice vs measured | given vs measured | fold vs measured | profile r vs "
+             "measured (lattice; fold) | vs training (lattice) | mean abs Δ vs measured "
+             "(lattice; fold) | vs training (lattice) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in report["sections"]:
         p, prof, diff = (s["spot_pearson_median"], s["profile_pearson_over_genes"],
                          s["slide_mean_abs_diff_vs_measured"])
+        train_r = s.get("profile_pearson_vs_training", {}).get("lattice", np.nan)
+        train_d = s.get("slide_mean_abs_diff_vs_training", {}).get("lattice", np.nan)
         lines.append(f"| {s['fold']} | {s['sample']} | {s['n_lattice']} / {s['n_measured']} | "
                      + " | ".join(f"{p[k]:.3f}" for k in SPOT_PAIRS)
                      + f" | {prof['lattice_vs_measured']:.3f}; {prof['fold_vs_measured']:.3f}"
-                     f" | {diff['lattice']:.3f}; {diff['fold']:.3f} |")
+                     f" | {train_r:.3f} | {diff['lattice']:.3f}; {diff['fold']:.3f} | "
+                     f"{train_d:.3f} |")
     return lines
 
 
 def biomarker_table(report: dict) -> list[str]:
     lines = ["| fold | section | gene | lattice mean [95 % CI] | given | fold | measured "
-             "[95 % CI] | r lattice vs measured | r given vs fold | r fold vs measured |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "[95 % CI] | training | r lattice vs measured | r given vs fold | "
+             "r fold vs measured |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in report["sections"]:
         for gene, b in s["biomarkers"].items():
             if b is None:
                 lines.append(f"| {s['fold']} | {s['sample']} | {gene} | not among the fold's "
-                             "genes | | | | | | |")
+                             "genes | | | | | | | |")
                 continue
             m, ci, r = b["slide_mean"], b["slide_mean_ci95"], b["spot_pearson"]
             lines.append(f"| {s['fold']} | {s['sample']} | {gene} | {m['lattice']:.2f} "
                          f"{_ci(ci['lattice'])} | {m['given']:.2f} | {m['fold']:.2f} | "
                          f"{m['measured']:.2f} {_ci(ci['measured'])} | "
+                         f"{b.get('training_mean', np.nan):.2f} | "
                          f"{r['lattice_vs_measured']:.3f} | {r['given_vs_fold']:.3f} | "
                          f"{r['fold_vs_measured']:.3f} |")
     return lines

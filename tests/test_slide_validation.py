@@ -81,8 +81,10 @@ def test_across_sections_follows_the_section_shifts_and_the_tables_name_them(ben
     assert "| all (4) | lattice | 3 | " in text and "| all (4) | fold | 3 | " in text
 
 
-def test_reports_of_single_folds_merge_without_predicting_again(bench, tmp_path):
+def test_reports_of_single_folds_merge_without_predicting_again(bench, tmp_path,
+                                                               monkeypatch):
     rng = np.random.default_rng(2)
+    monkeypatch.setattr(bench, "training_pseudo_bulk", lambda *a: np.array([0.0, 1.0, 2.0]))
     parts = []
     for fold, shifts in (("fold0", [0.0]), ("fold1", [1.0, -0.5, 2.0])):
         rows = [{"fold": fold, "sample": f"{fold}_{i}",
@@ -101,6 +103,9 @@ def test_reports_of_single_folds_merge_without_predicting_again(bench, tmp_path)
                                                          "fold1_2"]
     assert {k: v["n_sections"] for k, v in report["across_sections"].items()} == {
         "all": 4, "fold1": 3}
+    erbb2 = report["sections"][0]["biomarkers"]["ERBB2"]
+    assert erbb2["training_mean"] == 0.0  # the training pseudo-bulk beside every section
+    assert "| 0.00 |" in bench.markdown(report)
 
 
 def test_the_section_table_heads_its_columns_in_the_order_it_fills_them(bench):
