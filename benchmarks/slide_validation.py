@@ -348,7 +348,7 @@ def across_table(report: dict) -> list[str]:
 def markdown(report: dict) -> str:
     """The three tables: per section, the biomarkers, across sections."""
     lines = [f"model `{report['model']}` ({report['encoder']}), seed {report['seed']}, "
-             f"{report['n_samples']} flow samples; Pearson per gene over the measured spots, "
+             f"{report['n_samples']} samples (a deterministic model draws one); Pearson per gene over the measured spots, "
              "median over genes", "", *section_table(report), "", *biomarker_table(report)]
     if report["across_sections"]:
         lines += ["", "Per gene, Pearson over the sections of the slide mean with the "
