@@ -33,6 +33,7 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 MIRROR = REPO.parent / "shared" / "data" / "her2st"
+Image.MAX_IMAGE_PIXELS = None  # the her2st sections are 92-megapixel JPEGs, read on purpose
 SCALES = (1.0, 0.75, 0.5)
 CROP = 0.45  # each crop's side, as a share of its section's
 
