@@ -33,8 +33,10 @@ def jobs_of(dry_run_stdout: str) -> dict[str, int]:
 def test_fold_models_record_what_deployment_needs(tiny_run):
     record = json.loads((tiny_run.results / "models" / ENCODER / "stflow" / SEED / "fold0" /
                          "deploy.json").read_text())
-    genes = json.loads((tiny_run.results / "genes" / "fold0.json").read_text())["genes"]
-    assert record["version"] == 1 and record["genes"] == genes
+    genes = json.loads((tiny_run.results / "genes" / "fold0.json").read_text())
+    # the benchmark genes, then the biomarkers trained beside them (scored apart)
+    assert record["version"] == 1
+    assert record["genes"] == genes["genes"] + genes["biomarkers"] and genes["biomarkers"]
     assert record["encoder"] == ENCODER and len(record["weights_sha256"]) == 64
     assert (record["patch_size_um"], record["patch_size_px"], record["graph_k"]) == (112, 64, 4)
     assert record["layout"] == "square" and record["pitch_um"] == pytest.approx(200, rel=0.05)
