@@ -112,10 +112,13 @@ rule cohort:
         h5ads=readable_slide_predictions,
     output:
         h5ad=res("{dataset}", L.COHORT_H5AD),
-        tsv=report(res("{dataset}", L.COHORT_TSV), category="Cohort",
-                   caption="../workflow/report/cohort.rst"),
+        tsv=report(res("{dataset}", L.COHORT_TSV), caption="../workflow/report/cohort.rst",
+                   category="Cohort", subcategory="{dataset}",
+                   labels={"dataset": "{dataset}", "table": "cohort"}),
         maps=report(directory(res("{dataset}", L.COHORT_MAPS)), patterns=["{gene}.png"],
-                    category="Cohort", caption="../workflow/report/cohort.rst"),
+                    caption="../workflow/report/cohort.rst", category="Cohort",
+                    subcategory="{dataset}",
+                    labels={"dataset": "{dataset}", "gene": "{gene}"}),
     params:
         slides=lambda wc: list(STUDY.slides()),
         metadata=lambda wc: STUDY.slide_metadata(),
