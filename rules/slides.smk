@@ -13,11 +13,6 @@ wildcard_constraints:
 include: "common_slides.smk"
 
 
-# slides/cohort.h5ad and slides/cohort_maps/ are the cohort's, never a slide named cohort's
-# (a name the config check refuses)
-ruleorder: cohort > predict_slide
-
-
 rule train_final:
     input:
         samples=res("{dataset}", L.SAMPLES),
@@ -60,6 +55,8 @@ rule train_final:
 
 
 rule predict_slide:
+    wildcard_constraints:
+        slide=NOT_THE_COHORT,
     input:
         model=lambda wc: final_model_dir(wc.dataset),
         slide=lambda wc: STUDY.slide_file(wc.slide),

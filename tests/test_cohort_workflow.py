@@ -55,6 +55,7 @@ def test_a_cohort_sheet_predicts_each_slide_and_tables_them_despite_a_broken_one
     config = ("--config", f"predict={{sheet: '{sheet}', n_samples: 2}}")
     dry = tiny_run.snakemake("-n", *config)
     assert dry.returncode == 0, dry.stderr[-3000:]
+    assert "Exception" not in dry.stderr  # no rule is asked for a slide named cohort
     jobs = jobs_of(dry.stdout)
     assert (jobs["slide_check"], jobs["predict_slide"], jobs["slide_view"], jobs["cohort"]) \
         == (4, 4, 4, 1)
