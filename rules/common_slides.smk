@@ -4,12 +4,6 @@
 # before any job (stflow/config_checks.py); its settings come from the study.
 
 
-# A slide's name, but not where the cohort's own files stand (slides/cohort.h5ad,
-# slides/cohort_maps/: rule cohort's): predict_slide is then never asked for them (a slide
-# named cohort is refused by the config check).
-NOT_THE_COHORT = rf"(?!{L.COHORT}(?:\.h5ad|_maps|\.zarr)$)[A-Za-z0-9_.-]+"
-
-
 def feature_stores(wc):
     return STUDY.sample_files(wc.dataset, STUDY.features(wc.encoder))
 

@@ -6,8 +6,11 @@
 # the cohort (built from the slides whose check read them) lists it as missing.
 
 
+# a slide's name, but not where the cohort's own files stand (slides/cohort.h5ad,
+# slides/cohort_maps/: rule cohort's), so predict_slide is never asked for them (a slide
+# named cohort is refused by the config check)
 wildcard_constraints:
-    slide=r"[A-Za-z0-9_.-]+",
+    slide=rf"(?!{L.COHORT}(?:\.h5ad|_maps|\.zarr)$)[A-Za-z0-9_.-]+",
 
 
 include: "common_slides.smk"
@@ -55,8 +58,6 @@ rule train_final:
 
 
 rule predict_slide:
-    wildcard_constraints:
-        slide=NOT_THE_COHORT,
     input:
         model=lambda wc: final_model_dir(wc.dataset),
         slide=lambda wc: STUDY.slide_file(wc.slide),
