@@ -68,10 +68,10 @@ def test_each_baseline_fits_predicts_and_round_trips(name, data, tmp_path):
 
 def test_registry_names_build_these_classes():
     assert isinstance(build_estimator("ridge_hest"), PCARidge)
-    assert build_estimator("ridge_hest").alpha == "hest"
-    assert build_estimator("ridge").alpha == "validation"
+    assert build_estimator("ridge_hest").settings.alpha == "hest"
+    assert build_estimator("ridge").settings.alpha == "validation"
     assert isinstance(build_estimator("rf"), RandomForest)
-    assert build_estimator("rf").n_estimators == 70
+    assert build_estimator("rf").settings.n_estimators == 70
     assert isinstance(build_estimator("mlp"), MLPRegressor)
     assert isinstance(build_estimator("spatial_ridge"), SpatialRidge)
 

@@ -13,25 +13,21 @@ import yaml
 from light_imports import top_level_modules_after
 
 from stflow import catalogue as facts
-from stflow.models import catalogue
-from stflow.models.catalogue import (
-    GRAPH_MODELS,
-    MODELS,
-    Param,
-    check_value,
-    coerce,
-    parameters,
-    reads_graph,
-)
-from stflow.models.registry import build_estimator, init_parameters
+from stflow.models.baselines.settings import ALPHA_RULES
+from stflow.models.catalogue import GRAPH_MODELS, MODELS, parameters, reads_graph
+from stflow.models.parameters import Param, check_value, coerce
+from stflow.models.registry import build_estimator
 from stflow.schema import load_schema
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))
-def test_the_catalogue_lists_each_model_s_parameters_and_defaults(model):
-    estimator = MODELS[model].load_class()
-    assert {name: p.default for name, p in parameters(model).items()} == \
-        init_parameters(estimator)
+def test_each_estimator_is_built_from_the_settings_its_entry_names(model):
+    spec = MODELS[model]
+    estimator = build_estimator(model, {})
+    assert spec.load_class().settings_class is spec.settings
+    assert type(estimator.settings) is spec.settings
+    defaults = {name: p.default for name, p in parameters(model).items() if name != "device"}
+    assert estimator.settings.as_dict() == {"seed": 0, **defaults, **spec.fixed}
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))
@@ -57,7 +53,7 @@ def test_the_choices_are_those_the_model_code_accepts():
             STFlowSettings(**{name: choice})  # each accepted
         with pytest.raises(ValueError, match=name):
             STFlowSettings(**{name: "no-such-choice"})
-    assert parameters("ridge")["alpha"].choices == catalogue.ALPHA_RULES
+    assert parameters("ridge")["alpha"].choices == ALPHA_RULES
 
 
 def test_the_registry_converts_parameters_with_the_catalogue_s_coercer():
@@ -66,9 +62,33 @@ def test_the_registry_converts_parameters_with_the_catalogue_s_coercer():
     with pytest.raises(ValueError, match=r"epochs='many' should be int"):
         coerce("epochs", "many", param)
     ridge = build_estimator("ridge", {"n_components": "16"})
-    assert ridge.n_components == 16
+    assert ridge.settings.n_components == 16
     alpha = Param("hest", (str, float), choices=("hest", "validation"), low=0, low_open=True)
     assert coerce("alpha", "10", alpha) == 10.0 and coerce("alpha", "hest", alpha) == "hest"
+
+
+def test_stflow_models_shows_each_parameter_as_declared_and_the_values_an_entry_fixes(capsys):
+    from stflow.cli import main
+
+    assert main(["models", "stflow_egnn"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line for line in table[1:]}
+    assert list(rows) == list(parameters("stflow_egnn"))
+    assert "'egnn' (fixed)" in rows["denoiser"] and "one of ['fa', 'egnn']" in rows["denoiser"]
+    assert rows["lr"].endswith("Adam learning rate") and "0 < x" in rows["lr"]
+    assert main(["models"]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == list(MODELS)
+    assert main(["models", "stflow2"]) == 2
+
+
+def test_settings_refuse_a_value_their_declaration_does_not_allow():
+    from stflow.models.baselines.settings import RandomForestSettings
+    from stflow.models.stflow.settings import STFlowSettings
+
+    with pytest.raises(ValueError, match=r"dropout=1.0: 1.0 is >= 1. Fix: use a number"):
+        STFlowSettings(dropout=1.0)
+    assert STFlowSettings(epochs="12").epochs == 12  # converted to the declared type
+    assert RandomForestSettings(max_features=0.5).max_features == 0.5
 
 
 def test_ranges_are_refused_with_the_allowed_values():
@@ -84,8 +104,7 @@ SCHEMA = load_schema(REPO / "config" / "schema.yaml")
 
 
 def test_the_models_that_read_the_graph_are_those_whose_estimator_takes_k():
-    takes_k = {name for name, spec in MODELS.items()
-               if "k" in init_parameters(spec.load_class())}
+    takes_k = {name for name in MODELS if "k" in build_estimator(name, {}).settings.as_dict()}
     assert GRAPH_MODELS == takes_k
     assert {name for name in MODELS if reads_graph(name)} == takes_k
     assert "stflow" in GRAPH_MODELS and "ridge" not in GRAPH_MODELS

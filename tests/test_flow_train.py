@@ -303,7 +303,7 @@ def test_a_residual_base_is_a_validated_spatial_ridge_that_the_networks_correct(
                             residual_base="spatial_ridge")
     refit.fit(train + val, [])
     assert refit.base.chosen_alpha == fixed["base_alpha"]  # nothing re-selected
-    with pytest.raises(StflowError, match="residual_base 'pca'"):
+    with pytest.raises(StflowError, match="residual_base='pca': 'pca' is not one of"):
         STFlowEstimator(residual_base="pca")
 
 

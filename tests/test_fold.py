@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import anndata as ad
 import numpy as np
@@ -19,9 +21,27 @@ from stflow.crossval.train import train_fold
 from stflow.errors import StflowError
 from stflow.models import registry as models
 from stflow.models.capabilities import Capabilities
+from stflow.models.parameters import Settings, setting
 
 GENES = ["ERBB2", "GATA3", "ACTB"]
 SAMPLES = {"P1S1": "P1", "P1S2": "P1", "P2S1": "P2"}
+
+
+@dataclass(frozen=True)
+class MeanSettings(Settings):
+    """The test estimators' parameters, declared as every model's are."""
+
+    seed: int = setting(0, "unused")
+    offset: float = setting(0.0, "added to every gene's mean")
+    epochs: int = setting(2, "history rows reported", low=1)
+
+
+@dataclass(frozen=True)
+class DeviceSettings(Settings):
+    """A model that, like STFlow, runs on a device."""
+
+    runs_on_device: ClassVar[bool] = True
+    seed: int = setting(0, "unused")
 
 
 class MeanEstimator(Capabilities):
@@ -55,7 +75,7 @@ class MeanEstimator(Capabilities):
 @pytest.fixture
 def registry(monkeypatch):
     monkeypatch.setitem(models.MODELS, "mean",
-                        models.ModelSpec(f"{__name__}:MeanEstimator", {}, "test"))
+                        models.ModelSpec(f"{__name__}:MeanEstimator", MeanSettings, {}, "test"))
     return "mean"
 
 
@@ -274,7 +294,8 @@ class DeviceEstimator(MeanEstimator):
 
 def test_device_is_a_flag_given_to_models_that_take_one_and_not_a_parameter(
         fold_inputs, monkeypatch):
-    monkeypatch.setitem(models.MODELS, "dev", models.ModelSpec(f"{__name__}:DeviceEstimator"))
+    monkeypatch.setitem(models.MODELS, "dev", models.ModelSpec(f"{__name__}:DeviceEstimator",
+                                                            DeviceSettings))
     out = train_fold(splits=fold_inputs["splits"], fold="fold0", genes=fold_inputs["genes"],
                      st_dir=fold_inputs["st"], features_dir=fold_inputs["features"],
                      graph_dir=None, model="dev", out=fold_inputs["root"] / "d", device="cuda")
@@ -312,7 +333,7 @@ class SelectingMeanEstimator(MeanEstimator):
 def test_refit_retrains_on_train_and_validation_with_the_validated_choice(
         fold_inputs, monkeypatch):
     monkeypatch.setitem(models.MODELS, "selecting", models.ModelSpec(
-        f"{__name__}:SelectingMeanEstimator", {}, "test"))
+        f"{__name__}:SelectingMeanEstimator", MeanSettings, {}, "test"))
     out = fold_inputs["root"] / "models" / "selecting" / "fold0"
     train_fold(splits=fold_inputs["splits"], fold="fold0", genes=fold_inputs["genes"],
                st_dir=fold_inputs["st"], features_dir=fold_inputs["features"],
@@ -325,7 +346,7 @@ def test_refit_retrains_on_train_and_validation_with_the_validated_choice(
     # a model that selects nothing is kept as fitted, and says so
     plain = fold_inputs["root"] / "models" / "mean" / "fold0"
     monkeypatch.setitem(models.MODELS, "mean", models.ModelSpec(
-        f"{__name__}:MeanEstimator", {}, "test"))
+        f"{__name__}:MeanEstimator", MeanSettings, {}, "test"))
     train_fold(splits=fold_inputs["splits"], fold="fold0", genes=fold_inputs["genes"],
                st_dir=fold_inputs["st"], features_dir=fold_inputs["features"],
                graph_dir=fold_inputs["graph"], model="mean", out=plain, seed=3, refit=True)

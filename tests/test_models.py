@@ -3,6 +3,7 @@
 import pytest
 
 from stflow.errors import StflowError
+from stflow.models.baselines.settings import PCARidgeSettings
 from stflow.models.registry import MODELS, build_estimator
 
 
@@ -15,10 +16,10 @@ def test_numbers_given_as_strings_are_converted_to_the_parameter_types():
     """Snakemake's --config passes nested values such as model_params as strings."""
     model = build_estimator("stflow", {"epochs": "100", "lr": "5e-4", "dropout": 0,
                                        "flow_matching": "false"})
-    assert model.config.epochs == 100
-    assert model.config.lr == pytest.approx(5e-4)
+    assert model.settings.epochs == 100
+    assert model.settings.lr == pytest.approx(5e-4)
     assert model.params["dropout"] == 0.0
-    assert model.config.flow_matching is False
+    assert model.settings.flow_matching is False
 
 
 def test_unknown_parameters_and_wrong_types_are_refused_by_name():
@@ -55,6 +56,6 @@ def test_a_class_that_declares_no_capabilities_is_refused_by_name(monkeypatch):
     from stflow.models import registry
 
     monkeypatch.setitem(registry.MODELS, "plain",
-                        registry.ModelSpec("collections:OrderedDict", {}, "test"))
+                        registry.ModelSpec("collections:OrderedDict", PCARidgeSettings, {}, "test"))
     with pytest.raises(StflowError, match="'plain'.*does not declare its capabilities"):
         build_estimator("plain", {})

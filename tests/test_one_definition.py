@@ -197,3 +197,18 @@ def test_one_place_lists_the_model_names():
 def test_one_place_lists_the_encoder_names():
     """The encoders' light table is the one list; the torch registry maps builder kinds."""
     assert listing_sites(catalogue.ENCODERS) == ["stflow/catalogue.py"]
+
+
+# --- every model's parameters: declared in its settings dataclass, nowhere else -------------
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_an_estimator_takes_its_parameters_as_its_settings_and_restates_none(model):
+    """The estimator's ``__init__`` names no parameter (only ``seed`` and, where it runs on
+    one, ``device``); every other keyword goes to its settings, whose fields declare them."""
+    import inspect
+
+    spec = MODELS[model]
+    signature = inspect.signature(spec.load_class().__init__).parameters
+    named = {name for name, p in signature.items() if p.kind is not p.VAR_KEYWORD}
+    assert named <= {"self", "seed", "device"}, named
+    assert set(parameters(model)) - {"device"} == set(spec.settings.defaults()) - {"seed"}

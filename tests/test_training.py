@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from test_fold import SAMPLES, MeanEstimator, fold_inputs  # noqa: F401  (fixture)
+from test_fold import SAMPLES, MeanEstimator, MeanSettings, fold_inputs  # noqa: F401  (fixture)
 
 from stflow.crossval.train import train_fold
 from stflow.deploy.final_model import train_final
@@ -37,7 +37,7 @@ class ChoosyEstimator(MeanEstimator):
 @pytest.fixture
 def choosy(monkeypatch) -> str:
     monkeypatch.setitem(models.MODELS, "choosy",
-                        models.ModelSpec(f"{__name__}:ChoosyEstimator", {}, "test"))
+                        models.ModelSpec(f"{__name__}:ChoosyEstimator", MeanSettings, {}, "test"))
     return "choosy"
 
 

@@ -28,7 +28,7 @@ from stflow.errors import StflowError
 COMMAND_MODULES = [
     "stflow.cli.data",        # simulate, download, ingest, samples, splits, genes,
                               # bench-genes, patches, embed, encoders, graph
-    "stflow.cli.models",      # train, predict
+    "stflow.cli.models",      # models, train, predict
     "stflow.cli.evaluation",  # evaluate, aggregate, coverage, tables, figures
     "stflow.cli.deploy",      # train-final, predict-slide
     "stflow.cli.export",      # export-features, export-spatialdata

@@ -1,4 +1,5 @@
-"""Commands of the cross-validation stages: ``stflow train`` and ``stflow predict``."""
+"""Commands of the models: ``stflow models`` (the registry and each model's parameters),
+``stflow train`` and ``stflow predict`` (the cross-validation stages)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,12 @@ def _run_predict(args: argparse.Namespace) -> None:
                  out_dir=args.out, encoder=args.encoder, device=args.device, level=args.level)
 
 
+def _run_models(args: argparse.Namespace) -> None:
+    from stflow.models.catalogue import describe, parameter_rows
+
+    print(describe() if args.model is None else parameter_rows(args.model))
+
+
 def add_training(parser: argparse.ArgumentParser) -> None:
     """The options that choose and fit a model, the same in ``train`` and ``train-final``."""
     parser.add_argument("--model", required=True, help="registry name, e.g. stflow, ridge")
@@ -61,7 +68,15 @@ def add_training(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``stflow train`` and ``stflow predict``."""
+    """Add ``stflow models``, ``stflow train`` and ``stflow predict``."""
+    models = subparsers.add_parser(
+        "models", help="list the models, or one model's parameters",
+        description="Without a name, every registry model with what it is; with one, its "
+        "parameters (the keys of model_params and of a search space): type, default, allowed "
+        "values and meaning, read from the model's settings, and the values its entry fixes.")
+    models.add_argument("model", nargs="?", default=None, help="a registry name, e.g. stflow")
+    models.set_defaults(func=_run_models)
+
     train = subparsers.add_parser(
         "train", help="fit a model on one fold",
         description="Fit a registry model on one fold's training samples, choosing epochs, "

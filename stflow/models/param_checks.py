@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from stflow.config import Problem
-from stflow.models.catalogue import MODELS, Param, check_value, parameters
+from stflow.models.catalogue import MODELS, parameters
+from stflow.models.parameters import Param, check_value
 
 
 def _unknown(where: str, name: str, value: Any, model: str, names: list[str]) -> Problem:
@@ -67,8 +68,6 @@ def _range_problem(name: str, spec: Mapping[str, Any], param: Param) -> tuple[st
     if spec.get("log") and low <= 0:
         return "a log range needs low > 0", "raise low"
     numeric = {int, float} & set(param.types)
-    if not param.types:
-        return None  # a parameter outside the catalogue: its model refuses a bad value
     if not numeric:
         return (f"'{name}' is {param.kind}, which a range cannot draw",
                 f"list its choices instead, e.g. [{param.default!r}]")
@@ -82,13 +81,11 @@ def _range_problem(name: str, spec: Mapping[str, Any], param: Param) -> tuple[st
     return None
 
 
-def space_problems(model: str, space: Mapping[str, Any], prefix: str = "search",
-                   params: Mapping[str, Param] | None = None) -> list[Problem]:
+def space_problems(model: str, space: Mapping[str, Any], prefix: str = "search"
+                   ) -> list[Problem]:
     """Every search-space entry that names no parameter of ``model``, a fixed one, or
-    choices / a ``{low, high, log}`` range the parameter cannot take. ``params``: the
-    model's parameters where it is not in the catalogue (the registry derives them)."""
-    params = parameters(model) if params is None else params
-    accepted = {k: v for k, v in params.items() if k != "device"}
+    choices / a ``{low, high, log}`` range the parameter cannot take."""
+    accepted = {k: v for k, v in parameters(model).items() if k != "device"}
     problems = []
     for name, spec in space.items():
         where = f"{prefix}.{model}.space.{name}"

@@ -2,13 +2,13 @@
 
 STFlow, its ablations and the baselines all take lists of :class:`stflow.data.dataset.Slide`
 and return one (N, G) log1p prediction per slide, so training, prediction and evaluation
-treat them alike. Adding a model is one entry in :mod:`stflow.models.catalogue` (its
-registry entry and parameters, light enough for the workflow to check a config with).
+treat them alike. Adding a model is its estimator class, its settings dataclass (each
+parameter declared once, :mod:`stflow.models.parameters`) and one entry in
+:mod:`stflow.models.catalogue`, light enough for the workflow to check a config with.
 """
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,10 +18,11 @@ from stflow.atomic import read_json, write_json
 from stflow.data.dataset import Slide
 from stflow.errors import StflowError, input_error
 from stflow.models.capabilities import Capabilities
-from stflow.models.catalogue import MODELS, PARAMETERS, ModelSpec, Param, coerce, parameters
+from stflow.models.catalogue import MODELS, ModelSpec, parameters
+from stflow.models.parameters import coerce
 
 __all__ = ["MODELS", "Estimator", "ModelSpec", "build_estimator", "check_params", "get_spec",
-           "init_parameters", "load_estimator", "model_parameters", "save_estimator", "trained_model_name"]
+           "load_estimator", "save_estimator", "trained_model_name"]
 
 
 class Estimator(Protocol):
@@ -58,42 +59,18 @@ def estimator_class(name: str) -> type:
     return cls
 
 
-def init_parameters(cls: type) -> dict[str, Any]:
-    """The keyword parameters of ``cls`` (besides ``seed``) and their defaults: the fields
-    of its ``SETTINGS`` dataclass plus ``device`` (STFlow), else its ``__init__`` keywords
-    (the baselines, whose signature is their one definition)."""
-    settings = getattr(cls, "SETTINGS", None)
-    if settings is not None:
-        return {**{k: v for k, v in settings.defaults().items() if k != "seed"},
-                "device": "auto"}
-    return {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
-            if k not in ("self", "seed") and p.kind in (p.POSITIONAL_OR_KEYWORD,
-                                                          p.KEYWORD_ONLY)}
-
-
-def model_parameters(model: str, cls: type | None = None) -> dict[str, Param]:
-    """The catalogue's parameters of ``model``; for a model outside it (a test's), ones made
-    from its class's defaults, typed where the default is a bool, int or float."""
-    spec = get_spec(model)
-    if spec.target in PARAMETERS:
-        return parameters(model)
-    defaults = init_parameters(cls or spec.load_class())
-    return {name: Param(default, (type(default),) if type(default) in (bool, int, float)
-                        else ()) for name, default in defaults.items()}
-
-
-def check_params(model: str, cls: type, params: dict[str, Any]) -> dict[str, Any]:
-    """Refuse parameters ``cls`` does not take; convert the rest to the defaults' types."""
-    accepted = init_parameters(cls)
+def check_params(model: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Refuse parameters ``model``'s settings do not declare; convert the rest to their
+    declared types (the estimator's settings then check their values)."""
+    accepted = parameters(model)
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise StflowError(f"model '{model}': unknown parameters {unknown}. "
                           f"Fix: use only {sorted(accepted)} in model_params.{model}")
-    known = model_parameters(model, cls)
     checked = {}
     for key, value in params.items():
         try:
-            checked[key] = coerce(key, value, known[key])
+            checked[key] = coerce(key, value, accepted[key])
         except ValueError as err:
             raise StflowError(f"model '{model}': {err}") from err
     return checked
@@ -109,9 +86,9 @@ def build_estimator(name: str, params: dict[str, Any] | None = None, seed: int =
     spec = get_spec(name)
     cls = estimator_class(name)
     params = {**(params or {}), **spec.fixed}
-    if device is not None and "device" in init_parameters(cls):
+    if device is not None and spec.settings.runs_on_device:
         params.setdefault("device", device)
-    return cls(seed=seed, **check_params(name, cls, params))
+    return cls(seed=seed, **check_params(name, params))
 
 
 def save_estimator(name: str, estimator: Estimator, directory: str | Path) -> None:
@@ -123,10 +100,11 @@ def save_estimator(name: str, estimator: Estimator, directory: str | Path) -> No
 
 
 def load_estimator(directory: str | Path, device: str | None = None) -> Estimator:
-    """Load what :func:`save_estimator` wrote, onto ``device`` where the class takes one
+    """Load what :func:`save_estimator` wrote, onto ``device`` where the model runs on one
     (a model trained on cuda must load on a CPU node)."""
-    load = estimator_class(trained_model_name(directory)).load
-    if device is not None and "device" in inspect.signature(load).parameters:
+    name = trained_model_name(directory)
+    load = estimator_class(name).load
+    if device is not None and get_spec(name).settings.runs_on_device:
         return load(directory, device=device)
     return load(directory)
 

@@ -30,7 +30,7 @@ from stflow.data.dataset import Slide
 from stflow.errors import StflowError
 from stflow.models.param_checks import space_problems
 from stflow.models.progress import Stages, fit_following, stage_callback
-from stflow.models.registry import Estimator, build_estimator, model_parameters
+from stflow.models.registry import Estimator, build_estimator
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class SearchResult:
 def check_space(model: str, space: Mapping[str, Any]) -> dict[str, Any]:
     """Refuse parameters the model does not take and malformed ranges, naming each key
     (the same check the workflow runs on the config before any job)."""
-    problems = space_problems(model, space, params=model_parameters(model))
+    problems = space_problems(model, space)
     if problems:
         raise StflowError("\n".join(str(p) for p in problems))
     return dict(space)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -18,6 +19,7 @@ from stflow.models.baselines.arrays import (
     write_npz,
 )
 from stflow.models.baselines.projection import Projection
+from stflow.models.baselines.settings import RandomForestSettings
 from stflow.models.baselines.tree_arrays import (
     FOREST_KEYS,
     check_forest,
@@ -42,12 +44,11 @@ class RandomForest(Capabilities):
     refits = False  # nothing selected, nothing to refit
     draws = False
 
-    def __init__(self, seed: int = 0, n_estimators: int = 70, max_depth: int = 16,
-                 max_features: str | float = "sqrt", min_samples_leaf: int = 1,
-                 n_components: int = 256, n_jobs: int = 2) -> None:
-        self.seed, self.n_estimators, self.max_depth = seed, int(n_estimators), int(max_depth)
-        self.max_features, self.min_samples_leaf = max_features, int(min_samples_leaf)
-        self.n_components, self.n_jobs = int(n_components), int(n_jobs)
+    settings_class: ClassVar[type[RandomForestSettings]] = RandomForestSettings
+
+    def __init__(self, seed: int = 0, **params: Any) -> None:
+        """``params``: fields of :class:`RandomForestSettings`, which checks them."""
+        self.settings = self.settings_class(seed=seed, **params)
         self.projection: Projection | None = None
         self.trees: dict[str, np.ndarray] | None = None
 
@@ -63,11 +64,11 @@ class RandomForest(Capabilities):
         slides = [*train, *val]
         x_tr = np.concatenate([np.asarray(s.features, dtype=np.float64) for s in slides])
         y_tr = np.concatenate([spot_targets(s) for s in slides])
-        self.projection = Projection.fit(x_tr, self.n_components, self.seed)
+        self.projection = Projection.fit(x_tr, self.settings.n_components, self.settings.seed)
         forest = RandomForestRegressor(
-            n_estimators=self.n_estimators, max_depth=self.max_depth,
-            max_features=self.max_features, min_samples_leaf=self.min_samples_leaf,
-            n_jobs=self.n_jobs, random_state=self.seed,
+            n_estimators=self.settings.n_estimators, max_depth=self.settings.max_depth,
+            max_features=self.settings.max_features, min_samples_leaf=self.settings.min_samples_leaf,
+            n_jobs=self.settings.n_jobs, random_state=self.settings.seed,
         ).fit(self.projection.transform(x_tr), y_tr)
         self.trees = forest_arrays(forest)
         return [{"epoch": 0, "train_loss": mse(y_tr, self._predict_array(x_tr)),
@@ -89,10 +90,7 @@ class RandomForest(Capabilities):
             raise StflowError("random forest: save called before fit. Fix: fit first")
         directory = Path(directory)
         write_npz(directory / "forest.npz", {**self.projection.arrays(), **self.trees})
-        config = {"class": "RandomForest", "seed": self.seed,
-                  "n_estimators": self.n_estimators, "max_depth": self.max_depth,
-                  "max_features": self.max_features, "min_samples_leaf": self.min_samples_leaf,
-                  "n_components": self.n_components, "n_jobs": self.n_jobs,
+        config = {"class": "RandomForest", **self.settings.as_dict(),
                   "forest_sha256": sha256_file(directory / "forest.npz")}
         write_json(config, directory / "config.json")
 

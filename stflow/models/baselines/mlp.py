@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from tqdm import tqdm
@@ -21,6 +21,7 @@ from stflow.models.baselines.arrays import (
     train_val_arrays,
     write_npz,
 )
+from stflow.models.baselines.settings import MLPSettings
 from stflow.models.capabilities import Capabilities
 
 
@@ -35,12 +36,11 @@ class MLPRegressor(Capabilities):
     refits = False
     draws = False
 
-    def __init__(self, seed: int = 0, hidden: int = 256, dropout: float = 0.1,
-                 lr: float = 1e-3, weight_decay: float = 1e-4, batch_size: int = 256,
-                 max_epochs: int = 100, patience: int = 10) -> None:
-        self.seed, self.hidden, self.dropout = seed, int(hidden), float(dropout)
-        self.lr, self.weight_decay, self.batch_size = float(lr), float(weight_decay), int(batch_size)
-        self.max_epochs, self.patience = int(max_epochs), int(patience)
+    settings_class: ClassVar[type[MLPSettings]] = MLPSettings
+
+    def __init__(self, seed: int = 0, **params: Any) -> None:
+        """``params``: fields of :class:`MLPSettings`, which checks them."""
+        self.settings = self.settings_class(seed=seed, **params)
         self.mean: np.ndarray | None = None
         self.scale: np.ndarray | None = None
         self.weights: dict[str, np.ndarray] | None = None
@@ -48,9 +48,9 @@ class MLPRegressor(Capabilities):
     def _network(self, n_in: int, n_out: int) -> Any:
         import torch
 
-        return torch.nn.Sequential(torch.nn.Linear(n_in, self.hidden), torch.nn.GELU(),
-                                   torch.nn.Dropout(self.dropout),
-                                   torch.nn.Linear(self.hidden, n_out))
+        return torch.nn.Sequential(torch.nn.Linear(n_in, self.settings.hidden), torch.nn.GELU(),
+                                   torch.nn.Dropout(self.settings.dropout),
+                                   torch.nn.Linear(self.settings.hidden, n_out))
 
     def _standardise(self, x: np.ndarray) -> np.ndarray:
         if x.shape[1] != len(self.mean):
@@ -68,22 +68,22 @@ class MLPRegressor(Capabilities):
             [np.asarray(s.features, dtype=np.float64) for s in train],
             [spot_targets(s) for s in train], [s.coords_um for s in train],
             [s.sample for s in train], [np.asarray(s.features, dtype=np.float64) for s in val],
-            [spot_targets(s) for s in val], self.seed)
+            [spot_targets(s) for s in val], self.settings.seed)
         self.mean = x_tr.mean(axis=0)
         self.scale = np.where(x_tr.std(axis=0) > 0, x_tr.std(axis=0), 1.0)
-        torch.manual_seed(self.seed)
+        torch.manual_seed(self.settings.seed)
         net = self._network(x_tr.shape[1], y_tr.shape[1])
-        opt = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        opt = torch.optim.Adam(net.parameters(), lr=self.settings.lr, weight_decay=self.settings.weight_decay)
         xt = torch.from_numpy(self._standardise(x_tr))
         yt = torch.from_numpy(y_tr.astype(np.float32))
         xv = torch.from_numpy(self._standardise(x_va))
-        generator = torch.Generator().manual_seed(self.seed)
+        generator = torch.Generator().manual_seed(self.settings.seed)
         history: list[dict[str, float]] = []
         best, best_state, stale = -np.inf, None, 0
-        for epoch in tqdm(range(self.max_epochs), desc="mlp", leave=False):
+        for epoch in tqdm(range(self.settings.max_epochs), desc="mlp", leave=False):
             net.train()
             losses = []
-            for batch in torch.randperm(len(xt), generator=generator).split(self.batch_size):
+            for batch in torch.randperm(len(xt), generator=generator).split(self.settings.batch_size):
                 loss = torch.nn.functional.mse_loss(net(xt[batch]), yt[batch])
                 opt.zero_grad()
                 loss.backward()
@@ -100,7 +100,7 @@ class MLPRegressor(Capabilities):
                 best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
             else:
                 stale += 1
-                if stale >= self.patience:
+                if stale >= self.settings.patience:
                     break
         if best_state is not None:
             net.load_state_dict(best_state)
@@ -130,11 +130,8 @@ class MLPRegressor(Capabilities):
         directory = Path(directory)
         write_npz(directory / "mlp.npz", {"scaler_mean": self.mean, "scaler_scale": self.scale,
                                             **{f"w.{k}": v for k, v in self.weights.items()}})
-        write_json({
-            "class": "MLPRegressor", "seed": self.seed, "hidden": self.hidden,
-            "dropout": self.dropout, "lr": self.lr, "weight_decay": self.weight_decay,
-            "batch_size": self.batch_size, "max_epochs": self.max_epochs,
-            "patience": self.patience}, directory / "config.json")
+        write_json({"class": "MLPRegressor", **self.settings.as_dict()},
+                   directory / "config.json")
 
     @classmethod
     def load(cls, directory: Path) -> MLPRegressor:

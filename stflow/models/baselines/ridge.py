@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from stflow.models.baselines.arrays import (
     write_npz,
 )
 from stflow.models.baselines.projection import Projection
+from stflow.models.baselines.settings import PCARidgeSettings, SpatialRidgeSettings
 from stflow.models.capabilities import Capabilities
 
 log = logging.getLogger(__name__)
@@ -62,16 +63,13 @@ class PCARidge(Capabilities):
     @property
     def fits_on_validation(self) -> bool:
         """A fixed alpha selects nothing and fits on the validation spots too."""
-        return self.alpha != "validation"
+        return self.settings.alpha != "validation"
 
-    def __init__(self, seed: int = 0, alpha: str | float = "hest", n_components: int = 256
-                 ) -> None:
-        if not (alpha in ("hest", "validation") or isinstance(alpha, int | float)):
-            raise StflowError(f"PCARidge: alpha={alpha!r}. Fix: use 'hest', 'validation' "
-                              "or a positive number")
-        if isinstance(alpha, int | float) and alpha <= 0:
-            raise StflowError(f"PCARidge: alpha={alpha}. Fix: use a positive number")
-        self.seed, self.alpha, self.n_components = seed, alpha, int(n_components)
+    settings_class: ClassVar[type[PCARidgeSettings | SpatialRidgeSettings]] = PCARidgeSettings
+
+    def __init__(self, seed: int = 0, **params: Any) -> None:
+        """``params``: fields of :attr:`settings_class`, which checks them."""
+        self.settings = self.settings_class(seed=seed, **params)
         self.projection: Projection | None = None
         self.coef: np.ndarray | None = None
         self.intercept: np.ndarray | None = None
@@ -87,24 +85,24 @@ class PCARidge(Capabilities):
         every non-test spot, train and val together, and reports no validation score.
         """
         check_slides(train, "training")
-        needs_val = self.alpha == "validation"
+        needs_val = self.settings.alpha == "validation"
         x_va = y_va = None
         if needs_val:
             x_tr, y_tr, x_va, y_va = train_val_arrays(
                 [self._features(s) for s in train], [spot_targets(s) for s in train],
                 [s.coords_um for s in train], [s.sample for s in train],
-                [self._features(s) for s in val], [spot_targets(s) for s in val], self.seed)
+                [self._features(s) for s in val], [spot_targets(s) for s in val], self.settings.seed)
         else:
             x_tr = np.concatenate([self._features(s) for s in [*train, *val]])
             y_tr = np.concatenate([spot_targets(s) for s in [*train, *val]])
-        self.projection = Projection.fit(x_tr, self.n_components, self.seed)
+        self.projection = Projection.fit(x_tr, self.settings.n_components, self.settings.seed)
         z_tr = self.projection.transform(x_tr)
-        if self.alpha == "hest":
+        if self.settings.alpha == "hest":
             from sklearn.linear_model import Ridge
 
             self.chosen_alpha = 100.0 / (z_tr.shape[1] * y_tr.shape[1])
             reg = Ridge(solver="lsqr", alpha=self.chosen_alpha, fit_intercept=False,
-                        max_iter=1000, random_state=self.seed).fit(z_tr, y_tr)
+                        max_iter=1000, random_state=self.settings.seed).fit(z_tr, y_tr)
             self.coef, self.intercept = reg.coef_.T.copy(), np.zeros(y_tr.shape[1])
         elif needs_val:
             z_va = self.projection.transform(x_va)
@@ -114,7 +112,7 @@ class PCARidge(Capabilities):
             self.chosen_alpha = float(ALPHA_GRID[int(np.argmax(scores))])
             (self.coef, self.intercept), = ridge_path(z_tr, y_tr, [self.chosen_alpha])
         else:
-            self.chosen_alpha = float(self.alpha)
+            self.chosen_alpha = float(self.settings.alpha)
             (self.coef, self.intercept), = ridge_path(z_tr, y_tr, [self.chosen_alpha])
         row: dict[str, float] = {"epoch": 0, "alpha": self.chosen_alpha,
                                  "train_loss": mse(y_tr, self._predict_array(x_tr)),
@@ -129,7 +127,7 @@ class PCARidge(Capabilities):
 
     def refit_params(self, history: list[dict[str, float]]) -> dict[str, Any] | None:
         """The alpha chosen on validation, fixed, so a refit uses train + validation."""
-        return {"alpha": self.chosen_alpha} if self.alpha == "validation" else None
+        return {"alpha": self.chosen_alpha} if self.settings.alpha == "validation" else None
 
     def _predict_array(self, x: np.ndarray) -> np.ndarray:
         if self.coef is None or self.projection is None:
@@ -141,8 +139,8 @@ class PCARidge(Capabilities):
         return [self._predict_array(self._features(s)).astype(np.float32) for s in slides]
 
     def _config(self) -> dict:
-        return {"class": type(self).__name__, "seed": self.seed, "alpha": self.alpha,
-                "n_components": self.n_components, "chosen_alpha": self.chosen_alpha}
+        return {"class": type(self).__name__, **self.settings.as_dict(),
+                "chosen_alpha": self.chosen_alpha}
 
     def save(self, directory: Path) -> None:
         """``linear.npz`` (scaler, PCA, coefficients) and ``config.json``."""

@@ -7,8 +7,9 @@ import numpy as np
 
 from stflow.data.dataset import Slide
 from stflow.data.graph import knn_graph
-from stflow.errors import StflowError, input_error
+from stflow.errors import input_error
 from stflow.models.baselines.ridge import PCARidge
+from stflow.models.baselines.settings import SpatialRidgeSettings
 
 
 def neighbour_indices(slide: Slide, k: int) -> np.ndarray:
@@ -32,20 +33,12 @@ class SpatialRidge(PCARidge):
 
     name = "spatial_ridge"
 
-    def __init__(self, seed: int = 0, k: int = 8, alpha: str | float = "validation",
-                 n_components: int = 256) -> None:
-        super().__init__(seed=seed, alpha=alpha, n_components=n_components)
-        if int(k) < 1:
-            raise StflowError(f"SpatialRidge: k={k}. Fix: use k >= 1 neighbours")
-        self.k = int(k)
+    settings_class = SpatialRidgeSettings
 
     def _features(self, slide: Slide) -> np.ndarray:
         x = np.asarray(slide.features, dtype=np.float64)
-        neighbors = neighbour_indices(slide, self.k)
+        neighbors = neighbour_indices(slide, self.settings.k)
         if neighbors.size and (neighbors.min() < 0 or neighbors.max() >= len(x)):
             raise input_error(f"sample {slide.sample}", "neighbour indices out of range",
                               "re-run the graph stage for this sample")
         return np.hstack([x, x[neighbors].mean(axis=1)])
-
-    def _config(self) -> dict:
-        return {**super()._config(), "k": self.k}

@@ -12,7 +12,7 @@ import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -43,15 +43,16 @@ STANDARDISE_ROWS = 65536  # spots standardised at a time when no chunk size is g
 class STFlowEstimator(Capabilities):
     """Flow matching with a ZINB (or other) prior and a frame-averaging (or EGNN) denoiser."""
 
-    SETTINGS = STFlowSettings  # its parameters, for the registry
+    settings_class: ClassVar[type[STFlowSettings]] = STFlowSettings
     reports_epochs = True  # fit(..., on_epoch=) as each epoch ends
     fits_on_validation = False  # selects its checkpoint there
     refits = True  # refit_params: the best epoch as a fixed budget
     draws = True  # flow samples: distinct_samples, sample_moments
 
     def __init__(self, seed: int = 0, device: str = "auto", **params: Any) -> None:
-        """``params``: fields of :class:`STFlowSettings` (the registry checks the names)."""
-        self.config = STFlowSettings(seed=seed, **params)
+        """``params``: fields of :class:`STFlowSettings`, which checks them; ``device`` is
+        where to run, not a setting."""
+        self.settings = self.settings_class(seed=seed, **params)
         self.device = resolve_device(device)
         self.model: torch.nn.Module | None = None  # the first network of the ensemble
         self.members: list[torch.nn.Module] = []  # all of them (``ensemble`` seeds)
@@ -67,7 +68,7 @@ class STFlowEstimator(Capabilities):
         self.gates: list[np.ndarray | None] = []  # per member, (G,) share of its correction
 
     def _build(self) -> torch.nn.Module:
-        c = self.config
+        c = self.settings
         width = self.in_dim if self.feature_basis is None else self.feature_basis.shape[1]
         network = build_denoiser(c.denoiser, width, self.n_genes, c.hidden, c.layers, c.heads,
                                  c.dropout, c.frame_averaging, c.spatial_skip)
@@ -83,7 +84,7 @@ class STFlowEstimator(Capabilities):
             if slide.features.shape[1] != dim:
                 raise input_error(where, f"features have {slide.features.shape[1]} dimensions, "
                                   f"expected {dim}", "embed every sample with the same encoder")
-            check_coords(slide.coords_um, self.config.k, where)
+            check_coords(slide.coords_um, self.settings.k, where)
             if need_targets:
                 if slide.targets is None:
                     raise input_error(where, "has no expression targets",
@@ -99,14 +100,14 @@ class STFlowEstimator(Capabilities):
         self.feature_mean = pooled.mean(0).astype(np.float32)
         self.feature_std = np.maximum(pooled.std(0), 1e-6).astype(np.float32)
         self.feature_basis = None
-        n_components = min(self.config.feature_pca, *pooled.shape)
+        n_components = min(self.settings.feature_pca, *pooled.shape)
         if n_components:
             scaled = (pooled - self.feature_mean) / self.feature_std
             _, singular, vt = np.linalg.svd(scaled, full_matrices=False)
             spread = np.maximum(singular[:n_components] / np.sqrt(len(scaled)), 1e-6)
             self.feature_basis = (vt[:n_components].T / spread).astype(np.float32)
         self.target_mean = self.target_std = None
-        if self.config.target_scaling == "standard":
+        if self.settings.target_scaling == "standard":
             targets = np.concatenate([s.targets for s in train]).astype(np.float64)
             self.target_mean = targets.mean(0).astype(np.float32)
             self.target_std = np.maximum(targets.std(0), 1e-3).astype(np.float32)
@@ -118,9 +119,9 @@ class STFlowEstimator(Capabilities):
         ``base_alpha`` in a refit), so the base never sees the test fold.
         """
         self.base = None
-        if self.config.residual_base == "spatial_ridge":
-            alpha = self.config.base_alpha
-            self.base = SpatialRidge(seed=self.config.seed, k=self.config.k,
+        if self.settings.residual_base == "spatial_ridge":
+            alpha = self.settings.base_alpha
+            self.base = SpatialRidge(seed=self.settings.seed, k=self.settings.k,
                                      alpha="validation" if alpha is None else alpha)
             self.base.fit(train, val)
 
@@ -185,24 +186,24 @@ class STFlowEstimator(Capabilities):
         self._fit_preprocessing(train)
         self._fit_base(train, val)
         counts = None
-        if self.config.prior == "zinb-fitted":
+        if self.settings.prior == "zinb-fitted":
             if any(s.counts is None for s in train):
                 raise input_error("prior zinb-fitted", "a training slide has no raw counts",
                                   "load the training slides with their counts")
             counts = np.concatenate([s.counts for s in train])
-        self.prior = make_prior(self.config.prior, self.config.mu, self.config.phi,
-                                self.config.pi, counts)
+        self.prior = make_prior(self.settings.prior, self.settings.mu, self.settings.phi,
+                                self.settings.pi, counts)
         if self.target_mean is not None:
             self.prior = self.prior.standardised(self.target_mean, self.target_std)
         train_arrays = [self._arrays(s) for s in train]
         val_arrays = [self._arrays(s) for s in val]
         self.members, self.gates, history = [], [], []
-        for member in range(self.config.ensemble):
-            seed = self.config.seed + member
-            config = dataclasses.replace(self.config, seed=seed)
+        for member in range(self.settings.ensemble):
+            seed = self.settings.seed + member
+            config = dataclasses.replace(self.settings, seed=seed)
             # one hold-out for every member, the base seed's, as calibration draws it: a
             # member holding out its own region would train on the calibration spots
-            member_train, member_val = validation_split(train_arrays, val_arrays, self.config)
+            member_train, member_val = validation_split(train_arrays, val_arrays, self.settings)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 network = self._build()
@@ -218,7 +219,7 @@ class STFlowEstimator(Capabilities):
     @property
     def params(self) -> dict[str, Any]:
         """The settings as a plain dict (what ``config.json`` saves as ``params``)."""
-        return self.config.as_dict()
+        return self.settings.as_dict()
 
     def refit_params(self, history: list[dict[str, float]]) -> dict[str, Any] | None:
         """Settings that retrain the selected model on train + validation without selecting:
@@ -237,12 +238,12 @@ class STFlowEstimator(Capabilities):
         if self.model is None:
             raise StflowError("STFlow predict: the model is not trained. Fix: call fit or load")
         self._check_slides(slides, need_targets=False)
-        generator = torch.Generator().manual_seed(self.config.seed)
+        generator = torch.Generator().manual_seed(self.settings.seed)
         predictions = []
         for slide in slides:
             arrays = self._arrays(slide)
             total = sum(predict_slide(network.to(self.device), self.prior, arrays,
-                                      self.n_genes, self.config, self.device, generator, gate)
+                                      self.n_genes, self.settings, self.device, generator, gate)
                         for network, gate in zip(self.members, self.gates, strict=True))
             predictions.append(self._to_output(total / len(self.members)))
         return predictions
@@ -251,7 +252,7 @@ class STFlowEstimator(Capabilities):
         """How many of ``n_samples`` draws can differ, and what they are (None: nothing, the
         prediction is deterministic): all of them with flow matching; one per network for
         the one-step model, which draws no noise."""
-        if self.config.flow_matching:
+        if self.settings.flow_matching:
             return n_samples, f"{n_samples} independent flow samples"
         networks = min(n_samples, len(self.members))
         if networks == 1:
@@ -295,12 +296,12 @@ class STFlowEstimator(Capabilities):
         if n_samples < 1:
             raise StflowError(f"n_samples={n_samples}. Fix: draw at least one sample")
         self._check_slides(slides, need_targets=False)
-        return torch.Generator().manual_seed(self.config.seed if seed is None else seed)
+        return torch.Generator().manual_seed(self.settings.seed if seed is None else seed)
 
     def _flow_samples(self, arrays: SlideArrays, n_samples: int, generator: torch.Generator
                       ) -> Iterator[np.ndarray]:
         """One slide's flow samples, one at a time; sample i from network i mod ensemble."""
-        single = dataclasses.replace(self.config, n_samples=1)
+        single = dataclasses.replace(self.settings, n_samples=1)
         members = [network.to(self.device) for network in self.members]
         for i in range(n_samples):
             yield self._to_output(predict_slide(members[i % len(members)], self.prior, arrays,
@@ -354,7 +355,7 @@ class STFlowEstimator(Capabilities):
             if name in state:
                 setattr(estimator, name, state[name].numpy())
         estimator.prior = Prior.from_state(state["prior"])
-        if estimator.config.residual_base != "none":
+        if estimator.settings.residual_base != "none":
             estimator.base = SpatialRidge.load(directory / "base")
         estimator.members = []
         try:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from stflow.errors import StflowError, check_finite, input_error
-from stflow.models.catalogue import PRIOR_NAMES
+from stflow.models.stflow.settings import PRIOR_NAMES
 
 _LOG_CLAMP = 20.0  # bounds of the unconstrained parameters, so all-zero genes stay finite
 

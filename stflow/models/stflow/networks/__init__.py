@@ -5,10 +5,10 @@ from __future__ import annotations
 from torch import nn
 
 from stflow.errors import StflowError
-from stflow.models.catalogue import DENOISERS
 from stflow.models.stflow.networks.egnn import EGNNDenoiser
 from stflow.models.stflow.networks.fa_transformer import STFlowDenoiser
 from stflow.models.stflow.networks.geometry import Geometry, prepare_geometry
+from stflow.models.stflow.settings import DENOISERS
 
 __all__ = ["DENOISERS", "EGNNDenoiser", "Geometry", "STFlowDenoiser", "build_denoiser",
            "prepare_geometry"]
