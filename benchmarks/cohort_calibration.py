@@ -84,7 +84,7 @@ def left_out_coverage(results: Path, model: str, samples: list[str]) -> float:
     coverage of their spots."""
     from stflow.data.loading import load_slides
     from stflow.intervals.calibration import apply_calibration, load_calibration
-    from stflow.models.catalogue import reads_graph
+    from stflow.models.model_specs import reads_graph
     from stflow.models.registry import load_estimator
 
     final = results / "models" / ENCODER / model / "final"

@@ -28,7 +28,7 @@ from stflow.models.stflow.estimator import STFlowEstimator
 from stflow.models.stflow.networks import build_denoiser, prepare_geometry
 from stflow.models.stflow.priors import make_prior
 from stflow.models.stflow.settings import STFlowSettings
-from stflow.models.stflow.trainer import SlideArrays, predict_slide
+from stflow.models.stflow.trainer import SlideArrays, predict_arrays
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from plain_denoiser import plain_sample  # noqa: E402
@@ -69,7 +69,7 @@ def bench_inference(args: argparse.Namespace, device: torch.device) -> dict[str,
     config = STFlowSettings(chunk_size=args.chunk)
     arrays = SlideArrays(slide.sample, slide.features, slide.coords_um)
     prior = make_prior("zinb")
-    sample_s, sampled = fastest(args.repeats, lambda: predict_slide(
+    sample_s, sampled = fastest(args.repeats, lambda: predict_arrays(
         model, prior, arrays, args.genes, config, device, torch.Generator().manual_seed(0)))
     result = {"spots": args.spots, "genes": args.genes, "dim": args.dim, "device": str(device),
               "threads": torch.get_num_threads(), "forward_s": round(forward_s, 4),

@@ -27,7 +27,7 @@ from stflow.crossval.inputs import read_fold
 from stflow.data.dataset import Slide
 from stflow.data.genes import hest_genes as hest_top_genes
 from stflow.data.loading import load_slides, read_genes
-from stflow.evaluation.metrics import fold_metrics
+from stflow.evaluation.hest_metric import fold_metrics
 from stflow.models.search import validation_score
 from stflow.training.fit import fit_or_search, refit_estimator
 

@@ -1,6 +1,6 @@
 """A plain implementation of STFlow's sampler, the yardstick of ``benchmarks/denoiser.py``.
 
-It computes what :func:`stflow.models.stflow.flow.sample` computes with the same weights,
+It computes what :func:`stflow.models.stflow.flow.draw` computes with the same weights,
 but with the published code's algorithmic choices instead of ours:
 
 - the kNN graph from a dense N×N distance matrix;
@@ -112,7 +112,7 @@ def plain_sample(model: STFlowDenoiser, features: torch.Tensor, coords_um: torch
                  length_scale_um: float = 100.0) -> torch.Tensor:
     """Algorithm 2 (S Euler steps from the prior) for one slide; returns the last Ŷ (N, G).
 
-    Draws the prior exactly as :func:`stflow.models.stflow.flow.sample` does, so the same
+    Draws the prior exactly as :func:`stflow.models.stflow.flow.draw` does, so the same
     generator seed gives the same sample.
     """
     coords = coords_um.to(torch.float64)

@@ -270,7 +270,7 @@ def part_sampling(work: Path, threads: int, n_samples: int, chunk: int, device: 
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    _, std = model.sample_moments(target, n_samples, chunk_spots=chunk, reuse_features=True)
+    _, std = model.draw_moments(target, n_samples, chunk_spots=chunk, reuse_features=True)
     seconds = time.perf_counter() - start
     return {"spots": len(coords), "n_samples": n_samples, "device": device,
             "seconds_timed": seconds, "spread_mean": float(std.mean()),

@@ -25,7 +25,7 @@ from stflow.data.dataset import Slide
 from stflow.data.simulator import simulate
 from stflow.data.simulator.oracle import gene_roles, oracle_slides
 from stflow.data.splits import patient_folds
-from stflow.evaluation.metrics import pearson_per_gene
+from stflow.evaluation.hest_metric import pearson_per_gene
 from stflow.models.search import validation_score
 from stflow.training.fit import fit_or_search
 

@@ -35,7 +35,7 @@ import numpy as np
 from stflow.data.loading import load_slides
 from stflow.deploy.predict_slide import DeployedModel, SlideOptions, predict_slide
 from stflow.deploy.uncertainty import match_spots, uncertainty_report
-from stflow.evaluation.metrics import mean_pearson
+from stflow.evaluation.hest_metric import mean_pearson
 from stflow.records.deployment import DEPLOY_FILE, describe_training, write_deployment
 
 log = logging.getLogger("slide_uncertainty")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from stflow import layout as L  # every path of results/{dataset}/ (stflow/layout.py)
 from stflow.layout import result
-from stflow.models.catalogue import reads_graph
+from stflow.models.model_specs import reads_graph
 from stflow.study import Study, fold_members
 
 # Rules run the library through workflow/scripts/<rule>.py (`script:`), which puts this

@@ -9,7 +9,7 @@ def feature_stores(wc):
 
 
 def graph_files(wc):
-    """Every sample's graph, for the models that read it (stflow.models.catalogue)."""
+    """Every sample's graph, for the models that read it (stflow.models.model_specs)."""
     if not reads_graph(wc.model):
         return []
     return STUDY.sample_files(wc.dataset, L.GRAPH)

@@ -3,7 +3,7 @@ biomarkers and the her2st sections the download knows.
 
 The rules, the library, config/schema.yaml (its encoder names put in by stflow.schema) and
 the tests all read these, so no fact is restated and kept in sync by hand. Model facts
-live beside the models (:mod:`stflow.models.catalogue`). Standard library only: the Snakefile
+live beside the models (:mod:`stflow.models.model_specs`). Standard library only: the Snakefile
 imports this while Snakemake parses it.
 """
 
@@ -65,7 +65,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class EncoderFacts:
     """One encoder as data: what the schema, ``stflow encoders`` and the registry read.
 
-    ``builder`` names how stflow.data.encoders.registry builds it (``efficientnet_lite0``,
+    ``builder`` names how stflow.data.encoders.builders builds it (``efficientnet_lite0``,
     ``ciga``: their own code; ``timm``: architecture ``arch`` with ``arch_kwargs``, weights
     from hub ``repo``, ``head`` wrapping the network); the registry maps builder kinds to
     functions and names no encoder.

@@ -46,7 +46,7 @@ def spelled(text: str, kind: type) -> Any:
     """``text`` as the bool, int, float or None (``kind``) it spells, else ValueError.
 
     The one reading of a string-typed setting, for the schema's scalar types here and for
-    the models' parameters (``stflow.models.catalogue.coerce``).
+    the models' parameters (``stflow.models.model_specs.coerce``).
     """
     lowered = text.strip().lower()
     if kind is bool:

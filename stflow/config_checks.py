@@ -28,11 +28,11 @@ from jsonschema.exceptions import ValidationError
 from stflow.catalogue import HER2ST_CHECKSUMS, SOURCE_FACTS, SourceFacts
 from stflow.catalogue import her2st_sections as catalogue_sections
 from stflow.config import Problem
-from stflow.data.sheet import dataset_problems
+from stflow.data.sample_sheet import dataset_problems
 from stflow.data.sheet_table import SheetError
 from stflow.data.slide_sheet import PLAIN_IMAGES, read_slide_sheet
 from stflow.layout import COHORT
-from stflow.models.catalogue import MODELS
+from stflow.models.model_specs import MODELS
 from stflow.models.param_checks import model_param_problems, space_problems, trials_problems
 
 SCHEMA_FILE = "config/schema.yaml"

@@ -1,7 +1,7 @@
 """The per-gene Pearson metric at the bottom of the library, below the models and evaluation.
 
 The models score their validation split with it (early stopping, search) and evaluation
-scores the test folds with it (:mod:`stflow.evaluation.metrics`), so both read one definition.
+scores the test folds with it (:mod:`stflow.evaluation.hest_metric`), so both read one definition.
 A gene that is constant in the truth has no correlation (NaN, left out of a mean); a gene
 whose *prediction* is constant scores r = 0.
 """

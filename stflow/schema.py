@@ -2,7 +2,7 @@
 defaults the catalogues define filled in.
 
 The schema file does not restate what the code already defines once: the model names
-(:data:`stflow.models.catalogue.MODELS`), the encoder names (:data:`stflow.catalogue.ENCODERS`
+(:data:`stflow.models.model_specs.MODELS`), the encoder names (:data:`stflow.catalogue.ENCODERS`
 and ``timm:<name>``) and the patch defaults (:data:`stflow.choices.PATCH_DEFAULTS`) are put in
 here, where the Snakefile and the tests read the schema, so adding a model or an encoder, or
 changing a default, is one edit.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from stflow.catalogue import ENCODERS, TIMM_PREFIX
 from stflow.choices import PATCH_DEFAULTS
-from stflow.models.catalogue import MODELS
+from stflow.models.model_specs import MODELS
 
 TIMM_NAME = "[A-Za-z0-9_.-]+"  # what may follow TIMM_PREFIX in an encoder name
 

@@ -36,10 +36,10 @@ from stflow.config_checks import (
     run_seeds,
     stop_on,
 )
-from stflow.data.sheet import sheet_patients, sheet_row, sheet_samples
+from stflow.data.sample_sheet import sheet_patients, sheet_row, sheet_samples
 from stflow.data.slide_sheet import SlideRow, read_slide_sheet
 from stflow.layout import result
-from stflow.models.catalogue import reads_graph
+from stflow.models.model_specs import reads_graph
 
 
 def synthetic_samples(patients: int, sections: int) -> list[str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from stflow.data.dataset import Slide
-from stflow.data.encoders.registry import load_encoder
+from stflow.data.encoders.builders import load_encoder
 from stflow.intervals.calibration import calibrate, save_calibration
 from stflow.models.registry import build_estimator, save_estimator
 from stflow.records.deployment import Deployment, write_deployment

@@ -9,7 +9,7 @@ from stflow.data.dataset import Slide
 from stflow.data.graph import knn_graph
 from stflow.data.holdout import holdout_masks
 from stflow.errors import StflowError
-from stflow.evaluation.metrics import mean_pearson
+from stflow.evaluation.hest_metric import mean_pearson
 from stflow.models.baselines.arrays import train_val_arrays
 from stflow.models.baselines.forest import RandomForest
 from stflow.models.baselines.mlp import MLPRegressor

@@ -15,7 +15,7 @@ from stflow.evaluation.bootstrap import (
     fold_resamples,
     percentile_interval,
 )
-from stflow.evaluation.metrics import fold_metrics
+from stflow.evaluation.hest_metric import fold_metrics
 
 PITCH_UM = 200.0  # legacy ST: spots 200 µm apart, as in her2st
 GENES = 12

@@ -13,8 +13,8 @@ import yaml
 from light_imports import top_level_modules_after
 
 from stflow import catalogue as facts
-from stflow.models.baselines.settings import ALPHA_RULES
-from stflow.models.catalogue import GRAPH_MODELS, MODELS, parameters, reads_graph
+from stflow.models.baselines.baseline_settings import ALPHA_RULES
+from stflow.models.model_specs import GRAPH_MODELS, MODELS, parameters, reads_graph
 from stflow.models.parameters import Param, check_value, coerce
 from stflow.models.registry import build_estimator
 from stflow.schema import load_schema
@@ -82,7 +82,7 @@ def test_stflow_models_shows_each_parameter_as_declared_and_the_values_an_entry_
 
 
 def test_settings_refuse_a_value_their_declaration_does_not_allow():
-    from stflow.models.baselines.settings import RandomForestSettings
+    from stflow.models.baselines.baseline_settings import RandomForestSettings
     from stflow.models.stflow.settings import STFlowSettings
 
     with pytest.raises(ValueError, match=r"dropout=1.0: 1.0 is >= 1. Fix: use a number"):
@@ -156,5 +156,5 @@ def test_the_her2st_sections_are_the_count_tables_of_the_checksum_list(tmp_path)
 
 
 def test_the_catalogues_import_only_the_standard_library():
-    loaded = top_level_modules_after("import stflow.catalogue, stflow.models.catalogue")
+    loaded = top_level_modules_after("import stflow.catalogue, stflow.models.model_specs")
     assert loaded - set(sys.stdlib_module_names) == {"stflow"}

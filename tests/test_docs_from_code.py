@@ -53,7 +53,7 @@ def documented_floors() -> list[set[str]]:
 
 
 def unit_of(module: str) -> str:
-    """``stflow.data.sheet`` -> ``data/``, ``stflow.study`` -> ``study.py``."""
+    """``stflow.data.sample_sheet`` -> ``data/``, ``stflow.study`` -> ``study.py``."""
     parts = module.split(".")
     if (PACKAGE / parts[1]).is_dir():
         return parts[1] + "/"

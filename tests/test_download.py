@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stflow.data.sources import download as dl
+from stflow.data.sources import fetch as dl
 from stflow.errors import StflowError
 
 

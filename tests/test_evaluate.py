@@ -20,7 +20,7 @@ from stflow.cli.evaluation import register
 from stflow.errors import StflowError
 from stflow.evaluation.bootstrap import bca_interval
 from stflow.evaluation.fold_scores import evaluate_fold, evaluate_predictions
-from stflow.evaluation.metrics import fold_metrics, mean_pearson, pearson_per_gene
+from stflow.evaluation.hest_metric import fold_metrics, mean_pearson, pearson_per_gene
 from stflow.evaluation.summary import aggregate, summary_markdown
 
 

@@ -13,10 +13,10 @@ from grid_slides import grid_slide
 from stflow.data.dataset import Slide
 from stflow.device import resolve_device
 from stflow.errors import StflowError
-from stflow.evaluation.metrics import mean_pearson
+from stflow.evaluation.hest_metric import mean_pearson
 from stflow.models.registry import build_estimator
 from stflow.models.stflow.estimator import STFlowEstimator
-from stflow.models.stflow.flow import flow_matching_loss, masked_mse, sample
+from stflow.models.stflow.flow import draw, flow_matching_loss, masked_mse
 from stflow.models.stflow.networks.geometry import prepare_geometry
 from stflow.models.stflow.priors import make_prior
 from stflow.models.stflow.settings import STFlowSettings
@@ -52,9 +52,9 @@ def test_sampler_follows_algorithm_2():
     y_hat = torch.full((1, 12, 3), 2.0)
     stub = Recorder(y_hat)
     prior = make_prior("gaussian")
-    out = sample(stub, torch.zeros(1, 12, 4), _geometry(), prior, 3, steps=5,
+    out = draw(stub, torch.zeros(1, 12, 4), _geometry(), prior, 3, steps=5,
                  generator=torch.Generator().manual_seed(3))
-    y0 = prior.sample(12, 3, torch.Generator().manual_seed(3)).reshape(1, 12, 3)
+    y0 = prior.draw(12, 3, torch.Generator().manual_seed(3)).reshape(1, 12, 3)
     assert [round(float(t), 6) for _, t in stub.calls] == [0.0, 0.2, 0.4, 0.6, 0.8]
     for y_t, t in stub.calls:  # Euler steps toward a fixed Ŷ trace the straight path
         assert torch.allclose(y_t, (1 - t) * y0 + t * y_hat, atol=1e-5)
@@ -63,7 +63,7 @@ def test_sampler_follows_algorithm_2():
 
 def test_sampler_without_flow_matching_is_one_step_from_zero():
     stub = Recorder(torch.ones(1, 12, 3))
-    sample(stub, torch.zeros(1, 12, 4), _geometry(), make_prior("zinb"), 3,
+    draw(stub, torch.zeros(1, 12, 4), _geometry(), make_prior("zinb"), 3,
            flow_matching=False)
     (y_t, t), = stub.calls
     assert torch.count_nonzero(y_t) == 0 and float(t) == 0.0
@@ -77,7 +77,7 @@ def test_training_loss_interpolates_prior_and_truth_and_masks_padding():
     loss = flow_matching_loss(stub, torch.zeros(2, 12, 4), targets, geometry, prior,
                               torch.Generator().manual_seed(5))
     gen = torch.Generator().manual_seed(5)
-    y0 = prior.sample(24, 3, gen).reshape(2, 12, 3)
+    y0 = prior.draw(24, 3, gen).reshape(2, 12, 3)
     t = torch.rand(2, generator=gen)
     y_t, t_seen = stub.calls[0]
     assert torch.equal(t_seen, t)

@@ -107,7 +107,7 @@ def sheets(draw: st.DrawFn) -> bytes:
 @FUZZ
 @given(sheets())
 def test_a_fuzzed_sample_sheet_reads_or_is_refused(sheet):
-    from stflow.data.sheet import read_sheet
+    from stflow.data.sample_sheet import read_sheet
     from stflow.data.sheet_table import NAME
 
     with folder() as base:

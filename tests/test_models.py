@@ -3,7 +3,7 @@
 import pytest
 
 from stflow.errors import StflowError
-from stflow.models.baselines.settings import PCARidgeSettings
+from stflow.models.baselines.baseline_settings import PCARidgeSettings
 from stflow.models.registry import MODELS, build_estimator
 
 
@@ -48,8 +48,8 @@ def test_every_registered_model_declares_its_capabilities_in_its_own_classes():
             assert any(capability in vars(c) for c in own), (name, capability)
         assert cls.reports_epochs == ("on_epoch" in inspect.signature(cls.fit).parameters), name
         assert cls.refits == hasattr(cls, "refit_params"), name
-        assert cls.draws == (hasattr(cls, "sample_moments")
-                             and hasattr(cls, "distinct_samples")), name
+        assert cls.draws == (hasattr(cls, "draw_moments")
+                             and hasattr(cls, "distinct_draws")), name
 
 
 def test_a_class_that_declares_no_capabilities_is_refused_by_name(monkeypatch):

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from stflow import catalogue, choices
-from stflow.models.catalogue import MODELS, parameters
+from stflow.models.model_specs import MODELS, parameters
 from stflow.schema import encoder_pattern, load_schema
 
 REPO = Path(__file__).resolve().parents[1]
@@ -191,7 +191,7 @@ def listing_sites(names: tuple[str, ...] | list[str]) -> list[str]:
 
 
 def test_one_place_lists_the_model_names():
-    assert listing_sites(list(MODELS)) == ["stflow/models/catalogue.py"]
+    assert listing_sites(list(MODELS)) == ["stflow/models/model_specs.py"]
 
 
 def test_one_place_lists_the_encoder_names():

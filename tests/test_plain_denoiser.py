@@ -20,7 +20,7 @@ from stflow.models.stflow.networks import build_denoiser, prepare_geometry
 from stflow.models.stflow.networks.base import gather_rows
 from stflow.models.stflow.priors import make_prior
 from stflow.models.stflow.settings import STFlowSettings
-from stflow.models.stflow.trainer import SlideArrays, predict_slide
+from stflow.models.stflow.trainer import SlideArrays, predict_arrays
 
 PLAIN = Path(__file__).resolve().parents[1] / "benchmarks" / "plain_denoiser.py"
 
@@ -48,7 +48,7 @@ def test_the_sampler_gives_the_plain_implementations_sample(plain, chunk_size):
     torch.manual_seed(1)
     model = build_denoiser("fa", slide.features.shape[1], genes).eval()
     prior = make_prior("zinb")
-    fast = predict_slide(model, prior, slide, genes, STFlowSettings(chunk_size=chunk_size),
+    fast = predict_arrays(model, prior, slide, genes, STFlowSettings(chunk_size=chunk_size),
                          torch.device("cpu"), torch.Generator().manual_seed(3))
     with torch.inference_mode():
         reference = plain.plain_sample(model, torch.from_numpy(slide.features),

@@ -49,22 +49,22 @@ def test_fit_zinb_recovers_simulated_parameters_and_survives_all_zero_genes():
 
 def test_named_priors_sample_log1p_values_of_the_requested_shape():
     gen = torch.Generator().manual_seed(0)
-    zinb = make_prior("zinb").sample(5000, 4, gen)
+    zinb = make_prior("zinb").draw(5000, 4, gen)
     assert zinb.shape == (5000, 4) and zinb.dtype == torch.float32
     counts = torch.expm1(zinb.double())
     assert torch.allclose(counts, counts.round(), atol=1e-4)  # log1p of integer counts
     assert (zinb == 0).float().mean() > 0.5  # π = 0.5 plus NB zeros
-    assert torch.count_nonzero(make_prior("zero").sample(10, 3, gen)) == 0
-    gauss = make_prior("gaussian").sample(20_000, 2, gen)
+    assert torch.count_nonzero(make_prior("zero").draw(10, 3, gen)) == 0
+    gauss = make_prior("gaussian").draw(20_000, 2, gen)
     assert abs(gauss.mean()) < 0.05 and abs(gauss.std() - 1) < 0.05
 
 
 def test_fitted_prior_needs_counts_and_matches_gene_count():
     counts = np.random.default_rng(0).poisson(2.0, size=(500, 3))
     prior = make_prior("zinb-fitted", train_counts=counts)
-    assert prior.sample(7, 3).shape == (7, 3)
+    assert prior.draw(7, 3).shape == (7, 3)
     with pytest.raises(StflowError, match="same target genes"):
-        prior.sample(7, 5)
+        prior.draw(7, 5)
     with pytest.raises(StflowError, match="no training counts"):
         make_prior("zinb-fitted")
     with pytest.raises(StflowError, match="unknown prior"):
@@ -75,8 +75,8 @@ def test_a_standardised_prior_draws_in_the_targets_units():
     prior = make_prior("zinb", mu=0.4, phi=2.0, pi=0.5)
     shift, scale = np.array([0.5, 1.0, 2.0]), np.array([2.0, 0.5, 1.0])
     scaled = prior.standardised(shift, scale)
-    raw = prior.sample(200, 3, torch.Generator().manual_seed(0))
-    drawn = scaled.sample(200, 3, torch.Generator().manual_seed(0))
+    raw = prior.draw(200, 3, torch.Generator().manual_seed(0))
+    drawn = scaled.draw(200, 3, torch.Generator().manual_seed(0))
     assert torch.allclose(drawn, (raw - torch.tensor(shift).float()) / torch.tensor(scale).float())
     restored = Prior.from_state(scaled.state())
-    assert torch.equal(restored.sample(200, 3, torch.Generator().manual_seed(0)), drawn)
+    assert torch.equal(restored.draw(200, 3, torch.Generator().manual_seed(0)), drawn)

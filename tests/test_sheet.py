@@ -15,7 +15,7 @@ from spaceranger_layout import build_section, write_sheet
 from test_download import run_cli
 from test_sources_visium import make_outs
 
-from stflow.data.sheet import dataset_problems, read_sheet, sheet_patients, sheet_samples
+from stflow.data.sample_sheet import dataset_problems, read_sheet, sheet_patients, sheet_samples
 from stflow.data.sources import get_source, her2st, write_st
 from stflow.data.sources import sheet as sheet_source
 from stflow.errors import StflowError
@@ -139,7 +139,7 @@ def test_the_sheet_problems_are_listed_with_the_configs_own(data: Path) -> None:
 
 
 def test_the_sheet_module_imports_no_heavy_library() -> None:
-    loaded = top_level_modules_after("import stflow.data.sheet")
+    loaded = top_level_modules_after("import stflow.data.sample_sheet")
     assert not loaded & HEAVY, sorted(loaded & HEAVY)
 
 

@@ -141,7 +141,7 @@ def test_a_one_step_model_reports_no_spread_and_its_ensemble_the_networks_disagr
                                                {**FAST_STFLOW, "ensemble": members}),
                               SlideOptions(device="cpu"))
         slide = grid_slide("new", model.deployment.feature_dim, np.random.default_rng(3))
-        mean, std, meaning = model.sample(slide, 8, seed=0)
+        mean, std, meaning = model.draw(slide, 8, seed=0)
         assert np.isfinite(mean).all() and (std > 0).any() == spread
         assert ("3 one-step networks" in meaning) if spread else meaning.startswith("none")
 
@@ -294,7 +294,7 @@ def test_a_failure_while_sampling_leaves_nothing_that_looks_finished(model_dir, 
     def boom(self, *args, **kwargs):
         raise StflowError("sampling failed")
 
-    monkeypatch.setattr(DeployedModel, "sample", boom)
+    monkeypatch.setattr(DeployedModel, "draw", boom)
     out = tmp_path / "out"
     with pytest.raises(StflowError, match="sampling failed"):
         predict_slides([aperio_slide()], model_dir, out_dir=out,

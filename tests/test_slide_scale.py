@@ -19,7 +19,7 @@ from slides import aperio_slide
 import stflow.deploy.predict_slide as predict_module
 from stflow.choices import DEFAULT_MAX_SPOTS
 from stflow.cli import build_parser, main
-from stflow.data.encoders.registry import load_encoder
+from stflow.data.encoders.builders import load_encoder
 from stflow.deploy.predict_slide import DeployedModel, SlideOptions, predict_slides
 from stflow.deploy.slide_maps import spot_raster
 from stflow.deploy.spot_budget import lattice_estimate
@@ -91,7 +91,7 @@ def test_streamed_sample_moments_equal_the_stacked_samples_in_any_chunk_size():
     model.fit(slides[:1], slides[:1])
     samples = model.sample_predictions(slides[1:], 4, seed=3)[0]
     for chunk in (None, 10):
-        mean, std = model.sample_moments(slides[1], 4, seed=3, chunk_spots=chunk)
+        mean, std = model.draw_moments(slides[1], 4, seed=3, chunk_spots=chunk)
         np.testing.assert_allclose(mean, samples.mean(0), rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(std, samples.std(0, ddof=1), rtol=1e-4, atol=1e-5)
 
@@ -277,9 +277,9 @@ def test_features_standardised_in_place_give_the_same_moments():
                                        "device": "cpu", "k": 4})
     model.fit([slide], [slide])
     raw = slide.features.copy()
-    expected = model.sample_moments(slide, 3, seed=1)
+    expected = model.draw_moments(slide, 3, seed=1)
     np.testing.assert_array_equal(slide.features, raw)  # left alone unless given up
-    got = model.sample_moments(slide, 3, seed=1, reuse_features=True)
+    got = model.draw_moments(slide, 3, seed=1, reuse_features=True)
     for a, b in zip(got, expected, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
     assert not np.array_equal(slide.features, raw)  # standardised where they were

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from workflow_fixtures import REPO, TINY
 
-from stflow.config import Problem as ConfigProblem
+from stflow.config import Problem
 from stflow.config_checks import slide_sheet_problems, with_defaults
 from stflow.data.sheet_table import SheetError
 from stflow.data.slide_sheet import read_slide_sheet
@@ -75,7 +75,7 @@ def test_the_config_check_lists_the_sheets_problems_and_slides_named_twice(image
     assert [p.key for p in slide_sheet_problems(config)] == ["predict.slides"]
     bad = write(images / "bad.tsv", "slide\timage", "A1\tb.png")
     problems = slide_sheet_problems({"predict": {"sheet": str(bad), "slides": {}}})
-    assert len(problems) == 1 and isinstance(problems[0], ConfigProblem)
+    assert len(problems) == 1 and isinstance(problems[0], Problem)
     assert "line 2 (slide A1), column um_per_px" in str(problems[0])
 
 

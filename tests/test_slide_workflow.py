@@ -15,7 +15,7 @@ from workflow_fixtures import SAMPLES, SEEDS
 
 from stflow.deploy.predict_slide import DeployedModel, SlideOptions, predict_slide
 from stflow.deploy.uncertainty import match_spots
-from stflow.evaluation.metrics import mean_pearson
+from stflow.evaluation.hest_metric import mean_pearson
 
 matplotlib.use("Agg")
 ENCODER = "efficientnet_lite0"

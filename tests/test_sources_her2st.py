@@ -13,7 +13,7 @@ import pytest
 import scipy.sparse as sp
 
 from stflow.data.sources import get_source, her2st, write_samples_tsv, write_st
-from stflow.data.sources.download import MANIFEST, read_checksums
+from stflow.data.sources.fetch import MANIFEST, read_checksums
 from stflow.errors import StflowError
 
 # Spots per section once positions without counts are dropped (rows of the count tables).

@@ -15,7 +15,7 @@ from test_download import run_cli
 from test_sources_visium import make_outs
 from visium_hd_layout import GENES, ORIGIN_PX, UM_PER_PX, bin_counts, make_hd
 
-from stflow.data.sheet import default_bin_um, read_sheet
+from stflow.data.sample_sheet import default_bin_um, read_sheet
 from stflow.data.sources.spaceranger import read_hd
 from stflow.errors import StflowError
 

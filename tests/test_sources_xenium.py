@@ -27,7 +27,7 @@ from xenium_layout import (
     write_alignment,
 )
 
-from stflow.data.sheet import read_sheet
+from stflow.data.sample_sheet import read_sheet
 from stflow.data.sources import xenium_bins
 from stflow.data.sources.xenium import MIN_QV, read_xenium
 from stflow.data.sources.xenium_bins import BinCounter

@@ -13,7 +13,7 @@ import pytest
 
 from stflow.data.simulator import simulate
 from stflow.data.simulator.oracle import gene_roles, oracle_slides
-from stflow.evaluation.metrics import mean_pearson, pearson_per_gene
+from stflow.evaluation.hest_metric import mean_pearson, pearson_per_gene
 from stflow.models.registry import build_estimator
 
 pytestmark = pytest.mark.slow  # trains STFlow to convergence: minutes on 2 cores

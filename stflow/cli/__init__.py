@@ -22,7 +22,7 @@ import logging
 import sys
 
 from stflow import __version__
-from stflow.cli.common import Commands
+from stflow.cli.options import Commands
 from stflow.errors import StflowError
 
 COMMAND_MODULES = [
@@ -31,8 +31,8 @@ COMMAND_MODULES = [
     "stflow.cli.models",      # models, train, predict
     "stflow.cli.evaluation",  # evaluate, aggregate, coverage, tables, figures
     "stflow.cli.deploy",      # train-final, predict-slide
-    "stflow.cli.export",      # export-features, export-spatialdata
-    "stflow.cli.verify",      # verify
+    "stflow.cli.interop",      # export-features, export-spatialdata
+    "stflow.cli.integrity",      # verify
     "stflow.cli.view",        # view
 ]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stflow.cli.common import add_device, json_object
+from stflow.cli.options import add_device, json_object
 
 
 def _add_inputs(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +46,7 @@ def _run_predict(args: argparse.Namespace) -> None:
 
 
 def _run_models(args: argparse.Namespace) -> None:
-    from stflow.models.catalogue import describe, parameter_rows
+    from stflow.models.model_specs import describe, parameter_rows
 
     print(describe() if args.model is None else parameter_rows(args.model))
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from stflow.choices import HEST_REPO
 from stflow.data.sources import get_source
-from stflow.data.sources.download import write_manifest
+from stflow.data.sources.fetch import write_manifest
 
 log = logging.getLogger(__name__)
 

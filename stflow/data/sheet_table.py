@@ -35,7 +35,7 @@ class SheetKind:
 
 
 @dataclass(frozen=True)
-class Problem:
+class CellProblem:
     """One bad cell: where, what, and how to fix it."""
 
     line: int
@@ -56,7 +56,7 @@ class SheetError(StflowError):
     """A sheet that does not read, with every problem it has (the config check lists them
     beside the config's own)."""
 
-    def __init__(self, path: Path, problems: list[Problem], kind: SheetKind) -> None:
+    def __init__(self, path: Path, problems: list[CellProblem], kind: SheetKind) -> None:
         self.problems = problems
         listed = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"{path}: {len(problems)} problem(s) in the {kind.noun}:\n{listed}\n"
@@ -84,7 +84,7 @@ def _text(path: Path, kind: SheetKind) -> str:
     try:
         return path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise SheetError(path, [Problem(0, "", "-", f"{kind.noun} is not UTF-8 text (byte "
+        raise SheetError(path, [CellProblem(0, "", "-", f"{kind.noun} is not UTF-8 text (byte "
                                         f"{err.start} is {err.object[err.start:err.start + 1]!r})",
                                         "save it as UTF-8 tab-separated text")], kind) from None
 
@@ -94,14 +94,14 @@ def read_table(path: Path, kind: SheetKind
     """The header's line number, the header and (line number, row) pairs; blank lines and
     ``#`` comments skipped, quotes kept as they are (plain TSV)."""
     if not path.is_file():
-        raise SheetError(path, [Problem(0, "", "-", f"{kind.noun} does not exist"
+        raise SheetError(path, [CellProblem(0, "", "-", f"{kind.noun} does not exist"
                                         if not path.exists() else f"{kind.noun} is not a file",
                                         f"give {kind.config_key} as a TSV file (a relative "
                                         "path is read from the working directory)")], kind)
     lines = [(n, line) for n, line in enumerate(_text(path, kind).splitlines(), start=1)
              if line.strip() and not line.lstrip().startswith("#")]
     if not lines:
-        raise SheetError(path, [Problem(0, "", "-", f"{kind.noun} is empty",
+        raise SheetError(path, [CellProblem(0, "", "-", f"{kind.noun} is empty",
                                         f"write a header and rows: {kind.format}")], kind)
     reader = csv.reader((line for _, line in lines), delimiter="\t", quoting=csv.QUOTE_NONE)
     header = [h.strip() for h in next(reader)]
@@ -137,9 +137,9 @@ def name_problems(number: int, row: dict[str, str], kind: SheetKind, seen: dict[
     return out
 
 
-def duplicate_columns(line: int, header: list[str]) -> list[Problem]:
+def duplicate_columns(line: int, header: list[str]) -> list[CellProblem]:
     """A column named twice: which of the two cells is meant is unknowable."""
-    return [Problem(line, "", c, "column appears twice", "keep one")
+    return [CellProblem(line, "", c, "column appears twice", "keep one")
             for c in sorted({c for c in header if header.count(c) > 1})]
 
 

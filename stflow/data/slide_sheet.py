@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stflow.data.sheet_table import (
-    Problem,
+    CellProblem,
     SheetError,
     SheetKind,
     cell_path,
@@ -68,8 +68,8 @@ def _key(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
-def _header_problems(line: int, header: list[str]) -> list[Problem]:
-    problems = [Problem(line, "", c, "column is missing", f"add it: {SLIDE_SHEET.format}",
+def _header_problems(line: int, header: list[str]) -> list[CellProblem]:
+    problems = [CellProblem(line, "", c, "column is missing", f"add it: {SLIDE_SHEET.format}",
                         "slide") for c in REQUIRED if c not in header]
     built_in = {_key(c): c for c in COLUMNS} | {alias: "um_per_px" for alias in SCALE_ALIASES}
     for column in header:
@@ -77,27 +77,27 @@ def _header_problems(line: int, header: list[str]) -> list[Problem]:
             continue
         if _key(column) in built_in:
             meant = built_in[_key(column)]
-            problems.append(Problem(line, "", column, f"looks like the built-in column {meant}, "
+            problems.append(CellProblem(line, "", column, f"looks like the built-in column {meant}, "
                                     "which the sheet reads only under that exact name",
                                     f"rename it {meant}, or give it another name to keep it "
                                     "as metadata", "slide"))
         elif _key(column) in {_key(c) for c in COMPUTED}:
-            problems.append(Problem(line, "", column, "is named like a column the cohort "
+            problems.append(CellProblem(line, "", column, "is named like a column the cohort "
                                     f"table computes ({', '.join(COMPUTED)})",
                                     "rename it (e.g. prefix it with the study's name)", "slide"))
-    return problems + [Problem(p.line, p.name, p.column, p.problem, p.fix, "slide")
+    return problems + [CellProblem(p.line, p.name, p.column, p.problem, p.fix, "slide")
                        for p in duplicate_columns(line, header)]
 
 
 def _row_problems(number: int, row: dict[str, str], base: Path,
-                  seen: dict[str, int]) -> list[Problem]:
+                  seen: dict[str, int]) -> list[CellProblem]:
     """Every problem of one row (the slides met so far in ``seen``)."""
     name, found = row.get("slide", ""), name_problems(number, row, SLIDE_SHEET, seen)
     if name == COHORT:
         found.append(("slide", f"{name!r} is the cohort table's own name (slides/{name}.h5ad)",
                       "rename the slide"))
     found += _image_problems(row, base)
-    return [Problem(number, name, column, problem, fix, "slide")
+    return [CellProblem(number, name, column, problem, fix, "slide")
             for column, problem, fix in found]
 
 
@@ -132,7 +132,7 @@ def _read(path: Path) -> list[SlideRow]:
     line, header, rows = read_table(path, SLIDE_SHEET)
     problems = _header_problems(line, header)
     if not problems and not rows:
-        problems.append(Problem(line + 1, "", "-", "no slide rows", "add one row per slide",
+        problems.append(CellProblem(line + 1, "", "-", "no slide rows", "add one row per slide",
                                 "slide"))
     seen: dict[str, int] = {}
     if not any(p.column in REQUIRED for p in problems):

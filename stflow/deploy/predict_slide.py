@@ -145,21 +145,21 @@ class DeployedModel:
                 "graph_k": dep.graph_k, "training_pitch_um": dep.pitch_um,
                 "training_layout": dep.layout, "stflow_version": __version__}
 
-    def sample(self, slide: Slide, n_samples: int, seed: int, chunk_spots: int | None = None,
+    def draw(self, slide: Slide, n_samples: int, seed: int, chunk_spots: int | None = None,
                reuse_features: bool = False) -> tuple[np.ndarray, np.ndarray, str]:
         """(mean, std, what the spread means) of the model's predictions for one slide; the
         spread is the samples' own, not a calibrated uncertainty. An estimator that
         ``draws`` keeps one sample at a time, not all of them, and with ``reuse_features``
         may overwrite the slide's features."""
         genes = len(self.deployment.genes)
-        n_draws, draws = (self.estimator.distinct_samples(n_samples) if self.estimator.draws
+        n_draws, draws = (self.estimator.distinct_draws(n_samples) if self.estimator.draws
                           else (1, None))
         if draws is None:
             mean = np.asarray(self.estimator.predict([slide])[0], dtype=np.float32)
             std = np.zeros_like(mean)
             meaning = f"none: {self.deployment.model} is deterministic, so sample_std is 0"
         else:
-            mean, std = self.estimator.sample_moments(slide, n_draws, seed=seed,
+            mean, std = self.estimator.draw_moments(slide, n_draws, seed=seed,
                                                       chunk_spots=chunk_spots,
                                                       reuse_features=reuse_features)
             meaning = (f"standard deviation (ddof=1) of {draws}; uncalibrated (see "
@@ -310,7 +310,7 @@ def predict_slide(slide_path: str | Path, model: DeployedModel, out_dir: str | P
         scores = None if model.calibration is None else shift_scores(
             model.calibration, found.features, options.chunk_spots)
     with clock("sampling"):
-        mean, std, meaning = model.sample(
+        mean, std, meaning = model.draw(
             Slide(sample=name, features=found.features, coords_um=found.coords_um,
                   barcodes=np.asarray(found.names), neighbors=neighbors),
             options.n_samples, options.seed, chunk_spots=options.chunk_spots,

@@ -5,7 +5,7 @@ one by one would give too narrow an interval. Each test slide is therefore cut i
 blocks of ``block_um`` microns (default: 4 × the slide's median nearest-neighbour spot
 distance), and a replicate draws, from every test slide separately, as many blocks as the
 slide has, with replacement. The drawn spots of all test slides are pooled and scored as
-:func:`~stflow.evaluation.metrics.fold_metrics` scores the fold: Pearson per gene over the
+:func:`~stflow.evaluation.hest_metric.fold_metrics` scores the fold: Pearson per gene over the
 pooled spots, mean over the genes that vary in the whole fold. A gene that varies in the
 fold but happens to be constant in a replicate's spots (a gene expressed in one region whose
 blocks were not drawn) counts as r = 0 there, as a constant prediction does: the replicate is

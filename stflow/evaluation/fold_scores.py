@@ -1,5 +1,5 @@
 """The evaluate stage: one fold's prediction files scored with the HEST metric
-(:mod:`stflow.evaluation.metrics`), with the fold's split scheme recorded and the score of
+(:mod:`stflow.evaluation.hest_metric`), with the fold's split scheme recorded and the score of
 every spatial block bootstrap replicate and jackknife resample, at the block side and at 2×
 and 8× it (:mod:`stflow.evaluation.bootstrap`), and the gene scope the predictions carry
 (how their genes were chosen, :data:`stflow.data.genes.GENE_SCOPES`). The biomarkers a
@@ -24,7 +24,7 @@ from stflow.evaluation.bootstrap import (
     bca_interval,
     fold_bootstrap,
 )
-from stflow.evaluation.metrics import fold_metrics, pearson_per_gene
+from stflow.evaluation.hest_metric import fold_metrics, pearson_per_gene
 from stflow.provenance import dense
 
 log = logging.getLogger(__name__)

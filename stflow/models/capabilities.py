@@ -29,5 +29,5 @@ class Capabilities:
     train + validation (``refit: true``)."""
 
     draws: ClassVar[bool] = False
-    """Its prediction is the mean of random draws: ``distinct_samples(n)`` says how many of
-    ``n`` can differ, ``sample_moments(slide, n, ...)`` gives their mean and spread."""
+    """Its prediction is the mean of random draws: ``distinct_draws(n)`` says how many of
+    ``n`` can differ, ``draw_moments(slide, n, ...)`` gives their mean and spread."""

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from stflow.config import Problem
-from stflow.models.catalogue import MODELS, parameters
+from stflow.models.model_specs import MODELS, parameters
 from stflow.models.parameters import Param, check_value
 
 

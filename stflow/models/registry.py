@@ -4,7 +4,7 @@ STFlow, its ablations and the baselines all take lists of :class:`stflow.data.da
 and return one (N, G) log1p prediction per slide, so training, prediction and evaluation
 treat them alike. Adding a model is its estimator class, its settings dataclass (each
 parameter declared once, :mod:`stflow.models.parameters`) and one entry in
-:mod:`stflow.models.catalogue`, light enough for the workflow to check a config with.
+:mod:`stflow.models.model_specs`, light enough for the workflow to check a config with.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from stflow.atomic import read_json, write_json
 from stflow.data.dataset import Slide
 from stflow.errors import StflowError, input_error
 from stflow.models.capabilities import Capabilities
-from stflow.models.catalogue import MODELS, ModelSpec, parameters
+from stflow.models.model_specs import MODELS, ModelSpec, parameters
 from stflow.models.parameters import coerce
 
 __all__ = ["MODELS", "Estimator", "ModelSpec", "build_estimator", "check_params", "get_spec",

@@ -1,6 +1,6 @@
 """Patch encoders: a registry of frozen image models that turn patches into feature vectors."""
 
-from stflow.data.encoders.registry import (
+from stflow.data.encoders.builders import (
     ENCODERS,
     PRECISIONS,
     Encoder,

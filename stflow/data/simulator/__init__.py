@@ -32,7 +32,7 @@ from stflow.data.simulator.expression import (
     programme_size,
 )
 from stflow.data.simulator.image import Stain, render
-from stflow.data.simulator.tissue import DOMAINS, GRID_UM, Tissue, make_tissue
+from stflow.data.simulator.latent_tissue import DOMAINS, GRID_UM, Tissue, make_tissue
 from stflow.errors import input_error
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from stflow.data.simulator.tissue import DOMAINS, GRID_UM
+from stflow.data.simulator.latent_tissue import DOMAINS, GRID_UM
 
 MARKERS = {
     "tumour": ("ERBB2", "GATA3", "KRT19", "EPCAM", "GRB7"),

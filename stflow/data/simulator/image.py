@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from stflow.data.simulator.tissue import CELL_UM, DOMAINS, Tissue
+from stflow.data.simulator.latent_tissue import CELL_UM, DOMAINS, Tissue
 
 # Optical density of one unit of stain per RGB channel (Ruifrok & Johnston, scaled).
 HAEMATOXYLIN = np.array([0.65, 0.70, 0.29])

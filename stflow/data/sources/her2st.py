@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from stflow.data.sources.common import IngestedSample
-from stflow.data.sources.download import place_files, read_checksums
+from stflow.data.sources.fetch import place_files, read_checksums
+from stflow.data.sources.ingested import IngestedSample
 from stflow.data.sources.options import IngestOptions, refuse_known_facts
 from stflow.errors import input_error
 

@@ -1,5 +1,5 @@
 """The sheet source: a user's own sections, one row of a sample sheet each
-(:mod:`stflow.data.sheet` defines and validates the sheet).
+(:mod:`stflow.data.sample_sheet` defines and validates the sheet).
 
 Nothing is downloaded: :func:`download` validates the sheet and writes ``raw/sheet.tsv``,
 the same rows with absolute paths (a record of what the study read, checksummed in the
@@ -21,8 +21,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from stflow.atomic import atomic_output
-from stflow.data.sheet import SheetRow, read_sheet, sheet_row, sheet_samples, write_resolved
-from stflow.data.sources.common import IngestedSample
+from stflow.data.sample_sheet import SheetRow, read_sheet, sheet_row, sheet_samples, write_resolved
+from stflow.data.sources.ingested import IngestedSample
 from stflow.data.sources.options import IngestOptions
 from stflow.data.sources.spaceranger import read_hd, read_outs
 from stflow.data.sources.xenium import read_xenium

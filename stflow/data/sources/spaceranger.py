@@ -21,7 +21,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from stflow.data.sheet import (
+from stflow.data.sample_sheet import (
     FEATURE_SLICE,
     HD_SCALE_KEYS,
     MATRIX,
@@ -36,7 +36,7 @@ from stflow.data.sheet import (
     positions_file,
     spot_diameter_px,
 )
-from stflow.data.sources.common import OBS_COLUMNS, VAR_COLUMNS, IngestedSample
+from stflow.data.sources.ingested import OBS_COLUMNS, VAR_COLUMNS, IngestedSample
 from stflow.errors import input_error
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from stflow.data.sources import her2st
-from stflow.data.sources.common import IngestedSample
-from stflow.data.sources.download import CHECKSUMS, read_checksums, verify_file
+from stflow.data.sources.fetch import CHECKSUMS, read_checksums, verify_file
+from stflow.data.sources.ingested import IngestedSample
 from stflow.data.sources.options import IngestOptions, refuse_known_facts
 from stflow.errors import input_error
 

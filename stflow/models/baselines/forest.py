@@ -18,8 +18,8 @@ from stflow.models.baselines.arrays import (
     spot_targets,
     write_npz,
 )
+from stflow.models.baselines.baseline_settings import RandomForestSettings
 from stflow.models.baselines.projection import Projection
-from stflow.models.baselines.settings import RandomForestSettings
 from stflow.models.baselines.tree_arrays import (
     FOREST_KEYS,
     check_forest,

@@ -21,7 +21,7 @@ from stflow.models.baselines.arrays import (
     train_val_arrays,
     write_npz,
 )
-from stflow.models.baselines.settings import MLPSettings
+from stflow.models.baselines.baseline_settings import MLPSettings
 from stflow.models.capabilities import Capabilities
 
 

@@ -21,8 +21,8 @@ from stflow.models.baselines.arrays import (
     train_val_arrays,
     write_npz,
 )
+from stflow.models.baselines.baseline_settings import PCARidgeSettings, SpatialRidgeSettings
 from stflow.models.baselines.projection import Projection
-from stflow.models.baselines.settings import PCARidgeSettings, SpatialRidgeSettings
 from stflow.models.capabilities import Capabilities
 
 log = logging.getLogger(__name__)

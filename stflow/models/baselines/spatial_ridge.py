@@ -8,8 +8,8 @@ import numpy as np
 from stflow.data.dataset import Slide
 from stflow.data.graph import knn_graph
 from stflow.errors import input_error
+from stflow.models.baselines.baseline_settings import SpatialRidgeSettings
 from stflow.models.baselines.ridge import PCARidge
-from stflow.models.baselines.settings import SpatialRidgeSettings
 
 
 def neighbour_indices(slide: Slide, k: int) -> np.ndarray:

@@ -32,7 +32,7 @@ from stflow.models.stflow.settings import STFlowSettings
 from stflow.models.stflow.trainer import (
     SlideArrays,
     correction_gate,
-    predict_slide,
+    predict_arrays,
     train_denoiser,
     validation_split,
 )
@@ -47,7 +47,7 @@ class STFlowEstimator(Capabilities):
     reports_epochs = True  # fit(..., on_epoch=) as each epoch ends
     fits_on_validation = False  # selects its checkpoint there
     refits = True  # refit_params: the best epoch as a fixed budget
-    draws = True  # flow samples: distinct_samples, sample_moments
+    draws = True  # flow samples: distinct_draws, draw_moments
 
     def __init__(self, seed: int = 0, device: str = "auto", **params: Any) -> None:
         """``params``: fields of :class:`STFlowSettings`, which checks them; ``device`` is
@@ -242,13 +242,13 @@ class STFlowEstimator(Capabilities):
         predictions = []
         for slide in slides:
             arrays = self._arrays(slide)
-            total = sum(predict_slide(network.to(self.device), self.prior, arrays,
+            total = sum(predict_arrays(network.to(self.device), self.prior, arrays,
                                       self.n_genes, self.settings, self.device, generator, gate)
                         for network, gate in zip(self.members, self.gates, strict=True))
             predictions.append(self._to_output(total / len(self.members)))
         return predictions
 
-    def distinct_samples(self, n_samples: int) -> tuple[int, str | None]:
+    def distinct_draws(self, n_samples: int) -> tuple[int, str | None]:
         """How many of ``n_samples`` draws can differ, and what they are (None: nothing, the
         prediction is deterministic): all of them with flow matching; one per network for
         the one-step model, which draws no noise."""
@@ -272,7 +272,7 @@ class STFlowEstimator(Capabilities):
         return [np.stack(list(self._flow_samples(self._arrays(s), n_samples, generator)))
                 for s in slides]
 
-    def sample_moments(self, slide: Slide, n_samples: int, seed: int | None = None,
+    def draw_moments(self, slide: Slide, n_samples: int, seed: int | None = None,
                        chunk_spots: int | None = None, reuse_features: bool = False
                        ) -> tuple[np.ndarray, np.ndarray]:
         """(mean, std with ddof=1) over ``n_samples`` flow samples of one slide, as
@@ -304,7 +304,7 @@ class STFlowEstimator(Capabilities):
         single = dataclasses.replace(self.settings, n_samples=1)
         members = [network.to(self.device) for network in self.members]
         for i in range(n_samples):
-            yield self._to_output(predict_slide(members[i % len(members)], self.prior, arrays,
+            yield self._to_output(predict_arrays(members[i % len(members)], self.prior, arrays,
                                                 self.n_genes, single, self.device, generator,
                                                 self.gates[i % len(members)]))
 

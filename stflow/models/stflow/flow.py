@@ -27,7 +27,7 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> 
 def _prior_batch(prior: Prior, shape: torch.Size, generator: torch.Generator | None,
                  device: torch.device) -> torch.Tensor:
     batch, n_spots, n_genes = shape
-    return prior.sample(batch * n_spots, n_genes, generator, device).reshape(shape)
+    return prior.draw(batch * n_spots, n_genes, generator, device).reshape(shape)
 
 
 def flow_matching_loss(model: Denoiser, features: torch.Tensor, targets: torch.Tensor,
@@ -48,10 +48,10 @@ def flow_matching_loss(model: Denoiser, features: torch.Tensor, targets: torch.T
     return masked_mse(pred.float(), targets, geometry.mask)
 
 
-def sample(model: Denoiser, features: torch.Tensor, geometry: Geometry, prior: Prior,
-           n_genes: int, steps: int = 5, n_samples: int = 1,
-           generator: torch.Generator | None = None, flow_matching: bool = True,
-           chunk_size: int | None = None) -> torch.Tensor:
+def draw(model: Denoiser, features: torch.Tensor, geometry: Geometry, prior: Prior,
+         n_genes: int, steps: int = 5, n_samples: int = 1,
+         generator: torch.Generator | None = None, flow_matching: bool = True,
+         chunk_size: int | None = None) -> torch.Tensor:
     """Algorithm 2: S Euler steps from Y0; returns the last Ŷ, averaged over ``n_samples``."""
     batch, n_spots = features.shape[:2]
     shape = torch.Size((batch, n_spots, n_genes))

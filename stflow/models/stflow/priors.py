@@ -137,15 +137,15 @@ class Prior:
         return Prior(self.name, self.zinb, torch.as_tensor(shift, dtype=torch.float32),
                      torch.as_tensor(scale, dtype=torch.float32))
 
-    def sample(self, n_spots: int, n_genes: int, generator: torch.Generator | None = None,
-               device: torch.device | str = "cpu") -> torch.Tensor:
+    def draw(self, n_spots: int, n_genes: int, generator: torch.Generator | None = None,
+             device: torch.device | str = "cpu") -> torch.Tensor:
         """Draw on the CPU with ``generator`` (so results match across devices), then move."""
-        out = self._sample_log1p(n_spots, n_genes, generator)
+        out = self._draw_log1p(n_spots, n_genes, generator)
         if self.shift is not None:
             out = (out - self.shift) / self.scale
         return out.to(device)
 
-    def _sample_log1p(self, n_spots: int, n_genes: int, generator: torch.Generator | None
+    def _draw_log1p(self, n_spots: int, n_genes: int, generator: torch.Generator | None
                       ) -> torch.Tensor:
         shape = (n_spots, n_genes)
         if self.name == "zero":

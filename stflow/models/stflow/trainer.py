@@ -22,7 +22,7 @@ from stflow.data.graph import knn_graph
 from stflow.data.holdout import holdout_index, nearest_spots
 from stflow.metrics import mean_pearson
 from stflow.models.progress import EpochCallback
-from stflow.models.stflow.flow import flow_matching_loss, sample
+from stflow.models.stflow.flow import draw, flow_matching_loss
 from stflow.models.stflow.networks.geometry import Geometry, prepare_geometry
 from stflow.models.stflow.priors import Prior
 from stflow.models.stflow.settings import STFlowSettings
@@ -112,7 +112,7 @@ def autocast_for(device: torch.device) -> tuple[contextlib.AbstractContextManage
     return torch.autocast("cuda", dtype=dtype), dtype
 
 
-def predict_slide(model: torch.nn.Module, prior: Prior, slide: SlideArrays, n_genes: int,
+def predict_arrays(model: torch.nn.Module, prior: Prior, slide: SlideArrays, n_genes: int,
                   config: STFlowSettings, device: torch.device,
                   generator: torch.Generator | None = None,
                   gate: np.ndarray | None = None) -> np.ndarray:
@@ -128,7 +128,7 @@ def predict_slide(model: torch.nn.Module, prior: Prior, slide: SlideArrays, n_ge
     model.eval()
     autocast, _ = autocast_for(device)
     with torch.inference_mode(), autocast:
-        pred = sample(model, features, geometry, prior, n_genes, config.steps, config.n_samples,
+        pred = draw(model, features, geometry, prior, n_genes, config.steps, config.n_samples,
                       generator, config.flow_matching, config.chunk_size)
     model.train(was_training)
     pred = pred[0].float().cpu().numpy()
@@ -142,7 +142,7 @@ def validation_predictions(model: torch.nn.Module, prior: Prior, val: list[Slide
                            ) -> list[np.ndarray]:
     """Each validation slide's prediction, sampled with the one seed every check uses."""
     generator = torch.Generator().manual_seed(config.seed + 1)
-    return [predict_slide(model, prior, s, n_genes, config, device, generator) for s in val]
+    return [predict_arrays(model, prior, s, n_genes, config, device, generator) for s in val]
 
 
 def correction_gate(model: torch.nn.Module, prior: Prior, val: list[SlideArrays],

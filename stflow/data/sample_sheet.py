@@ -37,9 +37,9 @@ from typing import Any
 
 from stflow.catalogue import SOURCE_FACTS
 from stflow.choices import PATCH_SIZE_UM
-from stflow.config import Problem as ConfigProblem
+from stflow.config import Problem
 from stflow.data.sheet_table import (
-    Problem,
+    CellProblem,
     SheetError,
     SheetKind,
     cell_path,
@@ -293,16 +293,16 @@ def _spaceranger_problems(folder: Path, has_um_per_px: bool) -> list[tuple[str, 
     return problems
 
 
-def _header_problems(line: int, header: list[str]) -> list[Problem]:
-    problems = [Problem(line, "", c, "column is missing", f"add it: {FORMAT}")
+def _header_problems(line: int, header: list[str]) -> list[CellProblem]:
+    problems = [CellProblem(line, "", c, "column is missing", f"add it: {FORMAT}")
                 for c in REQUIRED if c not in header]
-    problems += [Problem(line, "", c, "unknown column", f"use only {list(COLUMNS)}")
+    problems += [CellProblem(line, "", c, "unknown column", f"use only {list(COLUMNS)}")
                  for c in header if c not in COLUMNS]
     problems += duplicate_columns(line, header)
     if ("spaceranger" not in header and "xenium" not in header
             and not all(c in header for c in TABLE_COLUMNS)):
         missing = [c for c in TABLE_COLUMNS if c not in header]
-        problems.append(Problem(line, "", "spaceranger", "column is missing, and so are "
+        problems.append(CellProblem(line, "", "spaceranger", "column is missing, and so are "
                                 f"{missing} and xenium: the sheet does not say where the data "
                                 "are", "add a spaceranger column (Space Ranger outs/ folders), "
                                 "a xenium column (Xenium output folders, with image and "
@@ -311,7 +311,7 @@ def _header_problems(line: int, header: list[str]) -> list[Problem]:
 
 
 def _row_problems(number: int, row: dict[str, str], base: Path,
-                  seen: dict[str, int]) -> list[Problem]:
+                  seen: dict[str, int]) -> list[CellProblem]:
     """Every problem of one row (the samples met so far in ``seen``)."""
     found = _name_problems(number, row, seen)
     um_cell = row.get("um_per_px", "")
@@ -321,7 +321,7 @@ def _row_problems(number: int, row: dict[str, str], base: Path,
                       "give microns per level-0 pixel of the image, e.g. 0.5"))
     found += (_xenium_row_problems(row, base) if row.get("xenium")
               else _spot_row_problems(row, base, um))
-    return [Problem(number, row.get("sample", ""), column, problem, fix)
+    return [CellProblem(number, row.get("sample", ""), column, problem, fix)
             for column, problem, fix in found]
 
 
@@ -454,7 +454,7 @@ def _read_sheet(path: Path) -> list[SheetRow]:
     line, header, rows = read_table(path, SAMPLE_SHEET)
     problems = _header_problems(line, header)
     if not problems and not rows:
-        problems.append(Problem(line + 1, "", "-", "no sample rows", "add one row per section"))
+        problems.append(CellProblem(line + 1, "", "-", "no sample rows", "add one row per section"))
     seen: dict[str, int] = {}
     if not any(p.column in REQUIRED for p in problems):
         for number, row in rows:
@@ -502,29 +502,29 @@ def sheet_patients(path: str | Path) -> dict[str, str]:
     return {row.sample: row.patient for row in read_sheet(path)}
 
 
-def dataset_problems(dataset: Mapping[str, Any]) -> list[ConfigProblem]:
+def dataset_problems(dataset: Mapping[str, Any]) -> list[Problem]:
     """The config's ``dataset`` entry and its sheet agree (source sheet needs dataset.sheet,
     and only then; the sheet replaces mirror, patients and images), and every problem of
     the sheet itself, each as a config problem listed with the others before any job."""
     sheet, source = dataset.get("sheet"), dataset.get("source")
     from_sheet = [name for name, facts in SOURCE_FACTS.items() if facts.samples == "sample_sheet"]
     if sheet and source not in from_sheet:
-        return [ConfigProblem("dataset.sheet", sheet, f"given with source {source!r}",
+        return [Problem("dataset.sheet", sheet, f"given with source {source!r}",
                               f"set dataset.source: {' or '.join(from_sheet)}, or remove "
                               "dataset.sheet")]
     if source not in from_sheet:
         return []
     if not sheet:
-        return [ConfigProblem("dataset.sheet", None, "source sheet needs a sample sheet",
+        return [Problem("dataset.sheet", None, "source sheet needs a sample sheet",
                               "give dataset.sheet: path/to/samples.tsv")]
-    problems = [ConfigProblem(f"dataset.{key}", dataset[key], "set beside dataset.sheet",
+    problems = [Problem(f"dataset.{key}", dataset[key], "set beside dataset.sheet",
                               "remove it: the sheet's columns give the data, the patient "
                               "and the image of each sample")
                 for key in ("mirror", "patients", "images") if dataset.get(key)]
     try:
         read_sheet(sheet)
     except SheetError as err:
-        problems += [ConfigProblem(f"dataset.sheet {sheet}", sheet, str(p).partition(". Fix: ")[0],
+        problems += [Problem(f"dataset.sheet {sheet}", sheet, str(p).partition(". Fix: ")[0],
                                    p.fix) for p in err.problems]
     return problems
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stflow.errors import StflowError
-from stflow.models.baselines.settings import (
+from stflow.models.baselines.baseline_settings import (
     MLPSettings,
     PCARidgeSettings,
     RandomForestSettings,
