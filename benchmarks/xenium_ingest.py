@@ -114,7 +114,7 @@ def build(work: Path, n: int) -> dict:
 
 def ingest(work: Path, bin_um: float, unit: str) -> dict:
     """The measured step (run in the child)."""
-    from stflow.data.sources.ingested import write_st
+    from stflow.data.sources.ingest_form import write_st
     from stflow.data.sources.xenium import read_xenium
 
     start = time.perf_counter()

@@ -212,3 +212,11 @@ def test_an_estimator_takes_its_parameters_as_its_settings_and_restates_none(mod
     named = {name for name, p in signature.items() if p.kind is not p.VAR_KEYWORD}
     assert named <= {"self", "seed", "device"}, named
     assert set(parameters(model)) - {"device"} == set(spec.settings.defaults()) - {"seed"}
+
+
+def test_no_two_modules_of_the_library_share_a_name():
+    """A module's name says what it holds, once: ``metrics.py`` or ``registry.py`` in two
+    packages would be two meanings under one name."""
+    names = [p.name for p in (REPO / "stflow").rglob("*.py")
+             if p.name not in ("__init__.py", "__main__.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []

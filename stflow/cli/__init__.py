@@ -22,7 +22,7 @@ import logging
 import sys
 
 from stflow import __version__
-from stflow.cli.options import Commands
+from stflow.cli.arguments import Commands
 from stflow.errors import StflowError
 
 COMMAND_MODULES = [

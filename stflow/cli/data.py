@@ -18,7 +18,7 @@ from stflow.choices import (
     SCHEMES,
     SOURCES,
 )
-from stflow.cli.options import add_device
+from stflow.cli.arguments import add_device
 from stflow.errors import input_error
 
 

@@ -6,8 +6,8 @@ import argparse
 
 from stflow.catalogue import DEFAULT_BIOMARKERS
 from stflow.choices import DEFAULT_MAX_SPOTS
+from stflow.cli.arguments import add_device, json_object
 from stflow.cli.models import add_training, progress_path
-from stflow.cli.options import add_device, json_object
 
 
 def _run_train_final(args: argparse.Namespace) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stflow.cli.options import add_device, json_object
+from stflow.cli.arguments import add_device, json_object
 
 
 def _add_inputs(parser: argparse.ArgumentParser) -> None:

@@ -168,7 +168,7 @@ def xenium_problems(folder: Path, image: Path | None, alignment: Path | None,
 def _image_problems(folder: Path, unit: str, image: Path, alignment: Path,
                     matrix: list[list[float]], xenium_px: float) -> list[tuple[str, str, str]]:
     """An H&E that cannot be read, or whose size does not fit the alignment."""
-    from stflow.data.sources.ingested import image_size
+    from stflow.data.sources.ingest_form import image_size
     from stflow.errors import StflowError
 
     try:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stflow.catalogue import SOURCES
-from stflow.data.sources.ingested import IngestedSample, write_samples_tsv, write_st
+from stflow.data.sources.ingest_form import IngestedSample, write_samples_tsv, write_st
 from stflow.data.sources.options import IngestOptions
 from stflow.errors import input_error
 

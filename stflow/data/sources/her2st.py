@@ -19,7 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from stflow.data.sources.fetch import place_files, read_checksums
-from stflow.data.sources.ingested import IngestedSample
+from stflow.data.sources.ingest_form import IngestedSample
 from stflow.data.sources.options import IngestOptions, refuse_known_facts
 from stflow.errors import input_error
 

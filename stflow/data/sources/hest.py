@@ -27,7 +27,7 @@ import pandas as pd
 from stflow.catalogue import HEST_BENCH_REPO
 from stflow.choices import HEST_REPO
 from stflow.data.sources.fetch import copy_tree
-from stflow.data.sources.ingested import IngestedSample
+from stflow.data.sources.ingest_form import IngestedSample
 from stflow.data.sources.options import IngestOptions, refuse_sheet_row
 from stflow.errors import input_error
 

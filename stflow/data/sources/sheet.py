@@ -22,7 +22,7 @@ import scipy.sparse as sp
 
 from stflow.atomic import atomic_output
 from stflow.data.sample_sheet import SheetRow, read_sheet, sheet_row, sheet_samples, write_resolved
-from stflow.data.sources.ingested import IngestedSample
+from stflow.data.sources.ingest_form import IngestedSample
 from stflow.data.sources.options import IngestOptions
 from stflow.data.sources.spaceranger import read_hd, read_outs
 from stflow.data.sources.xenium import read_xenium

@@ -36,7 +36,7 @@ from stflow.data.sample_sheet import (
     positions_file,
     spot_diameter_px,
 )
-from stflow.data.sources.ingested import OBS_COLUMNS, VAR_COLUMNS, IngestedSample
+from stflow.data.sources.ingest_form import OBS_COLUMNS, VAR_COLUMNS, IngestedSample
 from stflow.errors import input_error
 
 log = logging.getLogger(__name__)

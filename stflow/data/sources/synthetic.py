@@ -12,7 +12,7 @@ from pathlib import Path
 
 from stflow.data.sources import her2st
 from stflow.data.sources.fetch import CHECKSUMS, read_checksums, verify_file
-from stflow.data.sources.ingested import IngestedSample
+from stflow.data.sources.ingest_form import IngestedSample
 from stflow.data.sources.options import IngestOptions, refuse_known_facts
 from stflow.errors import input_error
 

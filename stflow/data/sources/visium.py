@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from stflow.data.sources.fetch import copy_tree
-from stflow.data.sources.ingested import IngestedSample
+from stflow.data.sources.ingest_form import IngestedSample
 from stflow.data.sources.options import IngestOptions, refuse_sheet_row
 from stflow.data.sources.spaceranger import read_outs
 from stflow.errors import input_error

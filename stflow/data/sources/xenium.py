@@ -24,7 +24,7 @@ import scipy.sparse as sp
 from tqdm import tqdm
 
 from stflow.data.genes import is_xenium_gene
-from stflow.data.sources.ingested import VAR_COLUMNS, IngestedSample, image_size
+from stflow.data.sources.ingest_form import VAR_COLUMNS, IngestedSample, image_size
 from stflow.data.sources.xenium_bins import BinCounter
 from stflow.data.xenium_sheet import (
     ALIGNMENT_FIX,
