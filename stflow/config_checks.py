@@ -156,21 +156,6 @@ def with_defaults(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[
 
 # --- rules the schema cannot say ----------------------------------------------------------
 
-def seed_problems(config: Mapping[str, Any]) -> list[Problem]:
-    """``seed`` is the older single-seed shorthand; it may not contradict ``seeds`` (the
-    default seeds: [0], which a merged config/config.yaml brings along, gives way)."""
-    seeds, seed = list(config["seeds"]), config.get("seed")
-    if seed is not None and seeds not in ([0], [seed]):
-        return [Problem("seed", seed, f"both seed ({seed}) and seeds ({seeds}) are set",
-                        "keep seeds only (seed is the shorthand for seeds: [seed])")]
-    return []
-
-
-def run_seeds(config: Mapping[str, Any]) -> list[int]:
-    """The seeds of the run: ``[seed]`` where the shorthand is given, else ``seeds``."""
-    return [config["seed"]] if config.get("seed") is not None else list(config["seeds"])
-
-
 def _taking(fact: str) -> str:
     """The sources that have ``fact`` (a SourceFacts flag), as a message names them."""
     return " and ".join(name for name, facts in SOURCE_FACTS.items() if getattr(facts, fact))
@@ -370,7 +355,7 @@ def slide_sheet_problems(config: Mapping[str, Any]) -> list[Problem]:
 
 Check = Callable[[Mapping[str, Any]], list[Problem]]
 CROSS_FIELD: tuple[Check, ...] = (
-    seed_problems, sample_map_problems, one_k_problems,
+    sample_map_problems, one_k_problems,
     fold_name_problems, bench_fold_count_problems, model_params_problems, search_problems,
     predict_problems)
 

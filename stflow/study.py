@@ -33,7 +33,6 @@ from stflow.config import Problem
 from stflow.config_checks import (
     fold_count_problems,
     patient_calibration_problems,
-    run_seeds,
     stop_on,
 )
 from stflow.data.sample_sheet import sheet_patients, sheet_row, sheet_samples
@@ -85,7 +84,7 @@ class Study:
         self.sections = list(sections) if sections is not None else her2st_sections()
         self.datasets = datasets(config)
         self.scheme: str = config["splits"]["scheme"]
-        self.seeds = run_seeds(config)
+        self.seeds = list(config["seeds"])
 
     # --- samples and patients -------------------------------------------------------------
 

@@ -25,11 +25,9 @@ from stflow.config_checks import (
     model_params_problems,
     one_k_problems,
     problems_message,
-    run_seeds,
     sample_map_problems,
     schema_problems,
     search_problems,
-    seed_problems,
     with_defaults,
 )
 from stflow.schema import load_schema
@@ -169,12 +167,10 @@ def test_defaults_are_filled_in_as_snakemake_s_validate_fills_them():
 
 # --- rules the schema cannot say ------------------------------------------------------------
 
-def test_seed_and_seeds_may_not_disagree():
-    assert run_seeds(config_of(seed=3)) == [3]  # the shorthand beside the default seeds
-    assert seed_problems(config_of(seed=3, seeds=[0])) == []
-    assert [str(p) for p in seed_problems(config_of(seed=3, seeds=[1, 2]))] == [
-        "seed: both seed (3) and seeds ([1, 2]) are set. Fix: keep seeds only (seed is the "
-        "shorthand for seeds: [seed])"]
+def test_the_seeds_are_a_list_and_a_lone_seed_key_is_refused_by_name(tmp_path):
+    assert problems(tmp_path, seed=3)[0].startswith(
+        "seed: unknown key. Fix: correct the spelling (the nearest: 'seeds')")
+    assert problems(tmp_path, seeds=[3]) == []
 
 
 @pytest.mark.parametrize(("dataset", "splits", "genes", "expected"), [

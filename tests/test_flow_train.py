@@ -148,15 +148,23 @@ def test_device_is_chosen_at_load_time_not_saved(trained, tmp_path, monkeypatch,
     estimator.save(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     assert "device" not in config["params"]
-    # A model trained on a GPU (older saves recorded it) predicts on a CPU-only node.
-    config["params"]["device"] = "cuda"
-    (tmp_path / "config.json").write_text(json.dumps(config))
+    # A model trained on a GPU predicts on a CPU-only node.
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with caplog.at_level(logging.WARNING, logger="stflow.device"):
         loaded = STFlowEstimator.load(tmp_path, device="cuda")
     assert loaded.device == torch.device("cpu") and "no CUDA GPU" in caplog.text
     assert np.array_equal(loaded.predict([test])[0], estimator.predict([test])[0])
     assert STFlowEstimator.load(tmp_path).device == torch.device("cpu")
+
+
+def test_settings_of_another_version_are_refused_with_a_fix(trained, tmp_path):
+    estimator, *_ = trained
+    estimator.save(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["params"]["attention"] = "linear"  # a setting this version does not have
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(StflowError, match=r"config.json: its params do not fit.*re-run the train"):
+        STFlowEstimator.load(tmp_path)
 
 
 def test_weights_of_another_architecture_are_refused_with_a_fix(trained, tmp_path):

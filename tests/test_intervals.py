@@ -193,10 +193,10 @@ def test_a_folder_says_whom_its_intervals_were_calibrated_for(tmp_path):
     info = apply_calibration(loaded, rng.normal(size=(5, 12)), rng.uniform(size=(5, 4))).info
     assert info["calibration"] == "patient" and "new patient" in info["calibrated_for"]
     record = json.loads((tmp_path / "calibration.json").read_text())
-    del record["calibration"]  # a folder calibrated before scopes existed
+    del record["calibration"]  # a record that does not say whom it was calibrated for
     (tmp_path / "calibration.json").write_text(json.dumps(record))
-    old = load_calibration(tmp_path)
-    assert old.scope == "within" and "not promised for a new patient" in old.promise
+    with pytest.raises(StflowError, match=r"calibration is incomplete or damaged.*'calibration'"):
+        load_calibration(tmp_path)
 
 
 def _fold_run(root, name, patient_samples, rng, calibration):

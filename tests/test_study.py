@@ -123,9 +123,8 @@ def test_each_task_is_a_dataset_with_its_own_samples_and_folds_else_the_study_s(
     assert study.folds("LUNG") == ["fold0", "fold1", "fold2"]
 
 
-def test_seeds_are_the_seed_shorthand_else_the_list():
+def test_the_seeds_are_the_config_s_list():
     assert study_of(seeds=[0, 1]).seeds == [0, 1]
-    assert study_of(seeds=[0], seed=4).seeds == [4]
 
 
 # --- folds -------------------------------------------------------------------------------

@@ -184,22 +184,17 @@ def test_section_scheme_refuses_fold_settings(tmp_path):
     assert "splits.n_folds set" in result.stdout + result.stderr
 
 
-def test_the_single_seed_shorthand_of_older_configs_still_works(tmp_path):
-    older = tmp_path / "older.yaml"
-    older.write_text(yaml.safe_dump({**{k: v for k, v in TINY.items() if k != "seeds"},
-                                     "seed": 3}, sort_keys=False))
-    result = snakemake(tmp_path, older, "-n", "-p")
+def test_the_first_seed_names_the_model_folders_and_draws_the_folds(tmp_path):
+    config = tmp_path / "seed3.yaml"
+    config.write_text(yaml.safe_dump({**TINY, "seeds": [3]}, sort_keys=False))
+    result = snakemake(tmp_path, config, "-n", "-p")
     assert result.returncode == 0, result.stderr
     assert "models/efficientnet_lite0/stflow/seed3/fold0" in result.stdout
     assert "seed0" not in result.stdout
     # the folds are drawn with that seed (a script job prints no command line: its log tells)
-    made = snakemake(tmp_path, older, "--cores", "1", "results/tiny/splits.json")
+    made = snakemake(tmp_path, config, "--cores", "1", "results/tiny/splits.json")
     assert made.returncode == 0, made.stderr[-3000:]
     assert "seed 3" in (tmp_path / "results" / "tiny" / "logs" / "splits.log").read_text()
-    both = write_config(tmp_path / "both.yaml", seed=3)  # beside seeds: [0, 1]
-    result = snakemake(tmp_path, both, "-n")
-    assert result.returncode != 0
-    assert "both seed (3) and seeds ([0, 1]) are set" in result.stdout + result.stderr
 
 
 def test_switching_the_device_reruns_nothing(tiny_run):

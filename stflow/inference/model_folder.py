@@ -79,7 +79,7 @@ def open_model_folder(model_dir: str | Path, *, device: str = "auto",
                           f"{RETRAIN} for this model") from err
     calibration = load_calibration(model_dir)
     if calibration is None:
-        log.warning("%s has no interval calibration (trained by an older stflow): its "
+        log.warning("%s has no interval calibration (it could not be calibrated): its "
                     "predictions carry no intervals or shift flag. Fix: %s", model_dir,
                     RECALIBRATE)
     return ModelFolder(model_dir, trained_model_name(model_dir), estimator, calibration,

@@ -439,8 +439,8 @@ def save_calibration(calibration: Calibration | None, directory: str | Path) -> 
 
 
 def load_calibration(directory: str | Path) -> Calibration | None:
-    """The calibration saved in a model folder; None for a folder saved before calibration
-    existed (or one that could not be calibrated); damaged files are refused."""
+    """The calibration saved in a model folder; None for a model that could not be
+    calibrated (no file written); incomplete or damaged files are refused."""
     directory = Path(directory)
     npz, meta = directory / CALIBRATION_NPZ, directory / CALIBRATION_JSON
     if not npz.is_file() and not meta.is_file():
@@ -454,10 +454,7 @@ def load_calibration(directory: str | Path) -> Calibration | None:
                                   float(record["shift_median"]),
                                   LevelCurve(arrays["level_centres"], arrays["level_values"]),
                                   str(record["spots"]), str(record["predictor"]),
-                                  list(record.get("candidates", [])),
-                                  # a folder calibrated before scopes existed was calibrated
-                                  # on its validation spots: within, and says so
-                                  str(record.get("calibration", "within")),
+                                  list(record["candidates"]), str(record["calibration"]),
                                   arrays.get("weights"))
         if calibration.difficulty not in DIFFICULTIES:
             raise ValueError(f"unknown difficulty '{calibration.difficulty}'")

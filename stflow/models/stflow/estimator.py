@@ -344,9 +344,13 @@ class STFlowEstimator(Capabilities):
             if not (directory / name).exists():
                 raise input_error(directory, f"lacks {name}", "re-run the train stage")
         config = json.loads((directory / "config.json").read_text())
-        params = {k: v for k, v in config["params"].items() if k != "device"}  # older saves
-        params.setdefault("target_scaling", "none")  # saved before targets were standardised
-        estimator = cls(**params, device=device)
+        params = config["params"]
+        try:
+            estimator = cls(**params, device=device)
+        except TypeError as err:  # a setting this version does not have
+            raise input_error(directory / "config.json", f"its params do not fit this "
+                              f"version's STFlow settings ({err})",
+                              "re-run the train stage with this version of stflow") from err
         state = torch.load(directory / "model.pt", map_location="cpu", weights_only=True)
         estimator.in_dim, estimator.n_genes = int(state["in_dim"]), int(state["n_genes"])
         estimator.feature_mean = state["feature_mean"].numpy()
@@ -365,7 +369,7 @@ class STFlowEstimator(Capabilities):
                 estimator.members.append(network)
             estimator.model = estimator.members[0]
             gates = [g.numpy() for g in state.get("correction_gates", [])]
-            estimator.gates = gates or [None] * len(estimator.members)  # saved before gates
+            estimator.gates = gates or [None] * len(estimator.members)  # no base, no gates
         except RuntimeError as err:  # saved by a version with other layers
             detail = " ".join(str(err).split())[:200]
             raise input_error(directory / "model.pt", "its weights do not fit this version's "
