@@ -5,6 +5,7 @@ and on slides of known exchangeable errors."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import anndata as ad
@@ -13,6 +14,7 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
+from stflow.errors import StflowError
 from stflow.evaluation.coverage import (
     IntervalSlide,
     coverage_markdown,
@@ -54,11 +56,19 @@ def write_fold(folder: Path, rng: np.random.Generator, difficulty: str = "shift"
                            obs=pd.DataFrame(index=[f"{sample}{i}" for i in range(200)]))
         adata.layers["truth"] = (prediction + noise).astype(np.float32)
         adata.uns["sample"] = sample
-        adata.uns["stflow"] = {"kind": "prediction", "gene_scope": "fold"}
+        encoder, model, seed, fold = folder.parts[-4:]  # the run, as predict records it
+        adata.uns["stflow"] = {"kind": "prediction", "gene_scope": "fold", "encoder": encoder,
+                               "model": model, "seed": int(seed.removeprefix("seed")),
+                               "fold": fold}
         if calibrated:
             apply_calibration(calibration, features, prediction, 0.9).attach(adata)
         adata.write_h5ad(folder / f"{sample}.h5ad")
     return folder
+
+
+def files(*folders: Path) -> list[Path]:
+    """The prediction files of fold folders, as the coverage stage is given them."""
+    return [path for folder in folders for path in sorted(folder.glob("*.h5ad"))]
 
 
 @pytest.fixture
@@ -124,7 +134,7 @@ def test_selective_error_falls_where_narrow_intervals_mark_small_errors_not_at_r
 def test_coverage_is_counted_per_level_pooled_and_per_slide(tmp_path, splits):
     folder = write_fold(tmp_path / "predictions" / "enc" / "stflow" / "seed0" / "fold0",
                         np.random.default_rng(0))
-    coverage, risk = coverage_tables([folder], splits)
+    coverage, risk = coverage_tables(files(folder), splits)
     pooled = coverage[coverage["slide"] == "all"].set_index("level")
     assert list(pooled.index) == [0.5, 0.8, 0.9, 0.95]
     assert (np.diff(pooled["coverage"]) > 0).all() and (np.diff(pooled["width_sd"]) > 0).all()
@@ -160,7 +170,7 @@ def test_per_gene_scales_are_read_from_their_layer(tmp_path, splits):
     half = np.asarray(adata.layers["upper"], np.float64) - np.asarray(adata.X, np.float64)
     np.testing.assert_allclose(slide.scale * slide.quantiles[None, :, j], half, rtol=1e-4,
                                atol=1e-5)
-    coverage, _ = coverage_tables([folder], splits)
+    coverage, _ = coverage_tables(files(folder), splits)
     assert set(coverage["difficulty"]) == {"level"} and coverage["coverage"].between(0, 1).all()
     row = coverage.set_index(["level", "slide"]).loc[(0.9, "A")]
     # the width as written: upper - lower, the lower bound clipped at 0 (some are, here)
@@ -188,7 +198,7 @@ def test_plain_intervals_rank_no_better_than_chance_and_old_predictions_are_left
                        np.random.default_rng(1), difficulty="constant")
     old = write_fold(tmp_path / "p" / "enc" / "old" / "seed0" / "fold0",
                      np.random.default_rng(2), calibrated=False)
-    coverage, risk = coverage_tables([plain, old], splits)
+    coverage, risk = coverage_tables(files(plain, old), splits)
     assert set(coverage["model"]) == {"ridge"}
     assert coverage["width_error_spearman"].isna().all()
     # equal widths are taken in random order: a flat curve, the random ordering's area
@@ -204,7 +214,10 @@ def test_plain_intervals_rank_no_better_than_chance_and_old_predictions_are_left
 def test_the_coverage_stage_writes_its_tables_and_figure(tmp_path, splits):
     folder = write_fold(tmp_path / "predictions" / "enc" / "stflow" / "seed0" / "fold0",
                         np.random.default_rng(3))
-    write_coverage([folder], splits=splits, tables_dir=tmp_path / "tables",
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    write_coverage(files(folder), splits=splits, table=tables / "coverage.tsv",
+                   markdown=tables / "coverage.md", risk=tables / "risk_coverage.tsv",
                    figure=tmp_path / "risk.png")
     for name in ("coverage.tsv", "coverage.md", "risk_coverage.tsv"):
         assert (tmp_path / "tables" / name).stat().st_size > 0
@@ -212,3 +225,21 @@ def test_the_coverage_stage_writes_its_tables_and_figure(tmp_path, splits):
     assert set(coverage["gene_scope"]) == {"fold"}
     assert "Gene scope: **fold**" in (tmp_path / "tables" / "coverage.md").read_text()
     assert (tmp_path / "risk.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_run_is_read_from_each_file_not_from_its_folder(tmp_path, splits):
+    fold0 = write_fold(tmp_path / "p" / "enc" / "stflow" / "seed0" / "fold0",
+                       np.random.default_rng(7))
+    fold1 = write_fold(tmp_path / "q" / "enc" / "stflow" / "seed1" / "fold1",
+                       np.random.default_rng(8))
+    flat = tmp_path / "anywhere"
+    flat.mkdir()
+    moved = [shutil.copy(path, flat / f"{i}.h5ad") for i, path in enumerate(files(fold0, fold1))]
+    coverage, _ = coverage_tables(moved, splits)
+    assert sorted(set(zip(coverage["seed"], coverage["fold"], strict=True))) == \
+        [(0, "fold0"), (1, "fold1")]
+    adata = ad.read_h5ad(moved[0])
+    del adata.uns["stflow"]["fold"]
+    adata.write_h5ad(moved[0])
+    with pytest.raises(StflowError, match=r"0.h5ad: records no fold run.*stflow predict"):
+        coverage_tables(moved, splits)

@@ -13,6 +13,7 @@ from stflow.evaluation.figures import (
     biomarker_figure,
     choose_genes,
     comparison_chart,
+    figure_inputs,
     minmax,
     read_histories,
     thumbnail,
@@ -57,10 +58,10 @@ def test_biomarker_map_draws_truth_and_each_model(tmp_path):
         adata.write_h5ad(tmp_path / model / "S1.h5ad")
         paths[model] = [tmp_path / model / "S1.h5ad"]
     out = tmp_path / "fig" / "fold0.png"
-    biomarker_figure(paths, ["ERBB2", "GATA3"], None, out)
+    biomarker_figure(paths, ["ERBB2", "GATA3"], {}, out)
     assert out.read_bytes()[:4] == PNG
     with pytest.raises(StflowError, match="no prediction files"):
-        biomarker_figure({"stflow": []}, ["ERBB2"], None, tmp_path / "empty.png")
+        biomarker_figure({"stflow": []}, ["ERBB2"], {}, tmp_path / "empty.png")
 
 
 def test_curves_and_comparison_are_written(tmp_path):
@@ -80,12 +81,17 @@ def test_histories_are_read_per_seed_from_the_seed_folders(tmp_path):
     history = pd.DataFrame({"epoch": [1], "train_loss": [1.0], "val_loss": [1.0],
                             "val_pearson": [0.1]})
     for seed in (0, 3):
-        folder = tmp_path / "E" / "stflow" / f"seed{seed}" / "fold0"
+        folder = tmp_path / "models" / "E" / "stflow" / f"seed{seed}" / "fold0"
         folder.mkdir(parents=True)
         history.to_csv(folder / "history.tsv", sep="\t", index=False)
-    both = read_histories(tmp_path, ["E"], ["stflow"], [0, 3], ["fold0"])
-    assert sorted(both) == [("E", "stflow", "seed0 fold0"), ("E", "stflow", "seed3 fold0")]
-    assert list(read_histories(tmp_path, ["E"], ["stflow"], [3], ["fold0"])) == [
-        ("E", "stflow", "fold0")]
+
+    def histories(seeds):
+        inputs = figure_inputs(tmp_path, encoders=["E"], models=["stflow"], folds=["fold0"],
+                               seeds=seeds)
+        return read_histories(inputs.histories)
+
+    assert sorted(histories([0, 3])) == [("E", "stflow", "seed0 fold0"),
+                                         ("E", "stflow", "seed3 fold0")]
+    assert list(histories([3])) == [("E", "stflow", "fold0")]
     with pytest.raises(StflowError, match="seed1/fold0/history.tsv: training history is missing"):
-        read_histories(tmp_path, ["E"], ["stflow"], [1], ["fold0"])
+        histories([1])

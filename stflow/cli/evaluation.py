@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from stflow.catalogue import DEFAULT_BIOMARKERS
 
@@ -55,10 +56,15 @@ def _register_scores(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_coverage(args: argparse.Namespace) -> None:
+    from stflow import layout
     from stflow.evaluation.coverage import write_coverage
+    from stflow.evaluation.fold_scores import prediction_files
 
-    write_coverage(args.predictions_dir, splits=args.splits, tables_dir=args.out,
-                   figure=args.figure)
+    out = Path(args.out)
+    write_coverage([path for folder in args.predictions_dir for path in prediction_files(folder)],
+                   splits=args.splits, table=out / Path(layout.COVERAGE_TABLE).name,
+                   markdown=out / Path(layout.COVERAGE_MD).name,
+                   risk=out / Path(layout.RISK_TABLE).name, figure=args.figure)
 
 
 def _register_coverage(subparsers: argparse._SubParsersAction) -> None:
@@ -100,10 +106,15 @@ def _register_tables(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_figures(args: argparse.Namespace) -> None:
-    from stflow.evaluation.figures import make_figures
+    from stflow import layout
+    from stflow.evaluation.figures import figure_inputs, make_figures
 
-    make_figures(args.results_dir, encoders=args.encoders, models=args.models, folds=args.folds,
-                 genes=args.genes, seeds=args.seeds)
+    results = Path(args.results_dir)
+    inputs = figure_inputs(results, encoders=args.encoders, models=args.models,
+                           folds=args.folds, seeds=args.seeds)
+    make_figures(inputs, encoders=args.encoders, models=args.models, genes=args.genes,
+                 comparison=results / layout.COMPARISON, curves=results / layout.CURVES,
+                 biomarkers=results / layout.BIOMARKERS)
 
 
 def _register_figures(subparsers: argparse._SubParsersAction) -> None:

@@ -35,7 +35,6 @@ from pathlib import Path
 
 import numpy as np
 
-from stflow import layout
 from stflow.atomic import atomic_output
 from stflow.data.splits import read_splits
 from stflow.errors import input_error
@@ -77,25 +76,37 @@ class IntervalSlide:
 def read_interval_slide(path: str | Path) -> IntervalSlide | None:
     """A prediction file's interval parts over its benchmark genes (the biomarkers it marks
     are scored apart, never in a mean); None for a file written without intervals."""
+    return read_run_slide(path)[1]
+
+
+def read_run_slide(path: str | Path) -> tuple[tuple[str, str, int, str], IntervalSlide | None]:
+    """The run a prediction file records (encoder, model, seed, fold: its
+    ``uns["stflow"]``) and its interval parts (None without intervals)."""
     import anndata as ad
 
     path = Path(path)
     adata = ad.read_h5ad(path)
-    info = dict(adata.uns.get("stflow", {})).get("intervals")
-    if not info or "conformal_quantile" not in adata.varm or "truth" not in adata.layers:
-        return None
+    info = dict(adata.uns.get("stflow", {}))
+    try:
+        run = (str(info["encoder"]), str(info["model"]), int(info["seed"]), str(info["fold"]))
+    except (KeyError, TypeError, ValueError) as err:
+        raise input_error(path, f"records no fold run in uns['stflow'] (lacks {err})",
+                          "pass prediction files written by `stflow predict`") from err
+    intervals = info.get("intervals")
+    if not intervals or "conformal_quantile" not in adata.varm or "truth" not in adata.layers:
+        return run, None
     marked = prediction_biomarkers(adata)
     if marked:
         adata = adata[:, ~adata.var_names.isin(marked)]
-    return IntervalSlide(str(adata.uns.get("sample", path.stem)),
-                         dense(adata.layers["truth"]), dense(adata.X),
-                         np.asarray(adata.varm["conformal_quantile"], np.float64),
-                         tuple(float(v) for v in info["levels"]),
-                         _interval_scale(adata),
-                         adata.obs["shifted"].to_numpy(bool), str(info["difficulty"]),
-                         int(info["n_calibration_spots"]), prediction_gene_scope(adata),
-                         # files calibrated before the scope was recorded: within
-                         str(info.get("calibration", "within")))
+    return run, IntervalSlide(str(adata.uns.get("sample", path.stem)),
+                              dense(adata.layers["truth"]), dense(adata.X),
+                              np.asarray(adata.varm["conformal_quantile"], np.float64),
+                              tuple(float(v) for v in intervals["levels"]),
+                              _interval_scale(adata),
+                              adata.obs["shifted"].to_numpy(bool),
+                              str(intervals["difficulty"]),
+                              int(intervals["n_calibration_spots"]),
+                              prediction_gene_scope(adata), str(intervals["calibration"]))
 
 
 def _interval_scale(adata: object) -> np.ndarray:
@@ -197,30 +208,26 @@ def risk_rows(slides: Sequence[IntervalSlide], run: dict) -> list[dict]:
             for fraction in FRACTIONS]
 
 
-def run_of(folder: Path, scheme: str) -> dict:
-    """scheme, encoder, model, seed and fold of a predictions folder (stflow.layout.RUN)."""
-    run = layout.run_of(folder)
-    if not run:
-        raise input_error(folder, f"is not a {layout.PREDICTIONS} folder",
-                          "pass the predict stage's output folders")
-    return {"scheme": scheme, **run}
-
-
-def coverage_tables(prediction_dirs: Sequence[str | Path], splits: str | Path
+def coverage_tables(prediction_files: Sequence[str | Path], splits: str | Path
                     ) -> tuple[object, object]:
-    """(coverage, risk) tables over every prediction folder that carries intervals."""
+    """(coverage, risk) tables over every fold run whose prediction files carry intervals,
+    runs in the order their first file is given, each run's slides in the order given."""
     import pandas as pd
 
     scheme = read_splits(splits)["scheme"]
+    runs: dict[tuple[str, str, int, str], list[IntervalSlide | None]] = {}
+    for path in prediction_files:
+        run, slide = read_run_slide(path)
+        runs.setdefault(run, []).append(slide)
     coverage, risk = [], []
-    for folder in map(Path, prediction_dirs):
-        run = run_of(folder, scheme)
-        slides = [read_interval_slide(p) for p in sorted(folder.glob("*.h5ad"))]
-        if not slides or any(s is None for s in slides):
-            log.warning("%s: predictions without intervals (a model saved before "
-                        "calibration): left out of the coverage table", folder)
+    for (encoder, model, seed, fold), slides in runs.items():
+        if any(s is None for s in slides):
+            log.warning("%s/%s seed %d %s: predictions without intervals (a model that could "
+                        "not be calibrated): left out of the coverage table", encoder, model,
+                        seed, fold)
             continue
-        run["gene_scope"] = "+".join(sorted({s.gene_scope for s in slides}))
+        run = {"scheme": scheme, "encoder": encoder, "model": model, "seed": seed,
+               "fold": fold, "gene_scope": "+".join(sorted({s.gene_scope for s in slides}))}
         coverage += coverage_rows(slides, run)
         risk += risk_rows(slides, run)
     return (pd.DataFrame(coverage, columns=COVERAGE_COLUMNS),
@@ -293,17 +300,17 @@ def risk_figure(risk: object, path: str | Path) -> None:
         figure.savefig(tmp, dpi=120, format="png")
 
 
-def write_coverage(prediction_dirs: Sequence[str | Path], *, splits: str | Path,
-                   tables_dir: str | Path, figure: str | Path) -> tuple[object, object]:
-    """The coverage stage: tables/coverage.{tsv,md}, tables/risk_coverage.tsv and the
-    risk-coverage figure, each written atomically."""
-    coverage, risk = coverage_tables(prediction_dirs, splits)
-    tables_dir = Path(tables_dir)
-    for name, table in (("coverage", coverage), ("risk_coverage", risk)):
-        with atomic_output(tables_dir / f"{name}.tsv") as tmp:
-            table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
-    with atomic_output(tables_dir / "coverage.md") as tmp:
+def write_coverage(prediction_files: Sequence[str | Path], *, splits: str | Path,
+                   table: str | Path, markdown: str | Path, risk: str | Path,
+                   figure: str | Path) -> tuple[object, object]:
+    """The coverage stage: the coverage table (TSV and markdown), the risk-coverage table
+    and its figure, each written atomically, from the fold prediction files."""
+    coverage, risk_table = coverage_tables(prediction_files, splits)
+    for path, frame in ((table, coverage), (risk, risk_table)):
+        with atomic_output(path) as tmp:
+            frame.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    with atomic_output(markdown) as tmp:
         Path(tmp).write_text(coverage_markdown(coverage))
-    risk_figure(risk, figure)
-    log.info("coverage of %d runs written to %s", len(risk) // len(FRACTIONS), tables_dir)
-    return coverage, risk
+    risk_figure(risk_table, figure)
+    log.info("coverage of %d runs written to %s", len(risk_table) // len(FRACTIONS), table)
+    return coverage, risk_table

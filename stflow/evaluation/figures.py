@@ -8,7 +8,8 @@ tables/metrics.tsv), so the figures show exactly what was evaluated.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -80,7 +81,7 @@ def _spot_panel(ax, coords: np.ndarray, values: np.ndarray, background, title: s
 
 
 def biomarker_figure(predictions: dict[str, list[Path]], genes: Sequence[str],
-                     st_dir: str | Path | None, out: str | Path) -> None:
+                     st_files: Mapping[str, Path], out: str | Path) -> None:
     """Truth next to every model's prediction, per test sample and gene (Figure 3).
 
     ``predictions`` maps a model name to its prediction h5ad files (one per test sample).
@@ -109,7 +110,7 @@ def biomarker_figure(predictions: dict[str, list[Path]], genes: Sequence[str],
         per_model = by_sample[sample]
         reference = next(iter(per_model.values()))
         background = None
-        image_path = _image_path(Path(st_dir) / f"{sample}.h5ad") if st_dir else None
+        image_path = _image_path(st_files[sample]) if sample in st_files else None
         background = thumbnail(image_path) if image_path else None
         coords = np.asarray(reference.obsm["spatial"])
         truth = np.asarray(reference[:, gene].layers["truth"]).ravel()
@@ -192,50 +193,61 @@ def _save(fig, out: str | Path) -> None:
         save_png(fig, tmp)
 
 
-def read_histories(models_dir: Path, encoders: Sequence[str], models: Sequence[str],
-                   seeds: Sequence[int], folds: Sequence[str]
-                   ) -> dict[tuple[str, str, str], pd.DataFrame]:
-    """history.tsv of every trained {encoder}/{model}/seed{seed}/{fold} folder of
-    ``models_dir`` (a results folder's models/), keyed by (encoder, model, run): the run is
-    the fold, prefixed by the seed when there are several."""
-    histories = {}
-    for encoder in encoders:
-        for model in models:
-            for seed in seeds:
-                for fold in folds:
-                    path = layout.under(models_dir, layout.RUN, encoder=encoder, model=model,
-                                        seed=seed, fold=fold) / "history.tsv"
-                    if not path.exists():
-                        raise input_error(path, "training history is missing",
-                                          "run the train stage for this model, seed and fold")
-                    run = f"seed{seed} {fold}" if len(seeds) > 1 else fold
-                    histories[(encoder, model, run)] = pd.read_csv(path, sep="\t")
-    return histories
+@dataclass(frozen=True)
+class FigureInputs:
+    """The files the figures read, keyed as they are drawn."""
+
+    metrics: Path  # tables/metrics.tsv
+    histories: dict[tuple[str, str, str], Path]  # (encoder, model, run) → history.tsv
+    predictions: dict[tuple[str, str], dict[str, list[Path]]]  # (encoder, fold) → model → h5ads
+    st_files: dict[str, Path]  # sample → its st h5ad (the H&E behind the maps)
 
 
-def make_figures(results: str | Path, *, encoders: Sequence[str], models: Sequence[str],
-                 folds: Sequence[str], genes: Sequence[str], seeds: Sequence[int] = (0,)
-                 ) -> list[Path]:
-    """Write figures/comparison.png, figures/training_curves.png and one biomarker map
-    per encoder and fold (figures/biomarkers/{encoder}/{fold}.png, from the first seed's
-    predictions) under ``results`` (paths: stflow.layout)."""
+def figure_inputs(results: str | Path, *, encoders: Sequence[str], models: Sequence[str],
+                  folds: Sequence[str], seeds: Sequence[int] = (0,)) -> FigureInputs:
+    """The files of a results folder the figures read (paths: :mod:`stflow.layout`): the
+    rule's script and ``stflow figures`` hand a results folder, the figures take files. The
+    run of a history is the fold, prefixed by the seed when there are several; the maps use
+    the first seed's predictions."""
     results = Path(results)
-    metrics_path = results / layout.METRICS_TABLE
-    if not metrics_path.exists():
-        raise input_error(metrics_path, "metrics table is missing", "run `stflow aggregate`")
-    metrics = pd.read_csv(metrics_path, sep="\t")
+    histories = {
+        (encoder, model, f"seed{seed} {fold}" if len(seeds) > 1 else fold): layout.under(
+            results, layout.MODEL, encoder=encoder, model=model, seed=seed, fold=fold
+        ) / "history.tsv"
+        for encoder in encoders for model in models for seed in seeds for fold in folds}
+    predictions = {(encoder, fold): {model: sorted(layout.under(
+        results, layout.PREDICTIONS, encoder=encoder, model=model, seed=seeds[0],
+        fold=fold).glob("*.h5ad")) for model in models} for encoder in encoders for fold in folds}
+    st_files = {path.stem: path for path in sorted((results / layout.ST_DIR).glob("*.h5ad"))}
+    return FigureInputs(results / layout.METRICS_TABLE, histories, predictions, st_files)
+
+
+def read_histories(paths: Mapping[tuple[str, str, str], Path]
+                   ) -> dict[tuple[str, str, str], pd.DataFrame]:
+    """Each training history.tsv, keyed as given; a missing one is refused by name."""
+    for path in paths.values():
+        if not path.exists():
+            raise input_error(path, "training history is missing",
+                              "run the train stage for this model, seed and fold")
+    return {key: pd.read_csv(path, sep="\t") for key, path in paths.items()}
+
+
+def make_figures(inputs: FigureInputs, *, encoders: Sequence[str], models: Sequence[str],
+                 genes: Sequence[str], comparison: str | Path, curves: str | Path,
+                 biomarkers: str | Path) -> list[Path]:
+    """Write the model comparison, the training curves and, per encoder and fold, one
+    biomarker map (``biomarkers``/{encoder}/{fold}.png, a folder written whole)."""
+    if not inputs.metrics.exists():
+        raise input_error(inputs.metrics, "metrics table is missing", "run `stflow aggregate`")
+    metrics = pd.read_csv(inputs.metrics, sep="\t")
     metrics = metrics[metrics["encoder"].isin(encoders) & metrics["model"].isin(models)]
-    comparison_chart(metrics, results / layout.COMPARISON)
-    training_curves(read_histories(results / layout.MODELS_DIR, encoders, models, seeds, folds),
-                    results / layout.CURVES)
-    written = [results / layout.COMPARISON, results / layout.CURVES]
-    with atomic_output(results / layout.BIOMARKERS) as tmp:
-        for encoder in encoders:
-            for fold in tqdm(folds, desc=f"biomarker maps ({encoder})"):
-                predictions = {m: sorted(layout.under(
-                    results, layout.PREDICTIONS, encoder=encoder, model=m, seed=seeds[0],
-                    fold=fold).glob("*.h5ad")) for m in models}
-                name = layout.BIOMARKER_MAP.format(encoder=encoder, fold=fold)
-                biomarker_figure(predictions, genes, results / layout.ST_DIR, tmp / name)
-                written.append(results / layout.BIOMARKERS / name)
+    comparison_chart(metrics, comparison)
+    training_curves(read_histories(inputs.histories), curves)
+    written = [Path(comparison), Path(curves)]
+    with atomic_output(biomarkers) as tmp:
+        for (encoder, fold), predictions in tqdm(inputs.predictions.items(),
+                                                 desc="biomarker maps"):
+            name = layout.BIOMARKER_MAP.format(encoder=encoder, fold=fold)
+            biomarker_figure(predictions, genes, inputs.st_files, tmp / name)
+            written.append(Path(biomarkers) / name)
     return written

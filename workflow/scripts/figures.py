@@ -3,8 +3,10 @@
 from _job import stage
 
 with stage(snakemake):
-    from stflow.evaluation.figures import make_figures
+    from stflow.evaluation.figures import figure_inputs, make_figures
 
-    p = snakemake.params
-    make_figures(p.root, encoders=p.encoders, models=p.models, folds=p.folds, genes=p.genes,
-                 seeds=p.seeds)
+    p, out = snakemake.params, snakemake.output
+    inputs = figure_inputs(p.root, encoders=p.encoders, models=p.models, folds=p.folds,
+                           seeds=p.seeds)
+    make_figures(inputs, encoders=p.encoders, models=p.models, genes=p.genes,
+                 comparison=out.comparison, curves=out.curves, biomarkers=out.biomarkers)

@@ -5,6 +5,9 @@ from _job import stage
 
 with stage(snakemake):
     from stflow.evaluation.coverage import write_coverage
+    from stflow.evaluation.fold_scores import prediction_files
 
-    write_coverage(list(snakemake.input.predictions), splits=snakemake.input.splits,
-                   tables_dir=snakemake.params.out_dir, figure=snakemake.output.figure)
+    files = [path for folder in snakemake.input.predictions for path in prediction_files(folder)]
+    write_coverage(files, splits=snakemake.input.splits, table=snakemake.output.tsv,
+                   markdown=snakemake.output.markdown, risk=snakemake.output.risk,
+                   figure=snakemake.output.figure)
