@@ -11,7 +11,7 @@ min_version("9.0")
 # the workflow's own library (also when used as a module, or with --directory elsewhere)
 sys.path.insert(0, str(workflow.current_basedir))
 from stflow.config import replace_search_spaces, typed_like_schema
-from stflow.config_checks import check_config, her2st_sections, stop_on, with_defaults
+from stflow.config_checks import check_config, stop_on, with_defaults
 from stflow.schema import load_schema
 
 
@@ -27,8 +27,7 @@ SCHEMA = load_schema(workflow.current_basedir.join("config/schema.yaml"))
 config.update(typed_like_schema(dict(config), SCHEMA))
 # every mistake at once (schema, cross-field rules, model parameters, search spaces, files),
 # before any job: one message, no traceback (stflow/config_checks.py)
-stop_on(check_config(config, SCHEMA, cwd=os.getcwd(), remote=workflow.remote_exec,
-                     her2st=her2st_sections(str(workflow.current_basedir))))
+stop_on(check_config(config, SCHEMA, cwd=os.getcwd(), remote=workflow.remote_exec))
 config.update(with_defaults(config, SCHEMA))  # the schema's defaults filled in
 
 

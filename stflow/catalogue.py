@@ -41,11 +41,32 @@ class SourceFacts:
     # HEST-bench's splits and gene lists apply (genes/splits.source: hest-bench); the
     # download then fetches HEST_BENCH_REPO's task folders
     hest_bench: bool = False
+    # samples "known_sections": the sections its download knows, in its checksum list's order
+    sections: tuple[str, ...] = ()
+
+
+HER2ST_CHECKSUMS = Path(__file__).parent / "data" / "sources" / "her2st_sha256.tsv"
+_HER2ST_COUNTS = "data/ST-cnts/"
+
+
+def her2st_sections(listing: str | Path = HER2ST_CHECKSUMS) -> list[str]:
+    """The her2st sections the download can fetch: the count tables of its checksum list
+    (``<sha256>\\t data/ST-cnts/<section>.tsv.gz`` lines), in the list's order."""
+    sections = []
+    for line in Path(listing).read_text().splitlines():
+        fields = line.split()
+        if len(fields) != 2 or line.startswith("#"):
+            continue
+        path = fields[1]
+        if path.startswith(_HER2ST_COUNTS) and path.endswith(".tsv.gz"):
+            sections.append(path[len(_HER2ST_COUNTS):-len(".tsv.gz")])
+    return sections
 
 
 # The data sources (stflow.data.sources.<name>), defined once
 SOURCE_FACTS: dict[str, SourceFacts] = {facts.name: facts for facts in (
-    SourceFacts("her2st", samples="known_sections", patient_in_name=r"(.).*"),
+    SourceFacts("her2st", samples="known_sections", patient_in_name=r"(.).*",
+                sections=tuple(her2st_sections())),
     SourceFacts("hest", takes_patients=True, patients_at_ingest=True, hest_bench=True),
     SourceFacts("visium", takes_patients=True, takes_images=True),
     SourceFacts("sheet", samples="sample_sheet"),
@@ -144,19 +165,3 @@ PAPER_TABLES = ("methods", "priors", "denoisers", "ablations", "inference_time")
 # HER2+ breast cancer biomarkers (the paper's Figure 3): drawn as maps unless genes are named
 DEFAULT_BIOMARKERS = ("ERBB2", "GATA3")
 
-HER2ST_CHECKSUMS = Path(__file__).parent / "data" / "sources" / "her2st_sha256.tsv"
-_HER2ST_COUNTS = "data/ST-cnts/"
-
-
-def her2st_sections(listing: str | Path = HER2ST_CHECKSUMS) -> list[str]:
-    """The her2st sections the download can fetch: the count tables of its checksum list
-    (``<sha256>\\t data/ST-cnts/<section>.tsv.gz`` lines), in the list's order."""
-    sections = []
-    for line in Path(listing).read_text().splitlines():
-        fields = line.split()
-        if len(fields) != 2 or line.startswith("#"):
-            continue
-        path = fields[1]
-        if path.startswith(_HER2ST_COUNTS) and path.endswith(".tsv.gz"):
-            sections.append(path[len(_HER2ST_COUNTS):-len(".tsv.gz")])
-    return sections

@@ -25,8 +25,7 @@ from typing import Any
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 
-from stflow.catalogue import HER2ST_CHECKSUMS, SOURCE_FACTS, SourceFacts
-from stflow.catalogue import her2st_sections as catalogue_sections
+from stflow.catalogue import SOURCE_FACTS, SourceFacts
 from stflow.config import Problem
 from stflow.data.sample_sheet import dataset_problems
 from stflow.data.sheet_table import SheetError
@@ -36,13 +35,6 @@ from stflow.models.model_specs import MODELS
 from stflow.models.param_checks import model_param_problems, space_problems, trials_problems
 
 SCHEMA_FILE = "config/schema.yaml"
-PACKAGE = Path(__file__).parent  # stflow/
-
-
-def her2st_sections(repo: str | Path) -> list[str]:
-    """The her2st sections the download of the package in ``repo`` can fetch (those of its
-    checksum list, :func:`stflow.catalogue.her2st_sections`)."""
-    return catalogue_sections(Path(repo) / HER2ST_CHECKSUMS.relative_to(PACKAGE.parent))
 
 
 # --- the schema ---------------------------------------------------------------------------
@@ -201,19 +193,19 @@ def sample_map_problems(config: Mapping[str, Any]) -> list[Problem]:
     return problems
 
 
-def her2st_sample_problems(config: Mapping[str, Any], sections: Sequence[str]) -> list[Problem]:
+def known_section_problems(config: Mapping[str, Any]) -> list[Problem]:
     """Section names the download of a source with known sections does not know (it fetches
     its checksum list's)."""
     dataset = config["dataset"]
     facts = SOURCE_FACTS.get(dataset["source"])
     if facts is None or facts.samples != "known_sections" or not dataset["samples"]:
         return []
-    unknown = sorted(set(dataset["samples"]) - set(sections))
+    unknown = sorted(set(dataset["samples"]) - set(facts.sections))
     if not unknown:
         return []
     return [Problem("dataset.samples", dataset["samples"], f"lists {facts.name} sections {unknown} "
                     "that the download does not know",
-                    f"choose among {list(sections)} (or set samples: null for all of them)")]
+                    f"choose among {list(facts.sections)} (or set samples: null for all of them)")]
 
 
 def _local(path: str, cwd: str | Path) -> Path:
@@ -355,20 +347,19 @@ def slide_sheet_problems(config: Mapping[str, Any]) -> list[Problem]:
 
 Check = Callable[[Mapping[str, Any]], list[Problem]]
 CROSS_FIELD: tuple[Check, ...] = (
-    sample_map_problems, one_k_problems,
+    sample_map_problems, known_section_problems, one_k_problems,
     fold_name_problems, bench_fold_count_problems, model_params_problems, search_problems,
     predict_problems)
 
 
 def check_config(config: Mapping[str, Any], schema: Mapping[str, Any], *, cwd: str | Path,
-                 remote: bool = False, her2st: Sequence[str] = ()) -> list[Problem]:
+                 remote: bool = False) -> list[Problem]:
     """Every problem of ``config``: schema errors first, then every cross-field rule that
     can read the config. ``cwd``: where relative paths are read from; ``remote``: inside a
-    cluster job, whose node need not see the mirror or the weights (checked on submit);
-    ``her2st``: the sections the her2st download knows (:func:`her2st_sections`)."""
+    cluster job, whose node need not see the mirror or the weights (checked on submit)."""
     problems = schema_problems(config, schema) + nonfinite_problems(config)
     filled = with_defaults(config, schema)
-    checks: list[Check] = [*CROSS_FIELD, lambda c: her2st_sample_problems(c, her2st)]
+    checks: list[Check] = list(CROSS_FIELD)
     if not remote:
         checks += [lambda c: mirror_problems(c, cwd), lambda c: encoder_weight_problems(c, cwd),
                    lambda c: dataset_problems(c["dataset"]), slide_sheet_problems]

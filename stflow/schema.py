@@ -2,7 +2,8 @@
 defaults the catalogues define filled in.
 
 The schema file does not restate what the code already defines once: the model names
-(:data:`stflow.models.model_specs.MODELS`), the encoder names (:data:`stflow.catalogue.ENCODERS`
+(:data:`stflow.models.model_specs.MODELS`), the source names (:data:`stflow.catalogue.SOURCES`),
+the encoder names (:data:`stflow.catalogue.ENCODERS`
 and ``timm:<name>``) and the patch defaults (:data:`stflow.choices.PATCH_DEFAULTS`) are put in
 here, where the Snakefile and the tests read the schema, so adding a model or an encoder, or
 changing a default, is one edit.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stflow.catalogue import ENCODERS, TIMM_PREFIX
+from stflow.catalogue import ENCODERS, SOURCES, TIMM_PREFIX
 from stflow.choices import PATCH_DEFAULTS
 from stflow.models.model_specs import MODELS
 
@@ -28,12 +29,13 @@ def encoder_pattern() -> str:
 
 def with_catalogue(schema: dict) -> dict:
     """``schema`` (the parsed config/schema.yaml) with the catalogues' names and defaults
-    put in, in place: every model-name enum, the encoder-name pattern and the patch
-    defaults."""
+    put in, in place: every model-name enum, the encoder-name pattern, the source enum and
+    the patch defaults."""
     definitions, properties = schema["definitions"], schema["properties"]
     definitions["model_name"]["enum"] = list(MODELS)
     properties["predict"]["properties"]["model"]["enum"] = list(MODELS)
     definitions["encoder_name"]["pattern"] = encoder_pattern()
+    properties["dataset"]["properties"]["source"]["enum"] = list(SOURCES)
     patches = properties["patches"]["properties"]
     for key, value in PATCH_DEFAULTS.items():
         patches[key]["default"] = value

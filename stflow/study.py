@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,6 @@ from stflow.catalogue import (
     PAPER_TABLES,
     SOURCE_FACTS,
     SourceFacts,
-    her2st_sections,
 )
 from stflow.config import Problem
 from stflow.config_checks import (
@@ -73,15 +72,13 @@ def datasets(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 class Study:
     """A checked config (schema defaults filled in) as datasets, samples, folds and settings.
 
-    ``sections``: the sections the download of a source with known sections knows
-    (default: the package's checksum list). Methods take dataset, sample, fold and model
+    Methods take dataset, sample, fold and model
     names, never Snakemake wildcards; what differs by source is read from its
     :class:`~stflow.catalogue.SourceFacts`, never from its name.
     """
 
-    def __init__(self, config: Mapping[str, Any], sections: Sequence[str] | None = None) -> None:
+    def __init__(self, config: Mapping[str, Any]) -> None:
         self.config = config
-        self.sections = list(sections) if sections is not None else her2st_sections()
         self.datasets = datasets(config)
         self.scheme: str = config["splits"]["scheme"]
         self.seeds = list(config["seeds"])
@@ -103,7 +100,7 @@ class Study:
             sim = self.config["simulate"]
             return synthetic_samples(sim["patients"], sim["sections"])
         if source.samples == "known_sections":
-            return list(self.sections)
+            return list(source.sections)
         raise ValueError(f"config: dataset.samples is null for source '{entry['source']}'. "
                          "Fix: list the sample ids in dataset.samples (or tasks[].samples)")
 

@@ -19,8 +19,7 @@ from stflow.config_checks import (
     encoder_weight_problems,
     fold_count_problems,
     fold_name_problems,
-    her2st_sample_problems,
-    her2st_sections,
+    known_section_problems,
     mirror_problems,
     model_params_problems,
     one_k_problems,
@@ -33,7 +32,6 @@ from stflow.config_checks import (
 from stflow.schema import load_schema
 
 SCHEMA = load_schema(REPO / "config" / "schema.yaml")
-HER2ST = her2st_sections(REPO)
 
 
 def config_of(**changes) -> dict:
@@ -43,8 +41,7 @@ def config_of(**changes) -> dict:
 
 def problems(tmp_path, **changes) -> list[str]:
     """Every problem check_config finds in the tiny config with ``changes``."""
-    found = check_config({**copy.deepcopy(TINY), **changes}, SCHEMA, cwd=tmp_path,
-                         her2st=HER2ST)
+    found = check_config({**copy.deepcopy(TINY), **changes}, SCHEMA, cwd=tmp_path)
     return [str(p) for p in found]
 
 
@@ -97,7 +94,7 @@ def test_the_default_configs_have_no_problem(tmp_path):
     import yaml
 
     default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    assert check_config(default, SCHEMA, cwd=REPO, her2st=HER2ST) == []
+    assert check_config(default, SCHEMA, cwd=REPO) == []
     assert problems(tmp_path) == []
 
 
@@ -197,7 +194,7 @@ def test_settings_that_do_not_apply_to_the_source_or_scheme_are_named(dataset, s
 
 def test_an_unknown_her2st_section_is_named_with_the_known_ones():
     her2st = {"name": "h", "source": "her2st", "mirror": None, "samples": ["B4", "B5"]}
-    assert [str(p) for p in her2st_sample_problems(config_of(dataset=her2st), HER2ST)] == [
+    assert [str(p) for p in known_section_problems(config_of(dataset=her2st))] == [
         "dataset.samples: lists her2st sections ['B5'] that the download does not know. "
         "Fix: choose among ['B4', 'C2', 'C3', 'C4', 'C5', 'C6'] (or set samples: null for "
         "all of them)"]
@@ -225,8 +222,7 @@ def test_inside_a_cluster_job_the_files_are_not_looked_for(tmp_path):
     changes = {"encoder_weights": {"uni": "/no/such.bin"},
                "dataset": {**TINY["dataset"], "mirror": "/no/such/mirror"}}
     assert len(problems(tmp_path, **changes)) == 2
-    assert check_config({**TINY, **changes}, SCHEMA, cwd=tmp_path, remote=True,
-                        her2st=HER2ST) == []
+    assert check_config({**TINY, **changes}, SCHEMA, cwd=tmp_path, remote=True) == []
 
 
 def test_the_neighbour_count_is_graph_k_only():
@@ -362,11 +358,10 @@ def test_the_checks_import_no_torch_numpy_pandas_or_anndata():
     loaded = top_level_modules_after(
         "import yaml\n"
         "from stflow.schema import load_schema\n"
-        "from stflow.config_checks import check_config, her2st_sections\n"
+        "from stflow.config_checks import check_config\n"
         "config = yaml.safe_load(open('config/config.yaml'))\n"
         "config['model_params'] = {'stflow': {'lr': 'fast'}}\n"
-        "assert check_config(config, load_schema('config/schema.yaml'), cwd='.',\n"
-        "                    her2st=her2st_sections('.'))")
+        "assert check_config(config, load_schema('config/schema.yaml'), cwd='.')")
     assert not loaded & HEAVY, sorted(loaded & HEAVY)
 
 

@@ -20,7 +20,7 @@ from snakemake.cli import parse_config
 from workflow_fixtures import REPO, TINY
 
 from stflow.config import typed_like_schema
-from stflow.config_checks import check_config, her2st_sections, with_defaults
+from stflow.config_checks import check_config, with_defaults
 from stflow.errors import StflowError
 from stflow.schema import load_schema
 from stflow.study import Study
@@ -117,8 +117,7 @@ def test_a_slide_s_pixel_size_from_the_command_line_reaches_predict_slide_as_a_n
     image.write_bytes(b"")
     given = parse_config([f"predict={{slides: {{C4new: {image}}}, um_per_px: {{C4new: 0.737}}}}"])
     config = with_defaults({**copy.deepcopy(TINY), **typed_like_schema(given, SCHEMA)}, SCHEMA)
-    assert [str(p) for p in check_config(config, SCHEMA, cwd=tmp_path,
-                                         her2st=her2st_sections(REPO))] == []
+    assert [str(p) for p in check_config(config, SCHEMA, cwd=tmp_path)] == []
     assert Study(config).slide_um_per_px("C4new") == 0.737
 
 

@@ -27,10 +27,10 @@ from snakemake.cli import parse_config
 from spaceranger_layout import write_10x_h5
 from test_config_types import LEAVES, SCHEMA, flow
 from test_intervals import _calibration
-from workflow_fixtures import REPO, TINY
+from workflow_fixtures import TINY
 
 from stflow.config import typed_like_schema
-from stflow.config_checks import check_config, her2st_sections, with_defaults
+from stflow.config_checks import check_config, with_defaults
 from stflow.errors import StflowError
 
 EXAMPLES = int(os.environ.get("STFLOW_FUZZ_EXAMPLES", "60"))
@@ -38,7 +38,6 @@ LONG = "STFLOW_FUZZ_EXAMPLES" in os.environ
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=not LONG,
                 database=None if not LONG else settings.default.database,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-HER2ST = her2st_sections(REPO)
 
 # what users type by mistake, and what a damaged file holds
 NUMBERS = st.sampled_from(["nan", "NaN", "inf", "-inf", "1e999", "-0", "0", "0.0", "-1", "1",
@@ -182,7 +181,7 @@ def test_a_fuzzed_config_is_checked_and_a_passing_one_holds_only_finite_numbers(
             return
         typed = typed_like_schema(dict(given_config), SCHEMA)
         config = {**json.loads(json.dumps(TINY)), **typed}
-        problems = check_config(config, SCHEMA, cwd=cwd, her2st=HER2ST)
+        problems = check_config(config, SCHEMA, cwd=cwd)
         if problems:
             assert all(str(p).count("Fix:") == 1 for p in problems)
             return

@@ -15,7 +15,7 @@ from scipy import ndimage
 
 from stflow.atomic import sha256_file
 from stflow.cli.data import register
-from stflow.config_checks import check_config, her2st_sections, with_defaults
+from stflow.config_checks import check_config, with_defaults
 from stflow.data.simulator import SPOT_COLUMNS, simulate
 from stflow.data.simulator.expression import Batch, make_programme
 from stflow.data.simulator.image import EOSIN, HAEMATOXYLIN, SHIFT, Stain
@@ -352,7 +352,7 @@ def test_the_cohort_preset_is_valid_and_leaves_one_of_six_patients_out(tmp_path:
     config = merged(yaml.safe_load((REPO / "config" / "config.yaml").read_text()),
                     yaml.safe_load((REPO / "config" / "cohort.yaml").read_text()))
     schema = load_schema(REPO / "config" / "schema.yaml")
-    assert check_config(config, schema, cwd=tmp_path, her2st=her2st_sections(REPO)) == []
+    assert check_config(config, schema, cwd=tmp_path) == []
     study = Study(with_defaults(config, schema))
     name = config["dataset"]["name"]
     samples = study.samples(name)

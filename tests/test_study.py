@@ -32,7 +32,7 @@ def study_of(**changes) -> Study:
             config[key] = {**config[key], **value}
         else:
             config[key] = value
-    return Study(with_defaults(config, SCHEMA), sections=HER2ST)
+    return Study(with_defaults(config, SCHEMA))
 
 
 def visium(**dataset) -> dict:
