@@ -40,8 +40,7 @@ def her2st_study(scope: str) -> Study:
     """The study of config/her2st.yaml with ``genes.scope`` set."""
     config = yaml.safe_load((REPO / "config" / "her2st.yaml").read_text())
     config["genes"]["scope"] = scope
-    return Study(with_defaults(config, load_schema(REPO / "config" / "schema.yaml")),
-                 sections=SECTIONS)
+    return Study(with_defaults(config, load_schema(REPO / "config" / "schema.yaml")))
 
 
 def test_the_her2st_config_names_its_biomarkers_for_figures_not_for_the_benchmark():
