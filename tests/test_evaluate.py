@@ -97,7 +97,7 @@ def _lattice_um(n_spots, pitch_um=100.0):
 def _write_prediction(path, sample, truth, pred, genes, mpp=None, gene_scope="fold",
                       biomarkers=()):
     """A prediction h5ad as predict writes it; with ``mpp``, pixel coordinates and uns["mpp"]
-    instead of obsm["spatial_um"]; ``gene_scope`` None: written before it was recorded;
+    instead of obsm["spatial_um"]; ``gene_scope`` None: none recorded;
     ``biomarkers``: the genes marked as outside the benchmark."""
     adata = ad.AnnData(X=pred.astype(np.float32), var=pd.DataFrame(index=genes),
                        obs=pd.DataFrame(index=[f"{sample}_{i}" for i in range(len(pred))]))
@@ -342,7 +342,7 @@ def _metric(tmp_path, model, seed, fold, score, scheme="patient"):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
         "scheme": scheme, "encoder": "uni", "model": model, "seed": seed, "fold": fold,
-        "n_test_spots": 10, "n_genes": 1, "n_constant_genes": 0, "pearson_mean": score,
+        "gene_scope": "fold", "n_test_spots": 10, "n_genes": 1, "n_constant_genes": 0, "pearson_mean": score,
         "pearson_per_gene": {"G1": score}}))
     return path
 
@@ -363,8 +363,8 @@ def test_the_fold_spread_and_the_seed_spread_are_reported_separately(tmp_path):
     assert "| patient | stflow | 0.450 ± 0.250 (sd over folds), seed sd 0.150 | – |" in markdown
     assert "population std over seeds" in markdown and "seed ±" not in markdown
     assert set(tables["metrics"]["gene_scope"]) == set(tables["summary"]["gene_scope"]) == {
-        "unknown"}  # metrics written before the gene scope was recorded
-    assert "Gene scope: **unknown** (not recorded" in markdown
+        "fold"}
+    assert "Gene scope: **fold** (chosen per fold" in markdown
 
 
 def test_metrics_written_before_the_bootstrap_aggregate_with_nan_intervals(tmp_path, caplog):
@@ -430,13 +430,14 @@ def test_evaluate_records_the_splits_scheme_and_refuses_other_samples(tmp_path):
 
 def test_evaluate_records_the_gene_scope_the_predictions_carry(tmp_path):
     truth = np.log1p(np.arange(12, dtype=float).reshape(6, 2))
-    for name, scope in (("fold", "fold"), ("study", "study"), ("old", None)):
+    for name, scope in (("fold", "fold"), ("study", "study"), ("old", None)):  # old: none
         _write_prediction(tmp_path / f"{name}.h5ad", "s1", truth, truth + 0.1, ["G1", "G2"],
                           gene_scope=scope)
     scored = {name: evaluate_predictions([tmp_path / f"{name}.h5ad"], "uni", "m", "fold0")
-              for name in ("fold", "study", "old")}
-    assert {n: r["gene_scope"] for n, r in scored.items()} == {
-        "fold": "fold", "study": "study", "old": "unknown"}
+              for name in ("fold", "study")}
+    assert {n: r["gene_scope"] for n, r in scored.items()} == {"fold": "fold", "study": "study"}
+    with pytest.raises(StflowError, match=r"old.h5ad: records no gene scope.*re-run the predict"):
+        evaluate_predictions([tmp_path / "old.h5ad"], "uni", "m", "fold0")
     _write_prediction(tmp_path / "s2.h5ad", "s2", truth, truth, ["G1", "G2"], gene_scope="study")
     with pytest.raises(StflowError, match=r"different gene scopes \['fold', 'study'\]"):
         evaluate_predictions([tmp_path / "fold.h5ad", tmp_path / "s2.h5ad"], "uni", "m", "fold0")

@@ -113,7 +113,7 @@ def fold_inputs(tmp_path: Path) -> dict[str, Path]:
         {"name": "fold0", "train": ["P1S1"], "val": ["P1S2"], "test": ["P2S1"]},
         {"name": "fold1", "train": ["P2S1"], "val": [], "test": ["P1S1", "P1S2"]}]}))
     genes = tmp_path / "genes.json"
-    genes.write_text(json.dumps({"genes": GENES[:2], "protocol": "list", "n_top": 2}))
+    genes.write_text(json.dumps({"genes": GENES[:2], "protocol": "list", "n_top": 2, "scope": "list"}))
     return {**dirs, "splits": splits, "genes": genes, "root": tmp_path}
 
 
@@ -253,7 +253,8 @@ def test_a_biomarker_is_trained_predicted_and_scored_apart_from_the_benchmark(fo
 def test_predict_refuses_other_genes_than_the_model_was_trained_on(fold_inputs, registry):
     model_dir = _train(fold_inputs, registry, fold_inputs["root"] / "m" / "fold0")
     other = fold_inputs["root"] / "other_genes.json"
-    other.write_text(json.dumps({"genes": GENES[1:], "protocol": "list", "n_top": 2}))
+    other.write_text(json.dumps({"genes": GENES[1:], "protocol": "list", "n_top": 2,
+                                 "scope": "list"}))
     with pytest.raises(StflowError, match=r"other_genes.json: lists 2 genes that differ .*"
                        r"params.json"):
         _predict(fold_inputs, model_dir, fold_inputs["root"] / "p", genes=other)

@@ -254,8 +254,8 @@ def test_the_her2st_benchmark_chooses_each_fold_s_genes_as_the_workflow_does(rar
     assert study.genes_per_fold(results, "json", "fold", ["A", "B", "C"], parts) == per_fold
 
 
-def test_genes_json_files_written_before_the_scope_was_recorded_say_what_they_can():
-    assert gene_scope({"genes": ["A"], "protocol": "hest-hvg", "n_top": 1}) == "study"
-    assert gene_scope({"genes": ["A"], "protocol": "hest-hvg", "fold": "fold0"}) == "fold"
-    assert gene_scope({"genes": ["A"], "protocol": "list"}) == "unknown"  # a list, or bench's
-    assert gene_scope({"genes": ["A"], "protocol": "list", "scope": "hest-bench"}) == "hest-bench"
+def test_a_genes_json_says_how_its_genes_were_chosen_or_is_refused_by_name():
+    assert gene_scope({"genes": ["A"], "protocol": "list", "scope": "hest-bench"},
+                      "g.json") == "hest-bench"
+    with pytest.raises(StflowError, match=r"g.json: records no gene scope.*re-run the genes"):
+        gene_scope({"genes": ["A"], "protocol": "hest-hvg", "fold": "fold0"}, "g.json")

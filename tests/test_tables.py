@@ -27,7 +27,7 @@ def score(encoder: str, model: str, seed: int, fold: str) -> float:
 
 def write_run(root, models, seeds=(0,), scheme="patient", gene_scope="fold"):
     """metrics.tsv, splits.json and the predict/embed benchmark files of a small run
-    (``gene_scope`` None: a metrics.tsv written before the gene scope was recorded)."""
+    (``gene_scope`` None: a metrics.tsv without the gene scope column)."""
     scope = {} if gene_scope is None else {"gene_scope": gene_scope}
     rows = [{"scheme": scheme, "encoder": e, "model": m, "seed": s, "fold": f, **scope,
              "n_test_spots": 100 * len(FOLDS[f]), "n_genes": 50, "n_constant_genes": 0,
@@ -126,12 +126,12 @@ def test_a_missing_benchmark_file_is_named(tmp_path):
 
 
 def test_every_paper_table_carries_the_gene_scope(tmp_path):
-    for scope, shown in (("study", "study"), (None, "unknown")):
-        tables = paper_tables(*write_run(tmp_path / str(scope), ["stflow", "ridge"],
-                                         gene_scope=scope))
-        for name, (frame, _) in tables.items():
-            assert set(frame["gene_scope"]) == {shown}, name
-        assert f"Gene scope: **{shown}**" in tables["methods"][1]
+    tables = paper_tables(*write_run(tmp_path / "study", ["stflow", "ridge"], gene_scope="study"))
+    for name, (frame, _) in tables.items():
+        assert set(frame["gene_scope"]) == {"study"}, name
+    assert "Gene scope: **study**" in tables["methods"][1]
+    with pytest.raises(StflowError, match=r"metrics.tsv: lacks the columns \['gene_scope'\]"):
+        paper_tables(*write_run(tmp_path / "none", ["stflow"], gene_scope=None))
 
 
 def test_section_results_are_marked_in_the_paper_tables(tmp_path):

@@ -51,7 +51,6 @@ GENE_SCOPES = {  # genes.json "scope" → what it means for the scores made on t
     "hest-bench": "HEST-bench's published genes (chosen by HEST from every section, test "
                   "sections included)",
     "list": "a fixed list from the config",
-    "unknown": "not recorded (files written before stflow recorded the gene scope)",
 }
 
 
@@ -212,14 +211,12 @@ def write_bench_genes(bench_dir: str | Path, st_paths: Sequence[str | Path],
     return list(genes["genes"])
 
 
-def gene_scope(data: dict) -> str:
-    """How a genes.json's genes were chosen: its "scope", else (a file written before it
-    was recorded) "fold" for a fold's file, "study" for HEST's protocol, else "unknown"."""
-    if data.get("scope") in GENE_SCOPES:
-        return str(data["scope"])
-    if "fold" in data:
-        return "fold"
-    return "study" if str(data.get("protocol", "")).startswith("hest-hvg") else "unknown"
+def gene_scope(data: dict, path: str | Path) -> str:
+    """How the genes.json at ``path`` chose its genes: its "scope" (every writer records it)."""
+    if data.get("scope") not in GENE_SCOPES:
+        raise input_error(path, f"records no gene scope of {list(GENE_SCOPES)} (scope: "
+                          f"{data.get('scope')!r})", "re-run the genes stage")
+    return str(data["scope"])
 
 
 def target_genes(st_paths: Sequence[str | Path], *, n_top: int = 50,

@@ -45,7 +45,8 @@ def read_gene_scope(genes_path: str | Path) -> str:
     into the prediction files so every score says its gene protocol."""
     from stflow.data.genes import gene_scope
 
-    return gene_scope(read_json(genes_path, "genes file", "run `stflow genes` first"))
+    return gene_scope(read_json(genes_path, "genes file", "run `stflow genes` first"),
+                      genes_path)
 
 
 def load_slides(samples: list[str], genes: list[str], st_dir: str | Path,

@@ -106,7 +106,8 @@ def read_run_slide(path: str | Path) -> tuple[tuple[str, str, int, str], Interva
                               adata.obs["shifted"].to_numpy(bool),
                               str(intervals["difficulty"]),
                               int(intervals["n_calibration_spots"]),
-                              prediction_gene_scope(adata), str(intervals["calibration"]))
+                              prediction_gene_scope(adata, path),
+                              str(intervals["calibration"]))
 
 
 def _interval_scale(adata: object) -> np.ndarray:

@@ -76,13 +76,17 @@ def read_prediction(path: str | Path) -> Prediction:
     check_finite(truth, "layers['truth']", path)
     return Prediction(str(adata.uns.get("sample", path.stem)), truth, pred,
                       [str(g) for g in adata.var_names], spot_coordinates_um(adata, path),
-                      prediction_gene_scope(adata), prediction_biomarkers(adata))
+                      prediction_gene_scope(adata, path), prediction_biomarkers(adata))
 
 
-def prediction_gene_scope(adata: object) -> str:
-    """``uns["stflow"]["gene_scope"]`` of a prediction file; "unknown" for one written before
-    the predict stage recorded it."""
-    return str(dict(adata.uns.get("stflow", {})).get("gene_scope") or "unknown")
+def prediction_gene_scope(adata: object, path: Path) -> str:
+    """``uns["stflow"]["gene_scope"]`` of the prediction file at ``path`` (how its genes were
+    chosen), which the predict stage records."""
+    scope = dict(adata.uns.get("stflow", {})).get("gene_scope")
+    if not scope:
+        raise input_error(path, "records no gene scope (uns['stflow']['gene_scope'])",
+                          "re-run the predict stage for this fold")
+    return str(scope)
 
 
 def prediction_biomarkers(adata: object) -> tuple[str, ...]:

@@ -58,18 +58,15 @@ TABLE_NAMES = list(PAPER_TABLES)  # SCORE_TABLES, then inference_time (tests che
 
 
 def read_metrics_table(path: str | Path) -> pd.DataFrame:
-    """tables/metrics.tsv, checked for the columns the paper tables need (one written before
-    the gene scope was recorded gets gene_scope "unknown")."""
+    """tables/metrics.tsv, checked for the columns the paper tables need."""
     path = Path(path)
     if not path.exists():
         raise input_error(path, "metrics table does not exist", "run `stflow aggregate` first")
     metrics = pd.read_csv(path, sep="\t", dtype={"scheme": str, "encoder": str, "model": str,
                                                   "fold": str})
-    missing = [c for c in METRIC_COLUMNS if c not in metrics.columns and c != "gene_scope"]
+    missing = [c for c in METRIC_COLUMNS if c not in metrics.columns]
     if missing:
         raise input_error(path, f"lacks the columns {missing}", "re-run `stflow aggregate`")
-    if "gene_scope" not in metrics.columns:
-        metrics.insert(METRIC_COLUMNS.index("gene_scope"), "gene_scope", "unknown")
     return metrics
 
 

@@ -61,21 +61,17 @@ SCHEME_NOTES = {
 
 
 def _read_metrics(path: str | Path) -> dict:
-    """A fold's metrics JSON; one written before the gene scope was recorded gets "unknown"."""
+    """A fold's metrics JSON, checked for the keys the tables read."""
     path = Path(path)
     data = read_json(path, "metrics file", "run `stflow evaluate` first")
-    missing = [c for c in METRIC_COLUMNS + ["pearson_per_gene"]
-               if c not in data and c != "gene_scope"]
+    missing = [c for c in METRIC_COLUMNS + ["pearson_per_gene"] if c not in data]
     if missing:
         raise input_error(path, f"lacks the keys {missing}", "re-run `stflow evaluate`")
-    return {"gene_scope": "unknown", **data}
+    return data
 
 
 def gene_scope_of(rows: object) -> str:
-    """The gene scope of some metrics rows ("+"-joined if they mix; "unknown" without the
-    column, as in a metrics.tsv written before it was recorded)."""
-    if "gene_scope" not in rows:
-        return "unknown"
+    """The gene scope of some metrics rows ("+"-joined if they mix)."""
     return "+".join(sorted({str(s) for s in rows["gene_scope"]}))
 
 
