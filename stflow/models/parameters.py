@@ -53,7 +53,7 @@ class Param:
             high = "" if self.high is None else f" {'<' if self.high_open else '<='} {self.high}"
             parts.append(f"a {'number' if float in self.types else 'whole number'} "
                          f"{low}x{high}")
-        return " or ".join(parts) or f"a {self.kind}"
+        return " or ".join(parts) or f"a value of type {self.kind}"
 
 
 def setting(default: Any, help: str, *, choices: tuple[str, ...] = (), low: float | None = None,
