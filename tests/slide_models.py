@@ -32,7 +32,8 @@ def deployable_model(folder: Path, model: str = "stflow", params: dict | None = 
                      pitch_um: float = 200.0, calibrated: bool = True) -> Path:
     """Train ``model`` briefly on random features of the offline encoder's width and write
     its folder as train does (manifest, model files, calibration, deploy.json);
-    ``calibrated=False`` leaves the calibration out, as an older stflow did."""
+    ``calibrated=False`` leaves the calibration out, as for a model that could not be
+    calibrated."""
     encoder = load_encoder(ENCODER)
     rng = np.random.default_rng(0)
     slides = [grid_slide(f"S{i}", encoder.feature_dim, rng, pitch_um=pitch_um)

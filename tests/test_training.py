@@ -141,9 +141,9 @@ def test_fold_predictions_carry_the_calibrated_intervals_and_the_shift_flag(stud
     assert adata.uns["stflow"]["intervals"]["level"] == 0.8
     assert list(adata.uns["stflow"]["intervals"]["levels"]) == [0.5, 0.8, 0.9, 0.95]
     assert {"shift_score", "shifted", "interval_scale"} <= set(adata.obs.columns)
-    for name in ("calibration.json", "calibration.npz"):  # as an older stflow saved it
+    for name in ("calibration.json", "calibration.npz"):  # a model that could not be calibrated
         (model / name).unlink()
-    model.with_name(model.name + ".sha256").unlink()  # which recorded no checksum either
+    model.with_name(model.name + ".sha256").unlink()  # its checksum record lists them
     [old] = predict_fold(model, **args, out_dir=study["root"] / "q")
     assert "lower" not in ad.read_h5ad(old).layers
     assert "no interval calibration" in caplog.text

@@ -39,7 +39,7 @@ def export_features_hest(store: str | Path, out_h5: str | Path) -> Path:
     attrs = dict(zarr.open_group(str(store), mode="r").attrs)
     um_per_px = attrs.get("um_per_px")
     if not isinstance(um_per_px, int | float) or not um_per_px > 0:
-        raise input_error(store, "records no um_per_px (made by an older stflow), so its "
+        raise input_error(store, "records no um_per_px (not written by `stflow embed`), so its "
                           "coordinates cannot be given in level-0 pixels as HEST expects",
                           "re-run `stflow embed` for this sample")
     out = Path(out_h5)

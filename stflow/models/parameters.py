@@ -1,7 +1,7 @@
 """Model parameters declared once: each model's settings dataclass carries, per field, its
 type (the annotation), default, allowed choices or range, and help; every table of
 parameters (the config check, the search spaces, the registry's conversion, ``stflow
-params``) is derived from those fields by :func:`parameters_of`.
+models NAME``) is derived from those fields by :func:`parameters_of`.
 
 Standard library only, so the workflow checks a config and ``stflow --help`` runs without
 torch or numpy.

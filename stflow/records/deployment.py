@@ -4,7 +4,7 @@ A model folder (``models/{encoder}/{model}/{fold|final}``) then suffices on its 
 target genes, the encoder and the checksum of its weights, the physical patch window and its
 pixel size, the tissue filter, the graph's k, and the spot pitch and lattice of the training
 data. Feature normalisation and the prior live in the model's own files (``model.pt``).
-A folder without this file (an older version) or with an unknown format version is refused.
+A folder without this file or with an unknown format version is refused.
 """
 
 from __future__ import annotations
@@ -152,8 +152,8 @@ def read_deployment(model_dir: str | Path) -> Deployment:
                           "(results/{dataset}/models/{encoder}/{model}/final)")
     path = model_dir / DEPLOY_FILE
     if not path.is_file():
-        raise input_error(model_dir, f"has no {DEPLOY_FILE}: it was trained by an older stflow "
-                          "or is incomplete, so the encoder, patch size and spot layout it "
+        raise input_error(model_dir, f"has no {DEPLOY_FILE}: it is incomplete or was not "
+                          "written by `stflow train`, so the encoder, patch size and spot layout it "
                           "needs are unknown", RETRAIN)
     record = read_json(path, "deployment record", RETRAIN)
     if not isinstance(record, dict) or record.get("format") != DEPLOY_FORMAT:

@@ -1,7 +1,7 @@
 """The baselines' settings: each parameter declared once, with its type, default, allowed
 values and help (:func:`stflow.models.parameters.setting`). The estimators are built from
 these, their ``config.json`` saves them, and the config check, the search spaces and
-``stflow params`` derive their tables from them. Standard library only.
+``stflow models NAME`` derive their tables from them. Standard library only.
 """
 
 from __future__ import annotations

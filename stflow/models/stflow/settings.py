@@ -2,7 +2,7 @@
 
 Each field carries its type, default, allowed values and help
 (:func:`stflow.models.parameters.setting`); the estimator is built from it, the trainer reads
-it, the workflow's config check, the search spaces and ``stflow params`` derive their tables
+it, the workflow's config check, the search spaces and ``stflow models NAME`` derive their tables
 from it, and ``config.json`` saves it as ``params``. The names are the ``model_params`` keys
 of the config; the defaults are the paper's where the paper gives one. Standard library only.
 """
