@@ -29,6 +29,9 @@ def job_lines(repo: Path, workdir: Path, configfile: Path, config: dict) -> list
     def clean(value: object) -> str:
         return str(value).replace(str(repo), "REPO").replace(str(workdir), "WORK")
 
+    def resources(job: object) -> list[tuple[str, str]]:
+        return sorted((k, clean(v)) for k, v in job.resources.items() if k != "tmpdir")
+
     workdir.mkdir(parents=True, exist_ok=True)
     with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
         workflow_api = api.workflow(
@@ -46,7 +49,7 @@ def job_lines(repo: Path, workdir: Path, configfile: Path, config: dict) -> list
             f"  output {sorted(clean(f) for f in job.output)}",
             f"  params {sorted((k, clean(v)) for k, v in job.params.items())}",
             f"  threads {job.threads}",
-            f"  resources {sorted((k, clean(v)) for k, v in job.resources.items() if k != 'tmpdir')}",
+            f"  resources {resources(job)}",
         ]) for job in workflow.dag.jobs)
 
 

@@ -342,7 +342,8 @@ def _metric(tmp_path, model, seed, fold, score, scheme="patient"):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
         "scheme": scheme, "encoder": "uni", "model": model, "seed": seed, "fold": fold,
-        "gene_scope": "fold", "n_test_spots": 10, "n_genes": 1, "n_constant_genes": 0, "pearson_mean": score,
+        "gene_scope": "fold", "n_test_spots": 10, "n_genes": 1, "n_constant_genes": 0,
+        "pearson_mean": score,
         "pearson_per_gene": {"G1": score}}))
     return path
 

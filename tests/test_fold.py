@@ -113,7 +113,8 @@ def fold_inputs(tmp_path: Path) -> dict[str, Path]:
         {"name": "fold0", "train": ["P1S1"], "val": ["P1S2"], "test": ["P2S1"]},
         {"name": "fold1", "train": ["P2S1"], "val": [], "test": ["P1S1", "P1S2"]}]}))
     genes = tmp_path / "genes.json"
-    genes.write_text(json.dumps({"genes": GENES[:2], "protocol": "list", "n_top": 2, "scope": "list"}))
+    genes.write_text(json.dumps({"genes": GENES[:2], "protocol": "list", "n_top": 2,
+                                 "scope": "list"}))
     return {**dirs, "splits": splits, "genes": genes, "root": tmp_path}
 
 

@@ -77,10 +77,11 @@ def _header_problems(line: int, header: list[str]) -> list[CellProblem]:
             continue
         if _key(column) in built_in:
             meant = built_in[_key(column)]
-            problems.append(CellProblem(line, "", column, f"looks like the built-in column {meant}, "
-                                    "which the sheet reads only under that exact name",
-                                    f"rename it {meant}, or give it another name to keep it "
-                                    "as metadata", "slide"))
+            problems.append(CellProblem(line, "", column,
+                                        f"looks like the built-in column {meant}, "
+                                        "which the sheet reads only under that exact name",
+                                        f"rename it {meant}, or give it another name to keep "
+                                        "it as metadata", "slide"))
         elif _key(column) in {_key(c) for c in COMPUTED}:
             problems.append(CellProblem(line, "", column, "is named like a column the cohort "
                                     f"table computes ({', '.join(COMPUTED)})",

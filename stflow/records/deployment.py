@@ -153,8 +153,8 @@ def read_deployment(model_dir: str | Path) -> Deployment:
     path = model_dir / DEPLOY_FILE
     if not path.is_file():
         raise input_error(model_dir, f"has no {DEPLOY_FILE}: it is incomplete or was not "
-                          "written by `stflow train`, so the encoder, patch size and spot layout it "
-                          "needs are unknown", RETRAIN)
+                          "written by `stflow train`, so the encoder, patch size and spot "
+                          "layout it needs are unknown", RETRAIN)
     record = read_json(path, "deployment record", RETRAIN)
     if not isinstance(record, dict) or record.get("format") != DEPLOY_FORMAT:
         raise input_error(path, "is not an stflow deployment record", RETRAIN)

@@ -67,7 +67,8 @@ class RandomForest(Capabilities):
         self.projection = Projection.fit(x_tr, self.settings.n_components, self.settings.seed)
         forest = RandomForestRegressor(
             n_estimators=self.settings.n_estimators, max_depth=self.settings.max_depth,
-            max_features=self.settings.max_features, min_samples_leaf=self.settings.min_samples_leaf,
+            max_features=self.settings.max_features,
+            min_samples_leaf=self.settings.min_samples_leaf,
             n_jobs=self.settings.n_jobs, random_state=self.settings.seed,
         ).fit(self.projection.transform(x_tr), y_tr)
         self.trees = forest_arrays(forest)

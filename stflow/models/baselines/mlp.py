@@ -73,7 +73,8 @@ class MLPRegressor(Capabilities):
         self.scale = np.where(x_tr.std(axis=0) > 0, x_tr.std(axis=0), 1.0)
         torch.manual_seed(self.settings.seed)
         net = self._network(x_tr.shape[1], y_tr.shape[1])
-        opt = torch.optim.Adam(net.parameters(), lr=self.settings.lr, weight_decay=self.settings.weight_decay)
+        opt = torch.optim.Adam(net.parameters(), lr=self.settings.lr,
+                               weight_decay=self.settings.weight_decay)
         xt = torch.from_numpy(self._standardise(x_tr))
         yt = torch.from_numpy(y_tr.astype(np.float32))
         xv = torch.from_numpy(self._standardise(x_va))
@@ -83,7 +84,8 @@ class MLPRegressor(Capabilities):
         for epoch in tqdm(range(self.settings.max_epochs), desc="mlp", leave=False):
             net.train()
             losses = []
-            for batch in torch.randperm(len(xt), generator=generator).split(self.settings.batch_size):
+            order = torch.randperm(len(xt), generator=generator)
+            for batch in order.split(self.settings.batch_size):
                 loss = torch.nn.functional.mse_loss(net(xt[batch]), yt[batch])
                 opt.zero_grad()
                 loss.backward()

@@ -91,7 +91,8 @@ class PCARidge(Capabilities):
             x_tr, y_tr, x_va, y_va = train_val_arrays(
                 [self._features(s) for s in train], [spot_targets(s) for s in train],
                 [s.coords_um for s in train], [s.sample for s in train],
-                [self._features(s) for s in val], [spot_targets(s) for s in val], self.settings.seed)
+                [self._features(s) for s in val], [spot_targets(s) for s in val],
+                self.settings.seed)
         else:
             x_tr = np.concatenate([self._features(s) for s in [*train, *val]])
             y_tr = np.concatenate([spot_targets(s) for s in [*train, *val]])

@@ -57,7 +57,8 @@ class STFlowSettings(Settings):
     val_fraction: float = setting(VAL_FRACTION, "held-out region when a fold has no "
                                   "validation sample; 0: none, every epoch runs (a refit)",
                                   **_FRACTION_OPEN)
-    length_scale_um: float = setting(100.0, "µm the neighbour offsets are divided by (to order one)",
+    length_scale_um: float = setting(100.0, "µm the neighbour offsets are divided by (to "
+                                     "order one)",
                                      **_POSITIVE)
     chunk_size: int | None = setting(8192, "spots per chunk of the denoiser (bounds memory); null: "
                                      "one chunk",
