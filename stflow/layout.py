@@ -126,14 +126,3 @@ def under(root: str | Path, path: str, **names: object) -> Path:
     """``path`` with its wildcards filled under a dataset's folder ``root`` (the library's
     way to a file of a results folder it was handed)."""
     return Path(root) / path.format(**names)
-
-
-def run_of(folder: str | Path) -> dict[str, object]:
-    """encoder, model, seed and fold of a models/ or predictions/ :data:`RUN` folder, or {}
-    when ``folder`` does not end in one."""
-    parts = Path(folder).parts[-(RUN.count("/") + 1):]  # encoder, model, seed{seed}, fold
-    if len(parts) <= RUN.count("/") or not parts[2].startswith("seed") \
-            or not parts[2][len("seed"):].isdigit():
-        return {}
-    return {"encoder": parts[0], "model": parts[1], "seed": int(parts[2][len("seed"):]),
-            "fold": parts[3]}

@@ -101,14 +101,6 @@ def test_the_paths_are_the_documented_ones():
         assert path in artifacts, path
 
 
-def test_a_run_folder_says_its_run():
-    folder = Path("results/d") / layout.PREDICTIONS.format(encoder="uni", model="stflow",
-                                                           seed=3, fold="fold1")
-    assert layout.run_of(folder) == {"encoder": "uni", "model": "stflow", "seed": 3,
-                                     "fold": "fold1"}
-    assert layout.run_of(Path("results/d/predictions/uni/stflow/final")) == {}
-
-
 def test_the_layout_is_light():
     """The Snakefile imports it while Snakemake parses: the standard library only."""
     imported = {alias.name.split(".")[0] for node in ast.walk(ast.parse(
